@@ -1,0 +1,37 @@
+namespace KvIlgpu.Compute;
+
+/// <summary>Creates the backend for a device choice. Auto prefers CUDA and falls back to the managed CPU backend.</summary>
+public static class BackendFactory
+{
+    public static IComputeBackend Create(DeviceKind kind, int? cpuThreads = null)
+    {
+        switch (kind)
+        {
+            case DeviceKind.Cpu:
+                return new ManagedSimdBackend(cpuThreads);
+            case DeviceKind.IlgpuCpu:
+                return IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu)!;
+            case DeviceKind.Cuda:
+                return IlgpuBackend.TryCreate(DeviceKind.Cuda)
+                    ?? throw new InvalidOperationException("--device cuda: no CUDA device was found (is the NVIDIA driver installed?)");
+            default:
+                try
+                {
+                    var cuda = IlgpuBackend.TryCreate(DeviceKind.Cuda);
+                    if (cuda != null) return cuda;
+                }
+                catch (Exception) { /* no usable CUDA driver: fall back to the CPU */ }
+                return new ManagedSimdBackend(cpuThreads);
+        }
+    }
+
+    /// <summary>Parses a --device value: auto, cpu, cuda or ilgpu-cpu.</summary>
+    public static DeviceKind Parse(string value) => value.ToLowerInvariant() switch
+    {
+        "auto" => DeviceKind.Auto,
+        "cpu" => DeviceKind.Cpu,
+        "cuda" or "gpu" => DeviceKind.Cuda,
+        "ilgpu-cpu" => DeviceKind.IlgpuCpu,
+        _ => throw new ArgumentException($"unknown device '{value}' (expected auto, cpu, cuda or ilgpu-cpu)"),
+    };
+}

@@ -1,0 +1,112 @@
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Compute;
+
+/// <summary>Where the kernels run.</summary>
+public enum DeviceKind
+{
+    /// <summary>CUDA when a CUDA device is present, else the managed SIMD CPU backend.</summary>
+    Auto,
+    /// <summary>The managed SIMD CPU backend (System.Numerics.Tensors, Vector256): the fast CPU path.</summary>
+    Cpu,
+    /// <summary>The ILGPU kernels on a CUDA GPU.</summary>
+    Cuda,
+    /// <summary>The ILGPU kernels on ILGPU's CPU accelerator: slow, for testing the kernels without a GPU.</summary>
+    IlgpuCpu,
+}
+
+/// <summary>A float32 activation buffer living on a backend's device.</summary>
+public abstract class DeviceBuffer : IDisposable
+{
+    public int Length { get; protected init; }
+    public abstract void Dispose();
+}
+
+/// <summary>A weight matrix [Rows, Cols] on a backend's device, in its stored precision.</summary>
+public abstract class DeviceWeight : IDisposable
+{
+    public int Rows { get; protected init; }
+    public int Cols { get; protected init; }
+    public WeightType Type { get; protected init; }
+    public abstract void Dispose();
+}
+
+/// <summary>Shape of a causal attention call over a dense per-layer cache laid out [position, kvHeads * headDim].
+/// Query row r sits at position StartPosition + r and sees positions 0 ..= StartPosition + r.</summary>
+public readonly record struct AttentionShape(int Rows, int StartPosition, int Heads, int KvHeads, int HeadDim, int CacheOffset)
+{
+    public int QDim => Heads * HeadDim;
+    public int KvDim => KvHeads * HeadDim;
+}
+
+/// <summary>The operations a Llama forward pass needs. Every backend (ILGPU on CUDA or the CPU accelerator,
+/// managed SIMD on the CPU) implements them with the same semantics; tests hold each to a plain C# reference.
+/// Matrices are row-major; a batch of activations is [rows, width].</summary>
+public interface IComputeBackend : IDisposable
+{
+    string Name { get; }
+    DeviceKind Kind { get; }
+
+    DeviceBuffer Allocate(int length);
+    DeviceWeight Upload(WeightTensor weight);
+    void Write(DeviceBuffer dst, ReadOnlySpan<float> src, int dstOffset = 0);
+    void Read(DeviceBuffer src, Span<float> dst, int srcOffset = 0);
+    /// <summary>dst[dstOffset ..+count] = src[srcOffset ..+count].</summary>
+    void Copy(DeviceBuffer src, int srcOffset, DeviceBuffer dst, int dstOffset, int count);
+
+    /// <summary>output[r, :] = table[tokens[r], :].</summary>
+    void Embed(DeviceWeight table, ReadOnlySpan<int> tokens, DeviceBuffer output);
+    /// <summary>output[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight.</summary>
+    void RmsNorm(DeviceBuffer x, DeviceWeight weight, DeviceBuffer output, int rows, float eps);
+    /// <summary>output[r, n] = sum_k x[r, k] * w[n, k]  (x: [rows, w.Cols], output: [rows, w.Rows]).</summary>
+    void MatMul(DeviceBuffer x, DeviceWeight w, DeviceBuffer output, int rows);
+    /// <summary>x[r, :] += bias.</summary>
+    void AddBias(DeviceBuffer x, DeviceWeight bias, int rows);
+    /// <summary>Rotates every head of x[r, :] (heads * headDim wide) by position positions[r].</summary>
+    void Rope(DeviceBuffer x, int rows, int heads, int headDim, ReadOnlySpan<int> positions, RopeLayout layout, DeviceRope rope);
+    /// <summary>gate[i] = silu(gate[i]) * up[i].</summary>
+    void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count);
+    /// <summary>x[i] += y[i].</summary>
+    void Add(DeviceBuffer x, DeviceBuffer y, int count);
+    /// <summary>Causal grouped-query attention: output[r, h*d..] = softmax(q.K^T / sqrt(d)) V over the cached
+    /// positions, query head h reading KV head h / (Heads / KvHeads).</summary>
+    void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape shape);
+    /// <summary>Index of the largest of x[offset ..+count] (the first on ties).</summary>
+    int ArgMax(DeviceBuffer x, int offset, int count);
+    void Synchronize();
+}
+
+public static class ComputeBackendExtensions
+{
+    public static DeviceRope UploadRope(this IComputeBackend backend, RopeTable table)
+    {
+        var cos = backend.Allocate(table.Cos.Length);
+        var sin = backend.Allocate(table.Sin.Length);
+        backend.Write(cos, table.Cos);
+        backend.Write(sin, table.Sin);
+        return new DeviceRope(cos, sin, table.HalfDim);
+    }
+
+    public static DeviceBuffer Upload(this IComputeBackend backend, ReadOnlySpan<float> data)
+    {
+        var b = backend.Allocate(data.Length);
+        backend.Write(b, data);
+        return b;
+    }
+
+    public static float[] ToArray(this IComputeBackend backend, DeviceBuffer buffer)
+    {
+        var a = new float[buffer.Length];
+        backend.Read(buffer, a);
+        return a;
+    }
+}
+
+/// <summary>A RoPE cos/sin table on a backend's device.</summary>
+public sealed class DeviceRope(DeviceBuffer cos, DeviceBuffer sin, int halfDim) : IDisposable
+{
+    public DeviceBuffer Cos { get; } = cos;
+    public DeviceBuffer Sin { get; } = sin;
+    public int HalfDim { get; } = halfDim;
+    public void Dispose() { Cos.Dispose(); Sin.Dispose(); }
+}

@@ -1,0 +1,239 @@
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+using ILGPU.Runtime.Cuda;
+using KvIlgpu.Kernels;
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Compute;
+
+/// <summary>Runs the ILGPU kernels on one accelerator: a CUDA GPU, or ILGPU's CPU accelerator for tests.</summary>
+public sealed class IlgpuBackend : IComputeBackend
+{
+    private sealed class Buffer : DeviceBuffer
+    {
+        public readonly MemoryBuffer1D<float, Stride1D.Dense> Memory;
+        public Buffer(Accelerator a, int length) { Memory = a.Allocate1D<float>(Math.Max(1, length)); Length = length; }
+        public ArrayView<float> View => Memory.View;
+        public override void Dispose() => Memory.Dispose();
+    }
+
+    private sealed class Weight : DeviceWeight
+    {
+        public readonly MemoryBuffer1D<float, Stride1D.Dense>? F32;
+        public readonly MemoryBuffer1D<ushort, Stride1D.Dense>? Bits16;
+        public Weight(Accelerator a, WeightTensor w)
+        {
+            Rows = w.Rows; Cols = w.Cols; Type = w.Type;
+            if (w.F32 != null) F32 = a.Allocate1D(w.F32);
+            else Bits16 = a.Allocate1D(w.Bits16!);
+        }
+        public override void Dispose() { F32?.Dispose(); Bits16?.Dispose(); }
+    }
+
+    private readonly Context _context;
+    private readonly Accelerator _accelerator;
+    private readonly LaunchShape _shape;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _ints;
+    private MemoryBuffer1D<float, Stride1D.Dense>? _scores;
+
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF32;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int> _gemvBf16, _gemvF16;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _gemmF32;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int> _gemmBf16, _gemmF16;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> _embedF32;
+    private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int> _embedBf16, _embedF16;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> _rmsNorm;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _swiGlu, _add;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionParams> _attention;
+    private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
+
+    /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
+    public int GemvMaxRows { get; init; } = 4;
+
+    private IlgpuBackend(Context context, Accelerator accelerator, DeviceKind kind)
+    {
+        _context = context;
+        _accelerator = accelerator;
+        Kind = kind;
+        _shape = LaunchShape.For(accelerator);
+        _ints = accelerator.Allocate1D<int>(4096);
+        var a = accelerator;
+        _gemvF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<float, F32Decoder>);
+        _gemvBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort, BF16Decoder>);
+        _gemvF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort, F16Decoder>);
+        _gemmF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<float, F32Decoder>);
+        _gemmBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<ushort, BF16Decoder>);
+        _gemmF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<ushort, F16Decoder>);
+        _embedF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float, F32Decoder>);
+        _embedBf16 = a.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<ushort, BF16Decoder>);
+        _embedF16 = a.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<ushort, F16Decoder>);
+        _rmsNorm = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(NormKernels.RmsNorm);
+        _rope = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RopeKernels.Rope);
+        _swiGlu = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGlu);
+        _add = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Add);
+        _addBias = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ActivationKernels.AddBias);
+        _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionParams>(AttentionKernels.CausalAttention);
+        _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
+    }
+
+    /// <summary>Opens the first CUDA device, or ILGPU's CPU accelerator. Returns null for CUDA when none is present.</summary>
+    public static IlgpuBackend? TryCreate(DeviceKind kind)
+    {
+        var context = Context.Create(b => b.Default().EnableAlgorithms());
+        try
+        {
+            if (kind == DeviceKind.Cuda)
+            {
+                var cuda = context.GetCudaDevices();
+                if (cuda.Count == 0) { context.Dispose(); return null; }
+                return new IlgpuBackend(context, cuda[0].CreateAccelerator(context), DeviceKind.Cuda);
+            }
+            return new IlgpuBackend(context, context.CreateCPUAccelerator(0), DeviceKind.IlgpuCpu);
+        }
+        catch
+        {
+            context.Dispose();
+            throw;
+        }
+    }
+
+    public string Name => $"{(Kind == DeviceKind.Cuda ? "cuda" : "ilgpu-cpu")} ({_accelerator.Name}, {_accelerator.MemorySize / (1 << 20)} MiB)";
+    public DeviceKind Kind { get; }
+    public Accelerator Accelerator => _accelerator;
+    public LaunchShape Shape => _shape;
+
+    private static ArrayView<float> V(DeviceBuffer b) => ((Buffer)b).View;
+
+    public DeviceBuffer Allocate(int length) => new Buffer(_accelerator, length);
+    public DeviceWeight Upload(WeightTensor weight) => new Weight(_accelerator, weight);
+
+    public void Write(DeviceBuffer dst, ReadOnlySpan<float> src, int dstOffset = 0)
+    {
+        if (src.Length == 0) return;
+        V(dst).SubView(dstOffset, src.Length).CopyFromCPU(src.ToArray());
+    }
+
+    public void Read(DeviceBuffer src, Span<float> dst, int srcOffset = 0)
+    {
+        if (dst.Length == 0) return;
+        var tmp = new float[dst.Length];
+        V(src).SubView(srcOffset, dst.Length).CopyToCPU(tmp);
+        tmp.CopyTo(dst);
+    }
+
+    public void Copy(DeviceBuffer src, int srcOffset, DeviceBuffer dst, int dstOffset, int count)
+    {
+        if (count == 0) return;
+        V(src).SubView(srcOffset, count).CopyTo(V(dst).SubView(dstOffset, count));
+    }
+
+    private ArrayView<int> UploadInts(ReadOnlySpan<int> values)
+    {
+        if (values.Length > _ints.Length) throw new ArgumentException($"at most {_ints.Length} rows per call");
+        var view = _ints.View.SubView(0, values.Length);
+        view.CopyFromCPU(values.ToArray());
+        return view;
+    }
+
+    public void Embed(DeviceWeight table, ReadOnlySpan<int> tokens, DeviceBuffer output)
+    {
+        var t = (Weight)table;
+        foreach (var id in tokens)
+            if ((uint)id >= (uint)t.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} is outside the vocabulary (0..{t.Rows - 1})");
+        var ids = UploadInts(tokens);
+        var cfg = _shape.Elementwise((long)tokens.Length * t.Cols);
+        switch (t.Type)
+        {
+            case WeightType.F32: _embedF32(cfg, t.F32!.View, ids, V(output), tokens.Length, t.Cols); break;
+            case WeightType.BF16: _embedBf16(cfg, t.Bits16!.View, ids, V(output), tokens.Length, t.Cols); break;
+            default: _embedF16(cfg, t.Bits16!.View, ids, V(output), tokens.Length, t.Cols); break;
+        }
+    }
+
+    public void RmsNorm(DeviceBuffer x, DeviceWeight weight, DeviceBuffer output, int rows, float eps)
+    {
+        var w = (Weight)weight;
+        _rmsNorm(_shape.WarpPerItem(rows), V(x), w.F32!.View, V(output), rows, w.Cols, eps);
+    }
+
+    public void MatMul(DeviceBuffer x, DeviceWeight w, DeviceBuffer output, int rows)
+    {
+        var wt = (Weight)w;
+        int n = wt.Rows, k = wt.Cols;
+        if (rows <= GemvMaxRows)
+        {
+            var cfg = _shape.WarpPerItem(n);
+            switch (wt.Type)
+            {
+                case WeightType.F32: _gemvF32(cfg, V(x), wt.F32!.View, V(output), rows, n, k); break;
+                case WeightType.BF16: _gemvBf16(cfg, V(x), wt.Bits16!.View, V(output), rows, n, k); break;
+                default: _gemvF16(cfg, V(x), wt.Bits16!.View, V(output), rows, n, k); break;
+            }
+        }
+        else
+        {
+            int tile = _shape.Tile;
+            var cfg = _shape.Tiled((long)((rows + tile - 1) / tile) * ((n + tile - 1) / tile));
+            switch (wt.Type)
+            {
+                case WeightType.F32: _gemmF32(cfg, V(x), wt.F32!.View, V(output), rows, n, k, tile); break;
+                case WeightType.BF16: _gemmBf16(cfg, V(x), wt.Bits16!.View, V(output), rows, n, k, tile); break;
+                default: _gemmF16(cfg, V(x), wt.Bits16!.View, V(output), rows, n, k, tile); break;
+            }
+        }
+    }
+
+    public void AddBias(DeviceBuffer x, DeviceWeight bias, int rows)
+    {
+        var b = (Weight)bias;
+        _addBias(_shape.Elementwise((long)rows * b.Cols), V(x), b.F32!.View, rows, b.Cols);
+    }
+
+    public void Rope(DeviceBuffer x, int rows, int heads, int headDim, ReadOnlySpan<int> positions, RopeLayout layout, DeviceRope rope)
+    {
+        var pos = UploadInts(positions);
+        _rope(_shape.Elementwise((long)rows * heads * headDim / 2), V(x), pos, V(rope.Cos), V(rope.Sin),
+            rows, heads, headDim, layout == RopeLayout.InterleavedPairs ? 1 : 0);
+    }
+
+    public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count) => _swiGlu(_shape.Elementwise(count), V(gate), V(up), count);
+    public void Add(DeviceBuffer x, DeviceBuffer y, int count) => _add(_shape.Elementwise(count), V(x), V(y), count);
+
+    public void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape s)
+    {
+        int stride = s.StartPosition + s.Rows;
+        long need = (long)s.Rows * s.Heads * stride;
+        if (_scores == null || _scores.Length < need)
+        {
+            _scores?.Dispose();
+            _scores = _accelerator.Allocate1D<float>(Math.Max(need, 1024));
+        }
+        var p = new AttentionParams
+        {
+            Rows = s.Rows, StartPosition = s.StartPosition, Heads = s.Heads, KvHeads = s.KvHeads,
+            HeadDim = s.HeadDim, CacheOffset = s.CacheOffset, ScoreStride = stride,
+        };
+        _attention(_shape.WarpPerItem((long)s.Rows * s.Heads), V(q), V(keyCache), V(valueCache), V(output), _scores.View, p);
+    }
+
+    public int ArgMax(DeviceBuffer x, int offset, int count)
+    {
+        _argMax(new KernelConfig(1, _shape.WarpSize), V(x), offset, count, _ints.View.SubView(0, 1));
+        var result = new int[1];
+        _ints.View.SubView(0, 1).CopyToCPU(result);
+        return result[0];
+    }
+
+    public void Synchronize() => _accelerator.Synchronize();
+
+    public void Dispose()
+    {
+        _scores?.Dispose();
+        _ints.Dispose();
+        _accelerator.Dispose();
+        _context.Dispose();
+    }
+}

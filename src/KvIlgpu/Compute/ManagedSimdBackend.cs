@@ -1,0 +1,174 @@
+using System.Numerics.Tensors;
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Compute;
+
+/// <summary>The fast CPU path: every op in managed code with Vector256/TensorPrimitives, matrix products
+/// split across cores. Weights stay in their stored precision and are widened in registers.</summary>
+public sealed class ManagedSimdBackend : IComputeBackend
+{
+    private sealed class HostBuffer : DeviceBuffer
+    {
+        public readonly float[] Data;
+        public HostBuffer(int length) { Data = new float[length]; Length = length; }
+        public override void Dispose() { }
+    }
+
+    private sealed class HostWeight : DeviceWeight
+    {
+        public readonly float[]? F32;
+        public readonly ushort[]? Bits16;
+        public HostWeight(WeightTensor w) { Rows = w.Rows; Cols = w.Cols; Type = w.Type; F32 = w.F32; Bits16 = w.Bits16; }
+        public override void Dispose() { }
+
+        public float Dot(ReadOnlySpan<float> x, int row) => Type switch
+        {
+            WeightType.F32 => SimdMath.Dot(x, F32.AsSpan(row * Cols, Cols)),
+            WeightType.BF16 => SimdMath.Dot(x, Bits16.AsSpan(row * Cols, Cols), bf16: true),
+            _ => SimdMath.Dot(x, Bits16.AsSpan(row * Cols, Cols), bf16: false),
+        };
+
+        public void RowToFloat(int row, Span<float> dst)
+        {
+            if (F32 != null) F32.AsSpan(row * Cols, Cols).CopyTo(dst);
+            else WeightTensor.ConvertToFloat(Bits16.AsSpan(row * Cols, Cols), Type, dst);
+        }
+    }
+
+    private readonly int _threads;
+
+    public ManagedSimdBackend(int? threads = null) => _threads = Math.Max(1, threads ?? Environment.ProcessorCount);
+
+    public string Name => $"cpu (managed SIMD, {_threads} threads, {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar")})";
+    public DeviceKind Kind => DeviceKind.Cpu;
+
+    private static float[] D(DeviceBuffer b) => ((HostBuffer)b).Data;
+    private static HostWeight W(DeviceWeight w) => (HostWeight)w;
+
+    public DeviceBuffer Allocate(int length) => new HostBuffer(length);
+    public DeviceWeight Upload(WeightTensor weight) => new HostWeight(weight);
+    public void Write(DeviceBuffer dst, ReadOnlySpan<float> src, int dstOffset = 0) => src.CopyTo(D(dst).AsSpan(dstOffset));
+    public void Read(DeviceBuffer src, Span<float> dst, int srcOffset = 0) => D(src).AsSpan(srcOffset, dst.Length).CopyTo(dst);
+    public void Copy(DeviceBuffer src, int srcOffset, DeviceBuffer dst, int dstOffset, int count) =>
+        D(src).AsSpan(srcOffset, count).CopyTo(D(dst).AsSpan(dstOffset, count));
+    public void Synchronize() { }
+    public void Dispose() { }
+
+    /// <summary>Runs body over [0, count) split into contiguous ranges, in parallel when the work is large enough.</summary>
+    private void ForRanges(int count, long workPerItem, Action<int, int> body)
+    {
+        int parts = (int)Math.Min(_threads, Math.Max(1, count * workPerItem / 16384));
+        if (parts <= 1 || count < 2) { body(0, count); return; }
+        parts = Math.Min(parts, count);
+        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = _threads }, p =>
+            body((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
+    }
+
+    public void Embed(DeviceWeight table, ReadOnlySpan<int> tokens, DeviceBuffer output)
+    {
+        var t = W(table);
+        var o = D(output);
+        for (int r = 0; r < tokens.Length; r++)
+        {
+            if ((uint)tokens[r] >= (uint)t.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[r]} is outside the vocabulary (0..{t.Rows - 1})");
+            t.RowToFloat(tokens[r], o.AsSpan(r * t.Cols, t.Cols));
+        }
+    }
+
+    public void RmsNorm(DeviceBuffer x, DeviceWeight weight, DeviceBuffer output, int rows, float eps)
+    {
+        var xs = D(x); var o = D(output); var w = W(weight).F32!;
+        int dim = w.Length;
+        for (int r = 0; r < rows; r++)
+        {
+            var row = xs.AsSpan(r * dim, dim);
+            float ss = TensorPrimitives.SumOfSquares(row);
+            float scale = 1f / MathF.Sqrt(ss / dim + eps);
+            var dst = o.AsSpan(r * dim, dim);
+            TensorPrimitives.Multiply(row, scale, dst);
+            TensorPrimitives.Multiply(dst, w, dst);
+        }
+    }
+
+    public void MatMul(DeviceBuffer x, DeviceWeight w, DeviceBuffer output, int rows)
+    {
+        var xs = D(x); var o = D(output); var wt = W(w);
+        int n = wt.Rows, k = wt.Cols;
+        // Each weight row is read once and applied to every activation row while it is in cache.
+        ForRanges(n, (long)k * rows, (start, end) =>
+        {
+            for (int j = start; j < end; j++)
+                for (int r = 0; r < rows; r++)
+                    o[r * n + j] = wt.Dot(xs.AsSpan(r * k, k), j);
+        });
+    }
+
+    public void AddBias(DeviceBuffer x, DeviceWeight bias, int rows)
+    {
+        var xs = D(x); var b = W(bias).F32!;
+        for (int r = 0; r < rows; r++) TensorPrimitives.Add(xs.AsSpan(r * b.Length, b.Length), b, xs.AsSpan(r * b.Length, b.Length));
+    }
+
+    public void Rope(DeviceBuffer x, int rows, int heads, int headDim, ReadOnlySpan<int> positions, RopeLayout layout, DeviceRope rope)
+    {
+        var xs = D(x); var cos = D(rope.Cos); var sin = D(rope.Sin);
+        int half = headDim / 2;
+        for (int r = 0; r < rows; r++)
+        {
+            int tableRow = positions[r] * rope.HalfDim;
+            for (int h = 0; h < heads; h++)
+            {
+                int b = (r * heads + h) * headDim;
+                for (int i = 0; i < half; i++)
+                {
+                    float c = cos[tableRow + i], s = sin[tableRow + i];
+                    int i0 = layout == RopeLayout.InterleavedPairs ? b + 2 * i : b + i;
+                    int i1 = layout == RopeLayout.InterleavedPairs ? i0 + 1 : i0 + half;
+                    float v0 = xs[i0], v1 = xs[i1];
+                    xs[i0] = v0 * c - v1 * s;
+                    xs[i1] = v0 * s + v1 * c;
+                }
+            }
+        }
+    }
+
+    public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count)
+    {
+        var g = D(gate).AsSpan(0, count); var u = D(up).AsSpan(0, count);
+        // silu(g) = g * sigmoid(g)
+        Span<float> tmp = count <= 16384 ? stackalloc float[count] : new float[count];
+        TensorPrimitives.Sigmoid(g, tmp);
+        TensorPrimitives.Multiply(g, tmp, g);
+        TensorPrimitives.Multiply(g, u, g);
+    }
+
+    public void Add(DeviceBuffer x, DeviceBuffer y, int count) =>
+        TensorPrimitives.Add(D(x).AsSpan(0, count), D(y).AsSpan(0, count), D(x).AsSpan(0, count));
+
+    public void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape s)
+    {
+        var qs = D(q); var ks = D(keyCache); var vs = D(valueCache); var o = D(output);
+        int d = s.HeadDim, group = s.Heads / s.KvHeads;
+        float scale = 1f / MathF.Sqrt(d);
+        ForRanges(s.Rows * s.Heads, (long)(s.StartPosition + s.Rows) * d * 2, (start, end) =>
+        {
+            var scores = new float[s.StartPosition + s.Rows];
+            for (int item = start; item < end; item++)
+            {
+                int r = item / s.Heads, h = item % s.Heads, kvh = h / group;
+                int len = s.StartPosition + r + 1;
+                var qv = qs.AsSpan(r * s.QDim + h * d, d);
+                for (int t = 0; t < len; t++)
+                    scores[t] = SimdMath.Dot(qv, ks.AsSpan(s.CacheOffset + t * s.KvDim + kvh * d, d)) * scale;
+                var sc = scores.AsSpan(0, len);
+                TensorPrimitives.SoftMax(sc, sc);
+                var dst = o.AsSpan(r * s.QDim + h * d, d);
+                dst.Clear();
+                for (int t = 0; t < len; t++)
+                    TensorPrimitives.MultiplyAdd(vs.AsSpan(s.CacheOffset + t * s.KvDim + kvh * d, d), sc[t], dst, dst);
+            }
+        });
+    }
+
+    public int ArgMax(DeviceBuffer x, int offset, int count) => TensorPrimitives.IndexOfMax(D(x).AsSpan(offset, count));
+}

@@ -1,0 +1,86 @@
+using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
+
+namespace KvIlgpu.Compute;
+
+/// <summary>Dot products of an f32 vector with f32, f16 or bf16 weight rows, unrolled over Vector256 with FMA.
+/// The 16-bit formats are widened in registers, so a row is read from memory at its stored size.</summary>
+internal static class SimdMath
+{
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Fmadd(Vector256<float> a, Vector256<float> b, Vector256<float> acc) =>
+        Fma.IsSupported ? Fma.MultiplyAdd(a, b, acc) : acc + a * b;
+
+    public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
+    {
+        if (!Vector256.IsHardwareAccelerated || x.Length < 32) return TensorPrimitives.Dot(x, w);
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float wr = ref MemoryMarshal.GetReference(w);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        int n = x.Length, i = 0;
+        for (; i <= n - 32; i += 32)
+        {
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), Vector256.LoadUnsafe(ref wr, (nuint)i), a0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), Vector256.LoadUnsafe(ref wr, (nuint)i + 8), a1);
+            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), Vector256.LoadUnsafe(ref wr, (nuint)i + 16), a2);
+            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), Vector256.LoadUnsafe(ref wr, (nuint)i + 24), a3);
+        }
+        float sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        for (; i < n; i++) sum += x[i] * w[i];
+        return sum;
+    }
+
+    /// <summary>Widens 16 bf16 values to two f32 vectors.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>) WidenBf16(Vector256<ushort> v)
+    {
+        var (lo, hi) = Vector256.Widen(v);
+        return (Vector256.ShiftLeft(lo, 16).AsSingle(), Vector256.ShiftLeft(hi, 16).AsSingle());
+    }
+
+    /// <summary>Widens 16 f16 values to two f32 vectors: exact for normal and subnormal halves
+    /// (shift the exponent and mantissa into place, then rescale by 2^112).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>) WidenF16(Vector256<ushort> v)
+    {
+        var (lo, hi) = Vector256.Widen(v);
+        var magic = Vector256.Create(5.192297e+33f); // 2^112
+        var mask = Vector256.Create(0x7FFFu);
+        Vector256<float> Convert(Vector256<uint> h)
+        {
+            var mag = Vector256.ShiftLeft(h & mask, 13).AsSingle() * magic;
+            var sign = Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16);
+            return (mag.AsUInt32() | sign).AsSingle();
+        }
+        return (Convert(lo), Convert(hi));
+    }
+
+    public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w, bool bf16)
+    {
+        int n = x.Length, i = 0;
+        float sum = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref float xr = ref MemoryMarshal.GetReference(x);
+            ref ushort wr = ref MemoryMarshal.GetReference(w);
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            for (; i <= n - 32; i += 32)
+            {
+                var w0 = Vector256.LoadUnsafe(ref wr, (nuint)i);
+                var w1 = Vector256.LoadUnsafe(ref wr, (nuint)i + 16);
+                var (f0, f1) = bf16 ? WidenBf16(w0) : WidenF16(w0);
+                var (f2, f3) = bf16 ? WidenBf16(w1) : WidenF16(w1);
+                a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), f0, a0);
+                a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), f1, a1);
+                a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), f2, a2);
+                a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), f3, a3);
+            }
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
+        }
+        for (; i < n; i++) sum += x[i] * (bf16 ? Models.FloatBits.FromBFloat16(w[i]) : Models.FloatBits.FromHalf(w[i]));
+        return sum;
+    }
+}

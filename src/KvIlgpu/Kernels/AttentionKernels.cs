@@ -1,0 +1,58 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace KvIlgpu.Kernels;
+
+/// <summary>Sizes of a causal attention launch over a dense per-layer cache [position, kvHeads * headDim].</summary>
+public struct AttentionParams
+{
+    public int Rows, StartPosition, Heads, KvHeads, HeadDim, CacheOffset, ScoreStride;
+}
+
+public static class AttentionKernels
+{
+    /// <summary>Causal grouped-query attention, one warp per (query row, query head). Query row r sits at position
+    /// StartPosition + r and attends keys 0 ..= that position of KV head h / (Heads / KvHeads). Lanes stride over
+    /// positions for the scores (kept in the scratch buffer) and over features for the weighted sum of values.</summary>
+    public static void CausalAttention(ArrayView<float> q, ArrayView<float> keys, ArrayView<float> values,
+        ArrayView<float> output, ArrayView<float> scores, AttentionParams p)
+    {
+        int d = p.HeadDim, qDim = p.Heads * d, kvDim = p.KvHeads * d, group = p.Heads / p.KvHeads;
+        float scale = XMath.Rsqrt(d);
+        for (int item = WarpReduce.GlobalWarp; item < p.Rows * p.Heads; item += WarpReduce.WarpCount)
+        {
+            int r = item / p.Heads, h = item % p.Heads, kvh = h / group;
+            int len = p.StartPosition + r + 1;
+            long qb = (long)r * qDim + h * d;
+            long sb = (long)item * p.ScoreStride;
+            float max = float.NegativeInfinity;
+            for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
+            {
+                long kb = p.CacheOffset + (long)t * kvDim + kvh * d;
+                float s = 0;
+                for (int i = 0; i < d; i++) s += q[qb + i] * keys[kb + i];
+                s *= scale;
+                scores[sb + t] = s;
+                max = XMath.Max(max, s);
+            }
+            max = WarpReduce.Max(max);
+            float sum = 0;
+            for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
+            {
+                float e = XMath.Exp(scores[sb + t] - max);
+                scores[sb + t] = e;
+                sum += e;
+            }
+            sum = WarpReduce.Sum(sum);
+            // Lanes wrote scores for their own positions; make them visible to the whole warp.
+            Warp.Barrier();
+            float inv = 1f / sum;
+            for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
+            {
+                float acc = 0;
+                for (int t = 0; t < len; t++) acc += scores[sb + t] * values[p.CacheOffset + (long)t * kvDim + kvh * d + i];
+                output[(long)r * qDim + h * d + i] = acc * inv;
+            }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace KvIlgpu.Kernels;
+
+/// <summary>y[r, n] = sum_k x[r, k] * w[n, k] for weights stored in any precision.</summary>
+public static class MatMulKernels
+{
+    /// <summary>Matrix-vector (and few-row) product: one warp per weight row, lanes striding over k so reads
+    /// coalesce; the weight row is reused for every one of the rows activation rows.</summary>
+    public static void Gemv<T, TDecoder>(ArrayView<float> x, ArrayView<T> w, ArrayView<float> y, int rows, int n, int k)
+        where T : unmanaged where TDecoder : struct, IWeightDecoder<T>
+    {
+        var decoder = default(TDecoder);
+        for (int j = WarpReduce.GlobalWarp; j < n; j += WarpReduce.WarpCount)
+        {
+            long wRow = (long)j * k;
+            for (int r = 0; r < rows; r++)
+            {
+                float sum = 0;
+                long xRow = (long)r * k;
+                for (int i = Warp.LaneIdx; i < k; i += Warp.WarpSize)
+                    sum += x[xRow + i] * decoder.Decode(w[wRow + i]);
+                sum = WarpReduce.Sum(sum);
+                if (Warp.LaneIdx == 0) y[(long)r * n + j] = sum;
+            }
+        }
+    }
+
+    /// <summary>The largest tile side a group may use (shared memory is sized for it).</summary>
+    public const int MaxTile = 16;
+
+    /// <summary>Tiled matrix-matrix product for prefill: each group owns a tile x tile block of y and walks k in
+    /// tile-wide steps through shared memory, so each element of x and w is read from global memory once per tile.
+    /// The group has tile*tile threads; groups stride over the output tiles.</summary>
+    public static void TiledGemm<T, TDecoder>(ArrayView<float> x, ArrayView<T> w, ArrayView<float> y, int rows, int n, int k, int tile)
+        where T : unmanaged where TDecoder : struct, IWeightDecoder<T>
+    {
+        var decoder = default(TDecoder);
+        var xs = SharedMemory.Allocate1D<float>(MaxTile * MaxTile);
+        var ws = SharedMemory.Allocate1D<float>(MaxTile * MaxTile);
+        int ty = Group.IdxX / tile, tx = Group.IdxX % tile;
+        int tilesM = (rows + tile - 1) / tile, tilesN = (n + tile - 1) / tile;
+        for (int t = Grid.IdxX; t < tilesM * tilesN; t += Grid.DimX)
+        {
+            int m0 = t / tilesN * tile, n0 = t % tilesN * tile;
+            float acc = 0;
+            for (int k0 = 0; k0 < k; k0 += tile)
+            {
+                int kk = k0 + tx;
+                xs[ty * tile + tx] = m0 + ty < rows && kk < k ? x[(long)(m0 + ty) * k + kk] : 0f;
+                ws[ty * tile + tx] = n0 + ty < n && kk < k ? decoder.Decode(w[(long)(n0 + ty) * k + kk]) : 0f;
+                Group.Barrier();
+                for (int i = 0; i < tile; i++) acc += xs[ty * tile + i] * ws[tx * tile + i];
+                Group.Barrier();
+            }
+            if (m0 + ty < rows && n0 + tx < n) y[(long)(m0 + ty) * n + n0 + tx] = acc;
+        }
+    }
+}

@@ -1,0 +1,87 @@
+namespace KvIlgpu.Models;
+
+/// <summary>The weights of one decoder layer, in Hugging Face's [out_features, in_features] layout.</summary>
+public sealed record LayerWeights(
+    WeightTensor AttentionNorm,
+    WeightTensor Wq, WeightTensor Wk, WeightTensor Wv, WeightTensor Wo,
+    WeightTensor? Bq, WeightTensor? Bk, WeightTensor? Bv,
+    WeightTensor FfnNorm,
+    WeightTensor WGate, WeightTensor WDown, WeightTensor WUp);
+
+/// <summary>A whole Llama-family model on the host: configuration plus every weight.</summary>
+public sealed class LlamaWeights
+{
+    public ModelConfig Config { get; }
+    public WeightTensor TokenEmbedding { get; }
+    public IReadOnlyList<LayerWeights> Layers { get; }
+    public WeightTensor FinalNorm { get; }
+    /// <summary>The classifier; the token embedding itself when the model ties them.</summary>
+    public WeightTensor Output { get; }
+    /// <summary>The file or folder the weights came from.</summary>
+    public string Source { get; }
+
+    public LlamaWeights(ModelConfig config, WeightTensor tokenEmbedding, IReadOnlyList<LayerWeights> layers,
+        WeightTensor finalNorm, WeightTensor output, string source)
+    {
+        Config = config; TokenEmbedding = tokenEmbedding; Layers = layers; FinalNorm = finalNorm; Output = output; Source = source;
+        CheckShapes();
+    }
+
+    public long ParameterCount =>
+        AllTensors().Where(t => !ReferenceEquals(t, Output) || !Config.TiedEmbeddings).Sum(t => t.Length);
+
+    public long ByteSize => AllTensors().Distinct().Sum(t => t.ByteSize);
+
+    public IEnumerable<WeightTensor> AllTensors()
+    {
+        yield return TokenEmbedding;
+        foreach (var l in Layers)
+        {
+            yield return l.AttentionNorm; yield return l.Wq; yield return l.Wk; yield return l.Wv; yield return l.Wo;
+            if (l.Bq != null) yield return l.Bq;
+            if (l.Bk != null) yield return l.Bk;
+            if (l.Bv != null) yield return l.Bv;
+            yield return l.FfnNorm; yield return l.WGate; yield return l.WDown; yield return l.WUp;
+        }
+        yield return FinalNorm;
+        yield return Output;
+    }
+
+    /// <summary>A copy with every matrix converted to another stored precision (norms and biases stay f32).</summary>
+    public LlamaWeights ConvertMatrices(WeightType type)
+    {
+        WeightTensor C(WeightTensor t) => t.ConvertTo(type);
+        var layers = Layers.Select(l => l with
+        {
+            Wq = C(l.Wq), Wk = C(l.Wk), Wv = C(l.Wv), Wo = C(l.Wo),
+            WGate = C(l.WGate), WDown = C(l.WDown), WUp = C(l.WUp),
+        }).ToList();
+        var emb = C(TokenEmbedding);
+        var output = Config.TiedEmbeddings ? emb : C(Output);
+        return new LlamaWeights(Config, emb, layers, FinalNorm, output, Source);
+    }
+
+    private void CheckShapes()
+    {
+        var c = Config;
+        void Expect(WeightTensor t, int rows, int cols)
+        {
+            if (t.Rows != rows || t.Cols != cols)
+                throw new InvalidModelException(Source, $"tensor {t.Name} has shape [{t.Rows}, {t.Cols}], expected [{rows}, {cols}]");
+        }
+        Expect(TokenEmbedding, c.VocabSize, c.Dim);
+        if (Layers.Count != c.Layers) throw new InvalidModelException(Source, $"{Layers.Count} layers found, config says {c.Layers}");
+        foreach (var l in Layers)
+        {
+            Expect(l.AttentionNorm, 1, c.Dim);
+            Expect(l.Wq, c.QDim, c.Dim); Expect(l.Wk, c.KvDim, c.Dim); Expect(l.Wv, c.KvDim, c.Dim); Expect(l.Wo, c.Dim, c.QDim);
+            if (l.Bq != null) Expect(l.Bq, 1, c.QDim);
+            if (l.Bk != null) Expect(l.Bk, 1, c.KvDim);
+            if (l.Bv != null) Expect(l.Bv, 1, c.KvDim);
+            Expect(l.FfnNorm, 1, c.Dim);
+            Expect(l.WGate, c.HiddenDim, c.Dim); Expect(l.WUp, c.HiddenDim, c.Dim); Expect(l.WDown, c.Dim, c.HiddenDim);
+        }
+        Expect(FinalNorm, 1, c.Dim);
+        Expect(Output, c.VocabSize, c.Dim);
+    }
+}

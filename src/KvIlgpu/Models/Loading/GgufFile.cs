@@ -1,0 +1,150 @@
+using System.Text;
+
+namespace KvIlgpu.Models.Loading;
+
+/// <summary>ggml tensor types this loader understands (subset of ggml_type).</summary>
+public enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, BF16 = 30 }
+
+public sealed record GgufTensorInfo(string Name, ulong[] Dims, uint Type, ulong Offset);
+
+/// <summary>Reads the GGUF container (versions 2 and 3): metadata key/values, tensor infos, aligned data.
+/// Tensor dims are ggml's ne[]: ne[0] is the contiguous (column) axis.</summary>
+public sealed class GgufFile
+{
+    public string Path { get; }
+    public uint Version { get; }
+    public IReadOnlyDictionary<string, object> Metadata { get; }
+    public IReadOnlyDictionary<string, GgufTensorInfo> Tensors { get; }
+    public long DataStart { get; }
+
+    private GgufFile(string path, uint version, Dictionary<string, object> meta, Dictionary<string, GgufTensorInfo> tensors, long dataStart)
+    {
+        Path = path; Version = version; Metadata = meta; Tensors = tensors; DataStart = dataStart;
+    }
+
+    public static GgufFile Open(string path)
+    {
+        using var r = new TensorFileReader(path, null);
+        if (r.ReadUInt32("magic") != 0x46554747) throw new InvalidModelException(path, "not a GGUF file (bad magic)");
+        uint version = r.ReadUInt32("version");
+        if (version is not (2 or 3)) throw new InvalidModelException(path, $"GGUF version {version} is not supported (2 and 3 are)");
+        ulong tensorCount = r.ReadUInt64("tensor count"), kvCount = r.ReadUInt64("metadata count");
+        if (tensorCount > 1_000_000 || kvCount > 1_000_000) throw new InvalidModelException(path, "implausible GGUF header counts");
+        var meta = new Dictionary<string, object>();
+        for (ulong i = 0; i < kvCount; i++)
+        {
+            string key = ReadString(r, "metadata key");
+            uint type = r.ReadUInt32($"metadata {key} type");
+            meta[key] = ReadValue(r, type, key);
+        }
+        var tensors = new Dictionary<string, GgufTensorInfo>();
+        for (ulong i = 0; i < tensorCount; i++)
+        {
+            string name = ReadString(r, "tensor name");
+            uint nd = r.ReadUInt32($"tensor {name} n_dims");
+            if (nd is 0 or > 4) throw new InvalidModelException(path, $"tensor {name} has {nd} dimensions");
+            var dims = new ulong[nd];
+            for (int d = 0; d < nd; d++) dims[d] = r.ReadUInt64($"tensor {name} dims");
+            uint ttype = r.ReadUInt32($"tensor {name} type");
+            ulong offset = r.ReadUInt64($"tensor {name} offset");
+            tensors[name] = new GgufTensorInfo(name, dims, ttype, offset);
+        }
+        long alignment = meta.TryGetValue("general.alignment", out var a) ? Convert.ToInt64(a) : 32;
+        long dataStart = (r.Position + alignment - 1) / alignment * alignment;
+        return new GgufFile(path, version, meta, tensors, dataStart);
+    }
+
+    private static string ReadString(TensorFileReader r, string what)
+    {
+        ulong len = r.ReadUInt64(what + " length");
+        return Encoding.UTF8.GetString(r.ReadBytes((long)len, what));
+    }
+
+    private static object ReadValue(TensorFileReader r, uint type, string key) => type switch
+    {
+        0 => r.ReadBytes(1, key)[0],
+        1 => (sbyte)r.ReadBytes(1, key)[0],
+        2 => BitConverter.ToUInt16(r.ReadBytes(2, key)),
+        3 => BitConverter.ToInt16(r.ReadBytes(2, key)),
+        4 => r.ReadUInt32(key),
+        5 => r.ReadInt32(key),
+        6 => r.ReadSingle(key),
+        7 => r.ReadBytes(1, key)[0] != 0,
+        8 => ReadString(r, key),
+        9 => ReadArray(r, key),
+        10 => r.ReadUInt64(key),
+        11 => r.ReadInt64(key),
+        12 => BitConverter.ToDouble(r.ReadBytes(8, key)),
+        _ => throw new InvalidModelException(r.Path, $"metadata {key} has unknown value type {type}"),
+    };
+
+    private static object ReadArray(TensorFileReader r, string key)
+    {
+        uint type = r.ReadUInt32(key + " array type");
+        ulong n = r.ReadUInt64(key + " array length");
+        if (n > 50_000_000) throw new InvalidModelException(r.Path, $"metadata {key}: implausible array length {n}");
+        var items = new object[n];
+        for (ulong i = 0; i < n; i++) items[i] = ReadValue(r, type, key);
+        return items;
+    }
+
+    public T? Get<T>(string key)
+    {
+        if (!Metadata.TryGetValue(key, out var v)) return default;
+        if (v is T t) return t;
+        return (T)Convert.ChangeType(v, typeof(T), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Reads a tensor as [rows, cols] (rows = product of ne[1..], cols = ne[0]); f16/bf16 stay 16-bit,
+    /// q8_0 is dequantised to f32.</summary>
+    public WeightTensor Read(string name, IProgress<LoadProgress>? progress, long progressBase, long progressTotal)
+    {
+        if (!Tensors.TryGetValue(name, out var info)) throw new InvalidModelException(Path, $"tensor {name} is missing");
+        long cols = (long)info.Dims[0];
+        long rows = 1;
+        for (int d = 1; d < info.Dims.Length; d++) rows *= (long)info.Dims[d];
+        long count = rows * cols;
+        using var r = new TensorFileReader(Path, progress) { ProgressBase = progressBase, ProgressTotal = progressTotal };
+        r.Position = DataStart + (long)info.Offset;
+        switch ((GgmlType)info.Type)
+        {
+            case GgmlType.F32:
+                return WeightTensor.FromF32(name, (int)rows, (int)cols, r.ReadArray<float>(count, name));
+            case GgmlType.F16:
+                return WeightTensor.From16(name, (int)rows, (int)cols, WeightType.F16, r.ReadArray<ushort>(count, name));
+            case GgmlType.BF16:
+                return WeightTensor.From16(name, (int)rows, (int)cols, WeightType.BF16, r.ReadArray<ushort>(count, name));
+            case GgmlType.Q8_0:
+                if (cols % 32 != 0) throw new InvalidModelException(Path, $"tensor {name}: q8_0 rows must be a multiple of 32 long, got {cols}");
+                var raw = r.ReadArray<byte>(count / 32 * 34, name);
+                return WeightTensor.FromF32(name, (int)rows, (int)cols, DequantizeQ8_0(raw, count));
+            default:
+                throw new InvalidModelException(Path, $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: F32, F16, BF16, Q8_0");
+        }
+    }
+
+    /// <summary>q8_0: blocks of 32 values, each an f16 scale followed by 32 signed bytes; x = d * q.</summary>
+    internal static float[] DequantizeQ8_0(ReadOnlySpan<byte> raw, long count)
+    {
+        var result = new float[count];
+        for (long b = 0; b < count / 32; b++)
+        {
+            var block = raw.Slice((int)(b * 34), 34);
+            float d = FloatBits.FromHalf(BitConverter.ToUInt16(block));
+            for (int i = 0; i < 32; i++) result[b * 32 + i] = d * (sbyte)block[2 + i];
+        }
+        return result;
+    }
+
+    public long TensorByteSize(GgufTensorInfo info)
+    {
+        long count = info.Dims.Aggregate(1L, (a, d) => a * (long)d);
+        return (GgmlType)info.Type switch
+        {
+            GgmlType.F32 => count * 4,
+            GgmlType.F16 or GgmlType.BF16 => count * 2,
+            GgmlType.Q8_0 => count / 32 * 34,
+            _ => 0,
+        };
+    }
+}

@@ -1,0 +1,21 @@
+namespace KvIlgpu.Models.Loading;
+
+/// <summary>Picks the loader from what the path is: a folder with config.json (Hugging Face),
+/// a .gguf file, or a llama2.c .bin checkpoint.</summary>
+public static class ModelLoader
+{
+    public static LlamaWeights Load(string path, IProgress<LoadProgress>? progress = null)
+    {
+        if (Directory.Exists(path)) return HuggingFaceLoader.Load(path, progress);
+        if (!File.Exists(path)) throw new FileNotFoundException($"model not found: {path}", path);
+        if (IsGguf(path)) return GgufLoader.Load(path, progress);
+        return Llama2cLoader.Load(path, progress);
+    }
+
+    public static bool IsGguf(string path)
+    {
+        using var s = File.OpenRead(path);
+        Span<byte> magic = stackalloc byte[4];
+        return s.Read(magic) == 4 && magic.SequenceEqual("GGUF"u8);
+    }
+}

@@ -1,0 +1,95 @@
+using System.Runtime.InteropServices;
+
+namespace KvIlgpu.Models;
+
+/// <summary>How a weight's elements are stored (on the host and on the device).</summary>
+public enum WeightType { F32, F16, BF16 }
+
+/// <summary>A weight matrix or vector on the host, row-major [Rows, Cols], in its stored precision.
+/// f16 and bf16 keep their raw 16-bit patterns; quantised formats are dequantised to f32 at load.</summary>
+public sealed class WeightTensor
+{
+    public string Name { get; }
+    public int Rows { get; }
+    public int Cols { get; }
+    public WeightType Type { get; }
+    /// <summary>Elements when Type is F32.</summary>
+    public float[]? F32 { get; }
+    /// <summary>Raw 16-bit patterns when Type is F16 or BF16.</summary>
+    public ushort[]? Bits16 { get; }
+
+    public long Length => (long)Rows * Cols;
+    public long ByteSize => Length * (Type == WeightType.F32 ? 4 : 2);
+
+    private WeightTensor(string name, int rows, int cols, WeightType type, float[]? f32, ushort[]? bits)
+    {
+        Name = name; Rows = rows; Cols = cols; Type = type; F32 = f32; Bits16 = bits;
+    }
+
+    public static WeightTensor FromF32(string name, int rows, int cols, float[] data)
+    {
+        if (data.LongLength != (long)rows * cols)
+            throw new ArgumentException($"tensor {name}: {data.Length} elements for shape [{rows}, {cols}]");
+        return new(name, rows, cols, WeightType.F32, data, null);
+    }
+
+    public static WeightTensor From16(string name, int rows, int cols, WeightType type, ushort[] bits)
+    {
+        if (type == WeightType.F32) throw new ArgumentException("use FromF32 for f32 tensors");
+        if (bits.LongLength != (long)rows * cols)
+            throw new ArgumentException($"tensor {name}: {bits.Length} elements for shape [{rows}, {cols}]");
+        return new(name, rows, cols, type, null, bits);
+    }
+
+    /// <summary>The elements widened to f32 (a copy for 16-bit types).</summary>
+    public float[] ToFloat()
+    {
+        if (F32 != null) return F32;
+        var result = new float[Length];
+        ConvertToFloat(Bits16!, Type, result);
+        return result;
+    }
+
+    /// <summary>Converts this tensor to another stored precision (rounding to nearest even for bf16).</summary>
+    public WeightTensor ConvertTo(WeightType type)
+    {
+        if (type == Type) return this;
+        if (type == WeightType.F32) return FromF32(Name, Rows, Cols, ToFloat());
+        var src = ToFloat();
+        var bits = new ushort[src.Length];
+        for (long i = 0; i < src.LongLength; i++)
+            bits[i] = type == WeightType.BF16 ? FloatBits.ToBFloat16(src[i]) : BitConverter.HalfToUInt16Bits((Half)src[i]);
+        return From16(Name, Rows, Cols, type, bits);
+    }
+
+    public WeightTensor Reshaped(int rows, int cols) =>
+        new(Name, rows, cols, Type, F32, Bits16);
+
+    internal static void ConvertToFloat(ReadOnlySpan<ushort> bits, WeightType type, Span<float> dst)
+    {
+        if (type == WeightType.BF16)
+        {
+            for (int i = 0; i < bits.Length; i++) dst[i] = FloatBits.FromBFloat16(bits[i]);
+        }
+        else
+        {
+            System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<ushort, Half>(bits), dst);
+        }
+    }
+}
+
+/// <summary>Bit-level conversions between f32 and the 16-bit float formats.</summary>
+public static class FloatBits
+{
+    public static float FromBFloat16(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
+
+    public static ushort ToBFloat16(float value)
+    {
+        uint u = BitConverter.SingleToUInt32Bits(value);
+        if ((u & 0x7FFFFFFF) > 0x7F800000) return (ushort)((u >> 16) | 0x40); // quiet NaN
+        uint rounding = 0x7FFF + ((u >> 16) & 1);
+        return (ushort)((u + rounding) >> 16);
+    }
+
+    public static float FromHalf(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
+}

@@ -1,0 +1,120 @@
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Tests.Support;
+
+/// <summary>A deliberately plain forward pass, written straight from the llama2.c / Hugging Face definitions with
+/// scalar loops in double precision and its own RoPE. It shares no code with the engine's kernels, so agreement
+/// with it is evidence, not tautology. Weights are taken in llama2.c layout (interleaved-pair RoPE).</summary>
+public sealed class ReferenceLlama
+{
+    public int Dim, Hidden, Layers, Heads, KvHeads, Vocab, HeadDim;
+    public float Eps = 1e-5f, Theta = 10000f;
+    public float[] Emb = [], FinalNorm = [], Output = [];
+    public float[][] AttNorm = [], Wq = [], Wk = [], Wv = [], Wo = [], FfnNorm = [], W1 = [], W2 = [], W3 = [];
+    public float[][]? Bq, Bk, Bv;
+
+    private readonly List<double[][]> _keys = [], _values = []; // per layer: list of [kvDim] per position
+
+    public static ReferenceLlama From(LlamaWeights w)
+    {
+        var c = w.Config;
+        if (c.RopeLayout != RopeLayout.InterleavedPairs) throw new ArgumentException("reference expects llama2.c layout");
+        return new ReferenceLlama
+        {
+            Dim = c.Dim, Hidden = c.HiddenDim, Layers = c.Layers, Heads = c.Heads, KvHeads = c.KvHeads, Vocab = c.VocabSize,
+            HeadDim = c.HeadDim, Eps = c.RmsNormEps, Theta = c.RopeTheta,
+            Emb = w.TokenEmbedding.ToFloat(), FinalNorm = w.FinalNorm.ToFloat(), Output = w.Output.ToFloat(),
+            AttNorm = w.Layers.Select(l => l.AttentionNorm.ToFloat()).ToArray(),
+            Wq = w.Layers.Select(l => l.Wq.ToFloat()).ToArray(), Wk = w.Layers.Select(l => l.Wk.ToFloat()).ToArray(),
+            Wv = w.Layers.Select(l => l.Wv.ToFloat()).ToArray(), Wo = w.Layers.Select(l => l.Wo.ToFloat()).ToArray(),
+            FfnNorm = w.Layers.Select(l => l.FfnNorm.ToFloat()).ToArray(),
+            W1 = w.Layers.Select(l => l.WGate.ToFloat()).ToArray(), W2 = w.Layers.Select(l => l.WDown.ToFloat()).ToArray(),
+            W3 = w.Layers.Select(l => l.WUp.ToFloat()).ToArray(),
+            Bq = w.Layers[0].Bq is null ? null : w.Layers.Select(l => l.Bq!.ToFloat()).ToArray(),
+            Bk = w.Layers[0].Bk is null ? null : w.Layers.Select(l => l.Bk!.ToFloat()).ToArray(),
+            Bv = w.Layers[0].Bv is null ? null : w.Layers.Select(l => l.Bv!.ToFloat()).ToArray(),
+        };
+    }
+
+    private static double[] MatVec(float[] w, double[] x, int rows)
+    {
+        int cols = x.Length;
+        var y = new double[rows];
+        for (int i = 0; i < rows; i++)
+        {
+            double s = 0;
+            for (int j = 0; j < cols; j++) s += w[(long)i * cols + j] * x[j];
+            y[i] = s;
+        }
+        return y;
+    }
+
+    private double[] RmsNorm(double[] x, float[] w)
+    {
+        double ss = 0;
+        foreach (var v in x) ss += v * v;
+        double scale = 1.0 / Math.Sqrt(ss / x.Length + Eps);
+        return x.Select((v, i) => v * scale * w[i]).ToArray();
+    }
+
+    private void Rope(double[] v, int pos)
+    {
+        for (int i = 0; i < v.Length; i += 2)
+        {
+            int j = i % HeadDim;
+            double freq = 1.0 / Math.Pow(Theta, j / (double)HeadDim);
+            double a = pos * freq, c = Math.Cos(a), s = Math.Sin(a);
+            double v0 = v[i], v1 = v[i + 1];
+            v[i] = v0 * c - v1 * s;
+            v[i + 1] = v0 * s + v1 * c;
+        }
+    }
+
+    /// <summary>Feeds one token at the next position and returns the logits.</summary>
+    public double[] Step(int token)
+    {
+        int pos = _keys.Count == 0 ? 0 : _keys[0].Length;
+        int kvDim = KvHeads * HeadDim;
+        var x = Enumerable.Range(0, Dim).Select(i => (double)Emb[token * Dim + i]).ToArray();
+        for (int l = 0; l < Layers; l++)
+        {
+            if (_keys.Count <= l) { _keys.Add([]); _values.Add([]); }
+            var xb = RmsNorm(x, AttNorm[l]);
+            var q = MatVec(Wq[l], xb, Heads * HeadDim);
+            var k = MatVec(Wk[l], xb, kvDim);
+            var v = MatVec(Wv[l], xb, kvDim);
+            if (Bq != null) { for (int i = 0; i < q.Length; i++) q[i] += Bq[l][i]; for (int i = 0; i < k.Length; i++) { k[i] += Bk![l][i]; v[i] += Bv![l][i]; } }
+            Rope(q, pos); Rope(k, pos);
+            _keys[l] = [.. _keys[l], k];
+            _values[l] = [.. _values[l], v];
+            var att = new double[Heads * HeadDim];
+            int group = Heads / KvHeads;
+            for (int h = 0; h < Heads; h++)
+            {
+                int kvh = h / group;
+                var scores = new double[pos + 1];
+                for (int t = 0; t <= pos; t++)
+                {
+                    double s = 0;
+                    for (int d = 0; d < HeadDim; d++) s += q[h * HeadDim + d] * _keys[l][t][kvh * HeadDim + d];
+                    scores[t] = s / Math.Sqrt(HeadDim);
+                }
+                double max = scores.Max();
+                var e = scores.Select(s => Math.Exp(s - max)).ToArray();
+                double sum = e.Sum();
+                for (int t = 0; t <= pos; t++)
+                    for (int d = 0; d < HeadDim; d++)
+                        att[h * HeadDim + d] += e[t] / sum * _values[l][t][kvh * HeadDim + d];
+            }
+            var o = MatVec(Wo[l], att, Dim);
+            for (int i = 0; i < Dim; i++) x[i] += o[i];
+            xb = RmsNorm(x, FfnNorm[l]);
+            var g = MatVec(W1[l], xb, Hidden);
+            var u = MatVec(W3[l], xb, Hidden);
+            for (int i = 0; i < Hidden; i++) g[i] = g[i] / (1 + Math.Exp(-g[i])) * u[i];
+            var down = MatVec(W2[l], g, Dim);
+            for (int i = 0; i < Dim; i++) x[i] += down[i];
+        }
+        return MatVec(Output, RmsNorm(x, FinalNorm), Vocab);
+    }
+}
