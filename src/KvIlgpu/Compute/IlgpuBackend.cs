@@ -79,10 +79,23 @@ public sealed class IlgpuBackend : IComputeBackend
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
     }
 
+    // Measured on the golden model (2 cores): warps of 4 in groups of 16 took 64 s for 256 decode steps,
+    // warps of 2 in groups of 2 take 22 s; sequential mode was slower still (3 m 49 s).
+    private const int CpuWarpSize = 2;
+    private const int CpuWarpsPerGroup = 1;
+    private const CPUAcceleratorMode CpuMode = CPUAcceleratorMode.Parallel;
+
     /// <summary>Opens the first CUDA device, or ILGPU's CPU accelerator. Returns null for CUDA when none is present.</summary>
-    public static IlgpuBackend? TryCreate(DeviceKind kind)
+    public static IlgpuBackend? TryCreate(DeviceKind kind) => TryCreate(kind, CpuWarpSize, CpuWarpsPerGroup);
+
+    /// <summary>As TryCreate, with the CPU accelerator's simulated warp and group size chosen (tests use wider
+    /// groups to exercise tiles and warp shuffles of more lanes).</summary>
+    public static IlgpuBackend? TryCreate(DeviceKind kind, int cpuWarpSize, int cpuWarpsPerGroup)
     {
-        var context = Context.Create(b => b.Default().EnableAlgorithms());
+        // The CPU accelerator runs every simulated thread of a group as a real thread that meets the others at
+        // each barrier, so few small groups are much faster than the default device's 16-thread groups.
+        var cpu = new CPUDevice(cpuWarpSize, cpuWarpsPerGroup, Math.Max(1, Environment.ProcessorCount));
+        var context = Context.Create(b => b.Cuda().CPU(cpu).EnableAlgorithms());
         try
         {
             if (kind == DeviceKind.Cuda)
@@ -91,7 +104,7 @@ public sealed class IlgpuBackend : IComputeBackend
                 if (cuda.Count == 0) { context.Dispose(); return null; }
                 return new IlgpuBackend(context, cuda[0].CreateAccelerator(context), DeviceKind.Cuda);
             }
-            return new IlgpuBackend(context, context.CreateCPUAccelerator(0), DeviceKind.IlgpuCpu);
+            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CpuMode), DeviceKind.IlgpuCpu);
         }
         catch
         {

@@ -6,6 +6,7 @@ using KvIlgpu.Tests.Support;
 namespace KvIlgpu.Tests.Models;
 
 /// <summary>The engine against llama2.c's own output for ../shared/golden/tiny-gqa.bin.</summary>
+[Collection("backends")]
 public class GoldenModelTests
 {
     [SharedTheory]

@@ -2,19 +2,27 @@ using KvIlgpu.Compute;
 
 namespace KvIlgpu.Tests.Support;
 
-/// <summary>The backends every kernel test runs on: ILGPU's CPU accelerator (the ILGPU kernels) and the managed SIMD
-/// backend. One ILGPU context is shared because kernel compilation is the slow part.</summary>
+/// <summary>The backends tests run on: ILGPU's CPU accelerator with the production launch shape (2-lane warps,
+/// 1x1 tiles), the same kernels with wide groups (4-lane warps, 16-thread groups, 4x4 shared-memory tiles), and the
+/// managed SIMD backend. Each ILGPU backend is created once, because kernel compilation is the slow part.</summary>
 public static class Backends
 {
     private static readonly Lazy<IComputeBackend> IlgpuCpu = new(() => BackendFactory.Create(DeviceKind.IlgpuCpu));
+    private static readonly Lazy<IComputeBackend> IlgpuCpuWide = new(() => IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu, 4, 4)!);
     private static readonly Lazy<IComputeBackend> Managed = new(() => new ManagedSimdBackend());
+    private static readonly object Gate = new();
 
     public static IComputeBackend Get(string name) => name switch
     {
         "ilgpu-cpu" => IlgpuCpu.Value,
+        "ilgpu-cpu-wide" => IlgpuCpuWide.Value,
         "cpu" => Managed.Value,
         _ => throw new ArgumentException(name),
     };
 
+    /// <summary>ILGPU accelerators are not meant to be driven from several threads at once; tests that share one take this lock.</summary>
+    public static object Lock => Gate;
+
     public static TheoryData<string> All => new() { "ilgpu-cpu", "cpu" };
+    public static TheoryData<string> AllShapes => new() { "ilgpu-cpu", "ilgpu-cpu-wide", "cpu" };
 }

@@ -1,0 +1,34 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using System.Text.Json;
+
+namespace KvIlgpu.Models.Saving;
+
+/// <summary>Writes tensors in the safetensors format (8-byte header length, JSON header, raw little-endian data).</summary>
+public static class SafetensorsWriter
+{
+    public static void Write(string path, IEnumerable<(string Name, WeightTensor Tensor, long[] Shape)> tensors)
+    {
+        var list = tensors.ToList();
+        var header = new Dictionary<string, object>();
+        long offset = 0;
+        foreach (var (name, t, shape) in list)
+        {
+            string dtype = t.Type switch { WeightType.F32 => "F32", WeightType.F16 => "F16", _ => "BF16" };
+            header[name] = new { dtype, shape, data_offsets = new[] { offset, offset + t.ByteSize } };
+            offset += t.ByteSize;
+        }
+        header["__metadata__"] = new Dictionary<string, string> { ["format"] = "pt" };
+        var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
+        int pad = (8 - json.Length % 8) % 8; // keep data 8-byte aligned, padding with spaces as the spec allows
+        using var f = new FileStream(path, FileMode.Create, FileAccess.Write);
+        f.Write(BitConverter.GetBytes((long)(json.Length + pad)));
+        f.Write(json);
+        for (int i = 0; i < pad; i++) f.WriteByte((byte)' ');
+        foreach (var (_, t, _) in list)
+        {
+            if (t.F32 != null) f.Write(MemoryMarshal.AsBytes(t.F32.AsSpan()));
+            else f.Write(MemoryMarshal.AsBytes(t.Bits16.AsSpan()));
+        }
+    }
+}
