@@ -1,1 +1,10 @@
-return 0;
+using System.CommandLine;
+using KvIlgpu.Cli;
+
+var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CPU) with a per-head compressed KV cache")
+{
+    GenerateCommand.Create(),
+    InfoCommand.Create(),
+    TokenizeCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();

@@ -1,0 +1,40 @@
+using KvIlgpu.Models.Loading;
+using Spectre.Console;
+
+namespace KvIlgpu.Cli;
+
+/// <summary>Progress bars on stderr (stdout stays clean for generated text and JSON).</summary>
+internal static class ProgressDisplay
+{
+    public static readonly IAnsiConsole Err = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+
+    /// <summary>Runs a load with a progress bar per stage.</summary>
+    public static T Load<T>(string what, Func<IProgress<LoadProgress>, T> load)
+    {
+        if (Console.IsErrorRedirected)
+        {
+            Console.Error.WriteLine($"loading {what} ...");
+            return load(new Progress<LoadProgress>(_ => { }));
+        }
+        T result = default!;
+        Err.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn())
+            .Start(ctx =>
+            {
+                var tasks = new Dictionary<string, ProgressTask>();
+                var progress = new SyncProgress(p =>
+                {
+                    if (!tasks.TryGetValue(p.Stage, out var t)) tasks[p.Stage] = t = ctx.AddTask(p.Stage, maxValue: Math.Max(1, p.BytesTotal));
+                    t.MaxValue = Math.Max(1, p.BytesTotal);
+                    t.Value = p.BytesDone;
+                });
+                result = load(progress);
+            });
+        return result;
+    }
+
+    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and arrive late).</summary>
+    private sealed class SyncProgress(Action<LoadProgress> report) : IProgress<LoadProgress>
+    {
+        public void Report(LoadProgress value) => report(value);
+    }
+}
