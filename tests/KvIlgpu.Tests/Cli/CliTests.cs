@@ -1,0 +1,119 @@
+using System.Text.Json;
+using KvIlgpu.Models;
+using KvIlgpu.Tests.Support;
+using KvIlgpu.Tests.Tokenization;
+
+namespace KvIlgpu.Tests.Cli;
+
+public class CliTests
+{
+    [SharedFact]
+    public void Generate_json_reproduces_the_golden_tokens_and_stops_at_the_context_length()
+    {
+        var golden = GoldenRun.Load(SharedData.Path_("golden", "tiny-gqa.json"));
+        // Asking for more than fits: prompt (3) + output may not exceed the context (256), so 253 come out.
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", SharedData.Path_("golden", "tiny-gqa.bin"),
+            "--prompt-ids", "1,5,9", "--max-tokens", "400", "--temperature", "0", "--json", "--device", "cpu");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        var ids = json.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+        Assert.Equal(golden.Tokens[2..255], ids);
+        Assert.Equal("context_full", json.GetProperty("stop_reason").GetString());
+        Assert.True(json.GetProperty("decode_tokens_per_s").GetDouble() > 0);
+        Assert.True(json.GetProperty("prefill_tokens_per_s").GetDouble() > 0);
+    }
+
+    [Fact]
+    public void Generate_and_tokenize_with_a_text_prompt_and_a_tokenizer_beside_the_model()
+    {
+        using var dir = new TempDir();
+        var tokPath = TokenizerTests.WriteLlama2cTokenizer(dir, out int vocab);
+        var w = TestModels.Random(TestModels.Config(vocab: vocab), seed: 5);
+        TestModels.WriteLlama2c(dir.File("model.bin"), w);
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir.File("model.bin"), "--prompt", "hello world",
+            "--max-tokens", "5", "--temperature", "0.9", "--seed", "3", "--json");
+        Assert.True(code == 0, stderr);
+        var json = JsonDocument.Parse(stdout).RootElement;
+        Assert.Equal(5, json.GetProperty("token_ids").GetArrayLength());
+        Assert.True(json.TryGetProperty("text", out _));
+        // Same seed, same tokens.
+        var again = JsonDocument.Parse(CliRunner.Run("generate", "--model", dir.File("model.bin"), "--prompt", "hello world",
+            "--max-tokens", "5", "--temperature", "0.9", "--seed", "3", "--json").Stdout).RootElement;
+        Assert.Equal(json.GetProperty("token_ids").ToString(), again.GetProperty("token_ids").ToString());
+
+        var tok = CliRunner.Run("tokenize", "--model", dir.File("model.bin"), "--text", "hello world", "--json");
+        Assert.True(tok.ExitCode == 0, tok.Stderr);
+        var tj = JsonDocument.Parse(tok.Stdout).RootElement;
+        Assert.Equal(5, tj.GetProperty("ids").GetArrayLength());
+        Assert.Equal(" hello", tj.GetProperty("pieces")[0].GetString());
+
+        var info = CliRunner.Run("info", "--model", dir.File("model.bin"));
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("4 query, 2 key/value", info.Stdout);
+    }
+
+    public static IEnumerable<object[]> BadInputs()
+    {
+        yield return ["missing file", new Func<TempDir, string[]>(d => ["generate", "--model", d.File("nope.bin"), "--prompt-ids", "1"]), "nope.bin"];
+        yield return ["truncated llama2.c", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));
+            var bytes = File.ReadAllBytes(d.File("m.bin"));
+            File.WriteAllBytes(d.File("m.bin"), bytes[..(bytes.Length / 2)]);
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1"];
+        }), "truncated"];
+        yield return ["truncated safetensors tensor", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteHuggingFace(d.File("hf"), TestModels.Random(TestModels.Config(), 1), WeightType.F32);
+            var p = Path.Combine(d.File("hf"), "model.safetensors");
+            var bytes = File.ReadAllBytes(p);
+            File.WriteAllBytes(p, bytes[..(bytes.Length - 100)]);
+            return ["info", "--model", d.File("hf")];
+        }), "truncated: tensor"];
+        yield return ["unknown dtype", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteHuggingFace(d.File("hf"), TestModels.Random(TestModels.Config(), 1), WeightType.F32);
+            var p = Path.Combine(d.File("hf"), "model.safetensors");
+            var bytes = File.ReadAllBytes(p);
+            var text = System.Text.Encoding.Latin1.GetString(bytes);
+            int at = text.IndexOf("\"model.embed_tokens.weight\":{\"dtype\":\"F32\"", StringComparison.Ordinal);
+            Assert.True(at >= 0);
+            System.Text.Encoding.ASCII.GetBytes("\"model.embed_tokens.weight\":{\"dtype\":\"I32\"").CopyTo(bytes, at);
+            File.WriteAllBytes(p, bytes);
+            return ["info", "--model", d.File("hf")];
+        }), "dtype I32"];
+        yield return ["shape mismatch", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteHuggingFace(d.File("hf"), TestModels.Random(TestModels.Config(), 1), WeightType.F32);
+            var cfg = Path.Combine(d.File("hf"), "config.json");
+            File.WriteAllText(cfg, File.ReadAllText(cfg).Replace("\"intermediate_size\":80", "\"intermediate_size\":96"));
+            return ["info", "--model", d.File("hf")];
+        }), "mlp.gate_proj.weight has shape [80, 48], expected [96, 48]"];
+        yield return ["prompt longer than the context", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 8), 1));
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,2,3,4,5,6,7,8,9"];
+        }), "context holds 8"];
+        yield return ["unknown device", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1", "--device", "tpu"];
+        }), "unknown device 'tpu'"];
+        yield return ["token id outside the vocabulary", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,999"];
+        }), "token id 999"];
+    }
+
+    [Theory]
+    [MemberData(nameof(BadInputs))]
+    public void Bad_input_gives_a_clear_message_and_nonzero_exit(string what, Func<TempDir, string[]> setup, string expected)
+    {
+        using var dir = new TempDir();
+        var (code, stdout, stderr) = CliRunner.Run(setup(dir));
+        Assert.True(code != 0, $"{what}: exit code 0; stdout {stdout}");
+        Assert.Contains(expected, stderr);
+        Assert.DoesNotContain("   at ", stderr); // no stack trace
+    }
+}
