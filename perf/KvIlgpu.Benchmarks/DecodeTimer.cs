@@ -1,55 +1,97 @@
 using System.Diagnostics;
+using System.Text.Json;
 using KvIlgpu.Compute;
 using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
 
 namespace KvIlgpu.Benchmarks;
 
-/// <summary>Side-by-side decode measurement on one checkpoint: decode tokens/s for f32, f16 and bf16 weights, and
-/// this machine's read bandwidth measured in the same run (a parallel SIMD sum over a buffer of the model's size),
-/// so the figures come as ratios. Usage: decode MODEL.bin [tokens] [threads]</summary>
+/// <summary>Side-by-side decode measurement on one llama2.c checkpoint, in one run: the C baseline
+/// (perf/c-reference/decode.c built as llama2.c builds run.c, -O3 -fopenmp, and again with -ffast-math so its
+/// reductions vectorise), this machine's read bandwidth, and KvIlgpu's managed SIMD backend with f32, f16 and bf16
+/// weights. Every decoder runs the same greedy path from token 1 (the last token is printed as a cross-check).
+/// Usage: decode MODEL.bin [tokens] [threads]</summary>
 public static class DecodeTimer
 {
     public static void Run(string path, int tokens, int? threads)
     {
+        int n = threads ?? Environment.ProcessorCount;
         var f32 = ModelLoader.Load(path);
-        Console.WriteLine($"model: {path}  dim={f32.Config.Dim} layers={f32.Config.Layers} heads={f32.Config.Heads}/{f32.Config.KvHeads} vocab={f32.Config.VocabSize} params={f32.ParameterCount / 1e6:F1}M");
-        var backend = new ManagedSimdBackend(threads);
-        Console.WriteLine($"backend: {backend.Name}");
-        double bandwidth = MeasureReadBandwidth(f32.ByteSize, threads ?? Environment.ProcessorCount);
-        Console.WriteLine($"read bandwidth (parallel SIMD sum over {f32.ByteSize / 1e6:F0} MB): {bandwidth / 1e9:F2} GB/s");
-        Console.WriteLine("| weights | MB | decode tok/s | GB/s read | of measured bandwidth |");
-        Console.WriteLine("|---|---|---|---|---|");
+        var c = f32.Config;
+        tokens = Math.Min(tokens, c.MaxSeqLen - 16);
+        Console.WriteLine($"model: {path}  dim={c.Dim} layers={c.Layers} heads={c.Heads}/{c.KvHeads} vocab={c.VocabSize} params={f32.ParameterCount / 1e6:F1}M, {tokens} decode steps, {n} threads");
+        double bandwidth = MeasureReadBandwidth(f32.ByteSize, n);
+        var rows = new List<(string Name, double MB, double Tps, int Last)>();
+        foreach (var (name, flags) in new[] { ("C -O3 -fopenmp (llama2.c build)", "-O3 -march=native -fopenmp"), ("C -O3 -ffast-math -fopenmp", "-O3 -march=native -ffast-math -fopenmp") })
+            if (RunC(path, tokens, n, flags) is { } r) rows.Add((name, f32.ByteSize / 1e6, r.Tps, r.Last));
+        var backend = new ManagedSimdBackend(n);
         foreach (var type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16 })
         {
             var w = type == WeightType.F32 ? f32 : f32.ConvertMatrices(type);
             using var model = new LlamaModel(w, backend);
-            using var cache = model.CreateCache();
-            double tps = DecodeTokensPerSecond(model, cache, tokens);
-            double gbs = tps * w.ByteSize / 1e9;
-            Console.WriteLine($"| {type} | {w.ByteSize / 1e6:F0} | {tps:F1} | {gbs:F2} | {gbs * 1e9 / bandwidth:P0} |");
+            var (tps, last) = DecodeTokensPerSecond(model, tokens);
+            rows.Add(($"KvIlgpu cpu, {type} weights", w.ByteSize / 1e6, tps, last));
         }
+        double baseline = rows.FirstOrDefault(r => r.Name.StartsWith("C -O3 -fopenmp")).Tps;
+        Console.WriteLine($"read bandwidth, measured in this run (parallel SIMD sum over {f32.ByteSize / 1e6:F0} MB): {bandwidth / 1e9:F1} GB/s");
+        Console.WriteLine();
+        Console.WriteLine("| decoder | weights MB | tok/s | GB/s of weights | of read bandwidth | vs C -O3 | last token |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var r in rows)
+            Console.WriteLine($"| {r.Name} | {r.MB:F0} | {r.Tps:F1} | {r.Tps * r.MB / 1e3:F1} | {r.Tps * r.MB * 1e6 / bandwidth:P0} | {(baseline > 0 ? $"{r.Tps / baseline:F2}x" : "-")} | {r.Last} |");
     }
 
-    public static double DecodeTokensPerSecond(LlamaModel model, Cache.DenseKvCache cache, int tokens)
+    /// <summary>Greedy decode from token 1: warm-up steps first (tiered JIT needs a few hundred calls to fully
+    /// optimise the hot loops, as the C decoder gets its warm-up too), then the timed steps on a fresh cache.</summary>
+    public static (double TokensPerSecond, int LastToken) DecodeTokensPerSecond(LlamaModel model, int tokens)
     {
+        using (var warm = model.CreateCache())
+        {
+            int t = 1;
+            for (int i = 0; i < Math.Min(256, warm.Capacity); i++) t = Next(model.Forward(warm, [t]));
+        }
+        using var cache = model.CreateCache();
         int token = 1;
-        // Warm-up: tiered JIT (with PGO) needs a few hundred calls before the hot loops are fully optimised.
-        for (int i = 0; i < 256; i++) { if (cache.Length == cache.Capacity) cache.Length = 0; token = Next(model.Forward(cache, [token])); }
-        cache.Length = 0;
+        for (int i = 0; i < 16; i++) token = Next(model.Forward(cache, [token]));
         var sw = Stopwatch.StartNew();
         for (int i = 0; i < tokens; i++) token = Next(model.Forward(cache, [token]));
-        return tokens / sw.Elapsed.TotalSeconds;
+        return (tokens / sw.Elapsed.TotalSeconds, token);
     }
 
     private static int Next(float[] logits) => System.Numerics.Tensors.TensorPrimitives.IndexOfMax(logits);
+
+    private static (double Tps, int Last)? RunC(string model, int tokens, int threads, string flags)
+    {
+        var source = FindSource();
+        if (source == null) { Console.WriteLine("(perf/c-reference/decode.c not found: C baseline skipped)"); return null; }
+        var exe = Path.Combine(Path.GetTempPath(), $"kvilgpu-cdecode-{flags.GetHashCode():X}");
+        var cc = Process.Start(new ProcessStartInfo("cc", $"{flags} {source} -lm -o {exe}") { RedirectStandardError = true });
+        if (cc == null) return null;
+        cc.WaitForExit();
+        if (cc.ExitCode != 0) { Console.WriteLine($"(cc failed: {cc.StandardError.ReadToEnd()})"); return null; }
+        var psi = new ProcessStartInfo(exe, $"{model} {tokens}") { RedirectStandardOutput = true };
+        psi.Environment["OMP_NUM_THREADS"] = threads.ToString();
+        using var p = Process.Start(psi)!;
+        var json = JsonDocument.Parse(p.StandardOutput.ReadToEnd()).RootElement;
+        p.WaitForExit();
+        return (json.GetProperty("tokens_per_s").GetDouble(), json.GetProperty("last_token").GetInt32());
+    }
+
+    private static string? FindSource()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+        {
+            var p = Path.Combine(d.FullName, "perf", "c-reference", "decode.c");
+            if (File.Exists(p)) return p;
+        }
+        return null;
+    }
 
     /// <summary>Bytes per second for reading a buffer of the given size, split across threads (best of 5).</summary>
     public static double MeasureReadBandwidth(long bytes, int threads)
     {
         var data = new float[bytes / 4];
-        new Random(1).NextBytes(System.Runtime.InteropServices.MemoryMarshal.AsBytes(data.AsSpan()));
-        for (int i = 0; i < data.Length; i++) data[i] = (data[i] % 1f);
+        data.AsSpan().Fill(1f);
         double best = 0;
         for (int rep = 0; rep < 5; rep++)
         {

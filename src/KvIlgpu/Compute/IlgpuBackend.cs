@@ -39,6 +39,8 @@ public sealed class IlgpuBackend : IComputeBackend
 
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF32;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int> _gemvBf16, _gemvF16;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _perOutputF32;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int> _perOutputBf16, _perOutputF16;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _gemmF32;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int> _gemmBf16, _gemmF16;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> _embedF32;
@@ -64,6 +66,9 @@ public sealed class IlgpuBackend : IComputeBackend
         _gemvF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<float, F32Decoder>);
         _gemvBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort, BF16Decoder>);
         _gemvF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort, F16Decoder>);
+        _perOutputF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<float, F32Decoder>);
+        _perOutputBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<ushort, BF16Decoder>);
+        _perOutputF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<ushort, F16Decoder>);
         _gemmF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<float, F32Decoder>);
         _gemmBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<ushort, BF16Decoder>);
         _gemmF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<ushort, F16Decoder>);
@@ -176,7 +181,17 @@ public sealed class IlgpuBackend : IComputeBackend
     {
         var wt = (Weight)w;
         int n = wt.Rows, k = wt.Cols;
-        if (rows <= GemvMaxRows)
+        if (_shape.ThreadPerOutput)
+        {
+            var cfg = _shape.Elementwise((long)rows * n);
+            switch (wt.Type)
+            {
+                case WeightType.F32: _perOutputF32(cfg, V(x), wt.F32!.View, V(output), rows, n, k); break;
+                case WeightType.BF16: _perOutputBf16(cfg, V(x), wt.Bits16!.View, V(output), rows, n, k); break;
+                default: _perOutputF16(cfg, V(x), wt.Bits16!.View, V(output), rows, n, k); break;
+            }
+        }
+        else if (rows <= GemvMaxRows)
         {
             var cfg = _shape.WarpPerItem(n);
             switch (wt.Type)

@@ -6,14 +6,16 @@ namespace KvIlgpu.Compute;
 /// <summary>How kernels are launched on one accelerator. Every kernel loops grid-stride, so any shape covers any
 /// size; the shape is chosen for speed. A GPU wants many wide groups; ILGPU's CPU accelerator simulates each
 /// thread and group, so it wants few groups of few threads.</summary>
-public sealed record LaunchShape(int GroupSize, int MaxGroups, int WarpSize, int Tile)
+public sealed record LaunchShape(int GroupSize, int MaxGroups, int WarpSize, int Tile, bool ThreadPerOutput = false)
 {
     public static LaunchShape For(Accelerator accelerator)
     {
         if (accelerator.AcceleratorType == AcceleratorType.CPU)
         {
             int group = Math.Min(accelerator.MaxNumThreadsPerGroup, 4 * accelerator.WarpSize);
-            return new LaunchShape(group, Math.Max(1, Environment.ProcessorCount), accelerator.WarpSize, (int)Math.Sqrt(group));
+            // Small simulated groups: matrix products take one thread per output (no shuffles, no barriers).
+            return new LaunchShape(group, Math.Max(1, Environment.ProcessorCount), accelerator.WarpSize, (int)Math.Sqrt(group),
+                ThreadPerOutput: group < 16);
         }
         return new LaunchShape(256, Math.Max(1, accelerator.NumMultiprocessors) * 8, accelerator.WarpSize, 16);
     }

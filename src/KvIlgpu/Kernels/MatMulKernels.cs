@@ -27,6 +27,22 @@ public static class MatMulKernels
         }
     }
 
+    /// <summary>Matrix product with one thread per output element and no warp shuffles: the right shape for ILGPU's
+    /// CPU accelerator, where every shuffle is a barrier between simulated threads.</summary>
+    public static void GemvThreadPerOutput<T, TDecoder>(ArrayView<float> x, ArrayView<T> w, ArrayView<float> y, int rows, int n, int k)
+        where T : unmanaged where TDecoder : struct, IWeightDecoder<T>
+    {
+        var decoder = default(TDecoder);
+        for (int idx = GridStride.Start; idx < rows * n; idx += GridStride.Step)
+        {
+            int r = idx / n, j = idx % n;
+            long xRow = (long)r * k, wRow = (long)j * k;
+            float sum = 0;
+            for (int i = 0; i < k; i++) sum += x[xRow + i] * decoder.Decode(w[wRow + i]);
+            y[(long)r * n + j] = sum;
+        }
+    }
+
     /// <summary>The largest tile side a group may use (shared memory is sized for it).</summary>
     public const int MaxTile = 16;
 
