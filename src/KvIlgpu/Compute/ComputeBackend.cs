@@ -22,6 +22,25 @@ public abstract class DeviceBuffer : IDisposable
     public abstract void Dispose();
 }
 
+/// <summary>An int32 buffer on a backend's device (block tables, lengths, positions, row descriptors).</summary>
+public abstract class DeviceIntBuffer : IDisposable
+{
+    public int Length { get; protected init; }
+    public abstract void Dispose();
+}
+
+/// <summary>The device buffers of a paged KV cache (SPEC 1): K and V pools [blocks * BlockSize, HeadDim], per-slot
+/// original position and eviction metric, per-head block tables and lengths. See PagedLayout for the indexing.</summary>
+public sealed record PagedKvBuffers(
+    Kernels.PagedLayout Layout, DeviceBuffer Keys, DeviceBuffer Values, DeviceIntBuffer Positions, DeviceBuffer Metric,
+    DeviceIntBuffer Tables, DeviceIntBuffer Lengths) : IDisposable
+{
+    public void Dispose()
+    {
+        Keys.Dispose(); Values.Dispose(); Positions.Dispose(); Metric.Dispose(); Tables.Dispose(); Lengths.Dispose();
+    }
+}
+
 /// <summary>A weight matrix [Rows, Cols] on a backend's device, in its stored precision.</summary>
 public abstract class DeviceWeight : IDisposable
 {
@@ -46,6 +65,8 @@ public interface IComputeBackend : IDisposable
 {
     string Name { get; }
     DeviceKind Kind { get; }
+    /// <summary>Memory of the device in bytes (for sizing the KV cache as a fraction of it).</summary>
+    long MemoryBytes { get; }
 
     DeviceBuffer Allocate(int length);
     DeviceWeight Upload(WeightTensor weight);
@@ -71,6 +92,19 @@ public interface IComputeBackend : IDisposable
     /// <summary>Causal grouped-query attention: output[r, h*d..] = softmax(q.K^T / sqrt(d)) V over the cached
     /// positions, query head h reading KV head h / (Heads / KvHeads).</summary>
     void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape shape);
+    DeviceIntBuffer AllocateInts(int length);
+    void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0);
+    void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0);
+
+    /// <summary>Writes k and v ([rows, KvHeads * HeadDim]) of one layer into the paged cache: row r goes to slot
+    /// length - count + offset of each of its sequence's KV heads (rowInfo as in PagedAttentionKernels).</summary>
+    void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer);
+    /// <summary>Attention of q ([rows, Heads * HeadDim]) over the paged cache of one layer, each KV head up to its own
+    /// length. probabilities ([rows * Heads, stride], stride >= longest head) receives the softmax probabilities of
+    /// every slot when emitProbabilities is set, and is scratch otherwise.</summary>
+    void PagedAttention(DeviceBuffer q, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer,
+        DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities);
+
     /// <summary>Index of the largest of x[offset ..+count] (the first on ties).</summary>
     int ArgMax(DeviceBuffer x, int offset, int count);
     void Synchronize();

@@ -31,6 +31,14 @@ public sealed class IlgpuBackend : IComputeBackend
         public override void Dispose() { F32?.Dispose(); Bits16?.Dispose(); }
     }
 
+    private sealed class IntBuffer : DeviceIntBuffer
+    {
+        public readonly MemoryBuffer1D<int, Stride1D.Dense> Memory;
+        public IntBuffer(Accelerator a, int length) { Memory = a.Allocate1D<int>(Math.Max(1, length)); Length = length; }
+        public ArrayView<int> View => Memory.View;
+        public override void Dispose() => Memory.Dispose();
+    }
+
     private readonly Context _context;
     private readonly Accelerator _accelerator;
     private readonly LaunchShape _shape;
@@ -51,6 +59,10 @@ public sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionParams> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
+        ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout> _pagedWrite;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+        ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
 
     /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
     public int GemvMaxRows { get; init; } = 4;
@@ -82,6 +94,13 @@ public sealed class IlgpuBackend : IComputeBackend
         _addBias = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ActivationKernels.AddBias);
         _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionParams>(AttentionKernels.CausalAttention);
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
+        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
+            ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
+        _pagedAttention = _shape.ThreadPerOutput
+            ? a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+                ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
+            : a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+                ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.Attention);
     }
 
     // Measured on the golden model (2 cores): warps of 4 in groups of 16 took 64 s for 256 decode steps,
@@ -120,6 +139,7 @@ public sealed class IlgpuBackend : IComputeBackend
 
     public string Name => $"{(Kind == DeviceKind.Cuda ? "cuda" : "ilgpu-cpu")} ({_accelerator.Name}, {_accelerator.MemorySize / (1 << 20)} MiB)";
     public DeviceKind Kind { get; }
+    public long MemoryBytes => Kind == DeviceKind.Cuda ? _accelerator.MemorySize : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     public Accelerator Accelerator => _accelerator;
     public LaunchShape Shape => _shape;
 
@@ -245,6 +265,36 @@ public sealed class IlgpuBackend : IComputeBackend
             HeadDim = s.HeadDim, CacheOffset = s.CacheOffset, ScoreStride = stride,
         };
         _attention(_shape.WarpPerItem((long)s.Rows * s.Heads), V(q), V(keyCache), V(valueCache), V(output), _scores.View, p);
+    }
+
+    private static ArrayView<int> IV(DeviceIntBuffer b) => ((IntBuffer)b).View;
+    public DeviceIntBuffer AllocateInts(int length) => new IntBuffer(_accelerator, length);
+
+    public void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0)
+    {
+        if (src.Length == 0) return;
+        IV(dst).SubView(dstOffset, src.Length).CopyFromCPU(src.ToArray());
+    }
+
+    public void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0)
+    {
+        if (dst.Length == 0) return;
+        var tmp = new int[dst.Length];
+        IV(src).SubView(srcOffset, dst.Length).CopyToCPU(tmp);
+        tmp.CopyTo(dst);
+    }
+
+    public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers c, DeviceIntBuffer rowInfo, int rows, int layer) =>
+        _pagedWrite(_shape.Elementwise((long)rows * c.Layout.KvHeads * c.Layout.HeadDim), V(k), V(v), V(c.Keys), V(c.Values),
+            IV(c.Positions), V(c.Metric), IV(c.Tables), IV(c.Lengths), IV(rowInfo), rows, layer, c.Layout);
+
+    public void PagedAttention(DeviceBuffer q, PagedKvBuffers c, DeviceIntBuffer rowInfo, int rows, int layer,
+        DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
+    {
+        long items = (long)rows * c.Layout.Heads;
+        var cfg = _shape.ThreadPerOutput ? _shape.Elementwise(items) : _shape.WarpPerItem(items);
+        _pagedAttention(cfg, V(q), V(c.Keys), V(c.Values), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output), V(probabilities),
+            rows, layer, stride, emitProbabilities ? 1 : 0, c.Layout);
     }
 
     public int ArgMax(DeviceBuffer x, int offset, int count)

@@ -35,12 +35,20 @@ public sealed class ManagedSimdBackend : IComputeBackend
         }
     }
 
+    private sealed class HostInts : DeviceIntBuffer
+    {
+        public readonly int[] Data;
+        public HostInts(int length) { Data = new int[length]; Length = length; }
+        public override void Dispose() { }
+    }
+
     private readonly int _threads;
 
     public ManagedSimdBackend(int? threads = null) => _threads = Math.Max(1, threads ?? Environment.ProcessorCount);
 
     public string Name => $"cpu (managed SIMD, {_threads} threads, {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar")})";
     public DeviceKind Kind => DeviceKind.Cpu;
+    public long MemoryBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
     private static float[] D(DeviceBuffer b) => ((HostBuffer)b).Data;
     private static HostWeight W(DeviceWeight w) => (HostWeight)w;
@@ -166,6 +174,60 @@ public sealed class ManagedSimdBackend : IComputeBackend
                 dst.Clear();
                 for (int t = 0; t < len; t++)
                     TensorPrimitives.MultiplyAdd(vs.AsSpan(s.CacheOffset + t * s.KvDim + kvh * d, d), sc[t], dst, dst);
+            }
+        });
+    }
+
+    private static int[] I(DeviceIntBuffer b) => ((HostInts)b).Data;
+    public DeviceIntBuffer AllocateInts(int length) => new HostInts(length);
+    public void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0) => src.CopyTo(I(dst).AsSpan(dstOffset));
+    public void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0) => I(src).AsSpan(srcOffset, dst.Length).CopyTo(dst);
+
+    private static int HeadIndex(in Kernels.PagedLayout p, int seq, int layer, int h) => (seq * p.Layers + layer) * p.KvHeads + h;
+
+    private static int Slot(in Kernels.PagedLayout p, int[] tables, int head, int index) =>
+        tables[head * p.MaxBlocksPerHead + index / p.BlockSize] * p.BlockSize + index % p.BlockSize;
+
+    public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer)
+    {
+        var p = cache.Layout;
+        var ks = D(k); var vs = D(v); var kp = D(cache.Keys); var vp = D(cache.Values);
+        var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
+        int d = p.HeadDim;
+        for (int r = 0; r < rows; r++)
+            for (int h = 0; h < p.KvHeads; h++)
+            {
+                int head = HeadIndex(p, info[4 * r], layer, h);
+                int slot = Slot(p, tables, head, lengths[head] - info[4 * r + 1] + info[4 * r + 2]);
+                ks.AsSpan((r * p.KvHeads + h) * d, d).CopyTo(kp.AsSpan(slot * d, d));
+                vs.AsSpan((r * p.KvHeads + h) * d, d).CopyTo(vp.AsSpan(slot * d, d));
+                pos[slot] = info[4 * r + 3];
+                metric[slot] = 0f;
+            }
+    }
+
+    public void PagedAttention(DeviceBuffer q, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer,
+        DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
+    {
+        var p = cache.Layout;
+        var qs = D(q); var kp = D(cache.Keys); var vp = D(cache.Values); var o = D(output); var probs = D(probabilities);
+        var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
+        int d = p.HeadDim, group = p.Heads / p.KvHeads;
+        float scale = 1f / MathF.Sqrt(d);
+        ForRanges(rows * p.Heads, (long)stride * d * 2, (start, end) =>
+        {
+            for (int item = start; item < end; item++)
+            {
+                int r = item / p.Heads, h = item % p.Heads;
+                int head = HeadIndex(p, info[4 * r], layer, h / group);
+                int len = lengths[head] - info[4 * r + 1] + info[4 * r + 2] + 1;
+                var qv = qs.AsSpan((r * p.Heads + h) * d, d);
+                var sc = probs.AsSpan(item * stride, len);
+                for (int t = 0; t < len; t++) sc[t] = SimdMath.Dot(qv, kp.AsSpan(Slot(p, tables, head, t) * d, d)) * scale;
+                TensorPrimitives.SoftMax(sc, sc);
+                var dst = o.AsSpan((r * p.Heads + h) * d, d);
+                dst.Clear();
+                for (int t = 0; t < len; t++) TensorPrimitives.MultiplyAdd(vp.AsSpan(Slot(p, tables, head, t) * d, d), sc[t], dst, dst);
             }
         });
     }

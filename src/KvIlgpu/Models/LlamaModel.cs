@@ -68,30 +68,103 @@ public sealed class LlamaModel : IDisposable
         if (tokens.Length == 0) throw new ArgumentException("no tokens to run", nameof(tokens));
         if (cache.Length + tokens.Length > cache.Capacity)
             throw new ContextOverflowException(cache.Length + tokens.Length, cache.Capacity);
-        foreach (var t in tokens)
-            if ((uint)t >= (uint)Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary (0..{Config.VocabSize - 1})");
         int vocab = Config.VocabSize;
         var result = new float[(allLogits ? tokens.Length : 1) * vocab];
         for (int start = 0; start < tokens.Length; start += MaxChunkRows)
         {
             int rows = Math.Min(MaxChunkRows, tokens.Length - start);
             bool last = start + rows == tokens.Length;
-            RunChunk(cache, tokens.Slice(start, rows), allLogits ? rows : last ? 1 : 0);
+            var positions = Enumerable.Range(cache.Length, rows).ToArray();
+            int[] logitRows = allLogits ? Enumerable.Range(0, rows).ToArray() : last ? [rows - 1] : [];
+            RunRows(new DenseStep(cache, cache.Length), tokens.Slice(start, rows), positions, logitRows);
+            cache.Length += rows;
             if (allLogits) Backend.Read(_logits, result.AsSpan(start * vocab, rows * vocab));
             else if (last) Backend.Read(_logits, result);
         }
         return result;
     }
 
-    /// <summary>Runs one chunk through the layers; computes logits for its last logitRows rows.</summary>
-    private void RunChunk(DenseKvCache cache, ReadOnlySpan<int> tokens, int logitRows)
+    /// <summary>One step of a batch over the paged cache: rows of several sequences (a prompt chunk or one decode
+    /// token each). The caller has reserved room and already added each sequence's row count to its head lengths.
+    /// Returns logits [logitRows.Length, VocabSize] for the requested rows; when probabilities is given, the last
+    /// layer's per-slot attention probabilities are left in it (see PagedAttention).</summary>
+    public float[] ForwardBatch(PagedKvCache cache, ReadOnlySpan<BatchRow> rows, ReadOnlySpan<int> logitRows)
+    {
+        if (rows.Length == 0 || rows.Length > MaxChunkRows)
+            throw new ArgumentOutOfRangeException(nameof(rows), $"a step takes 1..{MaxChunkRows} rows, got {rows.Length}");
+        var info = new int[rows.Length * 4];
+        var tokens = new int[rows.Length];
+        var positions = new int[rows.Length];
+        int longest = 0;
+        for (int r = 0; r < rows.Length; r++)
+        {
+            var row = rows[r];
+            (info[4 * r], info[4 * r + 1], info[4 * r + 2], info[4 * r + 3]) = (row.Sequence, row.Count, row.Offset, row.Position);
+            tokens[r] = row.Token;
+            positions[r] = row.Position;
+            for (int l = 0; l < Config.Layers; l++)
+                for (int h = 0; h < Config.KvHeads; h++)
+                    longest = Math.Max(longest, cache.Length(row.Sequence, l, h));
+        }
+        if (_rowInfo == null || _rowInfo.Length < info.Length)
+        {
+            _rowInfo?.Dispose();
+            _rowInfo = Backend.AllocateInts(MaxChunkRows * 4);
+        }
+        Backend.WriteInts(_rowInfo, info);
+        long scratch = (long)rows.Length * Config.Heads * longest;
+        if (_probabilities == null || _probabilities.Length < scratch)
+        {
+            _probabilities?.Dispose();
+            _probabilities = Backend.Allocate((int)Math.Max(scratch, 1024));
+        }
+        RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest), tokens, positions, logitRows);
+        var result = new float[logitRows.Length * Config.VocabSize];
+        if (result.Length > 0) Backend.Read(_logits, result);
+        return result;
+    }
+
+    private DeviceIntBuffer? _rowInfo;
+    private DeviceBuffer? _probabilities;
+
+    /// <summary>Where one step's keys and values go and how its queries read them back.</summary>
+    private interface IKvStep
+    {
+        void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim);
+        void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c);
+    }
+
+    private sealed record DenseStep(DenseKvCache Cache, int Start) : IKvStep
+    {
+        public void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim)
+        {
+            int offset = Cache.LayerOffset(layer) + Start * kvDim;
+            b.Copy(k, 0, Cache.Keys, offset, rows * kvDim);
+            b.Copy(v, 0, Cache.Values, offset, rows * kvDim);
+        }
+
+        public void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c) =>
+            b.Attention(q, Cache.Keys, Cache.Values, output, new AttentionShape(rows, Start, c.Heads, c.KvHeads, c.HeadDim, Cache.LayerOffset(layer)));
+    }
+
+    private sealed record PagedStep(PagedKvCache Cache, DeviceIntBuffer RowInfo, DeviceBuffer Probabilities, int Stride) : IKvStep
+    {
+        public void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim) =>
+            b.PagedWrite(k, v, Cache.Buffers, RowInfo, rows, layer);
+
+        public void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c) =>
+            b.PagedAttention(q, Cache.Buffers, RowInfo, rows, layer, output, Probabilities, Stride, emitProbabilities: false);
+    }
+
+    /// <summary>Runs rows through every layer; computes logits for the rows listed in logitRows.</summary>
+    private void RunRows(IKvStep step, ReadOnlySpan<int> tokens, ReadOnlySpan<int> positions, ReadOnlySpan<int> logitRows)
     {
         var b = Backend;
         var c = Config;
-        int rows = tokens.Length, start = cache.Length;
-        Span<int> positions = stackalloc int[rows];
-        for (int r = 0; r < rows; r++) positions[r] = start + r;
+        int rows = tokens.Length;
+        foreach (var t in tokens)
+            if ((uint)t >= (uint)c.VocabSize)
+                throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {t} is outside the vocabulary (0..{c.VocabSize - 1})");
 
         b.Embed(_embedding, tokens, _x);
         for (int l = 0; l < c.Layers; l++)
@@ -106,11 +179,8 @@ public sealed class LlamaModel : IDisposable
             if (L.Bv != null) b.AddBias(_v, L.Bv, rows);
             b.Rope(_q, rows, c.Heads, c.HeadDim, positions, c.RopeLayout, _rope);
             b.Rope(_k, rows, c.KvHeads, c.HeadDim, positions, c.RopeLayout, _rope);
-            int offset = cache.LayerOffset(l) + start * c.KvDim;
-            b.Copy(_k, 0, cache.Keys, offset, rows * c.KvDim);
-            b.Copy(_v, 0, cache.Values, offset, rows * c.KvDim);
-            b.Attention(_q, cache.Keys, cache.Values, _att,
-                new AttentionShape(rows, start, c.Heads, c.KvHeads, c.HeadDim, cache.LayerOffset(l)));
+            step.Write(b, l, _k, _v, rows, c.KvDim);
+            step.Attend(b, l, _q, _att, rows, c);
             b.MatMul(_att, L.Wo, _attOut, rows);
             b.Add(_x, _attOut, rows * c.Dim);
 
@@ -121,20 +191,25 @@ public sealed class LlamaModel : IDisposable
             b.MatMul(_gate, L.WDown, _down, rows);
             b.Add(_x, _down, rows * c.Dim);
         }
-        cache.Length = start + rows;
-        if (logitRows == 0) return;
+        if (logitRows.Length == 0) return;
         // Only the rows whose logits are wanted go through the final norm and the classifier.
-        b.Copy(_x, (rows - logitRows) * c.Dim, _xb, 0, logitRows * c.Dim);
-        b.RmsNorm(_xb, _finalNorm, _x, logitRows, c.RmsNormEps);
-        b.MatMul(_x, _output, _logits, logitRows);
+        for (int i = 0; i < logitRows.Length; i++) b.Copy(_x, logitRows[i] * c.Dim, _xb, i * c.Dim, c.Dim);
+        b.RmsNorm(_xb, _finalNorm, _x, logitRows.Length, c.RmsNormEps);
+        b.MatMul(_x, _output, _logits, logitRows.Length);
     }
 
     public void Dispose()
     {
+        _rowInfo?.Dispose();
+        _probabilities?.Dispose();
         foreach (var d in _owned) d.Dispose();
         _owned.Clear();
     }
 }
+
+/// <summary>One row of a batched step: Token of sequence slot Sequence at Position, row Offset of the Count rows that
+/// sequence feeds in this step.</summary>
+public readonly record struct BatchRow(int Sequence, int Token, int Position, int Count, int Offset);
 
 /// <summary>More tokens than the model's context (or the cache) holds.</summary>
 public sealed class ContextOverflowException(int needed, int capacity)

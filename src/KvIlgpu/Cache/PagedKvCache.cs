@@ -1,0 +1,195 @@
+using KvIlgpu.Compute;
+using KvIlgpu.Kernels;
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Cache;
+
+/// <summary>How big the paged cache is.</summary>
+/// <param name="MemoryBytes">Budget for blocks plus metadata; null: MemoryFraction of the device's memory.</param>
+/// <param name="MaxSequences">Sequences that can hold cache at once (rows of the block-table array).</param>
+public sealed record PagedCacheOptions(long? MemoryBytes = null, double MemoryFraction = 0.25, int BlockSize = 16, int MaxSequences = 64);
+
+/// <summary>The paged KV cache of SPEC 1: one pool of blocks, each holding K and V of BlockSize tokens for ONE
+/// (layer, KV head); per (sequence, layer, KV head) a block table and a length, kept on the device and mirrored on
+/// the host (which decides allocation). Lengths may differ between heads. Memory accounting covers blocks and
+/// metadata (tables, lengths, per-slot position and metric).</summary>
+public sealed class PagedKvCache : IDisposable
+{
+    private readonly IComputeBackend _backend;
+    private readonly int[] _tables;   // host mirror of the device tables
+    private readonly int[] _lengths;  // host mirror of the device lengths
+    private readonly int[] _blockCounts; // blocks held per head
+    private readonly Stack<int> _freeSequences;
+    private readonly bool[] _sequenceInUse;
+
+    public PagedLayout Layout { get; }
+    public PagedKvBuffers Buffers { get; }
+    public BlockPool Pool { get; }
+    public int MaxSequences { get; }
+    public int HeadsPerSequence => Layout.Layers * Layout.KvHeads;
+    /// <summary>Bytes of one block: K and V, plus each slot's position and metric.</summary>
+    public long BytesPerBlock { get; }
+    /// <summary>Bytes of the block tables and lengths.</summary>
+    public long MetadataBytes { get; }
+    public long TotalBytes => BytesPerBlock * Pool.Total + MetadataBytes;
+    public long UsedBytes => BytesPerBlock * Pool.Used + MetadataBytes;
+    public int PeakBlocksUsed { get; private set; }
+    public long PeakBytes => BytesPerBlock * PeakBlocksUsed + MetadataBytes;
+
+    public PagedKvCache(IComputeBackend backend, ModelConfig config, PagedCacheOptions options)
+    {
+        if (options.BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"--block-size must be positive (got {options.BlockSize})");
+        if (options.MaxSequences <= 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxSequences must be positive");
+        _backend = backend;
+        int maxBlocksPerHead = (config.MaxSeqLen + options.BlockSize - 1) / options.BlockSize;
+        Layout = new PagedLayout
+        {
+            BlockSize = options.BlockSize, HeadDim = config.HeadDim, Heads = config.Heads, KvHeads = config.KvHeads,
+            Layers = config.Layers, MaxBlocksPerHead = maxBlocksPerHead,
+        };
+        MaxSequences = options.MaxSequences;
+        int heads = MaxSequences * HeadsPerSequence;
+        BytesPerBlock = 2L * options.BlockSize * config.HeadDim * sizeof(float) + options.BlockSize * (sizeof(int) + sizeof(float));
+        MetadataBytes = (long)heads * maxBlocksPerHead * sizeof(int) + (long)heads * sizeof(int);
+        long budget = options.MemoryBytes ?? (long)(backend.MemoryBytes * options.MemoryFraction);
+        long blocks = (budget - MetadataBytes) / BytesPerBlock;
+        if (blocks < HeadsPerSequence)
+            throw new ArgumentOutOfRangeException(nameof(options),
+                $"--kv-memory {budget} bytes holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of metadata; one token of one sequence needs {HeadsPerSequence} blocks ({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
+        if (blocks * options.BlockSize * config.HeadDim > int.MaxValue)
+            blocks = int.MaxValue / ((long)options.BlockSize * config.HeadDim);
+        Pool = new BlockPool((int)blocks);
+        int slots = (int)blocks * options.BlockSize;
+        Buffers = new PagedKvBuffers(Layout, backend.Allocate(slots * config.HeadDim), backend.Allocate(slots * config.HeadDim),
+            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * maxBlocksPerHead), backend.AllocateInts(heads));
+        _tables = new int[heads * maxBlocksPerHead];
+        _lengths = new int[heads];
+        _blockCounts = new int[heads];
+        _sequenceInUse = new bool[MaxSequences];
+        _freeSequences = new Stack<int>(Enumerable.Range(0, MaxSequences).Reverse());
+    }
+
+    private int Head(int sequence, int layer, int kvHead) => (sequence * Layout.Layers + layer) * Layout.KvHeads + kvHead;
+
+    public int Length(int sequence, int layer, int kvHead) => _lengths[Head(sequence, layer, kvHead)];
+    public int BlockCount(int sequence, int layer, int kvHead) => _blockCounts[Head(sequence, layer, kvHead)];
+    public int Block(int sequence, int layer, int kvHead, int index) => _tables[Head(sequence, layer, kvHead) * Layout.MaxBlocksPerHead + index];
+
+    /// <summary>Blocks a sequence of this many tokens needs across all its heads.</summary>
+    public int BlocksFor(int tokens) => HeadsPerSequence * ((tokens + Layout.BlockSize - 1) / Layout.BlockSize);
+
+    /// <summary>Reserves a row of block tables for a new sequence; null when all are in use.</summary>
+    public int? TryAddSequence()
+    {
+        if (_freeSequences.Count == 0) return null;
+        int s = _freeSequences.Pop();
+        _sequenceInUse[s] = true;
+        return s;
+    }
+
+    /// <summary>Makes sure every head of the sequence has room for extraTokens more, allocating blocks only for the
+    /// heads whose blocks are full: all or nothing. False when the pool is short.</summary>
+    public bool TryReserve(int sequence, int extraTokens)
+    {
+        int needed = 0;
+        for (int h = 0; h < HeadsPerSequence; h++)
+        {
+            int head = sequence * HeadsPerSequence + h;
+            int want = (_lengths[head] + extraTokens + Layout.BlockSize - 1) / Layout.BlockSize;
+            if (want > Layout.MaxBlocksPerHead) throw new ContextOverflowException(_lengths[head] + extraTokens, Layout.MaxBlocksPerHead * Layout.BlockSize);
+            needed += Math.Max(0, want - _blockCounts[head]);
+        }
+        if (needed > Pool.Free) return false;
+        Span<int> one = stackalloc int[1];
+        for (int h = 0; h < HeadsPerSequence; h++)
+        {
+            int head = sequence * HeadsPerSequence + h;
+            int want = (_lengths[head] + extraTokens + Layout.BlockSize - 1) / Layout.BlockSize;
+            int first = _blockCounts[head];
+            while (_blockCounts[head] < want)
+            {
+                Pool.TryAllocate(1, head, one);
+                _tables[head * Layout.MaxBlocksPerHead + _blockCounts[head]++] = one[0];
+            }
+            if (want > first)
+                _backend.WriteInts(Buffers.Tables, _tables.AsSpan(head * Layout.MaxBlocksPerHead + first, want - first), head * Layout.MaxBlocksPerHead + first);
+        }
+        PeakBlocksUsed = Math.Max(PeakBlocksUsed, Pool.Used);
+        return true;
+    }
+
+    /// <summary>Adds count tokens to every head's length (room must have been reserved) and updates the device.</summary>
+    public void Append(int sequence, int count)
+    {
+        for (int h = 0; h < HeadsPerSequence; h++)
+        {
+            int head = sequence * HeadsPerSequence + h;
+            if (_lengths[head] + count > _blockCounts[head] * Layout.BlockSize)
+                throw new InvalidOperationException($"head {head} has no room reserved for {count} more tokens");
+            _lengths[head] += count;
+        }
+        _backend.WriteInts(Buffers.Lengths, _lengths.AsSpan(sequence * HeadsPerSequence, HeadsPerSequence), sequence * HeadsPerSequence);
+    }
+
+    /// <summary>Frees every block of the sequence and its table row.</summary>
+    public void RemoveSequence(int sequence)
+    {
+        if (!_sequenceInUse[sequence]) throw new InvalidOperationException($"sequence slot {sequence} is not in use");
+        for (int h = 0; h < HeadsPerSequence; h++)
+        {
+            int head = sequence * HeadsPerSequence + h;
+            for (int i = 0; i < _blockCounts[head]; i++) Pool.Release(_tables[head * Layout.MaxBlocksPerHead + i], head);
+            _blockCounts[head] = 0;
+            _lengths[head] = 0;
+        }
+        _backend.WriteInts(Buffers.Lengths, _lengths.AsSpan(sequence * HeadsPerSequence, HeadsPerSequence), sequence * HeadsPerSequence);
+        _sequenceInUse[sequence] = false;
+        _freeSequences.Push(sequence);
+    }
+
+    /// <summary>Test hook: gives a head an explicit block list and length (for kernels tested on scattered blocks
+    /// and unequal lengths).</summary>
+    internal void SetHead(int sequence, int layer, int kvHead, ReadOnlySpan<int> blocks, int length)
+    {
+        int head = Head(sequence, layer, kvHead);
+        Span<int> one = stackalloc int[1];
+        foreach (var b in blocks)
+        {
+            // Take exactly this block from the pool.
+            var taken = new List<int>();
+            while (true)
+            {
+                if (!Pool.TryAllocate(1, head, one)) throw new InvalidOperationException($"block {b} is not free");
+                if (one[0] == b) break;
+                taken.Add(one[0]);
+            }
+            foreach (var t in taken) Pool.Release(t, head);
+            _tables[head * Layout.MaxBlocksPerHead + _blockCounts[head]++] = b;
+        }
+        _lengths[head] = length;
+        _backend.WriteInts(Buffers.Tables, _tables.AsSpan(head * Layout.MaxBlocksPerHead, Layout.MaxBlocksPerHead), head * Layout.MaxBlocksPerHead);
+        _backend.WriteInts(Buffers.Lengths, _lengths.AsSpan(head, 1), head);
+    }
+
+    /// <summary>Checks that no block is owned twice, used + free = total, and every table entry is owned by its head.</summary>
+    public void CheckInvariants()
+    {
+        Pool.CheckInvariants();
+        var seen = new HashSet<int>();
+        int held = 0;
+        for (int head = 0; head < _lengths.Length; head++)
+        {
+            if (_lengths[head] > _blockCounts[head] * Layout.BlockSize) throw new InvalidOperationException($"head {head} is longer than its blocks");
+            for (int i = 0; i < _blockCounts[head]; i++)
+            {
+                int b = _tables[head * Layout.MaxBlocksPerHead + i];
+                if (!seen.Add(b)) throw new InvalidOperationException($"block {b} appears in two tables");
+                if (Pool.OwnerOf(b) != head) throw new InvalidOperationException($"block {b} in head {head}'s table is owned by {Pool.OwnerOf(b)}");
+                held++;
+            }
+        }
+        if (held != Pool.Used) throw new InvalidOperationException($"tables hold {held} blocks but the pool says {Pool.Used} are used");
+    }
+
+    public void Dispose() => Buffers.Dispose();
+}

@@ -1,0 +1,135 @@
+using ILGPU;
+using ILGPU.Algorithms;
+
+namespace KvIlgpu.Kernels;
+
+/// <summary>Geometry of the paged KV cache (SPEC 1). A physical block holds BlockSize slots of ONE (layer, KV head);
+/// slot s of block b lives at K/V offset (b * BlockSize + s) * HeadDim. Tables[((seq * Layers + layer) * KvHeads + h)
+/// * MaxBlocksPerHead + i] is the i-th block of that head; Lengths[(seq * Layers + layer) * KvHeads + h] its length.</summary>
+public struct PagedLayout
+{
+    public int BlockSize, HeadDim, Heads, KvHeads, Layers, MaxBlocksPerHead;
+}
+
+/// <summary>One row of a step, as the paged kernels see it: RowInfo[4r..4r+3] = (sequence slot, tokens this sequence
+/// appends in this step, this row's index among them, original position). Head lengths on the device already include
+/// the step's tokens, so row r appends at index length - count + offset and attends to length - count + offset + 1
+/// slots: every older slot, and the step's own tokens causally.</summary>
+public static class PagedAttentionKernels
+{
+    private static int Head(PagedLayout p, int seq, int layer, int h) => (seq * p.Layers + layer) * p.KvHeads + h;
+
+    private static long SlotOffset(PagedLayout p, ArrayView<int> tables, int head, int index) =>
+        ((long)tables[(long)head * p.MaxBlocksPerHead + index / p.BlockSize] * p.BlockSize + index % p.BlockSize);
+
+    /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]) into its own slot of every KV head, with the
+    /// token's position and a zero eviction metric.</summary>
+    public static void Write(ArrayView<float> k, ArrayView<float> v, ArrayView<float> kPool, ArrayView<float> vPool,
+        ArrayView<int> positions, ArrayView<float> metric, ArrayView<int> tables, ArrayView<int> lengths,
+        ArrayView<int> rowInfo, int rows, int layer, PagedLayout p)
+    {
+        int d = p.HeadDim, total = rows * p.KvHeads * d;
+        for (int i = GridStride.Start; i < total; i += GridStride.Step)
+        {
+            int f = i % d, rh = i / d, h = rh % p.KvHeads, r = rh / p.KvHeads;
+            int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
+            int head = Head(p, seq, layer, h);
+            int index = lengths[head] - count + offset;
+            long slot = SlotOffset(p, tables, head, index);
+            kPool[slot * d + f] = k[(long)r * p.KvHeads * d + h * d + f];
+            vPool[slot * d + f] = v[(long)r * p.KvHeads * d + h * d + f];
+            if (f == 0) { positions[slot] = rowInfo[4 * r + 3]; metric[slot] = 0f; }
+        }
+    }
+
+    /// <summary>Attention through per-head block tables, one warp per (row, query head). Each KV head is read up to
+    /// its own length (heads differ after eviction). When emitProbabilities is set, probs[(r * Heads + h) * stride + t]
+    /// holds the softmax probability of the head's t-th slot (for the eviction metric), with no second pass over
+    /// the cache; otherwise that buffer is only scratch.</summary>
+    public static void Attention(ArrayView<float> q, ArrayView<float> kPool, ArrayView<float> vPool,
+        ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
+        ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
+    {
+        int d = p.HeadDim, qDim = p.Heads * d, group = p.Heads / p.KvHeads;
+        float scale = XMath.Rsqrt(d);
+        for (int item = WarpReduce.GlobalWarp; item < rows * p.Heads; item += WarpReduce.WarpCount)
+        {
+            int r = item / p.Heads, h = item % p.Heads, kvh = h / group;
+            int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
+            int head = Head(p, seq, layer, kvh);
+            int len = lengths[head] - count + offset + 1;
+            long qb = (long)r * qDim + h * d, sb = (long)item * stride;
+            float max = float.NegativeInfinity;
+            for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
+            {
+                long kb = SlotOffset(p, tables, head, t) * d;
+                float s = 0;
+                for (int i = 0; i < d; i++) s += q[qb + i] * kPool[kb + i];
+                s *= scale;
+                probs[sb + t] = s;
+                max = XMath.Max(max, s);
+            }
+            max = WarpReduce.Max(max);
+            float sum = 0;
+            for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
+            {
+                float e = XMath.Exp(probs[sb + t] - max);
+                probs[sb + t] = e;
+                sum += e;
+            }
+            sum = WarpReduce.Sum(sum);
+            Warp.Barrier();
+            float inv = 1f / sum;
+            for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
+            {
+                float acc = 0;
+                for (int t = 0; t < len; t++) acc += probs[sb + t] * vPool[SlotOffset(p, tables, head, t) * d + i];
+                output[(long)r * qDim + h * d + i] = acc * inv;
+            }
+            if (emitProbabilities != 0)
+            {
+                Warp.Barrier();
+                for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize) probs[sb + t] *= inv;
+            }
+        }
+    }
+
+    /// <summary>The same attention with one thread per (row, query head) and no warp shuffles, for ILGPU's CPU
+    /// accelerator, where each shuffle is a barrier between simulated threads.</summary>
+    public static void AttentionThreadPerHead(ArrayView<float> q, ArrayView<float> kPool, ArrayView<float> vPool,
+        ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
+        ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
+    {
+        int d = p.HeadDim, qDim = p.Heads * d, group = p.Heads / p.KvHeads;
+        float scale = XMath.Rsqrt(d);
+        for (int item = GridStride.Start; item < rows * p.Heads; item += GridStride.Step)
+        {
+            int r = item / p.Heads, h = item % p.Heads, kvh = h / group;
+            int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
+            int head = Head(p, seq, layer, kvh);
+            int len = lengths[head] - count + offset + 1;
+            long qb = (long)r * qDim + h * d, sb = (long)item * stride;
+            float max = float.NegativeInfinity;
+            for (int t = 0; t < len; t++)
+            {
+                long kb = SlotOffset(p, tables, head, t) * d;
+                float s = 0;
+                for (int i = 0; i < d; i++) s += q[qb + i] * kPool[kb + i];
+                s *= scale;
+                probs[sb + t] = s;
+                max = XMath.Max(max, s);
+            }
+            float sum = 0;
+            for (int t = 0; t < len; t++) { float e = XMath.Exp(probs[sb + t] - max); probs[sb + t] = e; sum += e; }
+            float inv = 1f / sum;
+            for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] = 0f;
+            for (int t = 0; t < len; t++)
+            {
+                long vb = SlotOffset(p, tables, head, t) * d;
+                float w = probs[sb + t] * inv;
+                for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] += w * vPool[vb + i];
+                if (emitProbabilities != 0) probs[sb + t] = w;
+            }
+        }
+    }
+}
