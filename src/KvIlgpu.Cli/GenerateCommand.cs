@@ -40,7 +40,7 @@ internal static class GenerateCommand
                 generated.Add(t.Id);
                 if (!asJson) Console.Write(engine.Tokenizer != null ? t.Text : (generated.Count > 1 ? "," : "") + t.Id);
             }
-            var stats = engine.LastStats!;
+            var stats = engine.LastResult!;
             if (asJson)
             {
                 var result = new Dictionary<string, object?>
@@ -58,7 +58,7 @@ internal static class GenerateCommand
             else
             {
                 Console.WriteLine();
-                Console.Error.WriteLine($"[{stats.GeneratedTokens} tokens, stop: {stats.StopReason}] prefill {stats.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s on {engine.DeviceName}");
+                Console.Error.WriteLine($"[{stats.TokenIds.Count} tokens, stop: {stats.StopReason}] prefill {stats.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s on {engine.DeviceName}");
             }
             return 0;
         }));

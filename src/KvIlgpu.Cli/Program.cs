@@ -4,6 +4,7 @@ using KvIlgpu.Cli;
 var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CPU) with a per-head compressed KV cache")
 {
     GenerateCommand.Create(),
+    BatchCommand.Create(),
     InfoCommand.Create(),
     TokenizeCommand.Create(),
 };

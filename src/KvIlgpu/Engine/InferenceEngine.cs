@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using KvIlgpu.Cache;
 using KvIlgpu.Compute;
 using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
@@ -10,45 +10,50 @@ namespace KvIlgpu.Engine;
 /// <summary>A token produced by generation, with the text it adds (when the model has a tokenizer).</summary>
 public readonly record struct GeneratedToken(int Id, string Text, int Position);
 
-/// <summary>Timing of the last generation.</summary>
-public sealed record GenerationStats(int PromptTokens, int GeneratedTokens, TimeSpan Prefill, TimeSpan Decode, string? StopReason)
-{
-    public double PrefillTokensPerSecond => PromptTokens / Math.Max(Prefill.TotalSeconds, 1e-9);
-    public double DecodeTokensPerSecond => GeneratedTokens <= 1 ? 0 : (GeneratedTokens - 1) / Math.Max(Decode.TotalSeconds, 1e-9);
-}
-
-/// <summary>The library's entry point: a loaded model on a device, its tokenizer, and streaming generation.
+/// <summary>The library's entry point: a loaded model on a device with its paged KV cache, tokenizer and
+/// continuous-batching scheduler. Submit requests from any thread; each streams its own tokens.
 /// <code>
 /// using var engine = InferenceEngine.Load("model-dir");
 /// await foreach (var t in engine.GenerateAsync("Once upon a time", new GenerationOptions(MaxTokens: 64)))
 ///     Console.Write(t.Text);
 /// </code>
-/// One generation runs at a time per engine; dispose it to free device memory.</summary>
+/// Dispose it to free device memory.</summary>
 public sealed class InferenceEngine : IDisposable
 {
     private readonly LlamaModel _model;
     private readonly IComputeBackend _backend;
-    private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly PagedKvCache _cache;
+    private readonly Scheduler _scheduler;
 
     public ModelConfig Config => _model.Config;
     public ITextTokenizer? Tokenizer { get; }
     public string DeviceName => _backend.Name;
-    public GenerationStats? LastStats { get; private set; }
+    public SchedulerStats Stats => _scheduler.Stats;
+    public PagedKvCache Cache => _cache;
+    /// <summary>The result of the last request that finished through GenerateAsync.</summary>
+    public GenerationResult? LastResult { get; private set; }
 
-    private InferenceEngine(LlamaModel model, IComputeBackend backend, ITextTokenizer? tokenizer)
+    private InferenceEngine(LlamaModel model, IComputeBackend backend, ITextTokenizer? tokenizer, EngineOptions options)
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
+        var c = model.Config;
+        long perSequence = (long)c.Layers * c.KvHeads * ((c.MaxSeqLen + options.BlockSize - 1) / options.BlockSize)
+            * (2L * options.BlockSize * c.HeadDim * sizeof(float) + options.BlockSize * 8);
+        long memory = options.KvMemoryBytes ?? Math.Min(8 * perSequence + (1 << 20), (long)(backend.MemoryBytes * options.KvMemoryFraction));
+        _cache = new PagedKvCache(backend, c, new PagedCacheOptions(memory, options.KvMemoryFraction, options.BlockSize, options.MaxBatchSize));
+        try { _scheduler = new Scheduler(model, _cache, new SchedulerOptions(options.MaxBatchSize, options.MaxTokensPerStep), tokenizer); }
+        catch { _cache.Dispose(); throw; }
     }
 
     /// <summary>Loads a model (HF folder, .gguf or llama2.c .bin) onto the chosen device.</summary>
     public static InferenceEngine Load(string modelPath, EngineOptions? options = null, IProgress<LoadProgress>? progress = null, string? tokenizerPath = null)
     {
-        options ??= new EngineOptions();
         var weights = ModelLoader.Load(modelPath, progress);
         var c = weights.Config;
+        int? eos = c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null;
         var tokenizer = tokenizerPath != null
-            ? TokenizerLoader.Open(tokenizerPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.FirstOrDefault())
-            : TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null);
+            ? TokenizerLoader.Open(tokenizerPath, c.VocabSize, c.BosTokenId, eos)
+            : TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, eos);
         return FromWeights(weights, options, tokenizer, progress);
     }
 
@@ -56,14 +61,16 @@ public sealed class InferenceEngine : IDisposable
     {
         options ??= new EngineOptions();
         var backend = BackendFactory.Create(options.Device, options.CpuThreads);
+        LlamaModel? model = null;
         try
         {
             var upload = progress == null ? null : new Progress<(int Done, int Total)>(p => progress.Report(new LoadProgress("uploading to " + backend.Kind, p.Done, p.Total)));
-            var model = new LlamaModel(weights, backend, options.PrefillChunk, upload);
-            return new InferenceEngine(model, backend, tokenizer);
+            model = new LlamaModel(weights, backend, options.MaxTokensPerStep, upload);
+            return new InferenceEngine(model, backend, tokenizer, options);
         }
         catch
         {
+            model?.Dispose();
             backend.Dispose();
             throw;
         }
@@ -73,6 +80,10 @@ public sealed class InferenceEngine : IDisposable
     public IReadOnlyList<int> Encode(string prompt) =>
         (Tokenizer ?? throw new InvalidOperationException("this model has no tokenizer: pass token ids instead")).Encode(prompt, addBos: Tokenizer.BosId != null);
 
+    /// <summary>Queues a request and returns at once; thread-safe. Its tokens stream through the handle.</summary>
+    public GenerationHandle Submit(IReadOnlyList<int> promptIds, GenerationOptions? options = null, string? id = null, CancellationToken cancellationToken = default) =>
+        _scheduler.Submit(promptIds, options ?? new GenerationOptions(), id, cancellationToken);
+
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
         GenerateAsync(Encode(prompt), options, cancellationToken);
 
@@ -81,57 +92,21 @@ public sealed class InferenceEngine : IDisposable
     public async IAsyncEnumerable<GeneratedToken> GenerateAsync(IReadOnlyList<int> promptIds, GenerationOptions? options = null,
         [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
-        options ??= new GenerationOptions();
-        if (promptIds.Count == 0) throw new ArgumentException("the prompt is empty", nameof(promptIds));
-        if (promptIds.Count > Config.MaxSeqLen)
-            throw new ContextOverflowException(promptIds.Count, Config.MaxSeqLen);
-        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "--max-tokens must be >= 0");
-        var sampler = new Sampler(options.SamplingOrDefault);
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
+        var handle = Submit(promptIds, options, null, cancellationToken);
+        await foreach (var t in handle.Tokens.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
-            using var cache = _model.CreateCache();
-            var generated = new List<int>();
-            string emitted = "";
-            var prefillTimer = Stopwatch.StartNew();
-            // Run compute off the caller's thread so UI and server callers stay responsive.
-            var logits = await Task.Run(() => _model.Forward(cache, promptIds.ToArray()), cancellationToken).ConfigureAwait(false);
-            prefillTimer.Stop();
-            var decodeTimer = Stopwatch.StartNew();
-            string? stop = null;
-            while (true)
-            {
-                if (generated.Count >= options.MaxTokens) { stop = "max_tokens"; break; }
-                // The next token would sit at position promptIds.Count + generated.Count.
-                if (promptIds.Count + generated.Count >= Config.MaxSeqLen) { stop = "context_full"; break; }
-                int next = sampler.Next(logits);
-                if (options.StopAtEos && Config.EosTokenIds.Contains(next)) { stop = "eos"; break; }
-                generated.Add(next);
-                string text = "";
-                if (Tokenizer != null)
-                {
-                    // Decode the whole output and emit what is new, so multi-byte characters split over tokens come out whole.
-                    var full = Tokenizer.Decode(generated);
-                    if (full.StartsWith(emitted, StringComparison.Ordinal) && !full.EndsWith('\uFFFD')) { text = full[emitted.Length..]; emitted = full; }
-                }
-                yield return new GeneratedToken(next, text, promptIds.Count + generated.Count - 1);
-                cancellationToken.ThrowIfCancellationRequested();
-                bool another = generated.Count < options.MaxTokens && promptIds.Count + generated.Count < Config.MaxSeqLen;
-                if (another) logits = await Task.Run(() => _model.Forward(cache, [next]), cancellationToken).ConfigureAwait(false);
-            }
-            decodeTimer.Stop();
-            LastStats = new GenerationStats(promptIds.Count, generated.Count, prefillTimer.Elapsed, decodeTimer.Elapsed, stop);
+            yield return t;
+            // Tokens already buffered would otherwise still flow after cancellation.
+            cancellationToken.ThrowIfCancellationRequested();
         }
-        finally
-        {
-            _gate.Release();
-        }
+        LastResult = await handle.Completion.ConfigureAwait(false);
     }
 
     public void Dispose()
     {
+        _scheduler.Dispose();
+        _cache.Dispose();
         _model.Dispose();
         _backend.Dispose();
-        _gate.Dispose();
     }
 }

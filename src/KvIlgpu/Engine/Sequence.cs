@@ -1,0 +1,52 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Engine;
+
+/// <summary>A request inside the scheduler: its tokens so far (prompt then generated), how many of them are in the
+/// cache, its cache slot while running, and where its tokens are streamed.</summary>
+internal sealed class Sequence
+{
+    public required string Id { get; init; }
+    public required List<int> Tokens { get; init; }
+    public required int PromptLength { get; init; }
+    public required GenerationOptions Options { get; init; }
+    public required Sampler Sampler { get; init; }
+    public required CancellationToken Cancellation { get; init; }
+    public Channel<GeneratedToken> Output { get; } = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    public TaskCompletionSource<GenerationResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    public TextStreamer? Text { get; init; }
+
+    /// <summary>Tokens of Tokens[] already written to the cache.</summary>
+    public int Cached { get; set; }
+    /// <summary>Cache slot (row of block tables) while running.</summary>
+    public int? Slot { get; set; }
+    /// <summary>Order of admission; the newest running sequence is preempted first.</summary>
+    public long AdmitOrder { get; set; }
+    public int Preemptions { get; set; }
+    public Stopwatch Clock { get; } = Stopwatch.StartNew();
+    public TimeSpan? FirstToken { get; set; }
+
+    public int Generated => Tokens.Count - PromptLength;
+    public int Pending => Tokens.Count - Cached;
+}
+
+/// <summary>Turns a growing list of ids into text pieces, emitting only complete characters.</summary>
+internal sealed class TextStreamer(ITextTokenizer tokenizer)
+{
+    private readonly List<int> _ids = [];
+    private string _emitted = "";
+
+    public string Add(int id)
+    {
+        _ids.Add(id);
+        var full = tokenizer.Decode(_ids);
+        if (!full.StartsWith(_emitted, StringComparison.Ordinal) || full.EndsWith('\uFFFD')) return "";
+        var piece = full[_emitted.Length..];
+        _emitted = full;
+        return piece;
+    }
+
+    public string Text => tokenizer.Decode(_ids);
+}
