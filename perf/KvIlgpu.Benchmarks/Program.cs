@@ -6,4 +6,9 @@ if (args.Length > 0 && args[0] == "decode")
     DecodeTimer.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2]) : 256, args.Length > 3 ? int.Parse(args[3]) : null);
     return;
 }
+if (args.Length > 0 && args[0] == "batch")
+{
+    BatchThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2]) : 128, args.Length > 3 ? int.Parse(args[3]) : null);
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);
