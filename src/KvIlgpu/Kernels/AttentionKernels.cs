@@ -35,18 +35,7 @@ public static class AttentionKernels
                 scores[sb + t] = s;
                 max = XMath.Max(max, s);
             }
-            max = WarpReduce.Max(max);
-            float sum = 0;
-            for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
-            {
-                float e = XMath.Exp(scores[sb + t] - max);
-                scores[sb + t] = e;
-                sum += e;
-            }
-            sum = WarpReduce.Sum(sum);
-            // Lanes wrote scores for their own positions; make them visible to the whole warp.
-            Warp.Barrier();
-            float inv = 1f / sum;
+            float inv = WarpReduce.ExpInPlace(scores, sb, len, max);
             for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
             {
                 float acc = 0;

@@ -19,6 +19,14 @@ public static class PagedAttentionKernels
 {
     private static int Head(PagedLayout p, int seq, int layer, int h) => (seq * p.Layers + layer) * p.KvHeads + h;
 
+    /// <summary>What work item (row r, query head h) reads: its KV head's index and how many of its slots it sees.</summary>
+    private static (int Head, int Visible) RowHead(PagedLayout p, ArrayView<int> lengths, ArrayView<int> rowInfo, int layer, int r, int h)
+    {
+        int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
+        int head = Head(p, seq, layer, h / (p.Heads / p.KvHeads));
+        return (head, lengths[head] - count + offset + 1);
+    }
+
     private static long SlotOffset(PagedLayout p, ArrayView<int> tables, int head, int index) =>
         ((long)tables[(long)head * p.MaxBlocksPerHead + index / p.BlockSize] * p.BlockSize + index % p.BlockSize);
 
@@ -50,14 +58,12 @@ public static class PagedAttentionKernels
         ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
         ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
     {
-        int d = p.HeadDim, qDim = p.Heads * d, group = p.Heads / p.KvHeads;
+        int d = p.HeadDim, qDim = p.Heads * d;
         float scale = XMath.Rsqrt(d);
         for (int item = WarpReduce.GlobalWarp; item < rows * p.Heads; item += WarpReduce.WarpCount)
         {
-            int r = item / p.Heads, h = item % p.Heads, kvh = h / group;
-            int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
-            int head = Head(p, seq, layer, kvh);
-            int len = lengths[head] - count + offset + 1;
+            int r = item / p.Heads, h = item % p.Heads;
+            var (head, len) = RowHead(p, lengths, rowInfo, layer, r, h);
             long qb = (long)r * qDim + h * d, sb = (long)item * stride;
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
@@ -69,17 +75,7 @@ public static class PagedAttentionKernels
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
-            max = WarpReduce.Max(max);
-            float sum = 0;
-            for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
-            {
-                float e = XMath.Exp(probs[sb + t] - max);
-                probs[sb + t] = e;
-                sum += e;
-            }
-            sum = WarpReduce.Sum(sum);
-            Warp.Barrier();
-            float inv = 1f / sum;
+            float inv = WarpReduce.ExpInPlace(probs, sb, len, max);
             for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
             {
                 float acc = 0;
@@ -100,14 +96,12 @@ public static class PagedAttentionKernels
         ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
         ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
     {
-        int d = p.HeadDim, qDim = p.Heads * d, group = p.Heads / p.KvHeads;
+        int d = p.HeadDim, qDim = p.Heads * d;
         float scale = XMath.Rsqrt(d);
         for (int item = GridStride.Start; item < rows * p.Heads; item += GridStride.Step)
         {
-            int r = item / p.Heads, h = item % p.Heads, kvh = h / group;
-            int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
-            int head = Head(p, seq, layer, kvh);
-            int len = lengths[head] - count + offset + 1;
+            int r = item / p.Heads, h = item % p.Heads;
+            var (head, len) = RowHead(p, lengths, rowInfo, layer, r, h);
             long qb = (long)r * qDim + h * d, sb = (long)item * stride;
             float max = float.NegativeInfinity;
             for (int t = 0; t < len; t++)
