@@ -17,7 +17,7 @@ internal static class ProgressDisplay
             return load(new Progress<LoadProgress>(_ => { }));
         }
         T result = default!;
-        Err.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new TransferSpeedColumn())
+        Err.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new SpinnerColumn())
             .Start(ctx =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
