@@ -91,7 +91,7 @@ public sealed class Scheduler : IDisposable
             Id = id ?? $"req-{Interlocked.Increment(ref _nextId)}",
             Tokens = [.. promptIds], PromptLength = promptIds.Count, Options = options,
             Sampler = new Sampler(options.SamplingOrDefault), Cancellation = cancellationToken,
-            Text = _tokenizer == null ? null : new TextStreamer(_tokenizer),
+            Text = _tokenizer == null ? null : new TextStreamer(_tokenizer, promptIds),
         };
         if (_cache.BlocksFor(promptIds.Count) > _cache.Pool.Total)
             throw new ArgumentOutOfRangeException(nameof(promptIds),

@@ -31,22 +31,3 @@ internal sealed class Sequence
     public int Generated => Tokens.Count - PromptLength;
     public int Pending => Tokens.Count - Cached;
 }
-
-/// <summary>Turns a growing list of ids into text pieces, emitting only complete characters.</summary>
-internal sealed class TextStreamer(ITextTokenizer tokenizer)
-{
-    private readonly List<int> _ids = [];
-    private string _emitted = "";
-
-    public string Add(int id)
-    {
-        _ids.Add(id);
-        var full = tokenizer.Decode(_ids);
-        if (!full.StartsWith(_emitted, StringComparison.Ordinal) || full.EndsWith('\uFFFD')) return "";
-        var piece = full[_emitted.Length..];
-        _emitted = full;
-        return piece;
-    }
-
-    public string Text => tokenizer.Decode(_ids);
-}

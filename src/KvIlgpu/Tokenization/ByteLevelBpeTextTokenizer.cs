@@ -19,6 +19,29 @@ public sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
     public int? EosId { get; }
     public int VocabularySize => _pieces.Count;
 
+    /// <summary>From GGUF's "gpt2" tokenizer: tokenizer.ggml.tokens (byte-level strings), .merges ("a b") and the
+    /// pre-tokenizer regex for tokenizer.ggml.pre; token_type 3 (control) marks special tokens.</summary>
+    public ByteLevelBpeTextTokenizer(IReadOnlyList<string> tokens, IReadOnlyList<string> merges, IReadOnlyList<int>? tokenTypes,
+        string pattern, int? bosId, int? eosId)
+    {
+        var vocab = tokens.Select((t, i) => new KeyValuePair<string, int>(t, i)).ToList();
+        var special = new Dictionary<string, int>();
+        if (tokenTypes != null)
+            for (int i = 0; i < tokens.Count && i < tokenTypes.Count; i++)
+                if (tokenTypes[i] == 3) special[tokens[i]] = i;
+        _tokenizer = BpeTokenizer.Create(new BpeOptions(vocab.Where(kv => !special.ContainsKey(kv.Key)))
+        {
+            Merges = merges, ByteLevel = true, SpecialTokens = special,
+            PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), special),
+        });
+        _pieces = vocab.ToDictionary(kv => kv.Value, kv => kv.Key);
+        _special = [.. special.Values];
+        BosId = bosId; EosId = eosId;
+    }
+
+    /// <summary>Llama 3's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "llama-bpe").</summary>
+    public const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     public ByteLevelBpeTextTokenizer(string path, int? bosId = null, int? eosId = null)
     {
         JsonElement root;

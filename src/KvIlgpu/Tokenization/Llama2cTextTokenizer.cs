@@ -2,22 +2,47 @@ using System.Text;
 
 namespace KvIlgpu.Tokenization;
 
-/// <summary>llama2.c's tokenizer.bin: int32 max_token_length, then per token a float32 merge score, an int32 byte
-/// length and the bytes. Encoding follows run.c: a dummy-prefix space, one token per UTF-8 character (byte tokens
-/// &lt;0xXX&gt; at id byte + 3 when the character is unknown), then repeatedly merge the adjacent pair with the best
-/// score. No library reads this format, so it is implemented here.</summary>
+/// <summary>A score-merge (SentencePiece BPE) tokenizer from a piece list with merge scores: llama2.c's tokenizer.bin
+/// (int32 max_token_length, then per token a float32 score, an int32 byte length and the bytes), or the "llama"
+/// tokenizer inside a GGUF file (tokenizer.ggml.tokens and .scores, spaces as U+2581). Encoding follows run.c and
+/// llama.cpp: a dummy-prefix space, one token per UTF-8 character (byte tokens &lt;0xXX&gt; when the character is
+/// unknown), then repeatedly merge the adjacent pair with the best score. No library reads these formats directly.</summary>
 public sealed class Llama2cTextTokenizer : ITextTokenizer
 {
     private readonly string[] _vocab;
     private readonly float[] _scores;
     private readonly Dictionary<string, int> _ids = new(StringComparer.Ordinal);
+    private readonly Dictionary<byte, int> _byteTokens = [];
+    private readonly string _space;
 
-    public int? BosId => 1;
-    public int? EosId => 2;
+    public int? BosId { get; }
+    public int? EosId { get; }
     public int VocabularySize => _vocab.Length;
+
+    /// <summary>From a piece list (GGUF): space is how the vocabulary writes a space ("▁" for SentencePiece).</summary>
+    public Llama2cTextTokenizer(IReadOnlyList<string> pieces, IReadOnlyList<float> scores, int? bosId, int? eosId, string space = "\u2581")
+    {
+        _vocab = [.. pieces];
+        _scores = [.. scores];
+        _space = space;
+        BosId = bosId; EosId = eosId;
+        Index();
+    }
+
+    private void Index()
+    {
+        for (int i = 0; i < _vocab.Length; i++)
+        {
+            _ids.TryAdd(_vocab[i], i);
+            var p = _vocab[i];
+            if (p.Length == 6 && p.StartsWith("<0x") && p.EndsWith('>')) _byteTokens[Convert.ToByte(p.Substring(3, 2), 16)] = i;
+        }
+    }
 
     public Llama2cTextTokenizer(string path, int vocabSize)
     {
+        _space = " ";
+        BosId = 1; EosId = 2;
         using var r = new BinaryReader(File.OpenRead(path));
         try
         {
@@ -30,8 +55,8 @@ public sealed class Llama2cTextTokenizer : ITextTokenizer
                 int len = r.ReadInt32();
                 if (len < 0 || len > 1024) throw new InvalidDataException($"{path}: token {i} has implausible length {len}");
                 _vocab[i] = Encoding.UTF8.GetString(r.ReadBytes(len));
-                _ids.TryAdd(_vocab[i], i);
             }
+            Index();
         }
         catch (EndOfStreamException)
         {
@@ -42,15 +67,16 @@ public sealed class Llama2cTextTokenizer : ITextTokenizer
     public IReadOnlyList<int> Encode(string text, bool addBos = false)
     {
         var tokens = new List<int>();
-        if (addBos) tokens.Add(1);
+        if (addBos && BosId is int bos) tokens.Add(bos);
         if (text.Length == 0) return tokens;
         int start = tokens.Count;
-        if (_ids.TryGetValue(" ", out var space)) tokens.Add(space);
-        var e = StringInfoEnumerator(text);
-        foreach (var ch in e)
+        if (_ids.TryGetValue(_space, out var space)) tokens.Add(space);
+        foreach (var c in StringInfoEnumerator(text))
         {
+            var ch = c == " " ? _space : c;
             if (_ids.TryGetValue(ch, out var id)) tokens.Add(id);
-            else foreach (var b in Encoding.UTF8.GetBytes(ch)) tokens.Add(b + 3);
+            else foreach (var b in Encoding.UTF8.GetBytes(ch))
+                    tokens.Add(_byteTokens.TryGetValue(b, out var bt) ? bt : throw new InvalidDataException($"the vocabulary has no piece for byte 0x{b:X2}"));
         }
         while (true)
         {
@@ -85,14 +111,16 @@ public sealed class Llama2cTextTokenizer : ITextTokenizer
         int prev = -1;
         foreach (var id in ids)
         {
-            if (id == 1 || id == 2) { prev = id; continue; }
+            if (id == BosId || id == EosId) { prev = id; continue; }
             var piece = _vocab[id];
             if (piece.Length == 6 && piece.StartsWith("<0x") && piece.EndsWith('>'))
                 bytes.Add(Convert.ToByte(piece.Substring(3, 2), 16));
-            else bytes.AddRange(Encoding.UTF8.GetBytes(bytes.Count == 0 && prev != 1 && piece.StartsWith(' ') ? piece[1..] : piece));
+            else bytes.AddRange(Encoding.UTF8.GetBytes(piece.Replace(_space, " ")));
             prev = id;
         }
-        return Encoding.UTF8.GetString(bytes.ToArray());
+        var text = Encoding.UTF8.GetString(bytes.ToArray());
+        // The dummy-prefix space that Encode adds is not part of the text.
+        return text.StartsWith(' ') ? text[1..] : text;
     }
 
     public string Piece(int id) => _vocab[id];

@@ -113,7 +113,7 @@ public static class TestModels
     public enum GgufType { F32 = 0, F16 = 1, Q8_0 = 8 }
 
     /// <summary>GGUF v3 with llama metadata; matrices in the requested ggml type, norms f32; dims as ggml ne[] (cols first).</summary>
-    public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType)
+    public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null)
     {
         var c = w.Config;
         using var f = File.Create(path);
@@ -128,6 +128,12 @@ public static class TestModels
             ("llama.attention.layer_norm_rms_epsilon", 6, c.RmsNormEps), ("llama.rope.freq_base", 6, c.RopeTheta),
             ("llama.rope.dimension_count", 4, (uint)c.HeadDim), ("tokenizer.ggml.bos_token_id", 4, 1u), ("tokenizer.ggml.eos_token_id", 4, 2u),
         };
+        if (tokenizer is { } tk)
+        {
+            kv.Add(("tokenizer.ggml.model", 8, "llama"));
+            kv.Add(("tokenizer.ggml.tokens", 9, tk.Tokens));
+            kv.Add(("tokenizer.ggml.scores", 9, tk.Scores));
+        }
         var tensors = new List<(string Name, WeightTensor T, bool Vector)> { ("token_embd.weight", w.TokenEmbedding, false) };
         for (int l = 0; l < c.Layers; l++)
         {
@@ -167,7 +173,14 @@ public static class TestModels
         foreach (var (key, type, value) in kv)
         {
             Str(key); bw.Write(type);
-            switch (value) { case string s: Str(s); break; case uint u: bw.Write(u); break; case float fl: bw.Write(fl); break; }
+            switch (value)
+            {
+                case string s: Str(s); break;
+                case uint u: bw.Write(u); break;
+                case float fl: bw.Write(fl); break;
+                case string[] arr: bw.Write(8u); bw.Write((ulong)arr.Length); foreach (var a in arr) Str(a); break;
+                case float[] arr: bw.Write(6u); bw.Write((ulong)arr.Length); foreach (var a in arr) bw.Write(a); break;
+            }
         }
         ulong offset = 0;
         foreach (var b in blobs)

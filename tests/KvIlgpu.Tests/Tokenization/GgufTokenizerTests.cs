@@ -1,0 +1,53 @@
+using System.Text.Json;
+using KvIlgpu.Tests.Support;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Tests.Tokenization;
+
+public class GgufTokenizerTests
+{
+    /// <summary>A SentencePiece-style vocabulary as llama.cpp stores it: control tokens, 256 byte pieces, then pieces
+    /// with "▁" for spaces and merge scores.</summary>
+    public static (string[] Tokens, float[] Scores) SentencePieceVocabulary()
+    {
+        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
+        var scores = new List<float> { 0, 0, 0 };
+        for (int b = 0; b < 256; b++) { tokens.Add($"<0x{b:X2}>"); scores.Add(0); }
+        foreach (var (p, sc) in new[] { ("▁", -1f), ("h", -2f), ("e", -2f), ("l", -2f), ("o", -2f), ("w", -2f), ("r", -2f), ("d", -2f),
+                     ("he", -3f), ("ll", -3f), ("▁w", -4f), ("hell", -5f), ("hello", -6f), ("▁he", -7f), ("▁hello", -8f), ("or", -9f) })
+        { tokens.Add(p); scores.Add(sc); }
+        return (tokens.ToArray(), scores.ToArray());
+    }
+
+    [Fact]
+    public void Gguf_embedded_llama_tokenizer_encodes_decodes_and_drives_generate()
+    {
+        var vocab = SentencePieceVocabulary();
+        var w = TestModels.Random(TestModels.Config(vocab: vocab.Tokens.Length), seed: 9);
+        using var dir = new TempDir();
+        TestModels.WriteGguf(dir.File("m.gguf"), w, TestModels.GgufType.F32, vocab);
+        var tok = TokenizerLoader.ForModel(dir.File("m.gguf"), vocab.Tokens.Length, 1, 2)!;
+        var ids = tok.Encode("hello world");
+        Assert.Equal(["▁hello", "▁w", "or", "l", "d"], ids.Select(tok.Piece).ToArray());
+        Assert.Equal("hello world", tok.Decode(ids));
+        Assert.Equal("ü", tok.Decode(tok.Encode("ü"))); // byte fallback
+
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir.File("m.gguf"), "--prompt", "hello world", "--max-tokens", "4", "--json");
+        Assert.True(code == 0, stderr);
+        Assert.Equal(4, JsonDocument.Parse(stdout).RootElement.GetProperty("token_ids").GetArrayLength());
+    }
+
+    /// <summary>Streaming decode keeps the space before the first generated word (SentencePiece decoders drop the
+    /// leading space of what they decode first).</summary>
+    [SharedFact]
+    public void Streamed_text_keeps_the_space_before_the_first_generated_word()
+    {
+        var tok = TokenizerLoader.Open(SharedData.Path_("golden", "tokenizers", "mistral-v1.model"));
+        var prompt = tok.Encode("Once upon a time", addBos: true);
+        var continuation = tok.Encode("Once upon a time there was a cat").Skip(prompt.Count - 1).ToList();
+        var streamer = new TextStreamer(tok, prompt);
+        var text = string.Concat(continuation.Select(streamer.Add));
+        Assert.Equal(" there was a cat", text);
+        Assert.Equal(" there was a cat", streamer.Text);
+    }
+}
