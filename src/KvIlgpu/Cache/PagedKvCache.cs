@@ -147,6 +147,62 @@ public sealed class PagedKvCache : IDisposable
         _freeSequences.Push(sequence);
     }
 
+    /// <summary>Physical slot (index into the K/V pools) of a head's logical slot.</summary>
+    public int PhysicalSlot(int sequence, int layer, int kvHead, int index)
+    {
+        int head = Head(sequence, layer, kvHead);
+        if ((uint)index >= (uint)_lengths[head]) throw new ArgumentOutOfRangeException(nameof(index), $"slot {index} of a head of length {_lengths[head]}");
+        return _tables[head * Layout.MaxBlocksPerHead + index / Layout.BlockSize] * Layout.BlockSize + index % Layout.BlockSize;
+    }
+
+    /// <summary>Runs compaction moves on the device: pairs of (from, to) physical slots.</summary>
+    public void MoveSlots(IReadOnlyList<int> pairs)
+    {
+        if (pairs.Count == 0) return;
+        using var buffer = _backend.AllocateInts(pairs.Count);
+        _backend.WriteInts(buffer, pairs.ToArray());
+        _backend.MoveSlots(Buffers, buffer, pairs.Count / 2);
+    }
+
+    /// <summary>Shortens a head to newLength and returns its now-unused trailing blocks to the pool.</summary>
+    public void Truncate(int sequence, int layer, int kvHead, int newLength)
+    {
+        int head = Head(sequence, layer, kvHead);
+        if (newLength < 0 || newLength > _lengths[head]) throw new ArgumentOutOfRangeException(nameof(newLength));
+        int keep = (newLength + Layout.BlockSize - 1) / Layout.BlockSize;
+        for (int i = keep; i < _blockCounts[head]; i++) Pool.Release(_tables[head * Layout.MaxBlocksPerHead + i], head);
+        _blockCounts[head] = keep;
+        _lengths[head] = newLength;
+        _backend.WriteInts(Buffers.Lengths, _lengths.AsSpan(head, 1), head);
+    }
+
+    /// <summary>Reads every head of a sequence back from the device: per (layer, KV head), each slot's metric and
+    /// original position in logical order.</summary>
+    public List<HeadSlots> ReadHeads(int sequence)
+    {
+        var result = new List<HeadSlots>();
+        var blockMetric = new float[Layout.BlockSize];
+        var blockPositions = new int[Layout.BlockSize];
+        for (int layer = 0; layer < Layout.Layers; layer++)
+            for (int h = 0; h < Layout.KvHeads; h++)
+            {
+                int head = Head(sequence, layer, h), n = _lengths[head];
+                var metric = new float[n];
+                var positions = new int[n];
+                for (int b = 0; b * Layout.BlockSize < n; b++)
+                {
+                    int count = Math.Min(Layout.BlockSize, n - b * Layout.BlockSize);
+                    int start = _tables[head * Layout.MaxBlocksPerHead + b] * Layout.BlockSize;
+                    _backend.Read(Buffers.Metric, blockMetric.AsSpan(0, count), start);
+                    _backend.ReadInts(Buffers.Positions, blockPositions.AsSpan(0, count), start);
+                    blockMetric.AsSpan(0, count).CopyTo(metric.AsSpan(b * Layout.BlockSize));
+                    blockPositions.AsSpan(0, count).CopyTo(positions.AsSpan(b * Layout.BlockSize));
+                }
+                result.Add(new HeadSlots(layer, h, metric, positions));
+            }
+        return result;
+    }
+
     /// <summary>Test hook: gives a head an explicit block list and length (for kernels tested on scattered blocks
     /// and unequal lengths).</summary>
     internal void SetHead(int sequence, int layer, int kvHead, ReadOnlySpan<int> blocks, int length)

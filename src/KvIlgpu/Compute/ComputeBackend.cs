@@ -105,6 +105,9 @@ public interface IComputeBackend : IDisposable
     void PagedAttention(DeviceBuffer q, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer,
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities);
 
+    /// <summary>Copies physical slot pairs[2i] to pairs[2i+1] (K, V, position, metric) for i &lt; count.</summary>
+    void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count);
+
     /// <summary>Index of the largest of x[offset ..+count] (the first on ties).</summary>
     int ArgMax(DeviceBuffer x, int offset, int count);
     void Synchronize();

@@ -63,6 +63,7 @@ public sealed class IlgpuBackend : IComputeBackend
         ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout> _pagedWrite;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int> _moveSlots;
 
     /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
     public int GemvMaxRows { get; init; } = 4;
@@ -96,6 +97,7 @@ public sealed class IlgpuBackend : IComputeBackend
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
         _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
+        _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int>(PagedAttentionKernels.MoveSlots);
         _pagedAttention = _shape.ThreadPerOutput
             ? a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
                 ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
@@ -295,6 +297,12 @@ public sealed class IlgpuBackend : IComputeBackend
         var cfg = _shape.ThreadPerOutput ? _shape.Elementwise(items) : _shape.WarpPerItem(items);
         _pagedAttention(cfg, V(q), V(c.Keys), V(c.Values), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output), V(probabilities),
             rows, layer, stride, emitProbabilities ? 1 : 0, c.Layout);
+    }
+
+    public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
+    {
+        if (count == 0) return;
+        _moveSlots(_shape.Elementwise((long)count * c.Layout.HeadDim), V(c.Keys), V(c.Values), IV(c.Positions), V(c.Metric), IV(pairs), count, c.Layout.HeadDim);
     }
 
     public int ArgMax(DeviceBuffer x, int offset, int count)

@@ -244,5 +244,19 @@ public sealed class ManagedSimdBackend : IComputeBackend
         });
     }
 
+    public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count)
+    {
+        var kp = D(cache.Keys); var vp = D(cache.Values); var pos = I(cache.Positions); var metric = D(cache.Metric); var pr = I(pairs);
+        int d = cache.Layout.HeadDim;
+        for (int m = 0; m < count; m++)
+        {
+            int from = pr[2 * m], to = pr[2 * m + 1];
+            kp.AsSpan(from * d, d).CopyTo(kp.AsSpan(to * d, d));
+            vp.AsSpan(from * d, d).CopyTo(vp.AsSpan(to * d, d));
+            pos[to] = pos[from];
+            metric[to] = metric[from];
+        }
+    }
+
     public int ArgMax(DeviceBuffer x, int offset, int count) => TensorPrimitives.IndexOfMax(D(x).AsSpan(offset, count));
 }

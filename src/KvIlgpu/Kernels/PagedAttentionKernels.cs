@@ -126,4 +126,19 @@ public static class PagedAttentionKernels
             }
         }
     }
+
+    /// <summary>Compaction moves: pair i copies physical slot pairs[2i] to pairs[2i+1] (K, V, position, metric).
+    /// Sources and destinations are disjoint, so the moves run in any order.</summary>
+    public static void MoveSlots(ArrayView<float> kPool, ArrayView<float> vPool, ArrayView<int> positions, ArrayView<float> metric,
+        ArrayView<int> pairs, int count, int headDim)
+    {
+        for (int i = GridStride.Start; i < count * headDim; i += GridStride.Step)
+        {
+            int m = i / headDim, f = i % headDim;
+            long from = pairs[2 * m], to = pairs[2 * m + 1];
+            kPool[to * headDim + f] = kPool[from * headDim + f];
+            vPool[to * headDim + f] = vPool[from * headDim + f];
+            if (f == 0) { positions[to] = positions[from]; metric[to] = metric[from]; }
+        }
+    }
 }

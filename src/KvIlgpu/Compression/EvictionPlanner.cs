@@ -1,0 +1,90 @@
+using KvIlgpu.Cache;
+
+namespace KvIlgpu.Compression;
+
+/// <summary>What to evict from each head: logical slot indices, lowest metric first.</summary>
+public sealed record EvictionPlan(IReadOnlyList<int[]> Evicted)
+{
+    public int TotalEvicted => Evicted.Sum(e => e.Length);
+}
+
+/// <summary>How many KVs must go.</summary>
+/// <param name="MaxCacheTokens">Per-head average budget: the sequence keeps at most MaxCacheTokens * heads KVs.</param>
+/// <param name="KeepRate">Alternatively, keep this fraction of the evictable (unprotected) KVs.</param>
+/// <param name="ProtectedWindow">The most recent P positions are never evicted.</param>
+/// <param name="Sinks">The first S positions are never evicted (attention sinks).</param>
+public sealed record EvictionBudget(int? MaxCacheTokens = null, double? KeepRate = null, int ProtectedWindow = 32, int Sinks = 0)
+{
+    public void Validate()
+    {
+        if ((MaxCacheTokens == null) == (KeepRate == null)) throw new ArgumentException("give exactly one of --kv-budget or --kv-keep-rate");
+        if (MaxCacheTokens is < 1) throw new ArgumentOutOfRangeException(nameof(MaxCacheTokens), $"--kv-budget must be >= 1 (got {MaxCacheTokens})");
+        if (KeepRate is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(KeepRate), $"--kv-keep-rate must be in [0, 1] (got {KeepRate})");
+        if (ProtectedWindow < 0 || Sinks < 0) throw new ArgumentOutOfRangeException(nameof(ProtectedWindow), "--protected-window and sinks must be >= 0");
+    }
+}
+
+/// <summary>Block-granular eviction ranked across all heads and layers of a sequence (SPEC 3):
+/// 1. slots in the protected window and the sinks get metric +infinity;
+/// 2. per head, slots sorted by metric ascending are cut into chunks; since the head's last block holds only h
+///    slots, freeing j+1 blocks evicts j*B + h KVs, and chunk j's score is the metric at sorted index j*B + h - 1;
+/// 3. all chunks of the sequence are ranked together by score and the lowest are evicted until the budget holds, so
+///    each head loses a prefix of its own sorted list.
+/// Ties go to the lower slot index, then the lower head, then the lower chunk, so plans are deterministic.</summary>
+public static class EvictionPlanner
+{
+    private readonly record struct Chunk(float Score, int Head, int Index, int Evicts);
+
+    /// <param name="sequenceLength">Tokens the sequence has seen (positions 0 .. sequenceLength-1).</param>
+    public static EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget)
+    {
+        budget.Validate();
+        int recentFrom = sequenceLength - budget.ProtectedWindow;
+        var order = new int[heads.Count][];
+        var chunks = new List<Chunk>();
+        int total = 0, evictable = 0;
+        for (int hi = 0; hi < heads.Count; hi++)
+        {
+            var head = heads[hi];
+            int n = head.Length;
+            total += n;
+            var metric = new float[n];
+            for (int t = 0; t < n; t++)
+            {
+                bool protect = head.Positions[t] >= recentFrom || head.Positions[t] < budget.Sinks;
+                metric[t] = protect ? float.PositiveInfinity : head.Metric[t];
+                if (!protect) evictable++;
+            }
+            var idx = Enumerable.Range(0, n).ToArray();
+            Array.Sort(idx, (a, b) => metric[a] != metric[b] ? metric[a].CompareTo(metric[b]) : a.CompareTo(b));
+            order[hi] = idx;
+            if (n == 0) continue;
+            int h = n % blockSize == 0 ? blockSize : n % blockSize;
+            for (int j = 0; j * blockSize + h - 1 < n; j++)
+            {
+                float score = metric[idx[j * blockSize + h - 1]];
+                if (float.IsPositiveInfinity(score)) break; // this chunk and every later one would evict protected KVs
+                chunks.Add(new Chunk(score, hi, j, j == 0 ? h : blockSize));
+            }
+        }
+        long needed = budget.MaxCacheTokens is int perHead
+            ? total - (long)perHead * heads.Count
+            : evictable - (long)Math.Ceiling(budget.KeepRate!.Value * evictable);
+        var taken = new int[heads.Count]; // chunks taken per head
+        long evicted = 0;
+        foreach (var c in chunks.OrderBy(c => c.Score).ThenBy(c => c.Head).ThenBy(c => c.Index))
+        {
+            if (evicted >= needed) break;
+            taken[c.Head]++;
+            evicted += c.Evicts;
+        }
+        var result = new int[heads.Count][];
+        for (int hi = 0; hi < heads.Count; hi++)
+        {
+            int n = heads[hi].Length, h = n % blockSize == 0 ? blockSize : n % blockSize;
+            int count = taken[hi] == 0 ? 0 : (taken[hi] - 1) * blockSize + h;
+            result[hi] = order[hi][..count];
+        }
+        return new EvictionPlan(result);
+    }
+}
