@@ -64,6 +64,8 @@ public sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int> _moveSlots;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
+        int, int, int, int, PagedLayout> _accumulateMetric;
 
     /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
     public int GemvMaxRows { get; init; } = 4;
@@ -98,6 +100,8 @@ public sealed class IlgpuBackend : IComputeBackend
         _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
         _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int>(PagedAttentionKernels.MoveSlots);
+        _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
+            int, int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
             ? a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
                 ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
@@ -298,6 +302,11 @@ public sealed class IlgpuBackend : IComputeBackend
         _pagedAttention(cfg, V(q), V(c.Keys), V(c.Values), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output), V(probabilities),
             rows, layer, stride, emitProbabilities ? 1 : 0, c.Layout);
     }
+
+    public void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers c, DeviceIntBuffer rowInfo,
+        DeviceIntBuffer accumulate, int rows, int layer, bool squared) =>
+        _accumulateMetric(_shape.Elementwise((long)rows * c.Layout.KvHeads * stride), V(probabilities), IV(c.Tables), IV(c.Lengths),
+            IV(rowInfo), IV(accumulate), V(c.Metric), rows, layer, stride, squared ? 1 : 0, c.Layout);
 
     public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
     {

@@ -244,6 +244,34 @@ public sealed class ManagedSimdBackend : IComputeBackend
         });
     }
 
+    public void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers cache, DeviceIntBuffer rowInfo,
+        DeviceIntBuffer accumulate, int rows, int layer, bool squared)
+    {
+        var p = cache.Layout;
+        var probs = D(probabilities); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths = I(cache.Lengths);
+        var info = I(rowInfo); var acc = I(accumulate);
+        int group = p.Heads / p.KvHeads;
+        for (int r = 0; r < rows; r++)
+        {
+            if (acc[r] == 0) continue;
+            for (int g = 0; g < p.KvHeads; g++)
+            {
+                int head = HeadIndex(p, info[4 * r], layer, g);
+                int visible = lengths[head] - info[4 * r + 1] + info[4 * r + 2] + 1;
+                for (int t = 0; t < visible; t++)
+                {
+                    float sum = 0;
+                    for (int q = g * group; q < (g + 1) * group; q++)
+                    {
+                        float v = probs[(r * p.Heads + q) * stride + t];
+                        sum += squared ? v * v : v;
+                    }
+                    metric[Slot(p, tables, head, t)] += sum;
+                }
+            }
+        }
+    }
+
     public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count)
     {
         var kp = D(cache.Keys); var vp = D(cache.Values); var pos = I(cache.Positions); var metric = D(cache.Metric); var pr = I(pairs);
