@@ -28,10 +28,7 @@ public static class AttentionKernels
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
             {
-                long kb = p.CacheOffset + (long)t * kvDim + kvh * d;
-                float s = 0;
-                for (int i = 0; i < d; i++) s += q[qb + i] * keys[kb + i];
-                s *= scale;
+                float s = AttentionMath.ScaledScore(q, qb, keys, p.CacheOffset + (long)t * kvDim + kvh * d, d, scale);
                 scores[sb + t] = s;
                 max = XMath.Max(max, s);
             }

@@ -68,10 +68,7 @@ public static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
             {
-                long kb = SlotOffset(p, tables, head, t) * d;
-                float s = 0;
-                for (int i = 0; i < d; i++) s += q[qb + i] * kPool[kb + i];
-                s *= scale;
+                float s = AttentionMath.ScaledScore(q, qb, kPool, SlotOffset(p, tables, head, t) * d, d, scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
@@ -106,10 +103,7 @@ public static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = 0; t < len; t++)
             {
-                long kb = SlotOffset(p, tables, head, t) * d;
-                float s = 0;
-                for (int i = 0; i < d; i++) s += q[qb + i] * kPool[kb + i];
-                s *= scale;
+                float s = AttentionMath.ScaledScore(q, qb, kPool, SlotOffset(p, tables, head, t) * d, d, scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
