@@ -21,6 +21,8 @@ internal static class BatchCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer file when it is not beside the model" };
         var json = new Option<bool>("--json") { Description = "JSON lines only (no progress)" };
         var cmd = new Command("batch", "run many requests together with continuous batching") { model, requests, kvMemory, blockSize, maxBatch, maxStep, device, tokenizer, json };
+        var compression = new CompressionCliOptions();
+        compression.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
@@ -29,7 +31,7 @@ internal static class BatchCommand
             var options = new EngineOptions(deviceKind, KvMemoryBytes: r.GetValue(kvMemory), BlockSize: r.GetValue(blockSize),
                 MaxBatchSize: r.GetValue(maxBatch), MaxTokensPerStep: r.GetValue(maxStep));
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, options, p, r.GetValue(tokenizer)));
-            var parsed = ReadRequests(requestsPath, engine);
+            var parsed = ReadRequests(requestsPath, engine, line => compression.Build(r, line));
             var clock = Stopwatch.StartNew();
             var handles = parsed.Select(q => engine.Submit(q.Prompt, q.Options, q.Id, ct)).ToList();
             var output = new object();
@@ -43,6 +45,7 @@ internal static class BatchCommand
                     {
                         ["id"] = res.Id, ["token_ids"] = res.TokenIds, ["stop_reason"] = res.StopReason, ["preemptions"] = res.Preemptions,
                         ["prompt_tokens"] = res.PromptTokens, ["time_to_first_token_s"] = Math.Round(res.TimeToFirstToken.TotalSeconds, 4),
+                        ["evicted_kvs"] = res.EvictedKvs,
                     };
                     if (res.Text != null) line["text"] = res.Text;
                     lock (output) Console.WriteLine(JsonSerializer.Serialize(line));
@@ -61,7 +64,7 @@ internal static class BatchCommand
                 {
                     requests = handles.Count, failed, generated_tokens = stats.GeneratedTokens, elapsed_s = Math.Round(seconds, 3),
                     throughput_tokens_per_s = Math.Round(stats.GeneratedTokens / seconds, 2), max_batch_size = stats.MaxBatchReached,
-                    preemptions = stats.Preemptions, steps = stats.Steps, peak_kv_bytes = stats.PeakKvBytes, kv_bytes_total = stats.KvBytesTotal,
+                    preemptions = stats.Preemptions, evicted_kvs = stats.EvictedKvs, steps = stats.Steps, peak_kv_bytes = stats.PeakKvBytes, kv_bytes_total = stats.KvBytesTotal,
                     blocks_total = stats.BlocksTotal, block_size = r.GetValue(blockSize), device = engine.DeviceName,
                 },
             }));
@@ -72,7 +75,7 @@ internal static class BatchCommand
 
     private sealed record ParsedRequest(string Id, IReadOnlyList<int> Prompt, GenerationOptions Options);
 
-    private static List<ParsedRequest> ReadRequests(string path, InferenceEngine engine)
+    private static List<ParsedRequest> ReadRequests(string path, InferenceEngine engine, Func<JsonElement, KvIlgpu.Compression.CompressionOptions?> compression)
     {
         var list = new List<ParsedRequest>();
         int lineNo = 0;
@@ -94,7 +97,10 @@ internal static class BatchCommand
             var sampling = new SamplingOptions(F("temperature", 0f), I("top_k", 0), F("top_p", 1f), I("seed", 0));
             try { sampling.Validate(); }
             catch (ArgumentOutOfRangeException ex) { throw new InvalidDataException($"{where}: {ex.Message}"); }
-            list.Add(new ParsedRequest(id, prompt, new GenerationOptions(I("max_tokens", 128), sampling)));
+            KvIlgpu.Compression.CompressionOptions? c;
+            try { c = compression(e); }
+            catch (ArgumentException ex) { throw new InvalidDataException($"{where}: {ex.Message}"); }
+            list.Add(new ParsedRequest(id, prompt, new GenerationOptions(I("max_tokens", 128), sampling, Compression: c)));
         }
         return list;
     }

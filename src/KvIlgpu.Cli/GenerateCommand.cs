@@ -21,6 +21,8 @@ internal static class GenerateCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer file when it is not beside the model" };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of streaming text" };
         var cmd = new Command("generate", "generate text from a prompt") { model, prompt, promptIds, maxTokens, temperature, topP, topK, seed, device, tokenizer, json };
+        var compression = new CompressionCliOptions();
+        compression.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             string? text = r.GetValue(prompt), ids = r.GetValue(promptIds);
@@ -32,7 +34,7 @@ internal static class GenerateCommand
             string modelPath = r.GetValue(model)!;
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p, r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliErrors.ParseIds(ids) : engine.Encode(text!);
-            var options = new GenerationOptions(r.GetValue(maxTokens), sampling);
+            var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compression.Build(r));
             var generated = new List<int>();
             if (!asJson && text != null) Console.Write(text);
             await foreach (var t in engine.GenerateAsync(promptTokens, options, ct))
@@ -51,6 +53,8 @@ internal static class GenerateCommand
                     ["decode_tokens_per_s"] = Math.Round(stats.DecodeTokensPerSecond, 2),
                     ["stop_reason"] = stats.StopReason,
                     ["device"] = engine.DeviceName,
+                    ["evicted_kvs"] = stats.EvictedKvs,
+                    ["peak_kv_bytes"] = engine.Stats.PeakKvBytes,
                 };
                 if (engine.Tokenizer != null) result["text"] = engine.Tokenizer.Decode(generated);
                 Console.WriteLine(JsonSerializer.Serialize(result));

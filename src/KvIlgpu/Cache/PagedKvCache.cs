@@ -203,6 +203,18 @@ public sealed class PagedKvCache : IDisposable
         return result;
     }
 
+    /// <summary>Overwrites the metric of a head's first values.Length logical slots.</summary>
+    public void WriteMetric(int sequence, int layer, int kvHead, ReadOnlySpan<float> values)
+    {
+        int head = Head(sequence, layer, kvHead);
+        if (values.Length > _lengths[head]) throw new ArgumentOutOfRangeException(nameof(values), "more metric values than slots");
+        for (int b = 0; b * Layout.BlockSize < values.Length; b++)
+        {
+            int count = Math.Min(Layout.BlockSize, values.Length - b * Layout.BlockSize);
+            _backend.Write(Buffers.Metric, values.Slice(b * Layout.BlockSize, count), _tables[head * Layout.MaxBlocksPerHead + b] * Layout.BlockSize);
+        }
+    }
+
     /// <summary>Test hook: gives a head an explicit block list and length (for kernels tested on scattered blocks
     /// and unequal lengths).</summary>
     internal void SetHead(int sequence, int layer, int kvHead, ReadOnlySpan<int> blocks, int length)

@@ -18,7 +18,9 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
 
 /// <summary>One generation request.</summary>
 /// <param name="MaxTokens">Most tokens to generate; generation also stops at EOS and at the context length.</param>
-public sealed record GenerationOptions(int MaxTokens = 256, SamplingOptions? Sampling = null, bool StopAtEos = true)
+/// <param name="Compression">KV cache compression for this request; null keeps the full cache.</param>
+public sealed record GenerationOptions(int MaxTokens = 256, SamplingOptions? Sampling = null, bool StopAtEos = true,
+    Compression.CompressionOptions? Compression = null)
 {
     public SamplingOptions SamplingOrDefault => Sampling ?? SamplingOptions.Greedy;
 }

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using KvIlgpu.Cache;
+using KvIlgpu.Compression;
 using KvIlgpu.Models;
 using KvIlgpu.Tokenization;
 
@@ -12,7 +13,7 @@ public sealed record SchedulerOptions(int MaxBatchSize = 32, int MaxTokensPerSte
 
 /// <summary>What happened to one request.</summary>
 public sealed record GenerationResult(string Id, IReadOnlyList<int> TokenIds, string? Text, string StopReason, int Preemptions,
-    int PromptTokens, TimeSpan TimeToFirstToken, TimeSpan Total)
+    int PromptTokens, TimeSpan TimeToFirstToken, TimeSpan Total, long EvictedKvs = 0)
 {
     public double DecodeTokensPerSecond => TokenIds.Count <= 1 ? 0 : (TokenIds.Count - 1) / Math.Max((Total - TimeToFirstToken).TotalSeconds, 1e-9);
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(TimeToFirstToken.TotalSeconds, 1e-9);
@@ -20,7 +21,7 @@ public sealed record GenerationResult(string Id, IReadOnlyList<int> TokenIds, st
 
 /// <summary>Counters of the scheduler since it started.</summary>
 public sealed record SchedulerStats(int BlocksTotal, int BlocksUsed, int BlocksFree, int Running, int Waiting, int MaxBatchReached,
-    long Preemptions, long GeneratedTokens, long Steps, double TokensPerSecond, long KvBytesTotal, long PeakKvBytes);
+    long Preemptions, long GeneratedTokens, long Steps, double TokensPerSecond, long KvBytesTotal, long PeakKvBytes, long EvictedKvs = 0);
 
 /// <summary>A submitted request: its token stream and its final result.</summary>
 public sealed class GenerationHandle
@@ -50,7 +51,7 @@ public sealed class Scheduler : IDisposable
     private readonly SemaphoreSlim _wake = new(0);
     private readonly Stopwatch _uptime = new();
     private volatile bool _stopping;
-    private long _admitCounter, _preemptions, _generated, _steps, _nextId;
+    private long _admitCounter, _preemptions, _generated, _steps, _nextId, _evicted;
     private int _maxBatch;
 
     public Scheduler(LlamaModel model, PagedKvCache cache, SchedulerOptions options, ITextTokenizer? tokenizer = null)
@@ -72,7 +73,7 @@ public sealed class Scheduler : IDisposable
         {
             lock (_lock)
                 return new SchedulerStats(_cache.Pool.Total, _cache.Pool.Used, _cache.Pool.Free, _running.Count, _waiting.Count, _maxBatch,
-                    _preemptions, _generated, _steps, _generated / Math.Max(_uptime.Elapsed.TotalSeconds, 1e-9), _cache.TotalBytes, _cache.PeakBytes);
+                    _preemptions, _generated, _steps, _generated / Math.Max(_uptime.Elapsed.TotalSeconds, 1e-9), _cache.TotalBytes, _cache.PeakBytes, _evicted);
         }
     }
 
@@ -86,6 +87,7 @@ public sealed class Scheduler : IDisposable
         foreach (var t in promptIds)
             if ((uint)t >= (uint)_model.Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
+        options.Compression?.Validate();
         var s = new Sequence
         {
             Id = id ?? $"req-{Interlocked.Increment(ref _nextId)}",
@@ -127,6 +129,8 @@ public sealed class Scheduler : IDisposable
         var rows = new List<BatchRow>();
         var logitRows = new List<int>();
         var sampled = new List<Sequence>();
+        var accumulate = new List<int>();
+        var windowRows = new List<(int, Action<int, float[], int>)>();
         lock (_lock)
         {
             DropCancelled();
@@ -140,14 +144,30 @@ public sealed class Scheduler : IDisposable
             {
                 int n = Math.Min(s.Pending, budget - rows.Count);
                 if (n <= 0) continue;
-                for (int i = 0; i < n; i++) rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[s.Cached + i], s.Cached + i, n, i));
+                bool prefill = s.Window != null;
+                for (int i = 0; i < n; i++)
+                {
+                    int position = s.Cached + i;
+                    var c = s.Options.Compression;
+                    // Decode queries accumulate into the metric on the device; prefill window queries are gathered per head.
+                    accumulate.Add(s.Compresses && !prefill ? 1 : 0);
+                    if (prefill && (c!.ObservationWindow == 0 || position >= s.PrefillLength - c.ObservationWindow))
+                    {
+                        var window = s.Window!;
+                        windowRows.Add((rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, c.Squared)));
+                    }
+                    rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
+                }
                 _cache.Append(s.Slot!.Value, n);
                 s.Cached += n;
                 if (s.Pending == 0) { logitRows.Add(rows.Count - 1); sampled.Add(s); }
             }
         }
         if (rows.Count == 0) return;
-        var logits = _model.ForwardBatch(_cache, rows.ToArray(), logitRows.ToArray());
+        var metric = accumulate.Any(a => a != 0) || windowRows.Count > 0
+            ? new MetricRequest(accumulate.ToArray(), windowRows, Squared: sampled.Concat(_running).FirstOrDefault(x => x.Compresses)?.Options.Compression!.Squared ?? true)
+            : null;
+        var logits = _model.ForwardBatch(_cache, rows.ToArray(), logitRows.ToArray(), metric);
         int vocab = _model.Config.VocabSize;
         lock (_lock)
         {
@@ -156,6 +176,7 @@ public sealed class Scheduler : IDisposable
             {
                 var s = sampled[i];
                 if (s.Slot == null) continue; // cancelled meanwhile
+                AfterForward(s);
                 int next = s.Sampler.Next(logits.AsSpan(i * vocab, vocab));
                 if (s.Options.StopAtEos && _model.Config.EosTokenIds.Contains(next)) { Finish(s, "eos"); continue; }
                 s.Tokens.Add(next);
@@ -166,6 +187,29 @@ public sealed class Scheduler : IDisposable
                 else if (s.Tokens.Count >= _model.Config.MaxSeqLen) Finish(s, "context_full");
             }
         }
+    }
+
+    /// <summary>Compression after a sequence's step: seed the metric and compress when its prefill has just finished,
+    /// else compress every Interval decode steps.</summary>
+    private void AfterForward(Sequence s)
+    {
+        if (!s.Compresses) return;
+        var c = s.Options.Compression!;
+        if (s.Window != null)
+        {
+            SequenceCompressor.SeedMetric(_cache, s.Slot!.Value, s.Window, c, _model.Config.GroupSize);
+            s.Window = null;
+            Compress(s);
+        }
+        else if (++s.DecodeStepsSinceCompression >= c.Interval) Compress(s);
+    }
+
+    private void Compress(Sequence s)
+    {
+        int evicted = SequenceCompressor.Compress(_cache, s.Slot!.Value, s.Cached, s.Options.Compression!);
+        s.Evicted += evicted;
+        _evicted += evicted;
+        s.DecodeStepsSinceCompression = 0;
     }
 
     private void DropCancelled()
@@ -197,6 +241,8 @@ public sealed class Scheduler : IDisposable
             _waiting.RemoveFirst();
             s.Slot = slot;
             s.Cached = 0;
+            s.PrefillLength = s.Tokens.Count;
+            s.Window = s.Compresses ? new ObservationWindowMetric(_model.Config.Layers, _model.Config.Heads, s.Tokens.Count) : null;
             s.AdmitOrder = ++_admitCounter;
             _running.Add(s);
         }
@@ -208,8 +254,17 @@ public sealed class Scheduler : IDisposable
     {
         foreach (var s in _running.OrderBy(s => s.AdmitOrder).ToList())
         {
+            bool compressed = false;
             while (s.Slot != null && !_cache.TryReserve(s.Slot.Value, s.Pending))
             {
+                // Compress instead of preempting: every running sequence with a budget sheds what it is over by.
+                if (!compressed)
+                {
+                    compressed = true;
+                    int before = _cache.Pool.Free;
+                    foreach (var other in _running.Where(r => r.Compresses && r.Window == null && r.Slot != null).ToList()) Compress(other);
+                    if (_cache.Pool.Free > before) continue;
+                }
                 var victim = _running.MaxBy(r => r.AdmitOrder)!;
                 if (victim == s && _running.Count == 1)
                 {
@@ -227,6 +282,7 @@ public sealed class Scheduler : IDisposable
         _cache.RemoveSequence(s.Slot!.Value);
         s.Slot = null;
         s.Cached = 0;
+        s.Window = null;
         s.Preemptions++;
         _preemptions++;
         _running.Remove(s);
@@ -253,7 +309,7 @@ public sealed class Scheduler : IDisposable
         s.Output.Writer.TryComplete();
         var total = s.Clock.Elapsed;
         s.Completion.TrySetResult(new GenerationResult(s.Id, s.Tokens.Skip(s.PromptLength).ToList(), s.Text?.Text, reason!, s.Preemptions,
-            s.PromptLength, s.FirstToken ?? total, total));
+            s.PromptLength, s.FirstToken ?? total, total, s.Evicted));
     }
 
     public void Dispose()

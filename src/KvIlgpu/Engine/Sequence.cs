@@ -28,6 +28,14 @@ internal sealed class Sequence
     public Stopwatch Clock { get; } = Stopwatch.StartNew();
     public TimeSpan? FirstToken { get; set; }
 
+    /// <summary>Tokens the current prefill covers (the prompt, or prompt and output when recomputing).</summary>
+    public int PrefillLength { get; set; }
+    /// <summary>Window sums of the prefill metric while a compressing sequence is being prefilled.</summary>
+    public Compression.ObservationWindowMetric? Window { get; set; }
+    public int DecodeStepsSinceCompression { get; set; }
+    public long Evicted { get; set; }
+
+    public bool Compresses => Options.Compression is { Evicts: true };
     public int Generated => Tokens.Count - PromptLength;
     public int Pending => Tokens.Count - Cached;
 }

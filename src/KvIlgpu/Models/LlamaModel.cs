@@ -88,7 +88,7 @@ public sealed class LlamaModel : IDisposable
     /// token each). The caller has reserved room and already added each sequence's row count to its head lengths.
     /// Returns logits [logitRows.Length, VocabSize] for the requested rows; when probabilities is given, the last
     /// layer's per-slot attention probabilities are left in it (see PagedAttention).</summary>
-    public float[] ForwardBatch(PagedKvCache cache, ReadOnlySpan<BatchRow> rows, ReadOnlySpan<int> logitRows)
+    public float[] ForwardBatch(PagedKvCache cache, ReadOnlySpan<BatchRow> rows, ReadOnlySpan<int> logitRows, MetricRequest? metric = null)
     {
         if (rows.Length == 0 || rows.Length > MaxChunkRows)
             throw new ArgumentOutOfRangeException(nameof(rows), $"a step takes 1..{MaxChunkRows} rows, got {rows.Length}");
@@ -118,7 +118,17 @@ public sealed class LlamaModel : IDisposable
             _probabilities?.Dispose();
             _probabilities = Backend.Allocate((int)Math.Max(scratch, 1024));
         }
-        RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest), tokens, positions, logitRows);
+        DeviceIntBuffer? accumulate = null;
+        if (metric?.Accumulate is { } mask && mask.Any(m => m != 0))
+        {
+            accumulate = Backend.AllocateInts(rows.Length);
+            Backend.WriteInts(accumulate, mask);
+        }
+        try
+        {
+            RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest, metric, accumulate, Config.Heads), tokens, positions, logitRows);
+        }
+        finally { accumulate?.Dispose(); }
         var result = new float[logitRows.Length * Config.VocabSize];
         if (result.Length > 0) Backend.Read(_logits, result);
         return result;
@@ -147,13 +157,27 @@ public sealed class LlamaModel : IDisposable
             b.Attention(q, Cache.Keys, Cache.Values, output, new AttentionShape(rows, Start, c.Heads, c.KvHeads, c.HeadDim, Cache.LayerOffset(layer)));
     }
 
-    private sealed record PagedStep(PagedKvCache Cache, DeviceIntBuffer RowInfo, DeviceBuffer Probabilities, int Stride) : IKvStep
+    private sealed record PagedStep(PagedKvCache Cache, DeviceIntBuffer RowInfo, DeviceBuffer Probabilities, int Stride,
+        MetricRequest? Metric, DeviceIntBuffer? Accumulate, int Heads) : IKvStep
     {
         public void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim) =>
             b.PagedWrite(k, v, Cache.Buffers, RowInfo, rows, layer);
 
-        public void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c) =>
-            b.PagedAttention(q, Cache.Buffers, RowInfo, rows, layer, output, Probabilities, Stride, emitProbabilities: false);
+        public void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c)
+        {
+            bool emit = Accumulate != null || Metric?.WindowRows.Count > 0;
+            b.PagedAttention(q, Cache.Buffers, RowInfo, rows, layer, output, Probabilities, Stride, emitProbabilities: emit);
+            if (Accumulate != null) b.AccumulateMetric(Probabilities, Stride, Cache.Buffers, RowInfo, Accumulate, rows, layer, Metric!.Squared);
+            if (Metric?.WindowRows is { Count: > 0 } window)
+            {
+                var probs = new float[Heads * Stride];
+                foreach (var (row, sink) in window)
+                {
+                    b.Read(Probabilities, probs, row * Heads * Stride);
+                    sink(layer, probs, Stride);
+                }
+            }
+        }
     }
 
     /// <summary>Runs rows through every layer; computes logits for the rows listed in logitRows.</summary>
@@ -206,6 +230,11 @@ public sealed class LlamaModel : IDisposable
         _owned.Clear();
     }
 }
+
+/// <summary>What a batched step should do for eviction metrics: rows whose attention probabilities are added to the
+/// slots' metrics on the device (decode queries), and rows whose per-head probabilities are handed to a sink
+/// (prefill observation-window queries) as (layer, probs [Heads * stride], stride).</summary>
+public sealed record MetricRequest(int[]? Accumulate, IReadOnlyList<(int Row, Action<int, float[], int> Sink)> WindowRows, bool Squared);
 
 /// <summary>One row of a batched step: Token of sequence slot Sequence at Position, row Offset of the Count rows that
 /// sequence feeds in this step.</summary>

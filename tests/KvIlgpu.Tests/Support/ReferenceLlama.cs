@@ -13,7 +13,10 @@ public sealed class ReferenceLlama
     public float[][] AttNorm = [], Wq = [], Wk = [], Wv = [], Wo = [], FfnNorm = [], W1 = [], W2 = [], W3 = [];
     public float[][]? Bq, Bk, Bv;
 
-    private readonly List<double[][]> _keys = [], _values = []; // per layer: list of [kvDim] per position
+    private readonly List<double[][]> _keys = [], _values = [];
+
+    /// <summary>The attention probabilities of the last Step: [layer][query head][key position].</summary>
+    public double[][][] LastProbabilities = []; // per layer: list of [kvDim] per position
 
     public static ReferenceLlama From(LlamaWeights w)
     {
@@ -76,6 +79,7 @@ public sealed class ReferenceLlama
         int pos = _keys.Count == 0 ? 0 : _keys[0].Length;
         int kvDim = KvHeads * HeadDim;
         var x = Enumerable.Range(0, Dim).Select(i => (double)Emb[token * Dim + i]).ToArray();
+        LastProbabilities = new double[Layers][][];
         for (int l = 0; l < Layers; l++)
         {
             if (_keys.Count <= l) { _keys.Add([]); _values.Add([]); }
@@ -102,6 +106,8 @@ public sealed class ReferenceLlama
                 double max = scores.Max();
                 var e = scores.Select(s => Math.Exp(s - max)).ToArray();
                 double sum = e.Sum();
+                if (h == 0) LastProbabilities[l] = new double[Heads][];
+                LastProbabilities[l][h] = e.Select(v => v / sum).ToArray();
                 for (int t = 0; t <= pos; t++)
                     for (int d = 0; d < HeadDim; d++)
                         att[h * HeadDim + d] += e[t] / sum * _values[l][t][kvh * HeadDim + d];

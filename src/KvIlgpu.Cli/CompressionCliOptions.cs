@@ -1,0 +1,49 @@
+using System.CommandLine;
+using System.Text.Json;
+using KvIlgpu.Compression;
+
+namespace KvIlgpu.Cli;
+
+/// <summary>The KV compression options shared by generate and batch.</summary>
+internal sealed class CompressionCliOptions
+{
+    public readonly Option<string> Policy = new("--kv-policy") { Description = "full or kvcompress", DefaultValueFactory = _ => "full" };
+    public readonly Option<int?> Budget = new("--kv-budget") { Description = "most cached tokens per KV head on average" };
+    public readonly Option<double?> KeepRate = new("--kv-keep-rate") { Description = "fraction of unprotected KVs to keep (instead of --kv-budget)" };
+    public readonly Option<int> Protected = new("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
+    public readonly Option<int> Window = new("--observation-window") { Description = "last prompt queries that seed the metric (0 = all)", DefaultValueFactory = _ => 8 };
+    public readonly Option<int> Interval = new("--compression-interval") { Description = "compress every N decode steps", DefaultValueFactory = _ => 1 };
+
+    public void AddTo(Command command)
+    {
+        foreach (var o in new Option[] { Policy, Budget, KeepRate, Protected, Window, Interval }) command.Options.Add(o);
+    }
+
+    public CompressionOptions? Build(ParseResult r) => Make(r.GetValue(Policy)!, r.GetValue(Budget), r.GetValue(KeepRate),
+        r.GetValue(Protected), r.GetValue(Window), r.GetValue(Interval));
+
+    /// <summary>Per-request overrides from a batch line (kv_policy, kv_budget, kv_keep_rate, protected_window,
+    /// observation_window, compression_interval) on top of the command line's defaults.</summary>
+    public CompressionOptions? Build(ParseResult r, JsonElement line)
+    {
+        string policy = line.TryGetProperty("kv_policy", out var p) ? p.GetString()! : r.GetValue(Policy)!;
+        int? budget = line.TryGetProperty("kv_budget", out var b) ? b.GetInt32() : r.GetValue(Budget);
+        double? keep = line.TryGetProperty("kv_keep_rate", out var k) ? k.GetDouble() : r.GetValue(KeepRate);
+        if (line.TryGetProperty("kv_budget", out _) && !line.TryGetProperty("kv_keep_rate", out _)) keep = null;
+        if (line.TryGetProperty("kv_keep_rate", out _) && !line.TryGetProperty("kv_budget", out _)) budget = null;
+        int I(string key, Option<int> o) => line.TryGetProperty(key, out var v) ? v.GetInt32() : r.GetValue(o);
+        return Make(policy, budget, keep, I("protected_window", Protected), I("observation_window", Window), I("compression_interval", Interval));
+    }
+
+    private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int window, int interval)
+    {
+        if (policy == "full")
+        {
+            if (budget != null || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need --kv-policy kvcompress");
+            return null;
+        }
+        var options = new CompressionOptions(new EvictionBudget(budget, keepRate, protectedWindow), policy, window, Interval: interval);
+        options.Validate();
+        return options;
+    }
+}

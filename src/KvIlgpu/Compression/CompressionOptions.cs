@@ -1,0 +1,74 @@
+namespace KvIlgpu.Compression;
+
+/// <summary>Per-request KV-Compress settings (SPEC 2 and 3). Policy "full" keeps everything; "kvcompress" scores each
+/// cached KV by squared attention (prefill observation window, then every decode query) and evicts block-granular
+/// chunks ranked across all heads and layers (Rehg, "KV-Compress: Paged KV-Cache Compression with Variable Compression
+/// Rates per Attention Head", arXiv 2410.00161).</summary>
+/// <param name="ObservationWindow">Last prompt queries whose attention seeds the metric (0: all prompt queries).</param>
+/// <param name="Squared">Sum squared probabilities (L2, the paper's metric) or plain ones (L1, for ablation).</param>
+/// <param name="PoolKernel">Max-pool width along the key axis of the prefill metric (odd; 1 disables it).</param>
+/// <param name="Interval">Compress every N decode steps (and always after prefill and when blocks run out).</param>
+public sealed record CompressionOptions(
+    EvictionBudget Budget,
+    string Policy = "kvcompress",
+    int ObservationWindow = 8,
+    bool Squared = true,
+    int PoolKernel = 7,
+    int Interval = 1)
+{
+    public static readonly string[] Policies = ["full", "kvcompress"];
+
+    public void Validate()
+    {
+        if (!Policies.Contains(Policy)) throw new ArgumentException($"unknown --kv-policy '{Policy}' (known: {string.Join(", ", Policies)})");
+        Budget.Validate();
+        if (ObservationWindow < 0) throw new ArgumentOutOfRangeException(nameof(ObservationWindow), "--observation-window must be >= 0");
+        if (PoolKernel < 1 || PoolKernel % 2 == 0) throw new ArgumentOutOfRangeException(nameof(PoolKernel), "the pooling kernel must be odd and >= 1");
+        if (Interval < 1) throw new ArgumentOutOfRangeException(nameof(Interval), "--compression-interval must be >= 1");
+    }
+
+    public bool Evicts => Policy != "full";
+}
+
+/// <summary>The prefill metric of SPEC 2: for each query head, the (squared) attention probabilities of the window
+/// queries summed per key, max-pooled along the key axis (kernel k, stride 1, padding k/2), then summed over the query
+/// heads of each GQA group. Window sums are gathered while the prompt's last chunk runs.</summary>
+public sealed class ObservationWindowMetric
+{
+    private readonly float[][][] _sums; // [layer][query head][key]
+
+    public ObservationWindowMetric(int layers, int heads, int keys)
+    {
+        _sums = Enumerable.Range(0, layers).Select(_ => Enumerable.Range(0, heads).Select(_ => new float[keys]).ToArray()).ToArray();
+    }
+
+    /// <summary>Adds one window query's probabilities for every query head of a layer: probs[h * stride + t].</summary>
+    public void Add(int layer, ReadOnlySpan<float> probs, int stride, int visible, bool squared)
+    {
+        var sums = _sums[layer];
+        for (int h = 0; h < sums.Length; h++)
+            for (int t = 0; t < visible && t < sums[h].Length; t++)
+            {
+                float p = probs[h * stride + t];
+                sums[h][t] += squared ? p * p : p;
+            }
+    }
+
+    /// <summary>The metric of each key of one KV head: sum over its group of the max-pooled window sums.</summary>
+    public float[] Finish(int layer, int kvHead, int groupSize, int poolKernel)
+    {
+        int n = _sums[layer][0].Length, half = poolKernel / 2;
+        var result = new float[n];
+        for (int q = kvHead * groupSize; q < (kvHead + 1) * groupSize; q++)
+        {
+            var s = _sums[layer][q];
+            for (int t = 0; t < n; t++)
+            {
+                float m = float.NegativeInfinity;
+                for (int j = Math.Max(0, t - half); j <= Math.Min(n - 1, t + half); j++) m = Math.Max(m, s[j]);
+                result[t] += m;
+            }
+        }
+        return result;
+    }
+}
