@@ -11,4 +11,10 @@ if (args.Length > 0 && args[0] == "batch")
     BatchThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2]) : 128, args.Length > 3 ? int.Parse(args[3]) : null);
     return;
 }
+if (args.Length > 0 && args[0] == "compress-throughput")
+{
+    int Arg(int i, int d) => args.Length > i ? int.Parse(args[i]) : d;
+    CompressionThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 32), Arg(3, 512), Arg(4, 64), Arg(5, 4));
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);

@@ -75,6 +75,14 @@ public sealed class PagedKvCache : IDisposable
     public int BlockCount(int sequence, int layer, int kvHead) => _blockCounts[Head(sequence, layer, kvHead)];
     public int Block(int sequence, int layer, int kvHead, int index) => _tables[Head(sequence, layer, kvHead) * Layout.MaxBlocksPerHead + index];
 
+    /// <summary>KVs the sequence holds across all its heads.</summary>
+    public long SequenceLength(int sequence)
+    {
+        long sum = 0;
+        for (int h = 0; h < HeadsPerSequence; h++) sum += _lengths[sequence * HeadsPerSequence + h];
+        return sum;
+    }
+
     /// <summary>Blocks a sequence of this many tokens needs across all its heads.</summary>
     public int BlocksFor(int tokens) => HeadsPerSequence * ((tokens + Layout.BlockSize - 1) / Layout.BlockSize);
 

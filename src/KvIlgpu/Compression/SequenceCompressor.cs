@@ -9,6 +9,8 @@ public static class SequenceCompressor
     public static int Compress(PagedKvCache cache, int sequence, int sequenceLength, CompressionOptions options)
     {
         if (!options.Evicts) return 0;
+        // A per-head budget that already holds needs no metrics read back and no plan.
+        if (options.Budget.MaxCacheTokens is int perHead && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
         var heads = cache.ReadHeads(sequence);
         var plan = EvictionPlanner.Plan(heads, cache.Layout.BlockSize, sequenceLength, options.Budget);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
