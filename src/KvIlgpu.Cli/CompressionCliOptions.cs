@@ -7,11 +7,11 @@ namespace KvIlgpu.Cli;
 /// <summary>The KV compression options shared by generate and batch.</summary>
 internal sealed class CompressionCliOptions
 {
-    public readonly Option<string> Policy = new("--kv-policy") { Description = "full or kvcompress", DefaultValueFactory = _ => "full" };
+    public readonly Option<string> Policy = new("--kv-policy") { Description = $"one of {string.Join(", ", CompressionOptions.Policies)}", DefaultValueFactory = _ => "full" };
     public readonly Option<int?> Budget = new("--kv-budget") { Description = "most cached tokens per KV head on average" };
     public readonly Option<double?> KeepRate = new("--kv-keep-rate") { Description = "fraction of unprotected KVs to keep (instead of --kv-budget)" };
     public readonly Option<int> Protected = new("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
-    public readonly Option<int> Window = new("--observation-window") { Description = "last prompt queries that seed the metric (0 = all)", DefaultValueFactory = _ => 8 };
+    public readonly Option<int?> Window = new("--observation-window") { Description = "last prompt queries that seed the metric (0 = all; default: the policy's)" };
     public readonly Option<int> Interval = new("--compression-interval") { Description = "compress every N decode steps", DefaultValueFactory = _ => 1 };
 
     public void AddTo(Command command)
@@ -32,14 +32,15 @@ internal sealed class CompressionCliOptions
         if (line.TryGetProperty("kv_budget", out _) && !line.TryGetProperty("kv_keep_rate", out _)) keep = null;
         if (line.TryGetProperty("kv_keep_rate", out _) && !line.TryGetProperty("kv_budget", out _)) budget = null;
         int I(string key, Option<int> o) => line.TryGetProperty(key, out var v) ? v.GetInt32() : r.GetValue(o);
-        return Make(policy, budget, keep, I("protected_window", Protected), I("observation_window", Window), I("compression_interval", Interval));
+        int? window = line.TryGetProperty("observation_window", out var wv) ? wv.GetInt32() : r.GetValue(Window);
+        return Make(policy, budget, keep, I("protected_window", Protected), window, I("compression_interval", Interval));
     }
 
-    private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int window, int interval)
+    private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int? window, int interval)
     {
         if (policy == "full")
         {
-            if (budget != null || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need --kv-policy kvcompress");
+            if (budget != null || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need a --kv-policy other than full");
             return null;
         }
         var options = new CompressionOptions(new EvictionBudget(budget, keepRate, protectedWindow), policy, window, Interval: interval);

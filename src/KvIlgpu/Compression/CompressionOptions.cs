@@ -1,33 +1,38 @@
 namespace KvIlgpu.Compression;
 
-/// <summary>Per-request KV-Compress settings (SPEC 2 and 3). Policy "full" keeps everything; "kvcompress" scores each
-/// cached KV by squared attention (prefill observation window, then every decode query) and evicts block-granular
+/// <summary>Per-request KV cache compression settings (SPEC 2-4). Policy "full" keeps everything; "kvcompress" scores
+/// each cached KV by squared attention (prefill observation window, then every decode query) and evicts block-granular
 /// chunks ranked across all heads and layers (Rehg, "KV-Compress: Paged KV-Cache Compression with Variable Compression
-/// Rates per Attention Head", arXiv 2410.00161).</summary>
+/// Rates per Attention Head", arXiv 2410.00161); the baselines are listed in EvictionPolicy.Registry. Metric settings
+/// left null take the policy's own defaults.</summary>
 /// <param name="ObservationWindow">Last prompt queries whose attention seeds the metric (0: all prompt queries).</param>
-/// <param name="Squared">Sum squared probabilities (L2, the paper's metric) or plain ones (L1, for ablation).</param>
+/// <param name="Squared">Sum squared probabilities (L2) or plain ones (L1).</param>
 /// <param name="PoolKernel">Max-pool width along the key axis of the prefill metric (odd; 1 disables it).</param>
 /// <param name="Interval">Compress every N decode steps (and always after prefill and when blocks run out).</param>
 public sealed record CompressionOptions(
     EvictionBudget Budget,
     string Policy = "kvcompress",
-    int ObservationWindow = 8,
-    bool Squared = true,
-    int PoolKernel = 7,
+    int? ObservationWindow = null,
+    bool? Squared = null,
+    int? PoolKernel = null,
     int Interval = 1)
 {
-    public static readonly string[] Policies = ["full", "kvcompress"];
+    public static IEnumerable<string> Policies => ["full", .. EvictionPolicy.Registry.Keys];
 
     public void Validate()
     {
         if (!Policies.Contains(Policy)) throw new ArgumentException($"unknown --kv-policy '{Policy}' (known: {string.Join(", ", Policies)})");
         Budget.Validate();
         if (ObservationWindow < 0) throw new ArgumentOutOfRangeException(nameof(ObservationWindow), "--observation-window must be >= 0");
-        if (PoolKernel < 1 || PoolKernel % 2 == 0) throw new ArgumentOutOfRangeException(nameof(PoolKernel), "the pooling kernel must be odd and >= 1");
+        if (PoolKernel is < 1 || PoolKernel % 2 == 0) throw new ArgumentOutOfRangeException(nameof(PoolKernel), "the pooling kernel must be odd and >= 1");
         if (Interval < 1) throw new ArgumentOutOfRangeException(nameof(Interval), "--compression-interval must be >= 1");
     }
 
     public bool Evicts => Policy != "full";
+    public EvictionPolicy EvictionPolicy => EvictionPolicy.Registry[Policy];
+    public int EffectiveWindow => ObservationWindow ?? EvictionPolicy.DefaultObservationWindow;
+    public bool EffectiveSquared => Squared ?? EvictionPolicy.Squared;
+    public int EffectivePoolKernel => PoolKernel ?? EvictionPolicy.PoolKernel;
 }
 
 /// <summary>The prefill metric of SPEC 2: for each query head, the (squared) attention probabilities of the window

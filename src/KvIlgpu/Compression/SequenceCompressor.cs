@@ -9,10 +9,12 @@ public static class SequenceCompressor
     public static int Compress(PagedKvCache cache, int sequence, int sequenceLength, CompressionOptions options)
     {
         if (!options.Evicts) return 0;
-        // A per-head budget that already holds needs no metrics read back and no plan.
-        if (options.Budget.MaxCacheTokens is int perHead && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
+        var policy = options.EvictionPolicy;
+        // KV-Compress's budget is global: when the sequence already fits it, there is nothing to read back or plan.
+        if (policy is KvCompressPolicy && options.Budget.MaxCacheTokens is int perHead
+            && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
         var heads = cache.ReadHeads(sequence);
-        var plan = EvictionPlanner.Plan(heads, cache.Layout.BlockSize, sequenceLength, options.Budget);
+        var plan = policy.Plan(heads, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
         return plan.TotalEvicted;
     }
@@ -23,6 +25,6 @@ public static class SequenceCompressor
     {
         for (int layer = 0; layer < cache.Layout.Layers; layer++)
             for (int h = 0; h < cache.Layout.KvHeads; h++)
-                cache.WriteMetric(sequence, layer, h, window.Finish(layer, h, groupSize, options.PoolKernel));
+                cache.WriteMetric(sequence, layer, h, window.Finish(layer, h, groupSize, options.EffectivePoolKernel));
     }
 }

@@ -150,11 +150,12 @@ public sealed class Scheduler : IDisposable
                     int position = s.Cached + i;
                     var c = s.Options.Compression;
                     // Decode queries accumulate into the metric on the device; prefill window queries are gathered per head.
-                    accumulate.Add(s.Compresses && !prefill ? 1 : 0);
-                    if (prefill && (c!.ObservationWindow == 0 || position >= s.PrefillLength - c.ObservationWindow))
+                    accumulate.Add(s.Compresses && !prefill && c!.EvictionPolicy.AccumulateDuringDecode ? 1 : 0);
+                    if (prefill && (c!.EffectiveWindow == 0 || position >= s.PrefillLength - c.EffectiveWindow))
                     {
                         var window = s.Window!;
-                        windowRows.Add((rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, c.Squared)));
+                        bool squared = c.EffectiveSquared;
+                        windowRows.Add((rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, squared)));
                     }
                     rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
                 }
@@ -165,7 +166,7 @@ public sealed class Scheduler : IDisposable
         }
         if (rows.Count == 0) return;
         var metric = accumulate.Any(a => a != 0) || windowRows.Count > 0
-            ? new MetricRequest(accumulate.ToArray(), windowRows, Squared: sampled.Concat(_running).FirstOrDefault(x => x.Compresses)?.Options.Compression!.Squared ?? true)
+            ? new MetricRequest(accumulate.ToArray(), windowRows, Squared: _running.FirstOrDefault(x => x.Compresses && x.Window == null)?.Options.Compression!.EffectiveSquared ?? true)
             : null;
         var logits = _model.ForwardBatch(_cache, rows.ToArray(), logitRows.ToArray(), metric);
         int vocab = _model.Config.VocabSize;
