@@ -2,6 +2,7 @@ using System.Diagnostics;
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
 using KvIlgpu.Models;
+using KvIlgpu.Evaluation;
 using KvIlgpu.Models.Loading;
 
 namespace KvIlgpu.Benchmarks;

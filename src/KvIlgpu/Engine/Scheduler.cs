@@ -178,7 +178,9 @@ public sealed class Scheduler : IDisposable
                 var s = sampled[i];
                 if (s.Slot == null) continue; // cancelled meanwhile
                 AfterForward(s);
-                int next = s.Sampler.Next(logits.AsSpan(i * vocab, vocab));
+                var row = logits.AsSpan(i * vocab, vocab);
+                s.Options.OnLogits?.Invoke(s.Tokens.Count, row.ToArray());
+                int next = s.Options.ForcedTokens is { } forced && s.Generated < forced.Count ? forced[s.Generated] : s.Sampler.Next(row);
                 if (s.Options.StopAtEos && _model.Config.EosTokenIds.Contains(next)) { Finish(s, "eos"); continue; }
                 s.Tokens.Add(next);
                 _generated++;

@@ -1,0 +1,78 @@
+using System.CommandLine;
+using System.Text.Json;
+using KvIlgpu.Compute;
+using KvIlgpu.Engine;
+using KvIlgpu.Evaluation;
+using KvIlgpu.Models.Loading;
+using KvIlgpu.Tokenization;
+using Spectre.Console;
+
+namespace KvIlgpu.Cli;
+
+/// <summary>kvilgpu eval: every policy at every budget on the same corpus segments and passkey prompts.</summary>
+internal static class EvalCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
+        var policies = new Option<string>("--policies") { Description = "comma-separated policies", DefaultValueFactory = _ => "kvcompress,snapkv,pyramidkv,h2o,streamingllm,adakv" };
+        var budgets = new Option<string>("--budgets") { Description = "comma-separated budgets: 1/N of the sequence, or tokens per head", DefaultValueFactory = _ => "1/2,1/4,1/8,1/16,1/32" };
+        var corpus = new Option<string>("--corpus") { Description = "held-out text (a .ids file holds token ids instead)", Required = true };
+        var segmentLength = new Option<int>("--segment-length") { Description = "tokens per evaluated segment (default: the model's context)" };
+        var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
+        var passkey = new Option<int>("--passkey-trials") { Description = "passkey trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
+        var protectedWindow = new Option<int>("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
+        var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+        var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
+        var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and kl-vs-compression.svg" };
+        var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
+            { model, policies, budgets, corpus, segmentLength, segments, passkey, protectedWindow, device, json, outDir };
+        cmd.SetAction((r, ct) => CliErrors.Run(() =>
+        {
+            string modelPath = r.GetValue(model)!, corpusPath = r.GetValue(corpus)!;
+            if (!File.Exists(corpusPath)) throw new FileNotFoundException($"corpus not found: {corpusPath}", corpusPath);
+            var weights = ProgressDisplay.Load(modelPath, p => ModelLoader.Load(modelPath, p));
+            var c = weights.Config;
+            var tokenizer = TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null);
+            IReadOnlyList<int> tokens = corpusPath.EndsWith(".ids", StringComparison.OrdinalIgnoreCase)
+                ? File.ReadAllText(corpusPath).Split([',', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray()
+                : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(File.ReadAllText(corpusPath));
+            var policyList = r.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            foreach (var p in policyList)
+                if (!KvIlgpu.Compression.CompressionOptions.Policies.Contains(p)) throw new ArgumentException($"--policies: unknown policy '{p}'");
+            var budgetList = r.GetValue(budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
+            foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
+            var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments),
+                ProtectedWindow: r.GetValue(protectedWindow), PasskeyTrials: r.GetValue(passkey));
+            var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
+            InferenceEngine NewEngine() => InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2), tokenizer);
+
+            List<EvaluationRow> rows = [];
+            if (Console.IsErrorRedirected) rows = Evaluator.Run(NewEngine, tokens, options);
+            else
+                ProgressDisplay.Err.Progress().AutoClear(true).Start(ctx =>
+                {
+                    var task = ctx.AddTask("evaluating");
+                    rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress(p => { task.MaxValue = p.Total; task.Value = p.Done; }));
+                });
+            if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(rows));
+            else Console.Write(Evaluator.Markdown(rows));
+            if (r.GetValue(outDir) is { } dir)
+            {
+                Directory.CreateDirectory(dir);
+                File.WriteAllText(Path.Combine(dir, "results.md"), Evaluator.Markdown(rows));
+                File.WriteAllText(Path.Combine(dir, "results.csv"), Evaluator.Csv(rows));
+                Evaluator.Plot(Path.Combine(dir, "kl-vs-compression.svg"), rows);
+                Console.Error.WriteLine($"wrote {dir}/results.md, results.csv, kl-vs-compression.svg");
+            }
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private sealed class SyncProgress(Action<(string Stage, int Done, int Total)> report) : IProgress<(string Stage, int Done, int Total)>
+    {
+        public void Report((string Stage, int Done, int Total) value) => report(value);
+    }
+}
