@@ -1,0 +1,59 @@
+using System.Globalization;
+using System.Text;
+
+namespace KvIlgpu.Training;
+
+/// <summary>Long-range tasks that make attention reach far back, written as plain text around corpus filler:
+/// passkey retrieval, multi-key needle retrieval and repeated-span copying. Each sample ends with its answer, so the
+/// same text trains (next-token prediction) and evaluates (prompt = text before the answer).</summary>
+public static class SyntheticTasks
+{
+    public sealed record Sample(string Prompt, string Answer)
+    {
+        public string Text => Prompt + Answer;
+    }
+
+    /// <summary>A 5-digit pass key stated once at relative depth (0..1) of the filler, asked for at the end.</summary>
+    public static Sample Passkey(string filler, double depth, Random rng)
+    {
+        string key = rng.Next(10000, 100000).ToString(CultureInfo.InvariantCulture);
+        string needle = $" The pass key is {key}. Remember it. {key} is the pass key. ";
+        return new Sample(Insert(filler, needle, depth) + " What is the pass key? The pass key is", " " + key + ".");
+    }
+
+    /// <summary>Several "key: value" facts scattered through the filler; one key is asked for.</summary>
+    public static Sample MultiKeyNeedle(string filler, int keys, Random rng)
+    {
+        var pairs = Enumerable.Range(0, keys).Select(_ => (Key: Word(rng), Value: rng.Next(1000, 10000).ToString(CultureInfo.InvariantCulture)))
+            .DistinctBy(p => p.Key).ToList();
+        var text = filler;
+        foreach (var (k, v) in pairs) text = Insert(text, $" The value of {k} is {v}. ", rng.NextDouble());
+        var asked = pairs[rng.Next(pairs.Count)];
+        return new Sample(text + $" What is the value of {asked.Key}? The value of {asked.Key} is", $" {asked.Value}.");
+    }
+
+    /// <summary>A span of the filler repeated after a marker: the model must copy it from far back.</summary>
+    public static Sample Copy(string filler, int spanWords, Random rng)
+    {
+        var words = filler.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        int start = rng.Next(0, Math.Max(1, words.Length - spanWords));
+        var span = string.Join(" ", words.Skip(start).Take(spanWords));
+        return new Sample($"Remember this: {span} ... {filler} Now repeat what you had to remember:", " " + span);
+    }
+
+    /// <summary>Inserts text at a sentence boundary near relative depth (0..1).</summary>
+    public static string Insert(string filler, string text, double depth)
+    {
+        int at = (int)(filler.Length * Math.Clamp(depth, 0, 1));
+        int boundary = filler.IndexOf(". ", at, StringComparison.Ordinal);
+        at = boundary < 0 ? filler.Length : boundary + 1;
+        return filler[..at] + text + filler[at..];
+    }
+
+    private static string Word(Random rng)
+    {
+        var sb = new StringBuilder();
+        for (int i = 0; i < 6; i++) sb.Append((char)('a' + rng.Next(26)));
+        return sb.ToString();
+    }
+}

