@@ -6,6 +6,7 @@ var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CP
     GenerateCommand.Create(),
     BatchCommand.Create(),
     EvalCommand.Create(),
+    TrainCommand.Create(),
     InfoCommand.Create(),
     TokenizeCommand.Create(),
 };

@@ -43,7 +43,12 @@ public sealed class TrainableLlama
     private static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
     private float[] P(string name) => Parameters[name];
-    private Span<float> Gr(string name) => IsTrainable(name) ? Grads[name] : Span<float>.Empty;
+    private readonly ThreadLocal<Dictionary<string, float[]>?> _grads = new();
+    private Dictionary<string, float[]> G => _grads.Value ?? Grads;
+    private Span<float> Gr(string name) => IsTrainable(name) ? G[name] : Span<float>.Empty;
+
+    /// <summary>A zeroed gradient set shaped like the parameters.</summary>
+    public Dictionary<string, float[]> NewGradients() => Parameters.ToDictionary(kv => kv.Key, kv => new float[kv.Value.Length]);
     private string Head => Config.TiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
 
     private sealed class LayerActs
@@ -93,8 +98,13 @@ public sealed class TrainableLlama
 
     /// <summary>Next-token cross-entropy of tokens[1..] given tokens[..^1]; adds the gradient (times weight) into Grads.
     /// Returns the mean loss.</summary>
-    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight = 1f)
+    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight = 1f) => AccumulateGradients(sequence, weight, Grads);
+
+    /// <summary>As AccumulateGradients, adding into the given gradient buffers (one set per thread when micro-batches
+    /// run in parallel).</summary>
+    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, Dictionary<string, float[]> grads)
     {
+        _grads.Value = grads;
         var c = Config;
         var input = sequence[..^1];
         int t = input.Length, d = c.Dim;
@@ -145,10 +155,10 @@ public sealed class TrainableLlama
             Gradients.RmsNormBackward(a.X, P(p + "input_layernorm.weight"), dXn, dxIn, NormGrad(p + "input_layernorm.weight"), t, c.RmsNormEps);
             dx = dxIn;
         }
-        if (IsTrainable("model.embed_tokens.weight")) Gradients.EmbeddingBackward(tokens, dx, Grads["model.embed_tokens.weight"], d);
+        if (IsTrainable("model.embed_tokens.weight")) Gradients.EmbeddingBackward(tokens, dx, G["model.embed_tokens.weight"], d);
     }
 
-    private Span<float> NormGrad(string name) => IsTrainable(name) ? Grads[name] : new float[Config.Dim];
+    private Span<float> NormGrad(string name) => IsTrainable(name) ? G[name] : new float[Config.Dim];
 
     public void ZeroGrad() { foreach (var g in Grads.Values) Array.Clear(g); }
 
@@ -176,7 +186,9 @@ public sealed class AdamW(float learningRate, float weightDecay = 0.1f, float be
     float clipNorm = 1f, int warmupSteps = 0, int totalSteps = 0, float minLearningRateFraction = 0.1f)
 {
     private readonly Dictionary<string, (float[] M, float[] V)> _state = [];
-    public int Step { get; private set; }
+    public int Step { get; set; }
+    /// <summary>First and second moments per parameter (for checkpoints).</summary>
+    public Dictionary<string, (float[] M, float[] V)> State => _state;
 
     public float LearningRate(int step)
     {

@@ -1,0 +1,54 @@
+using System.CommandLine;
+using KvIlgpu.Training;
+using Spectre.Console;
+
+namespace KvIlgpu.Cli;
+
+/// <summary>kvilgpu train: trains a model (and its tokenizer) from a JSON config into an HF folder; resumes from the
+/// folder's checkpoint when there is one.</summary>
+internal static class TrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string>("--config") { Description = "training config (JSON)", Required = true };
+        var output = new Option<string>("--out") { Description = "output folder (resumed when it holds a checkpoint)", Required = true };
+        var cmd = new Command("train", "train a model and its tokenizer on the Brown corpus plus long-range tasks") { config, output };
+        cmd.SetAction((r, ct) => CliErrors.Run(() =>
+        {
+            var cfg = TrainingConfig.Load(r.GetValue(config)!);
+            string outDir = r.GetValue(output)!;
+            TrainingProgress? last = null;
+            if (Console.IsErrorRedirected)
+                Trainer.Run(cfg, outDir, new Sync(p =>
+                {
+                    if (p.Stage != "training" || p.Step % Math.Max(1, cfg.Steps / 20) == 0 || p.Step == p.Steps)
+                        Console.Error.WriteLine(p.Stage == "training" ? Line(p) : p.Stage + " ...");
+                    last = p;
+                }), ct);
+            else
+                ProgressDisplay.Err.Progress().AutoClear(false)
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .Start(ctx =>
+                    {
+                        var task = ctx.AddTask("starting", maxValue: cfg.Steps);
+                        Trainer.Run(cfg, outDir, new Sync(p =>
+                        {
+                            task.Description = p.Stage == "training" ? Markup.Escape(Line(p)) : p.Stage;
+                            task.Value = p.Step;
+                            last = p;
+                        }), ct);
+                    });
+            Console.WriteLine($"trained {cfg.Steps} steps into {outDir}: " + (last is { } l ? Line(l) : ""));
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static string Line(TrainingProgress p) =>
+        $"step {p.Step}/{p.Steps} loss {p.Loss:F3}" + (p.ValidationLoss is float v ? $" val {v:F3}" : "") + $" {p.TokensPerSecond:F0} tok/s lr {p.LearningRate:G3}";
+
+    private sealed class Sync(Action<TrainingProgress> report) : IProgress<TrainingProgress>
+    {
+        public void Report(TrainingProgress value) => report(value);
+    }
+}

@@ -1,0 +1,196 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using KvIlgpu.Evaluation;
+using KvIlgpu.Models;
+using KvIlgpu.Models.Loading;
+using KvIlgpu.Models.Saving;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Training;
+
+/// <summary>Where training stands, for progress display.</summary>
+public sealed record TrainingProgress(string Stage, int Step, int Steps, float Loss, float? ValidationLoss, double TokensPerSecond, float LearningRate);
+
+/// <summary>Trains a model from a TrainingConfig into an HF folder: BPE tokenizer on the training text, Brown corpus
+/// mixed with synthetic long-range tasks, AdamW. The data of step s comes from a generator seeded with (seed, s), and
+/// micro-batch gradients are summed in a fixed order, so a run is deterministic and a resumed run continues exactly.
+/// Checkpoints (model, optimizer moments, step) go to the output folder every checkpoint_every steps.</summary>
+public static class Trainer
+{
+    public const string Bos = "<|bos|>", Eos = "<|eos|>";
+
+    public static TrainableLlama Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, CancellationToken ct = default)
+    {
+        Directory.CreateDirectory(outDir);
+        progress?.Report(new TrainingProgress("reading corpus", 0, cfg.Steps, 0, null, 0, 0));
+        var docs = BrownCorpus.Read(cfg.Corpus);
+        int nVal = Math.Clamp(cfg.ValidationDocuments, 1, docs.Count - 1);
+        var train = docs.Take(docs.Count - nVal).Select(d => d.Text).ToList();
+        var val = docs.Skip(docs.Count - nVal).Select(d => d.Text).ToList();
+
+        var tokPath = Path.Combine(outDir, "tokenizer.json");
+        if (!File.Exists(tokPath))
+        {
+            progress?.Report(new TrainingProgress("training tokenizer", 0, cfg.Steps, 0, null, 0, 0));
+            ByteLevelBpeTrainer.Save(ByteLevelBpeTrainer.Train(train, cfg.Merges, [Bos, Eos]), tokPath);
+        }
+        var probe = new ByteLevelBpeTextTokenizer(tokPath);
+        int vocab = probe.VocabularySize, bos = vocab - 2, eos = vocab - 1;
+        var tok = new ByteLevelBpeTextTokenizer(tokPath, bos, eos);
+        progress?.Report(new TrainingProgress("tokenizing", 0, cfg.Steps, 0, null, 0, 0));
+        var trainStream = Stream(tok, train, eos);
+        var valStream = Stream(tok, val, eos);
+
+        var config = new ModelConfig
+        {
+            Architecture = "llama", Dim = cfg.Dim, HiddenDim = cfg.HiddenDim, Layers = cfg.Layers, Heads = cfg.Heads, KvHeads = cfg.KvHeads,
+            VocabSize = vocab, MaxSeqLen = cfg.Context, RopeTheta = cfg.RopeTheta, RopeLayout = RopeLayout.HalfSplit,
+            TiedEmbeddings = cfg.TieEmbeddings, BosTokenId = bos, EosTokenIds = [eos],
+        }.Validated("training config");
+        var model = new TrainableLlama(config, cfg.Seed);
+        var opt = new AdamW(cfg.LearningRate, cfg.WeightDecay, clipNorm: cfg.Clip, warmupSteps: cfg.Warmup, totalSteps: cfg.Steps);
+        var statePath = Path.Combine(outDir, "trainer_state.json");
+        var log = new List<string>();
+        if (File.Exists(statePath)) Resume(outDir, model, opt, log);
+
+        var clock = Stopwatch.StartNew();
+        long tokens = 0;
+        float? lastVal = null;
+        for (int step = opt.Step; step < cfg.Steps; step++)
+        {
+            ct.ThrowIfCancellationRequested();
+            model.ZeroGrad();
+            var rng = new Random(HashCode.Combine(cfg.Seed, step));
+            int n = cfg.BatchSize * cfg.Accumulation;
+            var batch = Enumerable.Range(0, n).Select(_ => Sample(rng, cfg, tok, trainStream, train, bos)).ToList();
+            var grads = new Dictionary<string, float[]>[n];
+            var losses = new float[n];
+            Parallel.For(0, n, i =>
+            {
+                grads[i] = model.NewGradients();
+                losses[i] = model.AccumulateGradients(batch[i], 1f / n, grads[i]);
+            });
+            foreach (var g in grads) // fixed order: deterministic sums
+                foreach (var (name, values) in g)
+                    System.Numerics.Tensors.TensorPrimitives.Add(model.Grads[name], values, model.Grads[name]);
+            float lr = opt.LearningRate(step);
+            opt.Update(model);
+            tokens += batch.Sum(b => b.Length - 1);
+            float loss = losses.Average();
+            if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
+            log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{(lastVal is float v && ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) ? v.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R},{tokens / clock.Elapsed.TotalSeconds:F1}"));
+            if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.Steps) Checkpoint(outDir, model, opt, cfg, log);
+            progress?.Report(new TrainingProgress("training", step + 1, cfg.Steps, loss, lastVal, tokens / clock.Elapsed.TotalSeconds, lr));
+        }
+        return model;
+    }
+
+    private static int[] Stream(ITextTokenizer tok, IEnumerable<string> docs, int eos) =>
+        docs.SelectMany(d => tok.Encode(d).Append(eos)).ToArray();
+
+    /// <summary>A training sequence: a corpus window, or (task_fraction of the time) a synthetic long-range task.</summary>
+    private static int[] Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
+    {
+        int len = cfg.SequenceLength + 1;
+        if (rng.NextDouble() >= cfg.TaskFraction)
+        {
+            int start = rng.Next(0, stream.Length - len);
+            return stream[start..(start + len)];
+        }
+        var doc = docs[rng.Next(docs.Count)];
+        int chars = Math.Min(doc.Length, cfg.SequenceLength * 4);
+        for (int attempt = 0; attempt < 4; attempt++)
+        {
+            int from = rng.Next(0, Math.Max(1, doc.Length - chars));
+            var filler = doc.Substring(from, Math.Min(chars, doc.Length - from));
+            var sample = rng.Next(3) switch
+            {
+                0 => SyntheticTasks.Passkey(filler, rng.NextDouble(), rng),
+                1 => SyntheticTasks.MultiKeyNeedle(filler, rng.Next(2, 6), rng),
+                _ => SyntheticTasks.Copy(filler, rng.Next(5, 20), rng),
+            };
+            var ids = new List<int> { bos };
+            ids.AddRange(tok.Encode(sample.Text));
+            if (ids.Count <= len) return [.. ids];
+            chars = (int)(chars * 0.8 * len / ids.Count);
+        }
+        int s = rng.Next(0, stream.Length - len);
+        return stream[s..(s + len)];
+    }
+
+    /// <summary>Mean next-token loss over fixed windows of the held-out documents.</summary>
+    public static float ValidationLoss(TrainableLlama model, int[] stream, int sequenceLength, int windows = 8)
+    {
+        int len = Math.Min(sequenceLength + 1, stream.Length);
+        var losses = new float[windows];
+        Parallel.For(0, windows, i =>
+        {
+            int start = (int)((long)(stream.Length - len) * i / Math.Max(1, windows - 1));
+            var seq = stream[start..(start + len)];
+            var logits = model.Logits(seq[..^1]);
+            losses[i] = Gradients.CrossEntropy(logits, seq[1..], new float[logits.Length], model.Config.VocabSize);
+        });
+        return losses.Average();
+    }
+
+    private static void Checkpoint(string outDir, TrainableLlama model, AdamW opt, TrainingConfig cfg, List<string> log)
+    {
+        ModelSaver.Save(outDir, model.ToWeights(outDir));
+        var moments = opt.State.SelectMany(kv => new[]
+        {
+            ("m." + kv.Key, WeightTensor.FromF32(kv.Key, 1, kv.Value.M.Length, kv.Value.M), new long[] { kv.Value.M.Length }),
+            ("v." + kv.Key, WeightTensor.FromF32(kv.Key, 1, kv.Value.V.Length, kv.Value.V), new long[] { kv.Value.V.Length }),
+        });
+        SafetensorsWriter.Write(Path.Combine(outDir, "optimizer.safetensors"), moments);
+        File.WriteAllText(Path.Combine(outDir, "trainer_state.json"), JsonSerializer.Serialize(new { step = opt.Step, config = cfg }));
+        File.WriteAllLines(Path.Combine(outDir, "training_log.csv"), log.Prepend("step,loss,validation_loss,learning_rate,tokens_per_s"));
+        var points = log.Select(l => l.Split(',')).Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture))).ToList();
+        var valPoints = log.Select(l => l.Split(',')).Where(f => f[2].Length > 0)
+            .Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[2], CultureInfo.InvariantCulture))).ToList();
+        SvgPlot.Write(Path.Combine(outDir, "loss.svg"), "Training loss", "step", "cross-entropy (nats)",
+            new Dictionary<string, IReadOnlyList<(double X, double Y)>> { ["train"] = points, ["validation"] = valPoints });
+    }
+
+    private static void Resume(string outDir, TrainableLlama model, AdamW opt, List<string> log)
+    {
+        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "trainer_state.json"))).RootElement;
+        var saved = new TrainableLlamaLoader(ModelLoader.Load(outDir));
+        foreach (var (name, values) in saved.Parameters) values.CopyTo(model.Parameters[name], 0);
+        var file = SafetensorsFile.Open(Path.Combine(outDir, "optimizer.safetensors"));
+        foreach (var name in model.Parameters.Keys)
+            if (file.Entries.ContainsKey("m." + name))
+                opt.State[name] = (file.Read("m." + name, null, 0, 1).F32!, file.Read("v." + name, null, 0, 1).F32!);
+        opt.Step = state.GetProperty("step").GetInt32();
+        var logPath = Path.Combine(outDir, "training_log.csv");
+        if (File.Exists(logPath)) log.AddRange(File.ReadAllLines(logPath).Skip(1).Take(opt.Step));
+    }
+
+    /// <summary>Parameters of loaded weights by HF name.</summary>
+    private sealed class TrainableLlamaLoader(LlamaWeights w)
+    {
+        public IEnumerable<(string, float[])> Parameters
+        {
+            get
+            {
+                yield return ("model.embed_tokens.weight", w.TokenEmbedding.ToFloat());
+                for (int l = 0; l < w.Layers.Count; l++)
+                {
+                    var L = w.Layers[l];
+                    string p = $"model.layers.{l}.";
+                    yield return (p + "input_layernorm.weight", L.AttentionNorm.ToFloat());
+                    yield return (p + "post_attention_layernorm.weight", L.FfnNorm.ToFloat());
+                    yield return (p + "self_attn.q_proj.weight", L.Wq.ToFloat());
+                    yield return (p + "self_attn.k_proj.weight", L.Wk.ToFloat());
+                    yield return (p + "self_attn.v_proj.weight", L.Wv.ToFloat());
+                    yield return (p + "self_attn.o_proj.weight", L.Wo.ToFloat());
+                    yield return (p + "mlp.gate_proj.weight", L.WGate.ToFloat());
+                    yield return (p + "mlp.up_proj.weight", L.WUp.ToFloat());
+                    yield return (p + "mlp.down_proj.weight", L.WDown.ToFloat());
+                }
+                yield return ("model.norm.weight", w.FinalNorm.ToFloat());
+                if (!w.Config.TiedEmbeddings) yield return ("lm_head.weight", w.Output.ToFloat());
+            }
+        }
+    }
+}

