@@ -9,7 +9,7 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
+        var model = new Option<string?>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin (default: the shipped default model)" };
         var prompt = new Option<string?>("--prompt") { Description = "prompt text (needs a tokenizer)" };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "prompt as comma-separated token ids, e.g. 1,5,9" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "most tokens to generate", DefaultValueFactory = _ => 256 };
@@ -31,7 +31,9 @@ internal static class GenerateCommand
             sampling.Validate();
             var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
             bool asJson = r.GetValue(json);
-            string modelPath = r.GetValue(model)!;
+            string modelPath = r.GetValue(model) ?? DefaultModel.Path;
+            if (r.GetValue(model) == null && !Directory.Exists(modelPath))
+                throw new FileNotFoundException($"no --model given and the default model is missing at {modelPath}");
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p, r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliErrors.ParseIds(ids) : engine.Encode(text!);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compression.Build(r));

@@ -7,6 +7,7 @@ var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CP
     BatchCommand.Create(),
     EvalCommand.Create(),
     TrainCommand.Create(),
+    PasskeyCommand.Create(),
     InfoCommand.Create(),
     TokenizeCommand.Create(),
 };

@@ -168,6 +168,31 @@ public static class Passkey
         return trials == 0 ? 0 : ok / (double)trials;
     }
 
+    /// <summary>Accuracy for every (context length, depth) cell: trials prompts each, greedy answer must contain the key.</summary>
+    public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths, IReadOnlyList<double> depths,
+        int trials, Compression.CompressionOptions? compression, IProgress<(int Done, int Total)>? progress = null)
+    {
+        var tok = engine.Tokenizer ?? throw new InvalidOperationException("passkey retrieval needs a tokenizer");
+        var rng = new Random(1234);
+        var result = new List<(int, double, double)>();
+        int done = 0;
+        foreach (var length in lengths)
+            foreach (var depth in depths)
+            {
+                // Submitted together: the scheduler batches them.
+                var runs = Enumerable.Range(0, trials).Select(_ =>
+                {
+                    string key = rng.Next(10000, 99999).ToString(CultureInfo.InvariantCulture);
+                    var prompt = Build(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, key);
+                    return (key, engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compression)));
+                }).ToList();
+                int ok = runs.Count(r => r.Item2.Completion.GetAwaiter().GetResult() is var res && (res.Text ?? tok.Decode(res.TokenIds)).Contains(r.key));
+                result.Add((length, depth, ok / (double)trials));
+                progress?.Report((++done, lengths.Count * depths.Count));
+            }
+        return result;
+    }
+
     public static List<int> Build(ITextTokenizer tok, int length, double depth, string key)
     {
         var filler = tok.Encode(Filler);
