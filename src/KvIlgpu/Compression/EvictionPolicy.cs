@@ -66,57 +66,51 @@ public sealed class KvCompressPolicy : EvictionPolicy
         EvictionPlanner.Plan(heads, blockSize, sequenceLength, budget);
 }
 
+/// <summary>The same budget for every head: each keeps its best-scoring KVs (SnapKV, H2O, StreamingLLM, uniform ablation).</summary>
+public abstract class UniformBudgetPolicy : EvictionPolicy
+{
+    /// <summary>How much a KV is worth keeping; the metric unless a policy says otherwise.</summary>
+    protected virtual float Score(HeadSlots head, int slot) => head.Metric[slot];
+
+    public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
+    {
+        var prot = Protection(sequenceLength, budget, Sinks);
+        return KeepPerHead(heads, UniformKeep(heads, budget, prot), prot, Score);
+    }
+}
+
 /// <summary>Ablation of KV-Compress: the same metric, but every head keeps the same number of KVs (SPEC 3 "uniform").</summary>
-public sealed class KvCompressUniformPolicy : EvictionPolicy
+public sealed class KvCompressUniformPolicy : UniformBudgetPolicy
 {
     public override string Name => "kvcompress-uniform";
     public override bool Squared => true;
     public override bool AccumulateDuringDecode => true;
-    public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
-    {
-        var prot = Protection(sequenceLength, budget, Sinks);
-        return KeepPerHead(heads, UniformKeep(heads, budget, prot), prot, (h, t) => h.Metric[t]);
-    }
 }
 
 /// <summary>StreamingLLM (Xiao et al. 2023, arXiv 2309.17453): 4 attention sinks plus the most recent tokens; the
 /// metric is unused (recency decides).</summary>
-public sealed class StreamingLlmPolicy : EvictionPolicy
+public sealed class StreamingLlmPolicy : UniformBudgetPolicy
 {
     public override string Name => "streamingllm";
     public override int Sinks => 4;
-    public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
-    {
-        var prot = Protection(sequenceLength, budget, Sinks);
-        return KeepPerHead(heads, UniformKeep(heads, budget, prot), prot, (h, t) => h.Positions[t]);
-    }
+    protected override float Score(HeadSlots head, int slot) => head.Positions[slot];
 }
 
 /// <summary>H2O (Zhang et al. 2023, arXiv 2306.14048): accumulated attention (plain sum over every query, prompt and
 /// decode), heavy hitters plus the recent window, the same budget per head.</summary>
-public sealed class H2oPolicy : EvictionPolicy
+public sealed class H2oPolicy : UniformBudgetPolicy
 {
     public override string Name => "h2o";
     public override int DefaultObservationWindow => 0;
     public override int PoolKernel => 1;
     public override bool AccumulateDuringDecode => true;
-    public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
-    {
-        var prot = Protection(sequenceLength, budget, Sinks);
-        return KeepPerHead(heads, UniformKeep(heads, budget, prot), prot, (h, t) => h.Metric[t]);
-    }
 }
 
 /// <summary>SnapKV (Li et al. 2024, arXiv 2404.14469): attention of the observation window, max-pooled (kernel 7), the
 /// same budget per head; the metric is not updated during decode.</summary>
-public sealed class SnapKvPolicy : EvictionPolicy
+public sealed class SnapKvPolicy : UniformBudgetPolicy
 {
     public override string Name => "snapkv";
-    public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
-    {
-        var prot = Protection(sequenceLength, budget, Sinks);
-        return KeepPerHead(heads, UniformKeep(heads, budget, prot), prot, (h, t) => h.Metric[t]);
-    }
 }
 
 /// <summary>PyramidKV (Cai et al. 2024, arXiv 2406.02069): SnapKV's scores with budgets decreasing linearly over the
