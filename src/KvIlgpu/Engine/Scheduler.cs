@@ -131,6 +131,7 @@ public sealed class Scheduler : IDisposable
         var sampled = new List<Sequence>();
         var accumulate = new List<int>();
         var windowRows = new List<(int, Action<int, float[], int>)>();
+        bool squared = true;
         lock (_lock)
         {
             DropCancelled();
@@ -154,8 +155,8 @@ public sealed class Scheduler : IDisposable
                     if (prefill && (c!.EffectiveWindow == 0 || position >= s.PrefillLength - c.EffectiveWindow))
                     {
                         var window = s.Window!;
-                        bool squared = c.EffectiveSquared;
-                        windowRows.Add((rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, squared)));
+                        bool windowSquared = c.EffectiveSquared;
+                        windowRows.Add((rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, windowSquared)));
                     }
                     rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
                 }
@@ -163,10 +164,12 @@ public sealed class Scheduler : IDisposable
                 s.Cached += n;
                 if (s.Pending == 0) { logitRows.Add(rows.Count - 1); sampled.Add(s); }
             }
+            // One L1/L2 choice per step: the first compressing sequence's (mixed batches are an accepted simplification).
+            squared = _running.FirstOrDefault(x => x.Compresses)?.Options.Compression!.EffectiveSquared ?? true;
         }
         if (rows.Count == 0) return;
         var metric = accumulate.Any(a => a != 0) || windowRows.Count > 0
-            ? new MetricRequest(accumulate.ToArray(), windowRows, Squared: _running.FirstOrDefault(x => x.Compresses && x.Window == null)?.Options.Compression!.EffectiveSquared ?? true)
+            ? new MetricRequest(accumulate.ToArray(), windowRows, squared)
             : null;
         var logits = _model.ForwardBatch(_cache, rows.ToArray(), logitRows.ToArray(), metric);
         int vocab = _model.Config.VocabSize;
