@@ -27,8 +27,8 @@ public sealed class LlamaWeights
         CheckShapes();
     }
 
-    public long ParameterCount =>
-        AllTensors().Where(t => !ReferenceEquals(t, Output) || !Config.TiedEmbeddings).Sum(t => t.Length);
+    /// <summary>Parameters, counting a tied embedding once.</summary>
+    public long ParameterCount => AllTensors().Distinct().Sum(t => t.Length);
 
     public long ByteSize => AllTensors().Distinct().Sum(t => t.ByteSize);
 

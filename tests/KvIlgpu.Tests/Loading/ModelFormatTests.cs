@@ -36,6 +36,9 @@ public class ModelFormatTests
         TestModels.WriteLlama2c(dir.File("m.bin"), w);
         var loaded = ModelLoader.Load(dir.File("m.bin"));
         Assert.Equal(tied, loaded.Config.TiedEmbeddings);
+        var c = w.Config;
+        long perLayer = 2L * c.Dim + 2L * c.QDim * c.Dim + 2L * c.KvDim * c.Dim + 3L * c.Dim * c.HiddenDim;
+        Assert.Equal((long)c.VocabSize * c.Dim * (tied ? 1 : 2) + c.Layers * perLayer + c.Dim, loaded.ParameterCount);
         AssertMatchesReference(w, loaded, backend, 1e-4);
     }
 
