@@ -54,7 +54,7 @@ internal static class EvalCommand
                 ProgressDisplay.Err.Progress().AutoClear(true).Start(ctx =>
                 {
                     var task = ctx.AddTask("evaluating");
-                    rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress(p => { task.MaxValue = p.Total; task.Value = p.Done; }));
+                    rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress<(string Stage, int Done, int Total)>(p => { task.MaxValue = p.Total; task.Value = p.Done; }));
                 });
             if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(rows));
             else Console.Write(Evaluator.Markdown(rows));
@@ -69,10 +69,5 @@ internal static class EvalCommand
             return Task.FromResult(0);
         }));
         return cmd;
-    }
-
-    private sealed class SyncProgress(Action<(string Stage, int Done, int Total)> report) : IProgress<(string Stage, int Done, int Total)>
-    {
-        public void Report((string Stage, int Done, int Total) value) => report(value);
     }
 }

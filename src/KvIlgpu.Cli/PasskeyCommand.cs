@@ -27,7 +27,8 @@ internal static class PasskeyCommand
             var ls = r.GetValue(lengths)!.Split(',').Select(s => int.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
             var ds = r.GetValue(depths)!.Split(',').Select(s => double.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(BackendFactory.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
-            var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), compression.Build(r));
+            var options = compression.Build(r);
+            var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
             if (r.GetValue(json)) { Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy }))); return Task.FromResult(0); }
             Console.WriteLine("| length \\ depth | " + string.Join(" | ", ds.Select(d => d.ToString("0.0", CultureInfo.InvariantCulture))) + " | mean |");
             Console.WriteLine("|---|" + string.Concat(ds.Select(_ => "---|")) + "---|");

@@ -21,7 +21,7 @@ internal static class ProgressDisplay
             .Start(ctx =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
-                var progress = new SyncProgress(p =>
+                var progress = new SyncProgress<LoadProgress>(p =>
                 {
                     if (!tasks.TryGetValue(p.Stage, out var t)) tasks[p.Stage] = t = ctx.AddTask(p.Stage, maxValue: Math.Max(1, p.BytesTotal));
                     t.MaxValue = Math.Max(1, p.BytesTotal);
@@ -32,9 +32,10 @@ internal static class ProgressDisplay
         return result;
     }
 
-    /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and arrive late).</summary>
-    private sealed class SyncProgress(Action<LoadProgress> report) : IProgress<LoadProgress>
-    {
-        public void Report(LoadProgress value) => report(value);
-    }
+}
+
+/// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and arrive late).</summary>
+internal sealed class SyncProgress<T>(Action<T> report) : IProgress<T>
+{
+    public void Report(T value) => report(value);
 }

@@ -19,7 +19,7 @@ internal static class TrainCommand
             string outDir = r.GetValue(output)!;
             TrainingProgress? last = null;
             if (Console.IsErrorRedirected)
-                Trainer.Run(cfg, outDir, new Sync(p =>
+                Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
                 {
                     if (p.Stage != "training" || p.Step % Math.Max(1, cfg.Steps / 20) == 0 || p.Step == p.Steps)
                         Console.Error.WriteLine(p.Stage == "training" ? Line(p) : p.Stage + " ...");
@@ -31,7 +31,7 @@ internal static class TrainCommand
                     .Start(ctx =>
                     {
                         var task = ctx.AddTask("starting", maxValue: cfg.Steps);
-                        Trainer.Run(cfg, outDir, new Sync(p =>
+                        Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
                         {
                             task.Description = p.Stage == "training" ? Markup.Escape(Line(p)) : p.Stage;
                             task.Value = p.Step;
@@ -46,9 +46,4 @@ internal static class TrainCommand
 
     private static string Line(TrainingProgress p) =>
         $"step {p.Step}/{p.Steps} loss {p.Loss:F3}" + (p.ValidationLoss is float v ? $" val {v:F3}" : "") + $" {p.TokensPerSecond:F0} tok/s lr {p.LearningRate:G3}";
-
-    private sealed class Sync(Action<TrainingProgress> report) : IProgress<TrainingProgress>
-    {
-        public void Report(TrainingProgress value) => report(value);
-    }
 }

@@ -146,31 +146,17 @@ public static class Passkey
 {
     private const string Filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
-    public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget)
-    {
-        var tok = engine.Tokenizer ?? throw new InvalidOperationException("passkey retrieval needs a tokenizer");
-        var rng = new Random(1234);
-        var lengths = options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2];
-        var depths = options.PasskeyDepths ?? [0.1, 0.5, 0.9];
-        int ok = 0, trials = 0;
-        foreach (var length in lengths)
-            foreach (var depth in depths)
-                for (int t = 0; t < options.PasskeyTrials; t++)
-                {
-                    string key = rng.Next(10000, 99999).ToString(CultureInfo.InvariantCulture);
-                    var prompt = Build(tok, length - 16, depth, key);
-                    var compression = policy == "full" ? null
-                        : new CompressionOptions(new EvictionBudget(EvaluationOptions.BudgetTokens(budget, prompt.Count), ProtectedWindow: options.ProtectedWindow), policy);
-                    var result = engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compression)).Completion.GetAwaiter().GetResult();
-                    if ((result.Text ?? tok.Decode(result.TokenIds)).Contains(key)) ok++;
-                    trials++;
-                }
-        return trials == 0 ? 0 : ok / (double)trials;
-    }
+    /// <summary>Mean accuracy over the options' lengths and depths for one policy and budget.</summary>
+    public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget) =>
+        Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9], options.PasskeyTrials,
+            promptLength => policy == "full" ? null
+                : new CompressionOptions(new EvictionBudget(EvaluationOptions.BudgetTokens(budget, promptLength), ProtectedWindow: options.ProtectedWindow), policy))
+        .Average(cell => cell.Accuracy);
 
-    /// <summary>Accuracy for every (context length, depth) cell: trials prompts each, greedy answer must contain the key.</summary>
+    /// <summary>Accuracy for every (context length, depth) cell: trials prompts each, greedy answer must contain the key.
+    /// compressionFor gives the compression for a prompt of that many tokens (null: full cache).</summary>
     public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths, IReadOnlyList<double> depths,
-        int trials, Compression.CompressionOptions? compression, IProgress<(int Done, int Total)>? progress = null)
+        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null)
     {
         var tok = engine.Tokenizer ?? throw new InvalidOperationException("passkey retrieval needs a tokenizer");
         var rng = new Random(1234);
@@ -184,7 +170,7 @@ public static class Passkey
                 {
                     string key = rng.Next(10000, 99999).ToString(CultureInfo.InvariantCulture);
                     var prompt = Build(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, key);
-                    return (key, engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compression)));
+                    return (key, engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compressionFor(prompt.Count))));
                 }).ToList();
                 int ok = runs.Count(r => r.Item2.Completion.GetAwaiter().GetResult() is var res && (res.Text ?? tok.Decode(res.TokenIds)).Contains(r.key));
                 result.Add((length, depth, ok / (double)trials));
