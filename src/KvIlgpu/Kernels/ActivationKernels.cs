@@ -28,4 +28,32 @@ public static class ActivationKernels
         int total = rows * width;
         for (int i = GridStride.Start; i < total; i += GridStride.Step) x[i] += bias[i % width];
     }
+
+    /// <summary>y = silu(gate) * up, keeping gate (training needs it for the backward).</summary>
+    public static void SwiGluOut(ArrayView<float> gate, ArrayView<float> up, ArrayView<float> y, int count)
+    {
+        for (int i = GridStride.Start; i < count; i += GridStride.Step)
+        {
+            float g = gate[i];
+            y[i] = g / (1f + XMath.Exp(-g)) * up[i];
+        }
+    }
+
+    /// <summary>Backward of SwiGLU: du += dy silu(g); dg += dy u sig(g) (1 + g (1 - sig(g))).</summary>
+    public static void SwiGluBackward(ArrayView<float> gate, ArrayView<float> up, ArrayView<float> dy, ArrayView<float> dGate, ArrayView<float> dUp, int count)
+    {
+        for (int i = GridStride.Start; i < count; i += GridStride.Step)
+        {
+            float g = gate[i];
+            float sig = 1f / (1f + XMath.Exp(-g));
+            dUp[i] += dy[i] * g * sig;
+            dGate[i] += dy[i] * up[i] * sig * (1f + g * (1f - sig));
+        }
+    }
+
+    /// <summary>y = x + z.</summary>
+    public static void Sum(ArrayView<float> x, ArrayView<float> z, ArrayView<float> y, int count)
+    {
+        for (int i = GridStride.Start; i < count; i += GridStride.Step) y[i] = x[i] + z[i];
+    }
 }

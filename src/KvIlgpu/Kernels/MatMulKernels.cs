@@ -73,4 +73,31 @@ public static class MatMulKernels
             if (m0 + ty < rows && n0 + tx < n) y[(long)(m0 + ty) * n + n0 + tx] = acc;
         }
     }
+
+    // Backward of y = x w^T (training). One thread per output element, accumulating (+=) so gradients add up over
+    // uses of a weight and over micro-batches. Each output is owned by one thread: no atomics, deterministic.
+
+    /// <summary>dx[m, k] += dy[m, n] w[n, k].</summary>
+    public static void MatMulInputGrad(ArrayView<float> dy, ArrayView<float> w, ArrayView<float> dx, int m, int k, int n)
+    {
+        for (int idx = GridStride.Start; idx < m * k; idx += GridStride.Step)
+        {
+            int r = idx / k, c = idx % k;
+            float sum = 0;
+            for (int j = 0; j < n; j++) sum += dy[(long)r * n + j] * w[(long)j * k + c];
+            dx[idx] += sum;
+        }
+    }
+
+    /// <summary>dw[n, k] += dy[m, n]^T x[m, k].</summary>
+    public static void MatMulWeightGrad(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> dw, int m, int k, int n)
+    {
+        for (int idx = GridStride.Start; idx < n * k; idx += GridStride.Step)
+        {
+            int j = idx / k, c = idx % k;
+            float sum = 0;
+            for (int r = 0; r < m; r++) sum += dy[(long)r * n + j] * x[(long)r * k + c];
+            dw[idx] += sum;
+        }
+    }
 }

@@ -162,7 +162,12 @@ public static class Gradients
     }
 
     /// <summary>Mean cross-entropy over rows; dLogits = (softmax - onehot) / rows. Returns the loss.</summary>
-    public static float CrossEntropy(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, int vocab)
+    public static float CrossEntropy(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, int vocab) =>
+        CrossEntropy(logits, targets, dLogits, vocab, []);
+
+    /// <summary>Cross-entropy per row with row r's gradient (softmax - onehot) scaled by rowScale[r] (1/rows when
+    /// rowScale is empty). Returns the plain mean loss.</summary>
+    public static float CrossEntropy(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, int vocab, ReadOnlySpan<float> rowScale)
     {
         double loss = 0;
         int rows = targets.Length;
@@ -173,7 +178,7 @@ public static class Gradients
             TensorPrimitives.SoftMax(lr, g);
             loss -= Math.Log(Math.Max(g[targets[r]], 1e-30f));
             g[targets[r]] -= 1;
-            TensorPrimitives.Multiply(g, 1f / rows, g);
+            TensorPrimitives.Multiply(g, rowScale.IsEmpty ? 1f / rows : rowScale[r], g);
         }
         return (float)(loss / rows);
     }

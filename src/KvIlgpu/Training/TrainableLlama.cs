@@ -9,7 +9,6 @@ public sealed class TrainableLlama
 {
     public ModelConfig Config { get; }
     public Dictionary<string, float[]> Parameters { get; } = [];
-    public Dictionary<string, float[]> Grads { get; } = [];
     public Func<string, bool> IsTrainable { get; set; } = _ => true;
     private readonly RopeTable _rope;
 
@@ -37,62 +36,101 @@ public sealed class TrainableLlama
         }
         Parameters["model.norm.weight"] = Enumerable.Repeat(1f, c.Dim).ToArray();
         if (!c.TiedEmbeddings) Init("lm_head.weight", c.VocabSize * c.Dim, std);
-        foreach (var (k, v) in Parameters) Grads[k] = new float[v.Length];
+        _p = Parameters.ToDictionary(kv => kv.Key, kv => Ops.Wrap(kv.Value));
     }
 
     private static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 
-    private float[] P(string name) => Parameters[name];
-    private readonly ThreadLocal<Dictionary<string, float[]>?> _grads = new();
-    private Dictionary<string, float[]> G => _grads.Value ?? Grads;
-    private Span<float> Gr(string name) => IsTrainable(name) ? G[name] : Span<float>.Empty;
+    /// <summary>Where the forward and backward run (managed SIMD on the CPU unless given).</summary>
+    public ITrainingOps Ops { get; private set; } = ManagedTrainingOps.Instance;
+    private Dictionary<string, TrainingTensor> _p = [];
+    private GradientSet? _grads;
 
-    /// <summary>A zeroed gradient set shaped like the parameters.</summary>
-    public Dictionary<string, float[]> NewGradients() => Parameters.ToDictionary(kv => kv.Key, kv => new float[kv.Value.Length]);
+    /// <summary>The gradients that the optimizer reads (zeroed by ZeroGrad).</summary>
+    public GradientSet Grads => _grads ??= NewGradients();
+
+    /// <summary>Moves the parameters to another training backend (an accelerator); the host arrays in Parameters are
+    /// brought up to date by SyncToHost.</summary>
+    public TrainableLlama UseOps(ITrainingOps ops)
+    {
+        SyncToHost();
+        Ops = ops;
+        _p = Parameters.ToDictionary(kv => kv.Key, kv => ops.Wrap(kv.Value));
+        _grads = null;
+        return this;
+    }
+
+    /// <summary>Copies the backend's parameter values into the host arrays of Parameters.</summary>
+    public void SyncToHost() { foreach (var (name, t) in _p) Ops.ToHost(t, Parameters[name]); }
+
+    /// <summary>Copies the host arrays of Parameters to the backend (after they were changed on the host).</summary>
+    public void SyncFromHost() { foreach (var (name, t) in _p) Ops.FromHost(Parameters[name], t); }
+
+    internal TrainingTensor Tensor(string name) => _p[name];
+    private TrainingTensor P(string name) => Tensor(name);
+
+    /// <summary>A zeroed gradient set shaped like the parameters, on the model's backend.</summary>
+    public GradientSet NewGradients() => new(Ops, Parameters.ToDictionary(kv => kv.Key, kv => Ops.Allocate(kv.Value.Length)));
     private string Head => Config.TiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
 
-    private sealed class LayerActs
+    private sealed class LayerActs : IDisposable
     {
-        public float[] X = [], Xn = [], Q = [], K = [], V = [], Probs = [], Att = [], X2 = [], X2n = [], Gate = [], Up = [], Act = [];
+        public TrainingTensor X = null!, Xn = null!, Q = null!, K = null!, V = null!, Probs = null!, Att = null!, X2 = null!, X2n = null!,
+            Gate = null!, Up = null!, Act = null!;
+        public void Dispose() { foreach (var t in new[] { Xn, Q, K, V, Probs, Att, X2, X2n, Gate, Up, Act }) t?.Dispose(); }
     }
 
     /// <summary>Logits [T, Vocab] for a sequence (positions 0..T-1).</summary>
-    public float[] Logits(ReadOnlySpan<int> tokens) => Forward(tokens, out _, out _);
+    public float[] Logits(ReadOnlySpan<int> tokens)
+    {
+        using var logits = Forward(tokens, out var acts, out var finalX);
+        foreach (var a in acts) { a.Dispose(); a.X.Dispose(); }
+        finalX.Dispose();
+        var host = new float[logits.Length];
+        Ops.ToHost(logits, host);
+        return host;
+    }
 
-    private float[] Forward(ReadOnlySpan<int> tokens, out List<LayerActs> acts, out float[] finalX)
+    private TrainingTensor Forward(ReadOnlySpan<int> tokens, out List<LayerActs> acts, out TrainingTensor finalX)
     {
         var c = Config;
+        var o = Ops;
         int t = tokens.Length, d = c.Dim;
-        var positions = Enumerable.Range(0, t).ToArray();
-        var x = new float[t * d];
-        var emb = P("model.embed_tokens.weight");
-        for (int r = 0; r < t; r++) emb.AsSpan(tokens[r] * d, d).CopyTo(x.AsSpan(r * d));
+        var x = o.Allocate(t * d);
+        o.Embed(tokens, P("model.embed_tokens.weight"), x, d);
         acts = [];
         for (int l = 0; l < c.Layers; l++)
         {
             string p = $"model.layers.{l}.";
             var a = new LayerActs { X = x };
-            a.Xn = new float[t * d]; Gradients.RmsNorm(x, P(p + "input_layernorm.weight"), a.Xn, t, c.RmsNormEps);
-            a.Q = new float[t * c.QDim]; Gradients.MatMul(a.Xn, P(p + "self_attn.q_proj.weight"), a.Q, t, d, c.QDim);
-            a.K = new float[t * c.KvDim]; Gradients.MatMul(a.Xn, P(p + "self_attn.k_proj.weight"), a.K, t, d, c.KvDim);
-            a.V = new float[t * c.KvDim]; Gradients.MatMul(a.Xn, P(p + "self_attn.v_proj.weight"), a.V, t, d, c.KvDim);
-            Gradients.Rope(a.Q, t, c.Heads, c.HeadDim, positions, _rope, c.RopeLayout);
-            Gradients.Rope(a.K, t, c.KvHeads, c.HeadDim, positions, _rope, c.RopeLayout);
-            a.Att = new float[t * c.QDim]; a.Probs = new float[c.Heads * t * t];
-            Gradients.Attention(a.Q, a.K, a.V, a.Att, a.Probs, t, c.Heads, c.KvHeads, c.HeadDim);
-            var o = new float[t * d]; Gradients.MatMul(a.Att, P(p + "self_attn.o_proj.weight"), o, t, c.QDim, d);
-            a.X2 = x.Zip(o, (u, v) => u + v).ToArray();
-            a.X2n = new float[t * d]; Gradients.RmsNorm(a.X2, P(p + "post_attention_layernorm.weight"), a.X2n, t, c.RmsNormEps);
-            a.Gate = new float[t * c.HiddenDim]; Gradients.MatMul(a.X2n, P(p + "mlp.gate_proj.weight"), a.Gate, t, d, c.HiddenDim);
-            a.Up = new float[t * c.HiddenDim]; Gradients.MatMul(a.X2n, P(p + "mlp.up_proj.weight"), a.Up, t, d, c.HiddenDim);
-            a.Act = new float[t * c.HiddenDim]; Gradients.SwiGlu(a.Gate, a.Up, a.Act);
-            var down = new float[t * d]; Gradients.MatMul(a.Act, P(p + "mlp.down_proj.weight"), down, t, c.HiddenDim, d);
-            x = a.X2.Zip(down, (u, v) => u + v).ToArray();
+            a.Xn = o.Allocate(t * d); o.RmsNorm(x, P(p + "input_layernorm.weight"), a.Xn, t, c.RmsNormEps);
+            a.Q = o.Allocate(t * c.QDim); o.MatMul(a.Xn, P(p + "self_attn.q_proj.weight"), a.Q, t, d, c.QDim);
+            a.K = o.Allocate(t * c.KvDim); o.MatMul(a.Xn, P(p + "self_attn.k_proj.weight"), a.K, t, d, c.KvDim);
+            a.V = o.Allocate(t * c.KvDim); o.MatMul(a.Xn, P(p + "self_attn.v_proj.weight"), a.V, t, d, c.KvDim);
+            o.Rope(a.Q, t, c.Heads, c.HeadDim, _rope, c.RopeLayout, 1);
+            o.Rope(a.K, t, c.KvHeads, c.HeadDim, _rope, c.RopeLayout, 1);
+            a.Att = o.Allocate(t * c.QDim); a.Probs = o.Allocate(c.Heads * t * t);
+            o.Attention(a.Q, a.K, a.V, a.Att, a.Probs, t, c.Heads, c.KvHeads, c.HeadDim);
+            using (var attnOut = o.Allocate(t * d))
+            {
+                o.MatMul(a.Att, P(p + "self_attn.o_proj.weight"), attnOut, t, c.QDim, d);
+                a.X2 = o.Allocate(t * d); o.Add(x, attnOut, a.X2);
+            }
+            a.X2n = o.Allocate(t * d); o.RmsNorm(a.X2, P(p + "post_attention_layernorm.weight"), a.X2n, t, c.RmsNormEps);
+            a.Gate = o.Allocate(t * c.HiddenDim); o.MatMul(a.X2n, P(p + "mlp.gate_proj.weight"), a.Gate, t, d, c.HiddenDim);
+            a.Up = o.Allocate(t * c.HiddenDim); o.MatMul(a.X2n, P(p + "mlp.up_proj.weight"), a.Up, t, d, c.HiddenDim);
+            a.Act = o.Allocate(t * c.HiddenDim); o.SwiGlu(a.Gate, a.Up, a.Act);
+            x = o.Allocate(t * d);
+            using (var down = o.Allocate(t * d))
+            {
+                o.MatMul(a.Act, P(p + "mlp.down_proj.weight"), down, t, c.HiddenDim, d);
+                o.Add(a.X2, down, x);
+            }
             acts.Add(a);
         }
         finalX = x;
-        var xn = new float[t * d]; Gradients.RmsNorm(x, P("model.norm.weight"), xn, t, c.RmsNormEps);
-        var logits = new float[t * c.VocabSize]; Gradients.MatMul(xn, P(Head), logits, t, d, c.VocabSize);
+        using var xn = o.Allocate(t * d); o.RmsNorm(x, P("model.norm.weight"), xn, t, c.RmsNormEps);
+        var logits = o.Allocate(t * c.VocabSize); o.MatMul(xn, P(Head), logits, t, d, c.VocabSize);
         return logits;
     }
 
@@ -100,73 +138,98 @@ public sealed class TrainableLlama
     /// Returns the mean loss.</summary>
     public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight = 1f) => AccumulateGradients(sequence, weight, Grads);
 
-    /// <summary>As AccumulateGradients, adding into the given gradient buffers (one set per thread when micro-batches
-    /// run in parallel).</summary>
-    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, Dictionary<string, float[]> grads)
+    /// <summary>As AccumulateGradients, adding into the given gradient set (one set per thread when micro-batches run
+    /// in parallel). The last answerTokens targets count answerWeight times in the loss being differentiated (a
+    /// weighted mean over tokens); the returned loss is the plain mean.</summary>
+    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, GradientSet grads, int answerTokens = 0, float answerWeight = 1f)
     {
-        _grads.Value = grads;
         var c = Config;
         var input = sequence[..^1];
-        int t = input.Length, d = c.Dim;
-        var logits = Forward(input, out var acts, out var finalX);
-        var dLogits = new float[logits.Length];
-        float loss = Gradients.CrossEntropy(logits, sequence[1..], dLogits, c.VocabSize);
-        if (weight != 1f) for (int i = 0; i < dLogits.Length; i++) dLogits[i] *= weight;
-        Backward(input, acts, finalX, dLogits);
+        int t = input.Length;
+        using var logits = Forward(input, out var acts, out var finalX);
+        answerTokens = Math.Clamp(answerTokens, 0, t);
+        float total = t - answerTokens + answerTokens * answerWeight;
+        var rowScale = new float[t];
+        for (int r = 0; r < t; r++) rowScale[r] = weight * (r >= t - answerTokens ? answerWeight : 1f) / total;
+        using var dLogits = Ops.Allocate(logits.Length);
+        float loss = Ops.CrossEntropy(logits, sequence[1..], rowScale, dLogits, c.VocabSize);
+        Backward(input, acts, finalX, dLogits, grads);
         return loss;
     }
 
-    private void Backward(ReadOnlySpan<int> tokens, List<LayerActs> acts, float[] finalX, float[] dLogits)
+    /// <summary>KL(teacher || this model) over a sequence's next-token distributions, teacherLogits [T, Vocab] from a
+    /// frozen model; adds the gradient (times weight) into grads and returns the mean KL. With IsTrainable picking a
+    /// subset, this distils that subset against the teacher.</summary>
+    public float AccumulateDistillationGradients(ReadOnlySpan<int> tokens, float[] teacherLogits, float weight, GradientSet grads)
     {
-        var c = Config;
-        int t = tokens.Length, d = c.Dim;
-        var positions = Enumerable.Range(0, t).ToArray();
-        var xn = new float[t * d]; Gradients.RmsNorm(finalX, P("model.norm.weight"), xn, t, c.RmsNormEps);
-        var dxn = new float[t * d];
-        Gradients.MatMulBackward(xn, P(Head), dLogits, dxn, Gr(Head), t, d, c.VocabSize);
-        var dx = new float[t * d];
-        Gradients.RmsNormBackward(finalX, P("model.norm.weight"), dxn, dx, NormGrad("model.norm.weight"), t, c.RmsNormEps);
-        for (int l = c.Layers - 1; l >= 0; l--)
-        {
-            string p = $"model.layers.{l}.";
-            var a = acts[l];
-            // MLP: x_out = x2 + down(swiglu(gate(x2n), up(x2n)))
-            var dAct = new float[t * c.HiddenDim];
-            Gradients.MatMulBackward(a.Act, P(p + "mlp.down_proj.weight"), dx, dAct, Gr(p + "mlp.down_proj.weight"), t, c.HiddenDim, d);
-            var dGate = new float[t * c.HiddenDim]; var dUp = new float[t * c.HiddenDim];
-            Gradients.SwiGluBackward(a.Gate, a.Up, dAct, dGate, dUp);
-            var dX2n = new float[t * d];
-            Gradients.MatMulBackward(a.X2n, P(p + "mlp.gate_proj.weight"), dGate, dX2n, Gr(p + "mlp.gate_proj.weight"), t, d, c.HiddenDim);
-            Gradients.MatMulBackward(a.X2n, P(p + "mlp.up_proj.weight"), dUp, dX2n, Gr(p + "mlp.up_proj.weight"), t, d, c.HiddenDim);
-            var dX2 = (float[])dx.Clone();
-            Gradients.RmsNormBackward(a.X2, P(p + "post_attention_layernorm.weight"), dX2n, dX2, NormGrad(p + "post_attention_layernorm.weight"), t, c.RmsNormEps);
-            // Attention: x2 = x + o(att(q, k, v))
-            var dAtt = new float[t * c.QDim];
-            Gradients.MatMulBackward(a.Att, P(p + "self_attn.o_proj.weight"), dX2, dAtt, Gr(p + "self_attn.o_proj.weight"), t, c.QDim, d);
-            var dq = new float[t * c.QDim]; var dk = new float[t * c.KvDim]; var dv = new float[t * c.KvDim];
-            Gradients.AttentionBackward(a.Q, a.K, a.V, a.Probs, dAtt, dq, dk, dv, t, c.Heads, c.KvHeads, c.HeadDim);
-            Gradients.Rope(dq, t, c.Heads, c.HeadDim, positions, _rope, c.RopeLayout, sign: -1);
-            Gradients.Rope(dk, t, c.KvHeads, c.HeadDim, positions, _rope, c.RopeLayout, sign: -1);
-            var dXn = new float[t * d];
-            Gradients.MatMulBackward(a.Xn, P(p + "self_attn.q_proj.weight"), dq, dXn, Gr(p + "self_attn.q_proj.weight"), t, d, c.QDim);
-            Gradients.MatMulBackward(a.Xn, P(p + "self_attn.k_proj.weight"), dk, dXn, Gr(p + "self_attn.k_proj.weight"), t, d, c.KvDim);
-            Gradients.MatMulBackward(a.Xn, P(p + "self_attn.v_proj.weight"), dv, dXn, Gr(p + "self_attn.v_proj.weight"), t, d, c.KvDim);
-            var dxIn = (float[])dX2.Clone();
-            Gradients.RmsNormBackward(a.X, P(p + "input_layernorm.weight"), dXn, dxIn, NormGrad(p + "input_layernorm.weight"), t, c.RmsNormEps);
-            dx = dxIn;
-        }
-        if (IsTrainable("model.embed_tokens.weight")) Gradients.EmbeddingBackward(tokens, dx, G["model.embed_tokens.weight"], d);
+        using var logits = Forward(tokens, out var acts, out var finalX);
+        using var teacher = Ops.Wrap(teacherLogits);
+        using var dLogits = Ops.Allocate(logits.Length);
+        float loss = Ops.KlDivergence(teacher, logits, dLogits, Config.VocabSize);
+        if (weight != 1f) Ops.Scale(dLogits, weight);
+        Backward(tokens, acts, finalX, dLogits, grads);
+        return loss;
     }
 
-    private Span<float> NormGrad(string name) => IsTrainable(name) ? G[name] : new float[Config.Dim];
+    private void Backward(ReadOnlySpan<int> tokens, List<LayerActs> acts, TrainingTensor finalX, TrainingTensor dLogits, GradientSet grads)
+    {
+        var c = Config;
+        var o = Ops;
+        int t = tokens.Length, d = c.Dim;
+        TrainingTensor? Gr(string name) => IsTrainable(name) ? grads[name] : null;
+        using (var xn = o.Allocate(t * d))
+        using (var dxn = o.Allocate(t * d))
+        {
+            o.RmsNorm(finalX, P("model.norm.weight"), xn, t, c.RmsNormEps);
+            o.MatMulBackward(xn, P(Head), dLogits, dxn, Gr(Head), t, d, c.VocabSize);
+            var dx = o.Allocate(t * d);
+            o.RmsNormBackward(finalX, P("model.norm.weight"), dxn, dx, Gr("model.norm.weight"), t, c.RmsNormEps);
+            finalX.Dispose();
+            for (int l = c.Layers - 1; l >= 0; l--)
+            {
+                string p = $"model.layers.{l}.";
+                using var a = acts[l];
+                // MLP: x_out = x2 + down(swiglu(gate(x2n), up(x2n)))
+                using var dAct = o.Allocate(t * c.HiddenDim);
+                o.MatMulBackward(a.Act, P(p + "mlp.down_proj.weight"), dx, dAct, Gr(p + "mlp.down_proj.weight"), t, c.HiddenDim, d);
+                using var dGate = o.Allocate(t * c.HiddenDim);
+                using var dUp = o.Allocate(t * c.HiddenDim);
+                o.SwiGluBackward(a.Gate, a.Up, dAct, dGate, dUp);
+                using var dX2n = o.Allocate(t * d);
+                o.MatMulBackward(a.X2n, P(p + "mlp.gate_proj.weight"), dGate, dX2n, Gr(p + "mlp.gate_proj.weight"), t, d, c.HiddenDim);
+                o.MatMulBackward(a.X2n, P(p + "mlp.up_proj.weight"), dUp, dX2n, Gr(p + "mlp.up_proj.weight"), t, d, c.HiddenDim);
+                var dX2 = dx; // the residual passes dx through; the norm's gradient adds to it
+                o.RmsNormBackward(a.X2, P(p + "post_attention_layernorm.weight"), dX2n, dX2, Gr(p + "post_attention_layernorm.weight"), t, c.RmsNormEps);
+                // Attention: x2 = x + o(att(q, k, v))
+                using var dAtt = o.Allocate(t * c.QDim);
+                o.MatMulBackward(a.Att, P(p + "self_attn.o_proj.weight"), dX2, dAtt, Gr(p + "self_attn.o_proj.weight"), t, c.QDim, d);
+                using var dq = o.Allocate(t * c.QDim);
+                using var dk = o.Allocate(t * c.KvDim);
+                using var dv = o.Allocate(t * c.KvDim);
+                o.AttentionBackward(a.Q, a.K, a.V, a.Probs, dAtt, dq, dk, dv, t, c.Heads, c.KvHeads, c.HeadDim);
+                o.Rope(dq, t, c.Heads, c.HeadDim, _rope, c.RopeLayout, -1);
+                o.Rope(dk, t, c.KvHeads, c.HeadDim, _rope, c.RopeLayout, -1);
+                using var dXn = o.Allocate(t * d);
+                o.MatMulBackward(a.Xn, P(p + "self_attn.q_proj.weight"), dq, dXn, Gr(p + "self_attn.q_proj.weight"), t, d, c.QDim);
+                o.MatMulBackward(a.Xn, P(p + "self_attn.k_proj.weight"), dk, dXn, Gr(p + "self_attn.k_proj.weight"), t, d, c.KvDim);
+                o.MatMulBackward(a.Xn, P(p + "self_attn.v_proj.weight"), dv, dXn, Gr(p + "self_attn.v_proj.weight"), t, d, c.KvDim);
+                o.RmsNormBackward(a.X, P(p + "input_layernorm.weight"), dXn, dX2, Gr(p + "input_layernorm.weight"), t, c.RmsNormEps);
+                a.X.Dispose();
+                dx = dX2;
+            }
+            if (IsTrainable("model.embed_tokens.weight")) o.EmbeddingBackward(tokens, dx, grads["model.embed_tokens.weight"], d);
+            dx.Dispose();
+        }
+    }
 
-    public void ZeroGrad() { foreach (var g in Grads.Values) Array.Clear(g); }
+    public void ZeroGrad() => Grads.Zero();
 
     /// <summary>The weights as LlamaWeights (f32, HF layout with half-split RoPE), for inference or saving.</summary>
     public LlamaWeights ToWeights(string source = "trained")
     {
         var c = Config;
-        WeightTensor T(string name, int rows, int cols) => WeightTensor.FromF32(name, rows, cols, (float[])P(name).Clone());
+        SyncToHost();
+        WeightTensor T(string name, int rows, int cols) => WeightTensor.FromF32(name, rows, cols, (float[])Parameters[name].Clone());
         var layers = Enumerable.Range(0, c.Layers).Select(l =>
         {
             string p = $"model.layers.{l}.";
@@ -180,15 +243,34 @@ public sealed class TrainableLlama
     }
 }
 
+/// <summary>Gradients of every parameter, as tensors on a training backend.</summary>
+public sealed class GradientSet(ITrainingOps ops, Dictionary<string, TrainingTensor> tensors) : IDisposable
+{
+    public TrainingTensor this[string name] => tensors[name];
+    public IEnumerable<string> Names => tensors.Keys;
+    public void Zero() { foreach (var t in tensors.Values) ops.Zero(t); }
+
+    /// <summary>this += other, parameter by parameter.</summary>
+    public void Add(GradientSet other) { foreach (var (name, t) in tensors) ops.Add(t, other[name], t); }
+
+    /// <summary>One parameter's gradient copied to the host.</summary>
+    public float[] ToHost(string name)
+    {
+        var host = new float[tensors[name].Length];
+        ops.ToHost(tensors[name], host);
+        return host;
+    }
+
+    public void Dispose() { foreach (var t in tensors.Values) t.Dispose(); }
+}
+
 /// <summary>AdamW (decoupled weight decay, not applied to norm weights) with global-norm gradient clipping and a
-/// cosine learning-rate schedule with linear warmup.</summary>
+/// cosine learning-rate schedule with linear warmup. The update runs on the model's training backend.</summary>
 public sealed class AdamW(float learningRate, float weightDecay = 0.1f, float beta1 = 0.9f, float beta2 = 0.95f, float eps = 1e-8f,
     float clipNorm = 1f, int warmupSteps = 0, int totalSteps = 0, float minLearningRateFraction = 0.1f)
 {
-    private readonly Dictionary<string, (float[] M, float[] V)> _state = [];
+    private readonly Dictionary<string, (TrainingTensor M, TrainingTensor V)> _state = [];
     public int Step { get; set; }
-    /// <summary>First and second moments per parameter (for checkpoints).</summary>
-    public Dictionary<string, (float[] M, float[] V)> State => _state;
 
     public float LearningRate(int step)
     {
@@ -198,30 +280,38 @@ public sealed class AdamW(float learningRate, float weightDecay = 0.1f, float be
         return (float)(learningRate * (minLearningRateFraction + (1 - minLearningRateFraction) * 0.5 * (1 + Math.Cos(Math.PI * progress))));
     }
 
+    /// <summary>First and second moments per parameter, copied to the host (for checkpoints).</summary>
+    public Dictionary<string, (float[] M, float[] V)> ExportState(TrainableLlama model) => _state.ToDictionary(kv => kv.Key, kv =>
+    {
+        var (m, v) = (new float[kv.Value.M.Length], new float[kv.Value.V.Length]);
+        model.Ops.ToHost(kv.Value.M, m);
+        model.Ops.ToHost(kv.Value.V, v);
+        return (m, v);
+    });
+
+    /// <summary>Restores one parameter's moments (resuming a checkpoint).</summary>
+    public void ImportState(TrainableLlama model, string name, float[] m, float[] v) => _state[name] = (model.Ops.Wrap(m), model.Ops.Wrap(v));
+
     /// <summary>One update of the trainable parameters; returns the gradient norm before clipping.</summary>
     public float Update(TrainableLlama model)
     {
+        var ops = model.Ops;
         var names = model.Parameters.Keys.Where(model.IsTrainable).ToList();
         double sq = 0;
-        foreach (var n in names) sq += System.Numerics.Tensors.TensorPrimitives.SumOfSquares(model.Grads[n]);
+        foreach (var n in names) sq += ops.SumOfSquares(model.Grads[n]);
         float norm = (float)Math.Sqrt(sq);
         float scale = clipNorm > 0 && norm > clipNorm ? clipNorm / norm : 1f;
         float lr = LearningRate(Step);
         Step++;
-        float c1 = 1 - MathF.Pow(beta1, Step), c2 = 1 - MathF.Pow(beta2, Step);
         foreach (var n in names)
         {
-            var p = model.Parameters[n]; var g = model.Grads[n];
-            if (!_state.TryGetValue(n, out var s)) _state[n] = s = (new float[p.Length], new float[p.Length]);
-            bool decay = !n.Contains("norm");
-            for (int i = 0; i < p.Length; i++)
+            var p = model.Tensor(n);
+            if (!_state.TryGetValue(n, out var s)) _state[n] = s = (ops.Allocate(p.Length), ops.Allocate(p.Length));
+            ops.AdamW(p, model.Grads[n], s.M, s.V, new Kernels.AdamWStep
             {
-                float gi = g[i] * scale;
-                s.M[i] = beta1 * s.M[i] + (1 - beta1) * gi;
-                s.V[i] = beta2 * s.V[i] + (1 - beta2) * gi * gi;
-                float update = s.M[i] / c1 / (MathF.Sqrt(s.V[i] / c2) + eps);
-                p[i] -= lr * (update + (decay ? weightDecay * p[i] : 0));
-            }
+                LearningRate = lr, Beta1 = beta1, Beta2 = beta2, Epsilon = eps, C1 = 1 - MathF.Pow(beta1, Step), C2 = 1 - MathF.Pow(beta2, Step),
+                GradScale = scale, Decay = n.Contains("norm") ? 0f : weightDecay,
+            });
         }
         return norm;
     }

@@ -30,6 +30,12 @@ public static class Trainer
         var val = docs.Skip(docs.Count - nVal).Select(d => d.Text).ToList();
 
         var tokPath = Path.Combine(outDir, "tokenizer.json");
+        if (!File.Exists(tokPath) && cfg.InitFrom is string init)
+        {
+            var initTok = Path.Combine(init, "tokenizer.json");
+            if (!File.Exists(initTok)) throw new FileNotFoundException($"init_from: {initTok} not found", initTok);
+            File.Copy(initTok, tokPath);
+        }
         if (!File.Exists(tokPath))
         {
             progress?.Report(new TrainingProgress("training tokenizer", 0, cfg.Steps, 0, null, 0, 0));
@@ -53,6 +59,7 @@ public static class Trainer
         var statePath = Path.Combine(outDir, "trainer_state.json");
         var log = new List<string>();
         if (File.Exists(statePath)) Resume(outDir, model, opt, log);
+        else if (cfg.InitFrom is string initFolder) InitFrom(initFolder, model);
 
         var clock = Stopwatch.StartNew();
         long tokens = 0;
@@ -64,19 +71,23 @@ public static class Trainer
             var rng = new Random(HashCode.Combine(cfg.Seed, step));
             int n = cfg.BatchSize * cfg.Accumulation;
             var batch = Enumerable.Range(0, n).Select(_ => Sample(rng, cfg, tok, trainStream, train, bos)).ToList();
-            var grads = new Dictionary<string, float[]>[n];
             var losses = new float[n];
-            Parallel.For(0, n, i =>
+            if (model.Ops.ParallelMicroBatches)
             {
-                grads[i] = model.NewGradients();
-                losses[i] = model.AccumulateGradients(batch[i], 1f / n, grads[i]);
-            });
-            foreach (var g in grads) // fixed order: deterministic sums
-                foreach (var (name, values) in g)
-                    System.Numerics.Tensors.TensorPrimitives.Add(model.Grads[name], values, model.Grads[name]);
+                var grads = new GradientSet[n];
+                Parallel.For(0, n, new ParallelOptions { CancellationToken = ct }, i =>
+                {
+                    grads[i] = model.NewGradients();
+                    losses[i] = model.AccumulateGradients(batch[i].Ids, 1f / n, grads[i], batch[i].AnswerTokens, cfg.AnswerWeight);
+                });
+                foreach (var g in grads) { model.Grads.Add(g); g.Dispose(); } // fixed order: deterministic sums
+            }
+            else
+                for (int i = 0; i < n; i++)
+                    losses[i] = model.AccumulateGradients(batch[i].Ids, 1f / n, model.Grads, batch[i].AnswerTokens, cfg.AnswerWeight);
             float lr = opt.LearningRate(step);
             opt.Update(model);
-            tokens += batch.Sum(b => b.Length - 1);
+            tokens += batch.Sum(b => b.Ids.Length - 1);
             float loss = losses.Average();
             if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
             log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{(lastVal is float v && ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) ? v.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R},{tokens / clock.Elapsed.TotalSeconds:F1}"));
@@ -89,34 +100,62 @@ public static class Trainer
     private static int[] Stream(ITextTokenizer tok, IEnumerable<string> docs, int eos) =>
         docs.SelectMany(d => tok.Encode(d).Append(eos)).ToArray();
 
-    /// <summary>A training sequence: a corpus window, or (task_fraction of the time) a synthetic long-range task.</summary>
-    private static int[] Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
+    /// <summary>A training sequence and how many of its last tokens are a task's answer (0 for corpus text).</summary>
+    private readonly record struct TrainingSample(int[] Ids, int AnswerTokens);
+
+    /// <summary>A training sequence: a corpus window, or (task_fraction of the time) a synthetic long-range task of a
+    /// length drawn from [task_min_length, sequence_length].</summary>
+    private static TrainingSample Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
     {
         int len = cfg.SequenceLength + 1;
         if (rng.NextDouble() >= cfg.TaskFraction)
         {
             int start = rng.Next(0, stream.Length - len);
-            return stream[start..(start + len)];
+            return new(stream[start..(start + len)], 0);
         }
+        int target = rng.Next(cfg.TaskMinLength ?? cfg.SequenceLength, cfg.SequenceLength + 1) + 1;
+        int kind = Pick(rng, cfg.TaskWeights);
         var doc = docs[rng.Next(docs.Count)];
-        int chars = Math.Min(doc.Length, cfg.SequenceLength * 4);
+        int chars = Math.Min(doc.Length, target * 4);
         for (int attempt = 0; attempt < 4; attempt++)
         {
             int from = rng.Next(0, Math.Max(1, doc.Length - chars));
             var filler = doc.Substring(from, Math.Min(chars, doc.Length - from));
-            var sample = rng.Next(3) switch
+            var sample = kind switch
             {
                 0 => SyntheticTasks.Passkey(filler, rng.NextDouble(), rng),
                 1 => SyntheticTasks.MultiKeyNeedle(filler, rng.Next(2, 6), rng),
                 _ => SyntheticTasks.Copy(filler, rng.Next(5, 20), rng),
             };
             var ids = new List<int> { bos };
-            ids.AddRange(tok.Encode(sample.Text));
-            if (ids.Count <= len) return [.. ids];
-            chars = (int)(chars * 0.8 * len / ids.Count);
+            ids.AddRange(tok.Encode(sample.Prompt));
+            int promptTokens = ids.Count;
+            ids.AddRange(tok.Encode(sample.Answer));
+            if (ids.Count <= target) return new([.. ids], ids.Count - promptTokens);
+            chars = (int)(chars * 0.8 * target / ids.Count);
         }
         int s = rng.Next(0, stream.Length - len);
-        return stream[s..(s + len)];
+        return new(stream[s..(s + len)], 0);
+    }
+
+    private static int Pick(Random rng, double[] weights)
+    {
+        double u = rng.NextDouble() * weights.Sum();
+        for (int i = 0; i < weights.Length; i++) if ((u -= weights[i]) < 0) return i;
+        return weights.Length - 1;
+    }
+
+    /// <summary>Starts from a trained model (continued training); its shape must match the config's.</summary>
+    private static void InitFrom(string folder, TrainableLlama model)
+    {
+        var saved = new TrainableLlamaLoader(ModelLoader.Load(folder));
+        foreach (var (name, values) in saved.Parameters)
+        {
+            if (!model.Parameters.TryGetValue(name, out var target) || target.Length != values.Length)
+                throw new InvalidDataException($"init_from {folder}: tensor {name} does not match the config's model shape");
+            values.CopyTo(target, 0);
+        }
+        model.SyncFromHost();
     }
 
     /// <summary>Mean next-token loss over fixed windows of the held-out documents.</summary>
@@ -137,7 +176,7 @@ public static class Trainer
     private static void Checkpoint(string outDir, TrainableLlama model, AdamW opt, TrainingConfig cfg, List<string> log)
     {
         ModelSaver.Save(outDir, model.ToWeights(outDir));
-        var moments = opt.State.SelectMany(kv => new[]
+        var moments = opt.ExportState(model).SelectMany(kv => new[]
         {
             ("m." + kv.Key, WeightTensor.FromF32(kv.Key, 1, kv.Value.M.Length, kv.Value.M), new long[] { kv.Value.M.Length }),
             ("v." + kv.Key, WeightTensor.FromF32(kv.Key, 1, kv.Value.V.Length, kv.Value.V), new long[] { kv.Value.V.Length }),
@@ -157,10 +196,11 @@ public static class Trainer
         var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "trainer_state.json"))).RootElement;
         var saved = new TrainableLlamaLoader(ModelLoader.Load(outDir));
         foreach (var (name, values) in saved.Parameters) values.CopyTo(model.Parameters[name], 0);
+        model.SyncFromHost();
         var file = SafetensorsFile.Open(Path.Combine(outDir, "optimizer.safetensors"));
         foreach (var name in model.Parameters.Keys)
             if (file.Entries.ContainsKey("m." + name))
-                opt.State[name] = (file.Read("m." + name, null, 0, 1).F32!, file.Read("v." + name, null, 0, 1).F32!);
+                opt.ImportState(model, name, file.Read("m." + name, null, 0, 1).F32!, file.Read("v." + name, null, 0, 1).F32!);
         opt.Step = state.GetProperty("step").GetInt32();
         var logPath = Path.Combine(outDir, "training_log.csv");
         if (File.Exists(logPath)) log.AddRange(File.ReadAllLines(logPath).Skip(1).Take(opt.Step));

@@ -30,6 +30,17 @@ public sealed record TrainingConfig
     [JsonPropertyName("validation_documents")] public int ValidationDocuments { get; init; } = 10;
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 100;
     [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 200;
+    /// <summary>Weight of each answer token of a synthetic task in the loss, relative to 1 for every other token: the
+    /// answer is a handful of tokens after hundreds of filler tokens, so without weight it barely moves the gradient.</summary>
+    [JsonPropertyName("answer_weight")] public float AnswerWeight { get; init; } = 1f;
+    /// <summary>Synthetic tasks are drawn with lengths uniform in [task_min_length, sequence_length] tokens (short ones
+    /// are cheap and teach retrieval early; long ones teach it at full context). Default: sequence_length.</summary>
+    [JsonPropertyName("task_min_length")] public int? TaskMinLength { get; init; }
+    /// <summary>Relative frequency of passkey, multi-key needle and span-copy tasks.</summary>
+    [JsonPropertyName("task_weights")] public double[] TaskWeights { get; init; } = [1, 1, 1];
+    /// <summary>An HF model folder (with its tokenizer.json) to start from instead of random weights: continued
+    /// training. Its shape must match the config.</summary>
+    [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
 
     public static TrainingConfig Load(string path)
     {
@@ -39,7 +50,8 @@ public sealed record TrainingConfig
         catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
         c = c ?? throw new InvalidDataException($"{path}: empty config");
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        c = c with { Corpus = Path.IsPathRooted(c.Corpus) ? c.Corpus : Path.GetFullPath(Path.Combine(dir, c.Corpus)) };
+        string Resolve(string p) => Path.IsPathRooted(p) ? p : Path.GetFullPath(Path.Combine(dir, p));
+        c = c with { Corpus = Resolve(c.Corpus), InitFrom = c.InitFrom is null ? null : Resolve(c.InitFrom) };
         c.Validate(path);
         return c;
     }
@@ -52,5 +64,8 @@ public sealed record TrainingConfig
         Require(BatchSize > 0 && Accumulation > 0 && Steps > 0 && LearningRate > 0, "batch_size, accumulation, steps and learning_rate must be positive");
         Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
         Require(Merges >= 0, "merges must be >= 0");
+        Require(AnswerWeight > 0, "answer_weight must be positive");
+        Require(TaskMinLength is null || (TaskMinLength >= 16 && TaskMinLength <= SequenceLength), "task_min_length must be in 16..sequence_length");
+        Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0, "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
     }
 }

@@ -8,12 +8,12 @@ namespace KvIlgpu.Tests.Training;
 /// functional of the output (so dLoss/dOutput is that random vector); a sample of coordinates of every input is probed.</summary>
 public class GradientCheckTests
 {
-    private static float[] R(Random rng, int n, float scale = 1f) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+    internal static float[] R(Random rng, int n, float scale = 1f) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
 
-    private static double Dot(float[] a, float[] b) { double s = 0; for (int i = 0; i < a.Length; i++) s += (double)a[i] * b[i]; return s; }
+    internal static double Dot(float[] a, float[] b) { double s = 0; for (int i = 0; i < a.Length; i++) s += (double)a[i] * b[i]; return s; }
 
     /// <summary>Compares analytic gradient entries with (L(x + e) - L(x - e)) / 2e at probed coordinates.</summary>
-    private static void Check(string what, float[] x, float[] analytic, Func<double> loss, Random rng, float eps = 1e-2f, double tol = 2e-2)
+    internal static void Check(string what, float[] x, float[] analytic, Func<double> loss, Random rng, float eps = 1e-2f, double tol = 2e-2)
     {
         foreach (int i in Enumerable.Range(0, Math.Min(24, x.Length)).Select(_ => rng.Next(x.Length)).Distinct())
         {

@@ -41,7 +41,7 @@ public class TrainerTests
                      "model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight" })
         {
             var p = m.Parameters[name];
-            var g = m.Grads[name];
+            var g = m.Grads.ToHost(name);
             // Probe the coordinates with the largest gradients (others can be exactly 0, e.g. unused embedding rows).
             foreach (int i in Enumerable.Range(0, p.Length).OrderByDescending(i => Math.Abs(g[i])).Take(4))
             {
