@@ -12,11 +12,13 @@ internal static class TrainCommand
     {
         var config = new Option<string>("--config") { Description = "training config (JSON)", Required = true };
         var output = new Option<string>("--out") { Description = "output folder (resumed when it holds a checkpoint)", Required = true };
-        var cmd = new Command("train", "train a model and its tokenizer on the Brown corpus plus long-range tasks") { config, output };
+        var device = new Option<string>("--device") { Description = "where the forward and backward run: auto (CUDA if present, else cpu), cpu (managed SIMD), cuda or ilgpu-cpu (ILGPU kernels)", DefaultValueFactory = _ => "auto" };
+        var cmd = new Command("train", "train a model and its tokenizer on the Brown corpus plus long-range tasks") { config, output, device };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             var cfg = TrainingConfig.Load(r.GetValue(config)!);
             string outDir = r.GetValue(output)!;
+            using var ops = TrainingDevice(r.GetValue(device)!);
             TrainingProgress? last = null;
             if (Console.IsErrorRedirected)
                 Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
@@ -24,7 +26,7 @@ internal static class TrainCommand
                     if (p.Stage != "training" || p.Step % Math.Max(1, cfg.Steps / 20) == 0 || p.Step == p.Steps)
                         Console.Error.WriteLine(p.Stage == "training" ? Line(p) : p.Stage + " ...");
                     last = p;
-                }), ct);
+                }), ct, ops);
             else
                 ProgressDisplay.Err.Progress().AutoClear(false)
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -36,12 +38,23 @@ internal static class TrainCommand
                             task.Description = p.Stage == "training" ? Markup.Escape(Line(p)) : p.Stage;
                             task.Value = p.Step;
                             last = p;
-                        }), ct);
+                        }), ct, ops);
                     });
             Console.WriteLine($"trained {cfg.Steps} steps into {outDir}: " + (last is { } l ? Line(l) : ""));
             return Task.FromResult(0);
         }));
         return cmd;
+    }
+
+    /// <summary>The training backend for --device; null means the managed CPU code.</summary>
+    private static IlgpuTrainingOps? TrainingDevice(string device)
+    {
+        var kind = KvIlgpu.Compute.BackendFactory.Parse(device);
+        if (kind is KvIlgpu.Compute.DeviceKind.Cpu) return null;
+        var backend = KvIlgpu.Compute.IlgpuBackend.TryCreate(kind is KvIlgpu.Compute.DeviceKind.Auto ? KvIlgpu.Compute.DeviceKind.Cuda : kind);
+        if (backend is null && kind is KvIlgpu.Compute.DeviceKind.Auto) return null; // no GPU: the managed CPU code
+        if (backend is null) throw new ArgumentException($"--device {device}: no CUDA device found (use --device cpu)");
+        return new IlgpuTrainingOps(backend, ownsBackend: true);
     }
 
     private static string Line(TrainingProgress p) =>

@@ -46,9 +46,13 @@ public sealed class IlgpuTrainingOps : ITrainingOps
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _sumOfSquares;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _scaleKernel;
 
-    public IlgpuTrainingOps(IlgpuBackend backend)
+    private readonly bool _ownsBackend;
+
+    /// <summary>Training ops on the backend's accelerator; with ownsBackend, disposing the ops disposes the backend.</summary>
+    public IlgpuTrainingOps(IlgpuBackend backend, bool ownsBackend = false)
     {
         _backend = backend;
+        _ownsBackend = ownsBackend;
         _a = backend.Accelerator;
         _shape = backend.Shape;
         _ints = _a.Allocate1D<int>(1024);
@@ -220,5 +224,6 @@ public sealed class IlgpuTrainingOps : ITrainingOps
     {
         foreach (var (cos, sin, negSin) in _ropeTables.Values) { cos.Dispose(); sin.Dispose(); negSin.Dispose(); }
         _ints.Dispose(); _floats.Dispose(); _scratch.Dispose();
+        if (_ownsBackend) _backend.Dispose();
     }
 }

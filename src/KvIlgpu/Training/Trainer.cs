@@ -20,7 +20,10 @@ public static class Trainer
 {
     public const string Bos = "<|bos|>", Eos = "<|eos|>";
 
-    public static TrainableLlama Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, CancellationToken ct = default)
+    /// <summary>Trains (or resumes) into outDir. ops picks where the forward and backward run: the managed SIMD CPU
+    /// code when null, or ILGPU kernels (CUDA, CPU accelerator) through an <see cref="IlgpuTrainingOps"/>.</summary>
+    public static TrainableLlama Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, CancellationToken ct = default,
+        ITrainingOps? ops = null)
     {
         Directory.CreateDirectory(outDir);
         progress?.Report(new TrainingProgress("reading corpus", 0, cfg.Steps, 0, null, 0, 0));
@@ -55,6 +58,7 @@ public static class Trainer
             TiedEmbeddings = cfg.TieEmbeddings, BosTokenId = bos, EosTokenIds = [eos],
         }.Validated("training config");
         var model = new TrainableLlama(config, cfg.Seed);
+        if (ops != null) model.UseOps(ops);
         var opt = new AdamW(cfg.LearningRate, cfg.WeightDecay, clipNorm: cfg.Clip, warmupSteps: cfg.Warmup, totalSteps: cfg.Steps);
         var statePath = Path.Combine(outDir, "trainer_state.json");
         var log = new List<string>();
@@ -68,7 +72,7 @@ public static class Trainer
         {
             ct.ThrowIfCancellationRequested();
             model.ZeroGrad();
-            var rng = new Random(HashCode.Combine(cfg.Seed, step));
+            var rng = new Random(StepSeed(cfg.Seed, step)); // not HashCode.Combine: that is randomised per process
             int n = cfg.BatchSize * cfg.Accumulation;
             var batch = Enumerable.Range(0, n).Select(_ => Sample(rng, cfg, tok, trainStream, train, bos)).ToList();
             var losses = new float[n];
@@ -96,6 +100,9 @@ public static class Trainer
         }
         return model;
     }
+
+    /// <summary>The data seed of one step: the same in every process, so runs and resumed runs repeat exactly.</summary>
+    private static int StepSeed(int seed, int step) => unchecked((int)(((uint)seed * 2654435761u) ^ ((uint)step * 40503u + 0x9E3779B9u)));
 
     private static int[] Stream(ITextTokenizer tok, IEnumerable<string> docs, int eos) =>
         docs.SelectMany(d => tok.Encode(d).Append(eos)).ToArray();
@@ -163,7 +170,7 @@ public static class Trainer
     {
         int len = Math.Min(sequenceLength + 1, stream.Length);
         var losses = new float[windows];
-        Parallel.For(0, windows, i =>
+        Parallel.For(0, windows, new ParallelOptions { MaxDegreeOfParallelism = model.Ops.ParallelMicroBatches ? -1 : 1 }, i =>
         {
             int start = (int)((long)(stream.Length - len) * i / Math.Max(1, windows - 1));
             var seq = stream[start..(start + len)];

@@ -252,20 +252,21 @@ public class TrainingKernelTests
         }
     }
 
-    private static ModelConfig Tiny() => new ModelConfig
+    private static ModelConfig Tiny(bool tied = false) => new ModelConfig
     {
-        Dim = 16, HiddenDim = 24, Layers = 2, Heads = 4, KvHeads = 2, VocabSize = 20, MaxSeqLen = 32, BosTokenId = 1, EosTokenIds = [2],
+        Dim = 16, HiddenDim = 24, Layers = 2, Heads = 4, KvHeads = 2, VocabSize = 20, MaxSeqLen = 32, BosTokenId = 1, EosTokenIds = [2], TiedEmbeddings = tied,
     }.Validated("tiny");
 
     [Theory]
-    [InlineData("ilgpu-cpu")]
-    [InlineData("ilgpu-cpu-wide")]
-    public void A_model_trains_the_same_on_the_ilgpu_kernels_as_on_the_managed_backend(string backend)
+    [InlineData("ilgpu-cpu", false)]
+    [InlineData("ilgpu-cpu", true)]
+    [InlineData("ilgpu-cpu-wide", true)]
+    public void A_model_trains_the_same_on_the_ilgpu_kernels_as_on_the_managed_backend(string backend, bool tied)
     {
         lock (Backends.Lock)
         {
-            var managed = new TrainableLlama(Tiny(), seed: 5);
-            var device = new TrainableLlama(Tiny(), seed: 5).UseOps(Ops(backend));
+            var managed = new TrainableLlama(Tiny(tied), seed: 5);
+            var device = new TrainableLlama(Tiny(tied), seed: 5).UseOps(Ops(backend));
             var optManaged = new AdamW(1e-2f, warmupSteps: 2, totalSteps: 10);
             var optDevice = new AdamW(1e-2f, warmupSteps: 2, totalSteps: 10);
             int[][] data = [[1, 5, 9, 3, 17, 4, 8, 2], [1, 7, 7, 12, 3, 19, 6, 11, 5, 2]];
