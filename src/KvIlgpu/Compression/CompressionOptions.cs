@@ -9,13 +9,16 @@ namespace KvIlgpu.Compression;
 /// <param name="Squared">Sum squared probabilities (L2) or plain ones (L1).</param>
 /// <param name="PoolKernel">Max-pool width along the key axis of the prefill metric (odd; 1 disables it).</param>
 /// <param name="Interval">Compress every N decode steps (and always after prefill and when blocks run out).</param>
+/// <param name="Average">Rank by the metric divided by the number of queries that could see each KV (SPEC 2's
+/// "average" variant) instead of the plain sum.</param>
 public sealed record CompressionOptions(
     EvictionBudget Budget,
     string Policy = "kvcompress",
     int? ObservationWindow = null,
     bool? Squared = null,
     int? PoolKernel = null,
-    int Interval = 1)
+    int Interval = 1,
+    bool Average = false)
 {
     public static IEnumerable<string> Policies => ["full", .. EvictionPolicy.Registry.Keys];
 

@@ -50,7 +50,7 @@ public abstract class EvictionPolicy
 
     public static readonly IReadOnlyDictionary<string, EvictionPolicy> Registry = new EvictionPolicy[]
     {
-        new KvCompressPolicy(), new KvCompressUniformPolicy(), new StreamingLlmPolicy(), new H2oPolicy(), new SnapKvPolicy(),
+        new KvCompressPolicy(), new KvCompressUniformPolicy(), new KvCompressEvenLayerPolicy(), new StreamingLlmPolicy(), new H2oPolicy(), new SnapKvPolicy(),
         new PyramidKvPolicy(), new AdaKvPolicy(),
     }.ToDictionary(p => p.Name);
 }
@@ -64,6 +64,27 @@ public sealed class KvCompressPolicy : EvictionPolicy
     public override bool AccumulateDuringDecode => true;
     public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers) =>
         EvictionPlanner.Plan(heads, blockSize, sequenceLength, budget);
+}
+
+/// <summary>Ablation of KV-Compress (SPEC 3 "even-per-layer"): chunks are ranked across the KV heads of each layer
+/// only, and every layer gets the same share of the budget, so heads within a layer still compete but layers do not.</summary>
+public sealed class KvCompressEvenLayerPolicy : EvictionPolicy
+{
+    public override string Name => "kvcompress-layer";
+    public override bool Squared => true;
+    public override bool AccumulateDuringDecode => true;
+
+    public override EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
+    {
+        var evicted = new int[heads.Count][];
+        foreach (var layer in Enumerable.Range(0, heads.Count).GroupBy(i => heads[i].Layer))
+        {
+            var members = layer.ToList();
+            var plan = EvictionPlanner.Plan(members.Select(i => heads[i]).ToList(), blockSize, sequenceLength, budget);
+            for (int k = 0; k < members.Count; k++) evicted[members[k]] = plan.Evicted[k].ToArray();
+        }
+        return new EvictionPlan(evicted);
+    }
 }
 
 /// <summary>The same budget for every head: each keeps its best-scoring KVs (SnapKV, H2O, StreamingLLM, uniform ablation).</summary>

@@ -5,8 +5,9 @@ namespace KvIlgpu.Compression;
 /// <summary>Runs one compression of one sequence: read every head's metrics, plan (SPEC 3), compact.</summary>
 public static class SequenceCompressor
 {
+    /// <param name="promptLength">Tokens of the prefill that seeded the metric (for the average variant).</param>
     /// <returns>How many KVs were evicted.</returns>
-    public static int Compress(PagedKvCache cache, int sequence, int sequenceLength, CompressionOptions options)
+    public static int Compress(PagedKvCache cache, int sequence, int sequenceLength, CompressionOptions options, int promptLength = 0)
     {
         if (!options.Evicts) return 0;
         var policy = options.EvictionPolicy;
@@ -14,9 +15,27 @@ public static class SequenceCompressor
         if (policy is KvCompressPolicy && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
         var heads = cache.ReadHeads(sequence);
+        if (options.Average) heads = heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList();
         var plan = policy.Plan(heads, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
         return plan.TotalEvicted;
+    }
+
+    /// <summary>The head with each metric divided by how many queries could see that KV: the window queries of the
+    /// prefill at or after its position, plus (when the policy accumulates during decode) every decode query since.</summary>
+    public static HeadSlots Averaged(HeadSlots head, int sequenceLength, int promptLength, CompressionOptions options)
+    {
+        int window = options.EffectiveWindow == 0 ? promptLength : Math.Min(options.EffectiveWindow, promptLength);
+        bool decode = options.EvictionPolicy.AccumulateDuringDecode;
+        var metric = new float[head.Length];
+        for (int t = 0; t < head.Length; t++)
+        {
+            int p = head.Positions[t];
+            int seen = (p < promptLength ? promptLength - Math.Max(p, promptLength - window) : 0)
+                + (decode ? Math.Max(0, sequenceLength - Math.Max(p, promptLength)) : 0);
+            metric[t] = head.Metric[t] / Math.Max(1, seen);
+        }
+        return head with { Metric = metric };
     }
 
     /// <summary>Writes the prefill metric (observation window) into a freshly prefilled sequence, whose slots are

@@ -212,7 +212,7 @@ public sealed class Scheduler : IDisposable
 
     private void Compress(Sequence s)
     {
-        int evicted = SequenceCompressor.Compress(_cache, s.Slot!.Value, s.Cached, s.Options.Compression!);
+        int evicted = SequenceCompressor.Compress(_cache, s.Slot!.Value, s.Cached, s.Options.Compression!, s.PromptLength);
         s.Evicted += evicted;
         _evicted += evicted;
         s.DecodeStepsSinceCompression = 0;

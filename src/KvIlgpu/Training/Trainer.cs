@@ -111,7 +111,7 @@ public static class Trainer
     private readonly record struct TrainingSample(int[] Ids, int AnswerTokens);
 
     /// <summary>A training sequence: a corpus window, or (task_fraction of the time) a synthetic long-range task of a
-    /// length drawn from [task_min_length, sequence_length].</summary>
+    /// length drawn log-uniformly from [task_min_length, sequence_length].</summary>
     private static TrainingSample Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
     {
         int len = cfg.SequenceLength + 1;
@@ -120,7 +120,9 @@ public static class Trainer
             int start = rng.Next(0, stream.Length - len);
             return new(stream[start..(start + len)], 0);
         }
-        int target = rng.Next(cfg.TaskMinLength ?? cfg.SequenceLength, cfg.SequenceLength + 1) + 1;
+        // Log-uniform lengths: most tasks are short (cheap, many per step), a steady share reaches the full length.
+        int min = cfg.TaskMinLength ?? cfg.SequenceLength;
+        int target = (int)Math.Round(min * Math.Pow(cfg.SequenceLength / (double)min, rng.NextDouble())) + 1;
         int kind = Pick(rng, cfg.TaskWeights);
         var doc = docs[rng.Next(docs.Count)];
         int chars = Math.Min(doc.Length, target * 4);

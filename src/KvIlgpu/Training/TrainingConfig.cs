@@ -33,8 +33,8 @@ public sealed record TrainingConfig
     /// <summary>Weight of each answer token of a synthetic task in the loss, relative to 1 for every other token: the
     /// answer is a handful of tokens after hundreds of filler tokens, so without weight it barely moves the gradient.</summary>
     [JsonPropertyName("answer_weight")] public float AnswerWeight { get; init; } = 1f;
-    /// <summary>Synthetic tasks are drawn with lengths uniform in [task_min_length, sequence_length] tokens (short ones
-    /// are cheap and teach retrieval early; long ones teach it at full context). Default: sequence_length.</summary>
+    /// <summary>Synthetic tasks are drawn with lengths log-uniform in [task_min_length, sequence_length] tokens (short
+    /// ones are cheap and teach retrieval early; long ones teach it at full context). Default: sequence_length.</summary>
     [JsonPropertyName("task_min_length")] public int? TaskMinLength { get; init; }
     /// <summary>Relative frequency of passkey, multi-key needle and span-copy tasks.</summary>
     [JsonPropertyName("task_weights")] public double[] TaskWeights { get; init; } = [1, 1, 1];

@@ -8,7 +8,7 @@ public class EvictionPlannerTests
     /// <summary>SPEC 3 written another way: each head's chunks in order with their scores, then a k-way merge that
     /// repeatedly takes the cheapest next chunk of any head (ties: lower head). Because a head's chunk scores never
     /// decrease, this takes the same chunks as one global sort.</summary>
-    private static int[][] Reference(IReadOnlyList<HeadSlots> heads, int b, int seqLen, EvictionBudget budget)
+    internal static int[][] Reference(IReadOnlyList<HeadSlots> heads, int b, int seqLen, EvictionBudget budget)
     {
         var sorted = new List<int>[heads.Count];
         var scores = new List<float>[heads.Count];
