@@ -20,13 +20,14 @@ internal static class EvalCommand
         var corpus = new Option<string>("--corpus") { Description = "held-out text (a .ids file holds token ids instead)", Required = true };
         var segmentLength = new Option<int>("--segment-length") { Description = "tokens per evaluated segment (default: the model's context)" };
         var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
-        var passkey = new Option<int>("--passkey-trials") { Description = "passkey trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
+        var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
+        var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
         var protectedWindow = new Option<int>("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
         var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and kl-vs-compression.svg" };
         var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
-            { model, policies, budgets, corpus, segmentLength, segments, passkey, protectedWindow, device, json, outDir };
+            { model, policies, budgets, corpus, segmentLength, segments, passkey, taskLengths, protectedWindow, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model)!, corpusPath = r.GetValue(corpus)!;
@@ -44,7 +45,9 @@ internal static class EvalCommand
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
             foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
             var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments),
-                ProtectedWindow: r.GetValue(protectedWindow), PasskeyTrials: r.GetValue(passkey));
+                ProtectedWindow: r.GetValue(protectedWindow), PasskeyTrials: r.GetValue(passkey),
+                PasskeyLengths: r.GetValue(taskLengths)?.Split(',').Select(v => int.TryParse(v.Trim(), out var n) && n > 8 ? n
+                    : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList());
             var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
             InferenceEngine NewEngine() => InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2), tokenizer);
 
@@ -64,7 +67,12 @@ internal static class EvalCommand
                 File.WriteAllText(Path.Combine(dir, "results.md"), Evaluator.Markdown(rows));
                 File.WriteAllText(Path.Combine(dir, "results.csv"), Evaluator.Csv(rows));
                 Evaluator.Plot(Path.Combine(dir, "kl-vs-compression.svg"), rows);
-                Console.Error.WriteLine($"wrote {dir}/results.md, results.csv, kl-vs-compression.svg");
+                if (rows.Any(x => x.PasskeyAccuracy != null))
+                {
+                    Evaluator.Plot(Path.Combine(dir, "passkey-vs-compression.svg"), rows, "Passkey accuracy vs compression", "passkey accuracy", x => x.PasskeyAccuracy);
+                    Evaluator.Plot(Path.Combine(dir, "needle-vs-compression.svg"), rows, "Multi-key needle accuracy vs compression", "needle accuracy", x => x.NeedleAccuracy);
+                }
+                Console.Error.WriteLine($"wrote {dir}/results.md, results.csv and plots");
             }
             return Task.FromResult(0);
         }));

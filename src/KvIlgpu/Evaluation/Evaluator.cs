@@ -31,7 +31,7 @@ public sealed record EvaluationOptions(
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced
 /// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval.</summary>
 public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double Perplexity, double KlToFull,
-    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes);
+    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null);
 
 /// <summary>Runs every policy at every budget on the same inputs, through the same engine path as serving
 /// (teacher forcing and a logits tap on the scheduler).</summary>
@@ -83,8 +83,9 @@ public static class Evaluator
             }
             long peak = engine.Stats.PeakKvBytes; // of the corpus runs, before passkey prompts
             double? passkey = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget) : null;
+            double? needle = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle) : null;
             rows.Add(new EvaluationRow(policy, budget, full / (double)Math.Max(1, held), Math.Exp(nll / count), kl / count, agree / count,
-                passkey, peak));
+                passkey, peak, needle));
         }
         return rows;
     }
@@ -116,28 +117,32 @@ public static class Evaluator
     public static string Markdown(IReadOnlyList<EvaluationRow> rows)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | peak KV bytes |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | peak KV bytes |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        static string Pct(double? v) => v is double p ? p.ToString("P0", CultureInfo.InvariantCulture) : "-";
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {r.Perplexity:F3} | {r.KlToFull:F4} | {r.Top1Agreement:P1} | {(r.PasskeyAccuracy is double p ? p.ToString("P0", CultureInfo.InvariantCulture) : "-")} | {r.PeakKvBytes:N0} |"));
+                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {r.Perplexity:F3} | {r.KlToFull:F4} | {r.Top1Agreement:P1} | {Pct(r.PasskeyAccuracy)} | {Pct(r.NeedleAccuracy)} | {r.PeakKvBytes:N0} |"));
         return sb.ToString();
     }
 
     public static string Csv(IReadOnlyList<EvaluationRow> rows)
     {
-        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,peak_kv_bytes\n");
+        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,peak_kv_bytes\n");
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.PeakKvBytes}"));
+                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.NeedleAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.PeakKvBytes}"));
         return sb.ToString();
     }
 
     /// <summary>KL to the full cache against compression ratio, one line per policy.</summary>
-    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows) =>
-        SvgPlot.Write(path, "KL to the full cache vs compression", "compression ratio (full KVs / kept KVs)", "mean KL(full || compressed)",
-            rows.Where(r => r.Policy != "full").GroupBy(r => r.Policy)
-                .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.Select(r => (r.CompressionRatio, r.KlToFull)).ToList()));
+    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows) => Plot(path, rows, "KL to the full cache vs compression", "mean KL(full || compressed)", r => r.KlToFull);
+
+    /// <summary>One score against compression ratio, one line per policy (rows without the score are left out).</summary>
+    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows, string title, string yLabel, Func<EvaluationRow, double?> score) =>
+        SvgPlot.Write(path, title, "compression ratio (full KVs / kept KVs)", yLabel,
+            rows.Where(r => r.Policy != "full" && score(r) != null).GroupBy(r => r.Policy)
+                .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.Select(r => (r.CompressionRatio, score(r)!.Value)).ToList()));
 }
 
 /// <summary>Passkey retrieval: a number stated once at a chosen depth of filler text, asked for at the end; greedy
@@ -146,18 +151,53 @@ public static class Passkey
 {
     private const string Filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
 
-    /// <summary>Mean accuracy over the options' lengths and depths for one policy and budget.</summary>
-    public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget) =>
+    /// <summary>Builds one retrieval prompt of about length tokens with the fact asked for at relative depth; returns
+    /// the prompt and the answer the greedy continuation must contain.</summary>
+    public delegate (List<int> Prompt, string Answer) TaskBuilder(ITextTokenizer tok, int length, double depth, Random rng);
+
+    /// <summary>Mean accuracy over the options' lengths and depths for one policy and budget (the passkey task unless
+    /// another is given).</summary>
+    public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null) =>
         Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9], options.PasskeyTrials,
             promptLength => policy == "full" ? null
-                : new CompressionOptions(new EvictionBudget(EvaluationOptions.BudgetTokens(budget, promptLength), ProtectedWindow: options.ProtectedWindow), policy))
+                : new CompressionOptions(new EvictionBudget(EvaluationOptions.BudgetTokens(budget, promptLength), ProtectedWindow: options.ProtectedWindow), policy),
+            task: task)
         .Average(cell => cell.Accuracy);
+
+    /// <summary>The passkey task: a 5-digit key stated once at the depth.</summary>
+    public static (List<int> Prompt, string Answer) PasskeyTask(ITextTokenizer tok, int length, double depth, Random rng)
+    {
+        string key = rng.Next(10000, 99999).ToString(CultureInfo.InvariantCulture);
+        return (Build(tok, length, depth, key), key);
+    }
+
+    /// <summary>The multi-key needle task: four "The value of NAME is NNNN." facts (fewer when they would fill more than
+    /// half the prompt), the one asked for at the depth and the others at random depths, then "What is the value of NAME? The value of NAME is".</summary>
+    public static (List<int> Prompt, string Answer) MultiKeyNeedle(ITextTokenizer tok, int length, double depth, Random rng)
+    {
+        var facts = Enumerable.Range(0, 4).Select(i => (Name: new string(Enumerable.Range(0, 6).Select(_ => (char)('a' + rng.Next(26))).ToArray()),
+            Value: rng.Next(1000, 10000).ToString(CultureInfo.InvariantCulture), Depth: i == 0 ? depth : rng.NextDouble())).ToList();
+        var question = tok.Encode($" What is the value of {facts[0].Name}? The value of {facts[0].Name} is");
+        var needles = facts.Select(f => (Tokens: tok.Encode($" The value of {f.Name} is {f.Value}. "), f.Depth)).ToList();
+        // Short prompts (or verbose tokenizers) keep fewer distractors: the facts take at most half the prompt.
+        while (needles.Count > 1 && needles.Sum(n => n.Tokens.Count) > length / 2) needles.RemoveAt(needles.Count - 1);
+        int fillerTokens = Math.Max(0, length - needles.Sum(n => n.Tokens.Count) - question.Count - 1);
+        var filler = tok.Encode(Filler);
+        var body = Enumerable.Range(0, fillerTokens).Select(i => filler[i % filler.Count]).ToList();
+        foreach (var (tokens, d) in needles.OrderByDescending(n => n.Depth)) body.InsertRange((int)(fillerTokens * d), tokens);
+        var prompt = new List<int>();
+        if (tok.BosId is int bos) prompt.Add(bos);
+        prompt.AddRange(body);
+        prompt.AddRange(question);
+        return (prompt, facts[0].Value);
+    }
 
     /// <summary>Accuracy for every (context length, depth) cell: trials prompts each, greedy answer must contain the key.
     /// compressionFor gives the compression for a prompt of that many tokens (null: full cache).</summary>
     public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths, IReadOnlyList<double> depths,
-        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null)
+        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null, TaskBuilder? task = null)
     {
+        task ??= PasskeyTask;
         var tok = engine.Tokenizer ?? throw new InvalidOperationException("passkey retrieval needs a tokenizer");
         var rng = new Random(1234);
         var result = new List<(int, double, double)>();
@@ -168,8 +208,7 @@ public static class Passkey
                 // Submitted together: the scheduler batches them.
                 var runs = Enumerable.Range(0, trials).Select(_ =>
                 {
-                    string key = rng.Next(10000, 99999).ToString(CultureInfo.InvariantCulture);
-                    var prompt = Build(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, key);
+                    var (prompt, key) = task(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, rng);
                     return (key, engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compressionFor(prompt.Count))));
                 }).ToList();
                 int ok = runs.Count(r => r.Item2.Completion.GetAwaiter().GetResult() is var res && (res.Text ?? tok.Decode(res.TokenIds)).Contains(r.key));

@@ -30,12 +30,39 @@ public class EvalTests
             Assert.True(r.GetProperty("KlToFull").GetDouble() > 0, r.ToString());
             Assert.True(r.GetProperty("PeakKvBytes").GetInt64() < full.GetProperty("PeakKvBytes").GetInt64(), r.ToString() + " vs full " + full.ToString());
             Assert.InRange(r.GetProperty("PasskeyAccuracy").GetDouble(), 0, 1);
+            Assert.InRange(r.GetProperty("NeedleAccuracy").GetDouble(), 0, 1);
         }
         // Tighter budgets compress more.
         var kv = rows.Where(r => r.GetProperty("Policy").GetString() == "kvcompress").ToList();
         Assert.True(kv[1].GetProperty("CompressionRatio").GetDouble() > kv[0].GetProperty("CompressionRatio").GetDouble());
         Assert.Contains("| kvcompress | 1/2 |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
         Assert.Equal(8, File.ReadAllLines(Path.Combine(dir.File("out"), "results.csv")).Length);
-        System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), "kl-vs-compression.svg"));
+        foreach (var plot in new[] { "kl-vs-compression.svg", "passkey-vs-compression.svg", "needle-vs-compression.svg" })
+            System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), plot));
+    }
+
+    [Fact]
+    public void Multi_key_needle_prompts_state_every_fact_once_and_ask_for_the_one_at_the_depth()
+    {
+        using var dir = new TempDir();
+        var path = dir.File("tokenizer.json");
+        KvIlgpu.Tokenization.ByteLevelBpeTrainer.Save(KvIlgpu.Tokenization.ByteLevelBpeTrainer.Train(
+            ["The grass is green. The sky is blue. The value of the key is 1234. What is the value?"], 60, ["<|bos|>"]), path);
+        var tok = new KvIlgpu.Tokenization.ByteLevelBpeTextTokenizer(path);
+        var rng = new Random(5);
+        foreach (var (length, depth) in new[] { (200, 0.1), (400, 0.5), (300, 0.9) })
+        {
+            var (prompt, answer) = KvIlgpu.Evaluation.Passkey.MultiKeyNeedle(tok, length, depth, rng);
+            var text = tok.Decode(prompt);
+            Assert.InRange(prompt.Count, length - 4, length + 4);
+            var facts = System.Text.RegularExpressions.Regex.Matches(text, @"The value of ([a-z]{6}) is (\d{4})\.");
+            Assert.Equal(4, facts.Count);
+            var asked = System.Text.RegularExpressions.Regex.Match(text, @"What is the value of ([a-z]{6})\? The value of \1 is$");
+            Assert.True(asked.Success, text[^80..]);
+            var fact = facts.Single(f => f.Groups[1].Value == asked.Groups[1].Value);
+            Assert.Equal(answer, fact.Groups[2].Value);
+            // Depth is measured in filler; the other facts and the question shift it a little in the whole text.
+            Assert.InRange(fact.Index / (double)text.Length, depth - 0.2, depth + 0.2);
+        }
     }
 }
