@@ -17,4 +17,9 @@ if (args.Length > 0 && args[0] == "compress-throughput")
     CompressionThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 32), Arg(3, 512), Arg(4, 64), Arg(5, 4));
     return;
 }
+if (args.Length > 0 && args[0] == "train-throughput")
+{
+    TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1]) : 1024, args.Length > 2 ? int.Parse(args[2]) : 3);
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);

@@ -157,6 +157,33 @@ public sealed class TrainableLlama
         return loss;
     }
 
+    /// <summary>The gradient of a batch's mean loss (each sequence weighted 1/n, its last answerTokens targets weighted
+    /// answerWeight), added into Grads in a fixed order, so the sum is deterministic. On the managed backend the
+    /// sequences run in parallel with gradient sets of their own; on an accelerator one after another. Returns each
+    /// sequence's mean loss.</summary>
+    public float[] AccumulateBatch(IReadOnlyList<(int[] Ids, int AnswerTokens)> batch, float answerWeight = 1f, CancellationToken ct = default)
+    {
+        int n = batch.Count;
+        var losses = new float[n];
+        if (Ops.ParallelMicroBatches)
+        {
+            var grads = new GradientSet[n];
+            Parallel.For(0, n, new ParallelOptions { CancellationToken = ct }, i =>
+            {
+                grads[i] = NewGradients();
+                losses[i] = AccumulateGradients(batch[i].Ids, 1f / n, grads[i], batch[i].AnswerTokens, answerWeight);
+            });
+            foreach (var g in grads) { Grads.Add(g); g.Dispose(); }
+        }
+        else
+            for (int i = 0; i < n; i++)
+            {
+                ct.ThrowIfCancellationRequested();
+                losses[i] = AccumulateGradients(batch[i].Ids, 1f / n, Grads, batch[i].AnswerTokens, answerWeight);
+            }
+        return losses;
+    }
+
     /// <summary>KL(teacher || this model) over a sequence's next-token distributions, teacherLogits [T, Vocab] from a
     /// frozen model; adds the gradient (times weight) into grads and returns the mean KL. With IsTrainable picking a
     /// subset, this distils that subset against the teacher.</summary>

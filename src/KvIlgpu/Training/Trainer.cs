@@ -75,20 +75,7 @@ public static class Trainer
             var rng = new Random(StepSeed(cfg.Seed, step)); // not HashCode.Combine: that is randomised per process
             int n = cfg.BatchSize * cfg.Accumulation;
             var batch = Enumerable.Range(0, n).Select(_ => Sample(rng, cfg, tok, trainStream, train, bos)).ToList();
-            var losses = new float[n];
-            if (model.Ops.ParallelMicroBatches)
-            {
-                var grads = new GradientSet[n];
-                Parallel.For(0, n, new ParallelOptions { CancellationToken = ct }, i =>
-                {
-                    grads[i] = model.NewGradients();
-                    losses[i] = model.AccumulateGradients(batch[i].Ids, 1f / n, grads[i], batch[i].AnswerTokens, cfg.AnswerWeight);
-                });
-                foreach (var g in grads) { model.Grads.Add(g); g.Dispose(); } // fixed order: deterministic sums
-            }
-            else
-                for (int i = 0; i < n; i++)
-                    losses[i] = model.AccumulateGradients(batch[i].Ids, 1f / n, model.Grads, batch[i].AnswerTokens, cfg.AnswerWeight);
+            var losses = model.AccumulateBatch(batch.Select(b => (b.Ids, b.AnswerTokens)).ToList(), cfg.AnswerWeight, ct);
             float lr = opt.LearningRate(step);
             opt.Update(model);
             tokens += batch.Sum(b => b.Ids.Length - 1);
