@@ -19,7 +19,8 @@ public static class TrainingThroughput
             TiedEmbeddings = true, BosTokenId = 4256, EosTokenIds = [4257],
         }.Validated("default shape");
         Console.WriteLine($"default model shape (1.24M parameters), {sequenceLength} tokens per sequence, 4 sequences per step, {steps} timed steps after 1 warm-up");
-        Console.WriteLine($"managed SIMD CPU: {Measure(config, null, sequenceLength, steps):F0} tokens/s");
+        double flops = FlopsPerToken(config, sequenceLength), managed = Measure(config, null, sequenceLength, steps);
+        Console.WriteLine($"managed SIMD CPU: {managed:F0} tokens/s = {managed * flops / 1e9:F1} GFLOP/s ({flops / 1e6:F1} MFLOP per token, forward + backward)");
         var cuda = IlgpuBackend.TryCreate(DeviceKind.Cuda);
         if (cuda != null)
         {
@@ -33,6 +34,15 @@ public static class TrainingThroughput
             Console.WriteLine($"no CUDA device; ILGPU kernels on the CPU accelerator at {shortLength} tokens: {Measure(config, ops, shortLength, 1):F0} tokens/s " +
                 $"(managed at {shortLength}: {Measure(config, null, shortLength, steps):F0})");
         }
+    }
+
+    /// <summary>Forward + backward FLOPs per token: 2 per weight of every matrix product (output head included) and
+    /// 2 x 2 per causal attention score pair (QK^T and PV, half the sequence on average), times 3 for the backward.</summary>
+    public static double FlopsPerToken(ModelConfig c, int length)
+    {
+        double linear = c.Layers * ((double)c.Dim * (c.QDim + 2 * c.KvDim) + c.QDim * c.Dim + 3.0 * c.Dim * c.HiddenDim) + (double)c.VocabSize * c.Dim;
+        double attention = c.Layers * 2.0 * 2 * (length + 1) / 2 * c.QDim;
+        return 3 * (2 * linear + attention);
     }
 
     private static double Measure(ModelConfig config, ITrainingOps? ops, int length, int steps)
