@@ -23,6 +23,8 @@ public sealed class PagedKvCache : IDisposable
     private readonly bool[] _sequenceInUse;
 
     public PagedLayout Layout { get; }
+    /// <summary>The backend whose device holds the cache.</summary>
+    public IComputeBackend Backend => _backend;
     public PagedKvBuffers Buffers { get; }
     public BlockPool Pool { get; }
     public int MaxSequences { get; }
@@ -69,7 +71,8 @@ public sealed class PagedKvCache : IDisposable
         _freeSequences = new Stack<int>(Enumerable.Range(0, MaxSequences).Reverse());
     }
 
-    private int Head(int sequence, int layer, int kvHead) => (sequence * Layout.Layers + layer) * Layout.KvHeads + kvHead;
+    /// <summary>Index of a (sequence, layer, KV head) among all heads of the cache (block tables, lengths).</summary>
+    public int Head(int sequence, int layer, int kvHead) => (sequence * Layout.Layers + layer) * Layout.KvHeads + kvHead;
 
     public int Length(int sequence, int layer, int kvHead) => _lengths[Head(sequence, layer, kvHead)];
     public int BlockCount(int sequence, int layer, int kvHead) => _blockCounts[Head(sequence, layer, kvHead)];

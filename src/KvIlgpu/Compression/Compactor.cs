@@ -19,7 +19,11 @@ public static class Compactor
     }
 
     /// <summary>Applies a plan whose heads are listed as (layer, kvHead) for one sequence slot.</summary>
-    public static void Apply(PagedKvCache cache, int sequence, IReadOnlyList<HeadSlots> heads, EvictionPlan plan)
+    public static void Apply(PagedKvCache cache, int sequence, IReadOnlyList<HeadSlots> heads, EvictionPlan plan) =>
+        Apply(cache, sequence, heads.Select(h => (h.Layer, h.KvHead, h.Length)).ToList(), plan);
+
+    /// <summary>Applies a plan to heads given by (layer, KV head, length before eviction).</summary>
+    public static void Apply(PagedKvCache cache, int sequence, IReadOnlyList<(int Layer, int KvHead, int Length)> heads, EvictionPlan plan)
     {
         var physical = new List<int>();
         for (int i = 0; i < heads.Count; i++)

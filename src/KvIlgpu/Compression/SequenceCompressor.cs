@@ -1,3 +1,4 @@
+using KvIlgpu.Compute;
 using KvIlgpu.Cache;
 
 namespace KvIlgpu.Compression;
@@ -14,12 +15,31 @@ public static class SequenceCompressor
         // KV-Compress's budget is global: when the sequence already fits it, there is nothing to read back or plan.
         if (policy is KvCompressPolicy && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
+        if (policy is KvCompressPolicy && !options.Average && PlansOnDevice(cache))
+        {
+            // The metrics stay on the GPU: plan there, then compact with the lengths alone.
+            var devicePlan = DeviceEvictionPlanner.For((IlgpuBackend)cache.Backend).Plan(cache, sequence, sequenceLength, options.Budget);
+            if (devicePlan.TotalEvicted > 0) Compactor.Apply(cache, sequence, HeadShapes(cache, sequence), devicePlan);
+            return devicePlan.TotalEvicted;
+        }
         var heads = cache.ReadHeads(sequence);
         if (options.Average) heads = heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList();
         var plan = policy.Plan(heads, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
         return plan.TotalEvicted;
     }
+
+    /// <summary>Whether KV-Compress plans on the device: on CUDA always (ILGPU.Algorithms sorts there are fast); on the
+    /// CPU accelerator only when asked (its simulated radix sort takes seconds), which tests do.</summary>
+    internal static bool PlansOnDevice(PagedKvCache cache) =>
+        cache.Backend is IlgpuBackend ilgpu && (ilgpu.Kind == DeviceKind.Cuda || DevicePlanningOnCpuAccelerator);
+
+    /// <summary>Test switch: plan on ILGPU's CPU accelerator too.</summary>
+    internal static bool DevicePlanningOnCpuAccelerator { get; set; }
+
+    private static List<(int Layer, int KvHead, int Length)> HeadShapes(PagedKvCache cache, int sequence) =>
+        Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads)
+            .Select(h => (l, h, cache.Length(sequence, l, h)))).ToList();
 
     /// <summary>The head with each metric divided by how many queries could see that KV: the window queries of the
     /// prefill at or after its position, plus (when the policy accumulates during decode) every decode query since.</summary>

@@ -150,6 +150,9 @@ public sealed class IlgpuBackend : IComputeBackend
     public LaunchShape Shape => _shape;
 
     private static ArrayView<float> V(DeviceBuffer b) => ((Buffer)b).View;
+    /// <summary>The device memory behind a buffer of this backend (for kernels launched elsewhere in the library).</summary>
+    internal static ArrayView<float> View(DeviceBuffer b) => V(b);
+    internal static ArrayView<int> View(DeviceIntBuffer b) => IV(b);
 
     public DeviceBuffer Allocate(int length) => new Buffer(_accelerator, length);
     public DeviceWeight Upload(WeightTensor weight) => new Weight(_accelerator, weight);
