@@ -56,4 +56,10 @@ public static class ActivationKernels
     {
         for (int i = GridStride.Start; i < count; i += GridStride.Step) y[i] = x[i] + z[i];
     }
+
+    /// <summary>x *= factor[0] (the factor lives on the device, so the launch needs no recompilation per value).</summary>
+    public static void Scale(ArrayView<float> x, ArrayView<float> factor, int count)
+    {
+        for (int i = GridStride.Start; i < count; i += GridStride.Step) x[i] *= factor[0];
+    }
 }

@@ -78,12 +78,7 @@ public sealed class IlgpuTrainingOps : ITrainingOps
         _kl = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.KlDivergence);
         _adamW = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamWStep>(OptimizerKernels.AdamW);
         _sumOfSquares = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(OptimizerKernels.SumOfSquaresPartials);
-        _scaleKernel = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ScaleKernel);
-    }
-
-    private static void ScaleKernel(ArrayView<float> x, ArrayView<float> factor, int count)
-    {
-        for (int i = Grid.GlobalIndex.X; i < count; i += Grid.DimX * Group.DimX) x[i] *= factor[0];
+        _scaleKernel = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Scale);
     }
 
     public string Name => "ilgpu " + _backend.Name;
