@@ -42,89 +42,118 @@ public static class AttentionKernels
         }
     }
 
-    // Training attention over one whole sequence: q [t, heads*d], k and v [t, kvHeads*d], probs [heads, t, t].
-    // One thread per (head, query row), or per (KV head, key row) for the key/value gradients; the probabilities are
-    // kept for the backward pass.
+    // Training attention over one whole sequence: q [t, heads*d], k and v [t, kvHeads*d]. The probabilities kept for
+    // the backward pass (and the score gradients) are stored key-major, probs[(h * t + j) * t + i] for query i and key
+    // j, so that neighbouring threads, which hold neighbouring query rows, touch neighbouring addresses. Each step is
+    // its own kernel with one thread per output element (per score, per softmax row, per output feature), which gives a
+    // GPU enough threads to fill it at any sequence length: forward = scores, softmax, output; backward = score
+    // gradients, softmax backward, query gradient, then key and value gradients.
 
-    /// <summary>Causal GQA attention that stores the softmax probabilities (zero above the diagonal).</summary>
-    public static void TrainingAttention(ArrayView<float> q, ArrayView<float> k, ArrayView<float> v, ArrayView<float> output,
-        ArrayView<float> probs, int t, int heads, int kvHeads, int d)
+    /// <summary>Index of (head h, key j, query i) in the key-major probability layout.</summary>
+    private static long ProbIndex(int h, int j, int i, int t) => ((long)h * t + j) * t + i;
+
+    /// <summary>probs[h, j, i] = q_i . k_j / sqrt(d) for j &lt;= i, 0 above the diagonal.</summary>
+    public static void TrainingScores(ArrayView<float> q, ArrayView<float> k, ArrayView<float> probs, int t, int heads, int kvHeads, int d)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
         float scale = XMath.Rsqrt(d);
+        for (long idx = GridStride.Start; idx < (long)heads * t * t; idx += GridStride.Step)
+        {
+            int i = (int)(idx % t), j = (int)(idx / t % t), h = (int)(idx / t / t);
+            probs[idx] = j <= i ? AttentionMath.ScaledScore(q, (long)i * qDim + h * d, k, (long)j * kvDim + h / group * d, d, scale) : 0f;
+        }
+    }
+
+    /// <summary>Causal softmax of each (head, query) row of scores, in place; one thread per row.</summary>
+    public static void TrainingSoftmax(ArrayView<float> probs, int t, int heads)
+    {
         for (int idx = GridStride.Start; idx < heads * t; idx += GridStride.Step)
         {
-            int h = idx / t, i = idx % t, kvh = h / group;
-            long row = ((long)h * t + i) * t;
+            int h = idx / t, i = idx % t;
             float max = float.NegativeInfinity;
-            for (int j = 0; j <= i; j++)
-            {
-                float s = AttentionMath.ScaledScore(q, (long)i * qDim + h * d, k, (long)j * kvDim + kvh * d, d, scale);
-                probs[row + j] = s;
-                max = XMath.Max(max, s);
-            }
+            for (int j = 0; j <= i; j++) max = XMath.Max(max, probs[ProbIndex(h, j, i, t)]);
             float sum = 0;
-            for (int j = 0; j <= i; j++) { float e = XMath.Exp(probs[row + j] - max); probs[row + j] = e; sum += e; }
+            for (int j = 0; j <= i; j++) { long at = ProbIndex(h, j, i, t); float e = XMath.Exp(probs[at] - max); probs[at] = e; sum += e; }
             float inv = 1f / sum;
-            for (int j = 0; j < t; j++) probs[row + j] = j <= i ? probs[row + j] * inv : 0f;
-            for (int c = 0; c < d; c++)
-            {
-                float o = 0;
-                for (int j = 0; j <= i; j++) o += probs[row + j] * v[(long)j * kvDim + kvh * d + c];
-                output[(long)i * qDim + h * d + c] = o;
-            }
+            for (int j = 0; j <= i; j++) probs[ProbIndex(h, j, i, t)] *= inv;
         }
     }
 
-    /// <summary>Backward for the queries: dP = dO V^T, dS = P (dP - rowsum(dP P)) * scale (stored in dScores for the
-    /// key gradient), dq += dS K.</summary>
-    public static void AttentionQueryGrad(ArrayView<float> k, ArrayView<float> v, ArrayView<float> probs, ArrayView<float> dOut,
-        ArrayView<float> dScores, ArrayView<float> dq, int t, int heads, int kvHeads, int d)
+    /// <summary>output[i, h*d + c] = sum_j probs[h, j, i] v[j, kvh*d + c]; one thread per output element.</summary>
+    public static void TrainingAttentionOutput(ArrayView<float> probs, ArrayView<float> v, ArrayView<float> output, int t, int heads, int kvHeads, int d)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
+        for (int idx = GridStride.Start; idx < t * qDim; idx += GridStride.Step)
+        {
+            int i = idx / qDim, h = idx % qDim / d, c = idx % d;
+            long vc = h / group * d + c;
+            float o = 0;
+            for (int j = 0; j <= i; j++) o += probs[ProbIndex(h, j, i, t)] * v[(long)j * kvDim + vc];
+            output[idx] = o;
+        }
+    }
+
+    /// <summary>Score gradients before the softmax backward: dScores[h, j, i] = dO_i . v_j for j &lt;= i, else 0.</summary>
+    public static void AttentionProbabilityGrad(ArrayView<float> dOut, ArrayView<float> v, ArrayView<float> dScores, int t, int heads, int kvHeads, int d)
+    {
+        int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
+        for (long idx = GridStride.Start; idx < (long)heads * t * t; idx += GridStride.Step)
+        {
+            int i = (int)(idx % t), j = (int)(idx / t % t), h = (int)(idx / t / t);
+            dScores[idx] = j <= i ? AttentionMath.ScaledScore(dOut, (long)i * qDim + h * d, v, (long)j * kvDim + h / group * d, d, 1f) : 0f;
+        }
+    }
+
+    /// <summary>Softmax backward of each row, in place: dS = P (dP - sum_j dP P) / sqrt(d).</summary>
+    public static void AttentionSoftmaxGrad(ArrayView<float> probs, ArrayView<float> dScores, int t, int heads, int d)
+    {
         float scale = XMath.Rsqrt(d);
         for (int idx = GridStride.Start; idx < heads * t; idx += GridStride.Step)
         {
-            int h = idx / t, i = idx % t, kvh = h / group;
-            long row = ((long)h * t + i) * t, o = (long)i * qDim + h * d;
+            int h = idx / t, i = idx % t;
             float rowsum = 0;
-            for (int j = 0; j <= i; j++)
-            {
-                float dp = AttentionMath.ScaledScore(dOut, o, v, (long)j * kvDim + kvh * d, d, 1f);
-                dScores[row + j] = dp;
-                rowsum += dp * probs[row + j];
-            }
-            for (int j = 0; j <= i; j++) dScores[row + j] = probs[row + j] * (dScores[row + j] - rowsum) * scale;
-            for (int c = 0; c < d; c++)
-            {
-                float g = 0;
-                for (int j = 0; j <= i; j++) g += dScores[row + j] * k[(long)j * kvDim + kvh * d + c];
-                dq[o + c] += g;
-            }
+            for (int j = 0; j <= i; j++) { long at = ProbIndex(h, j, i, t); rowsum += dScores[at] * probs[at]; }
+            for (int j = 0; j <= i; j++) { long at = ProbIndex(h, j, i, t); dScores[at] = probs[at] * (dScores[at] - rowsum) * scale; }
         }
     }
 
-    /// <summary>Backward for keys and values, one thread per (KV head, key row) summing over its query heads and the
-    /// queries at or after it: dk += dS^T Q, dv += P^T dO.</summary>
+    /// <summary>dq[i, h*d + c] += sum_j dS[h, j, i] k[j, kvh*d + c]; one thread per element.</summary>
+    public static void AttentionQueryGrad(ArrayView<float> dScores, ArrayView<float> k, ArrayView<float> dq, int t, int heads, int kvHeads, int d)
+    {
+        int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
+        for (int idx = GridStride.Start; idx < t * qDim; idx += GridStride.Step)
+        {
+            int i = idx / qDim, h = idx % qDim / d, c = idx % d;
+            long kc = h / group * d + c;
+            float g = 0;
+            for (int j = 0; j <= i; j++) g += dScores[ProbIndex(h, j, i, t)] * k[(long)j * kvDim + kc];
+            dq[idx] += g;
+        }
+    }
+
+    /// <summary>Backward for keys and values, one thread per (KV head, key row, feature) summing over its query heads
+    /// and the queries at or after the key: dk += dS^T Q, dv += P^T dO.</summary>
     public static void AttentionKeyValueGrad(ArrayView<float> q, ArrayView<float> probs, ArrayView<float> dScores, ArrayView<float> dOut,
         ArrayView<float> dk, ArrayView<float> dv, int t, int heads, int kvHeads, int d)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
-        for (int idx = GridStride.Start; idx < kvHeads * t; idx += GridStride.Step)
+        for (int idx = GridStride.Start; idx < kvHeads * t * d; idx += GridStride.Step)
         {
-            int kvh = idx / t, j = idx % t;
-            long kv = (long)j * kvDim + kvh * d;
+            int c = idx % d, j = idx / d % t, kvh = idx / d / t;
+            float gk = 0, gv = 0;
             for (int h = kvh * group; h < (kvh + 1) * group; h++)
+            {
+                long row = ProbIndex(h, j, 0, t);
                 for (int i = j; i < t; i++)
                 {
-                    long at = ((long)h * t + i) * t + j, o = (long)i * qDim + h * d;
-                    float p = probs[at], ds = dScores[at];
-                    for (int c = 0; c < d; c++)
-                    {
-                        dv[kv + c] += p * dOut[o + c];
-                        dk[kv + c] += ds * q[o + c];
-                    }
+                    long o = (long)i * qDim + h * d + c;
+                    gv += probs[row + i] * dOut[o];
+                    gk += dScores[row + i] * q[o];
                 }
+            }
+            long kv = (long)j * kvDim + kvh * d + c;
+            dv[kv] += gv;
+            dk[kv] += gk;
         }
     }
 }

@@ -37,8 +37,9 @@ public sealed class IlgpuTrainingOps : ITrainingOps
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGluBackward;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> _embed;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int> _embeddingBackward;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _attention;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _attentionQueryGrad;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _scores, _attentionOutput, _probabilityGrad, _attentionQueryGrad;
+    private readonly Action<KernelConfig, ArrayView<float>, int, int> _softmax;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _softmaxGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _attentionKeyValueGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _crossEntropy;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _kl;
@@ -71,8 +72,12 @@ public sealed class IlgpuTrainingOps : ITrainingOps
         _swiGluBackward = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGluBackward);
         _embed = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float, F32Decoder>);
         _embeddingBackward = _a.LoadStreamKernel<ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(EmbeddingKernels.EmbeddingBackward);
-        _attention = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.TrainingAttention);
-        _attentionQueryGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionQueryGrad);
+        _scores = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.TrainingScores);
+        _softmax = _a.LoadStreamKernel<ArrayView<float>, int, int>(AttentionKernels.TrainingSoftmax);
+        _attentionOutput = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.TrainingAttentionOutput);
+        _probabilityGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionProbabilityGrad);
+        _softmaxGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AttentionKernels.AttentionSoftmaxGrad);
+        _attentionQueryGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionQueryGrad);
         _attentionKeyValueGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionKeyValueGrad);
         _crossEntropy = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.CrossEntropy);
         _kl = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.KlDivergence);
@@ -164,15 +169,21 @@ public sealed class IlgpuTrainingOps : ITrainingOps
     public void SwiGluBackward(TrainingTensor g, TrainingTensor u, TrainingTensor dy, TrainingTensor dg, TrainingTensor du) =>
         _swiGluBackward(Each(g.Length), V(g), V(u), V(dy), V(dg), V(du), g.Length);
 
-    public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d) =>
-        _attention(Each((long)heads * t), V(q), V(k), V(v), V(output), V(probs), t, heads, kvHeads, d);
+    public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d)
+    {
+        _scores(Each((long)heads * t * t), V(q), V(k), V(probs), t, heads, kvHeads, d);
+        _softmax(Each((long)heads * t), V(probs), t, heads);
+        _attentionOutput(Each((long)t * heads * d), V(probs), V(v), V(output), t, heads, kvHeads, d);
+    }
 
     public void AttentionBackward(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor probs, TrainingTensor dOut,
         TrainingTensor dq, TrainingTensor dk, TrainingTensor dv, int t, int heads, int kvHeads, int d)
     {
         var dScores = Scratch((long)heads * t * t);
-        _attentionQueryGrad(Each((long)heads * t), V(k), V(v), V(probs), V(dOut), dScores, V(dq), t, heads, kvHeads, d);
-        _attentionKeyValueGrad(Each((long)kvHeads * t), V(q), V(probs), dScores, V(dOut), V(dk), V(dv), t, heads, kvHeads, d);
+        _probabilityGrad(Each((long)heads * t * t), V(dOut), V(v), dScores, t, heads, kvHeads, d);
+        _softmaxGrad(Each((long)heads * t), V(probs), dScores, t, heads, d);
+        _attentionQueryGrad(Each((long)t * heads * d), dScores, V(k), V(dq), t, heads, kvHeads, d);
+        _attentionKeyValueGrad(Each((long)kvHeads * t * d), V(q), V(probs), dScores, V(dOut), V(dk), V(dv), t, heads, kvHeads, d);
     }
 
     public float CrossEntropy(TrainingTensor logits, ReadOnlySpan<int> targets, ReadOnlySpan<float> rowScale, TrainingTensor dLogits, int vocab)

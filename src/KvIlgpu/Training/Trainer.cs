@@ -91,8 +91,9 @@ public static class Trainer
     /// <summary>The data seed of one step: the same in every process, so runs and resumed runs repeat exactly.</summary>
     private static int StepSeed(int seed, int step) => unchecked((int)(((uint)seed * 2654435761u) ^ ((uint)step * 40503u + 0x9E3779B9u)));
 
+    /// <summary>The documents' tokens, each followed by EOS, in document order (encoded in parallel).</summary>
     private static int[] Stream(ITextTokenizer tok, IEnumerable<string> docs, int eos) =>
-        docs.SelectMany(d => tok.Encode(d).Append(eos)).ToArray();
+        docs.AsParallel().AsOrdered().Select(d => tok.Encode(d)).AsSequential().SelectMany(ids => ids.Append(eos)).ToArray();
 
     /// <summary>A training sequence and how many of its last tokens are a task's answer (0 for corpus text).</summary>
     private readonly record struct TrainingSample(int[] Ids, int AnswerTokens);

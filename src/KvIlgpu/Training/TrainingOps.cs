@@ -47,7 +47,8 @@ public interface ITrainingOps : IDisposable
     /// <summary>y = silu(g) * u.</summary>
     void SwiGlu(TrainingTensor g, TrainingTensor u, TrainingTensor y);
     void SwiGluBackward(TrainingTensor g, TrainingTensor u, TrainingTensor dy, TrainingTensor dg, TrainingTensor du);
-    /// <summary>Causal GQA attention of one sequence; probs [heads, t, t] is kept for the backward.</summary>
+    /// <summary>Causal GQA attention of one sequence; probs (heads * t * t floats, in a layout each implementation
+    /// chooses for its own backward) is kept for the backward.</summary>
     void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d);
     void AttentionBackward(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor probs, TrainingTensor dOut,
         TrainingTensor dq, TrainingTensor dk, TrainingTensor dv, int t, int heads, int kvHeads, int d);
