@@ -17,7 +17,7 @@ internal static class EvalCommand
         var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
         var policies = new Option<string>("--policies") { Description = "comma-separated policies", DefaultValueFactory = _ => "kvcompress,snapkv,pyramidkv,h2o,streamingllm,adakv" };
         var budgets = new Option<string>("--budgets") { Description = "comma-separated budgets: 1/N of the sequence, or tokens per head", DefaultValueFactory = _ => "1/2,1/4,1/8,1/16,1/32" };
-        var corpus = new Option<string>("--corpus") { Description = "held-out text (a .ids file holds token ids instead)", Required = true };
+        var corpus = new Option<string>("--corpus") { Description = "held-out text: a text file, a .ids file of token ids, or the Brown corpus .tgz (its last 10 documents, which train holds out)", Required = true };
         var segmentLength = new Option<int>("--segment-length") { Description = "tokens per evaluated segment (default: the model's context)" };
         var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
@@ -37,7 +37,7 @@ internal static class EvalCommand
             var tokenizer = TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null);
             IReadOnlyList<int> tokens = corpusPath.EndsWith(".ids", StringComparison.OrdinalIgnoreCase)
                 ? File.ReadAllText(corpusPath).Split([',', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray()
-                : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(File.ReadAllText(corpusPath));
+                : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(CorpusText(corpusPath));
             var policyList = r.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             foreach (var p in policyList)
                 if (!KvIlgpu.Compression.CompressionOptions.Policies.Contains(p)) throw new ArgumentException($"--policies: unknown policy '{p}'");
@@ -77,5 +77,16 @@ internal static class EvalCommand
             return Task.FromResult(0);
         }));
         return cmd;
+    }
+
+    /// <summary>The text to evaluate on: a plain text file, or for the Brown corpus .tgz the documents that
+    /// <c>train</c> holds out for validation (the last <see cref="KvIlgpu.Training.TrainingConfig.ValidationDocuments"/>
+    /// by default, 10), so a model trained on the rest is evaluated on text it has not seen.</summary>
+    private static string CorpusText(string path)
+    {
+        if (!path.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase)) return File.ReadAllText(path);
+        var docs = KvIlgpu.Training.BrownCorpus.Read(path);
+        int heldOut = new KvIlgpu.Training.TrainingConfig().ValidationDocuments;
+        return string.Join("\n\n", docs.Skip(docs.Count - heldOut).Select(d => d.Text));
     }
 }
