@@ -62,7 +62,8 @@ public static class Trainer
         var opt = new AdamW(cfg.LearningRate, cfg.WeightDecay, clipNorm: cfg.Clip, warmupSteps: cfg.Warmup, totalSteps: cfg.Steps);
         var statePath = Path.Combine(outDir, "trainer_state.json");
         var log = new List<string>();
-        if (File.Exists(statePath)) Resume(outDir, model, opt, log);
+        var totals = new RunTotals(ops?.Name ?? "managed SIMD CPU");
+        if (File.Exists(statePath)) totals = Resume(outDir, model, opt, log) with { Device = totals.Device };
         else if (cfg.InitFrom is string initFolder) InitFrom(initFolder, model);
 
         var clock = Stopwatch.StartNew();
@@ -82,7 +83,8 @@ public static class Trainer
             float loss = losses.Average();
             if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
             log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{(lastVal is float v && ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) ? v.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R},{tokens / clock.Elapsed.TotalSeconds:F1}"));
-            if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.Steps) Checkpoint(outDir, model, opt, cfg, log);
+            if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.Steps)
+                Checkpoint(outDir, model, opt, cfg, log, totals with { Tokens = totals.Tokens + tokens, Seconds = totals.Seconds + clock.Elapsed.TotalSeconds });
             progress?.Report(new TrainingProgress("training", step + 1, cfg.Steps, loss, lastVal, tokens / clock.Elapsed.TotalSeconds, lr));
         }
         return model;
@@ -170,7 +172,11 @@ public static class Trainer
         return losses.Average();
     }
 
-    private static void Checkpoint(string outDir, TrainableLlama model, AdamW opt, TrainingConfig cfg, List<string> log)
+    /// <summary>What a run has done so far, summed over resumes: training tokens, seconds in the training loop, and where
+    /// the last part ran. Kept in trainer_state.json for the model card.</summary>
+    private sealed record RunTotals(string Device, long Tokens = 0, double Seconds = 0);
+
+    private static void Checkpoint(string outDir, TrainableLlama model, AdamW opt, TrainingConfig cfg, List<string> log, RunTotals totals)
     {
         ModelSaver.Save(outDir, model.ToWeights(outDir));
         var moments = opt.ExportState(model).SelectMany(kv => new[]
@@ -179,7 +185,10 @@ public static class Trainer
             ("v." + kv.Key, WeightTensor.FromF32(kv.Key, 1, kv.Value.V.Length, kv.Value.V), new long[] { kv.Value.V.Length }),
         });
         SafetensorsWriter.Write(Path.Combine(outDir, "optimizer.safetensors"), moments);
-        File.WriteAllText(Path.Combine(outDir, "trainer_state.json"), JsonSerializer.Serialize(new { step = opt.Step, config = cfg }));
+        File.WriteAllText(Path.Combine(outDir, "trainer_state.json"), JsonSerializer.Serialize(new
+        {
+            step = opt.Step, tokens = totals.Tokens, seconds = Math.Round(totals.Seconds, 1), device = totals.Device, config = cfg,
+        }));
         File.WriteAllLines(Path.Combine(outDir, "training_log.csv"), log.Prepend("step,loss,validation_loss,learning_rate,tokens_per_s"));
         var points = log.Select(l => l.Split(',')).Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture))).ToList();
         var valPoints = log.Select(l => l.Split(',')).Where(f => f[2].Length > 0)
@@ -188,7 +197,7 @@ public static class Trainer
             new Dictionary<string, IReadOnlyList<(double X, double Y)>> { ["train"] = points, ["validation"] = valPoints });
     }
 
-    private static void Resume(string outDir, TrainableLlama model, AdamW opt, List<string> log)
+    private static RunTotals Resume(string outDir, TrainableLlama model, AdamW opt, List<string> log)
     {
         var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "trainer_state.json"))).RootElement;
         var saved = new TrainableLlamaLoader(ModelLoader.Load(outDir));
@@ -201,6 +210,9 @@ public static class Trainer
         opt.Step = state.GetProperty("step").GetInt32();
         var logPath = Path.Combine(outDir, "training_log.csv");
         if (File.Exists(logPath)) log.AddRange(File.ReadAllLines(logPath).Skip(1).Take(opt.Step));
+        return new RunTotals("",
+            state.TryGetProperty("tokens", out var t) ? t.GetInt64() : 0,
+            state.TryGetProperty("seconds", out var sec) ? sec.GetDouble() : 0);
     }
 
     /// <summary>Parameters of loaded weights by HF name.</summary>
