@@ -40,20 +40,14 @@ internal sealed class CompressionCliOptions
 
     private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int? window, int interval, string? metric)
     {
-        bool? squared = metric switch
-        {
-            null => null,
-            "squared" or "squared-average" => true,
-            "plain" or "plain-average" => false,
-            _ => throw new ArgumentException($"--kv-metric '{metric}' must be squared, plain, squared-average or plain-average"),
-        };
+        var (squared, average) = CompressionOptions.ParseMetric(metric);
         if (policy == "full")
         {
             if (budget != null || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need a --kv-policy other than full");
             return null;
         }
         var options = new CompressionOptions(new EvictionBudget(budget, keepRate, protectedWindow), policy, window, squared, Interval: interval,
-            Average: metric?.EndsWith("-average") == true);
+            Average: average);
         options.Validate();
         return options;
     }

@@ -15,7 +15,7 @@ internal static class EvalCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
-        var policies = new Option<string>("--policies") { Description = "comma-separated policies", DefaultValueFactory = _ => "kvcompress,snapkv,pyramidkv,h2o,streamingllm,adakv" };
+        var policies = new Option<string>("--policies") { Description = "comma-separated policies, each NAME or NAME:METRIC (metric: squared, plain, squared-average, plain-average)", DefaultValueFactory = _ => "kvcompress,snapkv,pyramidkv,h2o,streamingllm,adakv" };
         var budgets = new Option<string>("--budgets") { Description = "comma-separated budgets: 1/N of the sequence, or tokens per head", DefaultValueFactory = _ => "1/2,1/4,1/8,1/16,1/32" };
         var corpus = new Option<string>("--corpus") { Description = "held-out text: a text file, a .ids file of token ids, or the Brown corpus .tgz (its last 10 documents, which train holds out)", Required = true };
         var segmentLength = new Option<int>("--segment-length") { Description = "tokens per evaluated segment (default: the model's context)" };
@@ -40,7 +40,11 @@ internal static class EvalCommand
                 : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(CorpusText(corpusPath));
             var policyList = r.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             foreach (var p in policyList)
-                if (!KvIlgpu.Compression.CompressionOptions.Policies.Contains(p)) throw new ArgumentException($"--policies: unknown policy '{p}'");
+            {
+                var name = p.Split(':')[0];
+                if (!KvIlgpu.Compression.CompressionOptions.Policies.Contains(name)) throw new ArgumentException($"--policies: unknown policy '{name}'");
+                if (p.Contains(':')) KvIlgpu.Compression.CompressionOptions.ParseMetric(p[(p.IndexOf(':') + 1)..]);
+            }
             var budgetList = r.GetValue(budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
             foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates

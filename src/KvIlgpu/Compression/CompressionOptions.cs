@@ -31,6 +31,28 @@ public sealed record CompressionOptions(
         if (Interval < 1) throw new ArgumentOutOfRangeException(nameof(Interval), "--compression-interval must be >= 1");
     }
 
+    /// <summary>An eviction metric by name: squared, plain, squared-average or plain-average; null keeps the policy's.</summary>
+    public static (bool? Squared, bool Average) ParseMetric(string? metric) => metric switch
+    {
+        null => (null, false),
+        "squared" => (true, false),
+        "plain" => (false, false),
+        "squared-average" => (true, true),
+        "plain-average" => (false, true),
+        _ => throw new ArgumentException($"--kv-metric '{metric}' must be squared, plain, squared-average or plain-average"),
+    };
+
+    /// <summary>Options for a policy written as NAME or NAME:METRIC (for example kvcompress:squared-average), so one
+    /// evaluation can compare a policy's metric variants side by side.</summary>
+    public static CompressionOptions ForPolicy(string spec, EvictionBudget budget)
+    {
+        int colon = spec.IndexOf(':');
+        var (squared, average) = ParseMetric(colon < 0 ? null : spec[(colon + 1)..]);
+        var options = new CompressionOptions(budget, colon < 0 ? spec : spec[..colon], Squared: squared, Average: average);
+        options.Validate();
+        return options;
+    }
+
     public bool Evicts => Policy != "full";
     public EvictionPolicy EvictionPolicy => EvictionPolicy.Registry[Policy];
     public int EffectiveWindow => ObservationWindow ?? EvictionPolicy.DefaultObservationWindow;

@@ -61,7 +61,7 @@ public static class Evaluator
                 var seg = segments[si];
                 var logProbs = new float[seg.Length - prefix][];
                 var compression = policy == "full" ? null
-                    : new CompressionOptions(new EvictionBudget(EvaluationOptions.BudgetTokens(budget, seg.Length), ProtectedWindow: options.ProtectedWindow), policy);
+                    : CompressionOptions.ForPolicy(policy, new EvictionBudget(EvaluationOptions.BudgetTokens(budget, seg.Length), ProtectedWindow: options.ProtectedWindow));
                 var gen = new GenerationOptions(seg.Length - prefix, SamplingOptions.Greedy, StopAtEos: false, compression,
                     ForcedTokens: seg[prefix..], OnLogits: (pos, logits) => logProbs[pos - prefix] = LogSoftmax(logits));
                 var handle = engine.Submit(seg[..prefix], gen);
@@ -160,7 +160,7 @@ public static class Passkey
     public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null) =>
         Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9], options.PasskeyTrials,
             promptLength => policy == "full" ? null
-                : new CompressionOptions(new EvictionBudget(EvaluationOptions.BudgetTokens(budget, promptLength), ProtectedWindow: options.ProtectedWindow), policy),
+                : CompressionOptions.ForPolicy(policy, new EvictionBudget(EvaluationOptions.BudgetTokens(budget, promptLength), ProtectedWindow: options.ProtectedWindow)),
             task: task)
         .Average(cell => cell.Accuracy);
 

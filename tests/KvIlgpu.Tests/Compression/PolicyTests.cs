@@ -65,6 +65,20 @@ public class PolicyTests
     private static HeadSlots Head(int layer, int kvHead, float[] metric) => new(layer, kvHead, metric, Enumerable.Range(0, metric.Length).ToArray());
 
     [Fact]
+    public void A_policy_spec_names_the_policy_and_optionally_its_metric_variant()
+    {
+        var budget = new EvictionBudget(64);
+        var plain = CompressionOptions.ForPolicy("kvcompress", budget);
+        Assert.Equal(("kvcompress", true, false), (plain.Policy, plain.EffectiveSquared, plain.Average));
+        var variant = CompressionOptions.ForPolicy("kvcompress:plain-average", budget);
+        Assert.Equal(("kvcompress", false, true), (variant.Policy, variant.EffectiveSquared, variant.Average));
+        var h2o = CompressionOptions.ForPolicy("h2o:squared", budget);
+        Assert.Equal(("h2o", true, false), (h2o.Policy, h2o.EffectiveSquared, h2o.Average));
+        Assert.Contains("cubed", Assert.Throws<ArgumentException>(() => CompressionOptions.ForPolicy("kvcompress:cubed", budget)).Message);
+        Assert.Contains("nope", Assert.Throws<ArgumentException>(() => CompressionOptions.ForPolicy("nope", budget)).Message);
+    }
+
+    [Fact]
     public void StreamingLlm_keeps_the_four_sinks_and_the_most_recent_tokens()
     {
         var metric = Enumerable.Range(0, 40).Select(i => (float)(i * 7 % 13)).ToArray();
