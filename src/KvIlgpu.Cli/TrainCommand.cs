@@ -23,7 +23,7 @@ internal static class TrainCommand
             if (Console.IsErrorRedirected)
                 Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
                 {
-                    if (p.Stage != "training" || p.Step % Math.Max(1, cfg.Steps / 20) == 0 || p.Step == p.Steps)
+                    if (p.Stage != "training" || p.Step % Math.Max(1, cfg.LastStep / 20) == 0 || p.Step == p.Steps)
                         Console.Error.WriteLine(p.Stage == "training" ? Line(p) : p.Stage + " ...");
                     last = p;
                 }), ct, ops);
@@ -32,7 +32,7 @@ internal static class TrainCommand
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                     .Start(ctx =>
                     {
-                        var task = ctx.AddTask("starting", maxValue: cfg.Steps);
+                        var task = ctx.AddTask("starting", maxValue: cfg.LastStep);
                         Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
                         {
                             task.Description = p.Stage == "training" ? Markup.Escape(Line(p)) : p.Stage;
@@ -40,7 +40,7 @@ internal static class TrainCommand
                             last = p;
                         }), ct, ops);
                     });
-            Console.WriteLine($"trained {cfg.Steps} steps into {outDir}: " + (last is { } l ? Line(l) : ""));
+            Console.WriteLine($"trained {cfg.LastStep} steps into {outDir}: " + (last is { } l ? Line(l) : ""));
             return Task.FromResult(0);
         }));
         return cmd;

@@ -26,7 +26,7 @@ public static class Trainer
         ITrainingOps? ops = null)
     {
         Directory.CreateDirectory(outDir);
-        progress?.Report(new TrainingProgress("reading corpus", 0, cfg.Steps, 0, null, 0, 0));
+        progress?.Report(new TrainingProgress("reading corpus", 0, cfg.LastStep, 0, null, 0, 0));
         var docs = BrownCorpus.Read(cfg.Corpus);
         int nVal = Math.Clamp(cfg.ValidationDocuments, 1, docs.Count - 1);
         var train = docs.Take(docs.Count - nVal).Select(d => d.Text).ToList();
@@ -41,13 +41,13 @@ public static class Trainer
         }
         if (!File.Exists(tokPath))
         {
-            progress?.Report(new TrainingProgress("training tokenizer", 0, cfg.Steps, 0, null, 0, 0));
+            progress?.Report(new TrainingProgress("training tokenizer", 0, cfg.LastStep, 0, null, 0, 0));
             ByteLevelBpeTrainer.Save(ByteLevelBpeTrainer.Train(train, cfg.Merges, [Bos, Eos]), tokPath);
         }
         var probe = new ByteLevelBpeTextTokenizer(tokPath);
         int vocab = probe.VocabularySize, bos = vocab - 2, eos = vocab - 1;
         var tok = new ByteLevelBpeTextTokenizer(tokPath, bos, eos);
-        progress?.Report(new TrainingProgress("tokenizing", 0, cfg.Steps, 0, null, 0, 0));
+        progress?.Report(new TrainingProgress("tokenizing", 0, cfg.LastStep, 0, null, 0, 0));
         var trainStream = Stream(tok, train, eos);
         var valStream = Stream(tok, val, eos);
 
@@ -69,7 +69,7 @@ public static class Trainer
         var clock = Stopwatch.StartNew();
         long tokens = 0;
         float? lastVal = null;
-        for (int step = opt.Step; step < cfg.Steps; step++)
+        for (int step = opt.Step; step < cfg.LastStep; step++)
         {
             ct.ThrowIfCancellationRequested();
             model.ZeroGrad();
@@ -81,11 +81,11 @@ public static class Trainer
             opt.Update(model);
             tokens += batch.Sum(b => b.Ids.Length - 1);
             float loss = losses.Average();
-            if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
-            log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{(lastVal is float v && ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps) ? v.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R},{tokens / clock.Elapsed.TotalSeconds:F1}"));
-            if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.Steps)
+            if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
+            log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{(lastVal is float v && ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep) ? v.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R},{tokens / clock.Elapsed.TotalSeconds:F1}"));
+            if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.LastStep)
                 Checkpoint(outDir, model, opt, cfg, log, totals with { Tokens = totals.Tokens + tokens, Seconds = totals.Seconds + clock.Elapsed.TotalSeconds });
-            progress?.Report(new TrainingProgress("training", step + 1, cfg.Steps, loss, lastVal, tokens / clock.Elapsed.TotalSeconds, lr));
+            progress?.Report(new TrainingProgress("training", step + 1, cfg.LastStep, loss, lastVal, tokens / clock.Elapsed.TotalSeconds, lr));
         }
         return model;
     }

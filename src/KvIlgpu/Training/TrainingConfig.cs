@@ -22,6 +22,11 @@ public sealed record TrainingConfig
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 4;
     [JsonPropertyName("accumulation")] public int Accumulation { get; init; } = 1;
     [JsonPropertyName("steps")] public int Steps { get; init; } = 1000;
+    /// <summary>End the run after this many steps although the learning-rate schedule spans <see cref="Steps"/> (records a
+    /// run that was stopped early, so it can be repeated exactly). Null: run all steps.</summary>
+    [JsonPropertyName("stop_after")] public int? StopAfter { get; init; }
+    /// <summary>The step the run ends at.</summary>
+    [JsonIgnore] public int LastStep => Math.Min(Steps, StopAfter ?? Steps);
     [JsonPropertyName("learning_rate")] public float LearningRate { get; init; } = 3e-3f;
     [JsonPropertyName("warmup")] public int Warmup { get; init; } = 50;
     [JsonPropertyName("weight_decay")] public float WeightDecay { get; init; } = 0.1f;
@@ -62,6 +67,7 @@ public sealed record TrainingConfig
         Require(Dim > 0 && HiddenDim > 0 && Layers > 0 && Heads > 0 && KvHeads > 0 && Heads % KvHeads == 0 && Dim % Heads == 0 && Dim / Heads % 2 == 0, "inconsistent model shape");
         Require(SequenceLength >= 8 && SequenceLength <= Context, "sequence_length must be in 8..context");
         Require(BatchSize > 0 && Accumulation > 0 && Steps > 0 && LearningRate > 0, "batch_size, accumulation, steps and learning_rate must be positive");
+        Require(StopAfter is null or > 0, "stop_after must be positive");
         Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
         Require(Merges >= 0, "merges must be >= 0");
         Require(AnswerWeight > 0, "answer_weight must be positive");

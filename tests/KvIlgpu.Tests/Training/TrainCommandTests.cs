@@ -95,6 +95,26 @@ public class TrainCommandTests
     }
 
     [Fact]
+    public void A_run_stopped_early_by_stop_after_continues_into_the_same_schedule_and_keeps_its_totals()
+    {
+        using var dir = new TempDir();
+        var corpus = WriteTinyBrown(dir);
+        var whole = Trainer.Run(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("whole"));
+        var stopped = TrainingConfig.Load(WriteConfig(dir, corpus, 6, new() { ["stop_after"] = 3 }, "stopped"));
+        Trainer.Run(stopped, dir.File("run"));
+        Assert.Equal(4, File.ReadAllLines(Path.Combine(dir.File("run"), "training_log.csv")).Length); // header + 3 steps
+        var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("run"), "trainer_state.json"))).RootElement;
+        long tokensAt3 = state.GetProperty("tokens").GetInt64();
+        Assert.True(tokensAt3 > 0 && state.GetProperty("seconds").GetDouble() > 0);
+        Assert.Equal("managed SIMD CPU", state.GetProperty("device").GetString());
+
+        var continued = Trainer.Run(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("run"));
+        foreach (var (name, values) in whole.Parameters) Assert.Equal(values, continued.Parameters[name]);
+        state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("run"), "trainer_state.json"))).RootElement;
+        Assert.True(state.GetProperty("tokens").GetInt64() > tokensAt3); // summed over the two parts
+    }
+
+    [Fact]
     public void Train_command_reports_a_bad_config_by_name()
     {
         using var dir = new TempDir();
