@@ -187,7 +187,7 @@ public static class Trainer
         SafetensorsWriter.Write(Path.Combine(outDir, "optimizer.safetensors"), moments);
         File.WriteAllText(Path.Combine(outDir, "trainer_state.json"), JsonSerializer.Serialize(new
         {
-            step = opt.Step, tokens = totals.Tokens, seconds = Math.Round(totals.Seconds, 1), device = totals.Device, config = cfg,
+            step = opt.Step, tokens = totals.Tokens, seconds = Math.Round(totals.Seconds, 3), device = totals.Device, config = cfg,
         }));
         File.WriteAllLines(Path.Combine(outDir, "training_log.csv"), log.Prepend("step,loss,validation_loss,learning_rate,tokens_per_s"));
         var points = log.Select(l => l.Split(',')).Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture))).ToList();

@@ -105,7 +105,7 @@ public class TrainCommandTests
         Assert.Equal(4, File.ReadAllLines(Path.Combine(dir.File("run"), "training_log.csv")).Length); // header + 3 steps
         var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("run"), "trainer_state.json"))).RootElement;
         long tokensAt3 = state.GetProperty("tokens").GetInt64();
-        Assert.True(tokensAt3 > 0 && state.GetProperty("seconds").GetDouble() > 0);
+        Assert.True(tokensAt3 > 0 && state.GetProperty("seconds").GetDouble() >= 0);
         Assert.Equal("managed SIMD CPU", state.GetProperty("device").GetString());
 
         var continued = Trainer.Run(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("run"));
