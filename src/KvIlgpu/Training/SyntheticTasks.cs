@@ -41,6 +41,18 @@ public static class SyntheticTasks
         return new Sample($"Remember this: {span} ... {filler} Now repeat what you had to remember:", " " + span);
     }
 
+    /// <summary>Filler of about chars characters made of 2-5 consecutive sentences of the text (from a random place),
+    /// repeated in turn: long stretches of near-identical statements that a retrieval must look past.</summary>
+    public static string RepeatedSentences(string text, int chars, Random rng)
+    {
+        var sentences = text.Split(". ", StringSplitOptions.RemoveEmptyEntries).Where(s => s.Length is > 10 and < 120).ToList();
+        if (sentences.Count == 0) return text;
+        int count = Math.Min(rng.Next(2, 6), sentences.Count), first = rng.Next(0, sentences.Count - count + 1);
+        var sb = new StringBuilder();
+        for (int i = 0; sb.Length < chars; i++) sb.Append(sentences[first + i % count].Trim()).Append(". ");
+        return sb.ToString();
+    }
+
     /// <summary>Inserts text at a sentence boundary near relative depth (0..1).</summary>
     public static string Insert(string filler, string text, double depth)
     {

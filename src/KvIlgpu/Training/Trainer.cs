@@ -120,6 +120,7 @@ public static class Trainer
         {
             int from = rng.Next(0, Math.Max(1, doc.Length - chars));
             var filler = doc.Substring(from, Math.Min(chars, doc.Length - from));
+            if (cfg.RepeatedFiller > 0 && kind < 2 && rng.NextDouble() < cfg.RepeatedFiller) filler = SyntheticTasks.RepeatedSentences(filler, filler.Length, rng);
             var sample = kind switch
             {
                 0 => SyntheticTasks.Passkey(filler, rng.NextDouble(), rng),

@@ -43,6 +43,9 @@ public sealed record TrainingConfig
     [JsonPropertyName("task_min_length")] public int? TaskMinLength { get; init; }
     /// <summary>Relative frequency of passkey, multi-key needle and span-copy tasks.</summary>
     [JsonPropertyName("task_weights")] public double[] TaskWeights { get; init; } = [1, 1, 1];
+    /// <summary>Share of passkey and needle tasks whose filler is a few sentences of the document repeated over and over
+    /// (the classic passkey test's kind of filler, full of look-alike "The X is Y." distractors) instead of running text.</summary>
+    [JsonPropertyName("repeated_filler")] public double RepeatedFiller { get; init; }
     /// <summary>An HF model folder (with its tokenizer.json) to start from instead of random weights: continued
     /// training. Its shape must match the config.</summary>
     [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
@@ -71,6 +74,7 @@ public sealed record TrainingConfig
         Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
         Require(Merges >= 0, "merges must be >= 0");
         Require(AnswerWeight > 0, "answer_weight must be positive");
+        Require(RepeatedFiller is >= 0 and <= 1, "repeated_filler must be in 0..1");
         Require(TaskMinLength is null || (TaskMinLength >= 16 && TaskMinLength <= SequenceLength), "task_min_length must be in 16..sequence_length");
         Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0, "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
     }

@@ -48,6 +48,21 @@ public class DataTests
     }
 
     [Fact]
+    public void Repeated_filler_cycles_a_few_whole_sentences_of_the_text()
+    {
+        const string text = "Alpha beta gamma delta. The cat sat on the mat today. A dog ran far away home. Rain fell all day long here. "
+            + "Birds sang in the tall trees. x. The river was cold and deep.";
+        var filler = SyntheticTasks.RepeatedSentences(text, 600, new Random(3));
+        Assert.True(filler.Length >= 600);
+        var sentences = filler.Split(". ", StringSplitOptions.RemoveEmptyEntries);
+        Assert.All(sentences, s => Assert.Contains(s, text));                 // whole sentences of the text only
+        Assert.DoesNotContain("x", sentences);                                   // too short to be used
+        int distinct = sentences.Distinct().Count();
+        Assert.InRange(distinct, 2, 5);                                          // a few, each repeated many times
+        Assert.Equal(sentences[0], sentences[distinct]);                         // in turn
+    }
+
+    [Fact]
     public void Synthetic_tasks_state_the_answer_once_and_ask_for_it_at_the_end()
     {
         var rng = new Random(4);
