@@ -18,7 +18,7 @@ public class PolicyTests
     public void Every_policy_keeps_protection_holds_the_budget_and_returns_blocks(string name)
     {
         var policy = EvictionPolicy.Registry[name];
-        var rng = new Random(name.GetHashCode() & 0xFFFF);
+        var rng = new Random(name.Sum(c => c) * 31 + name.Length); // string.GetHashCode differs per process
         int b = 4, layers = 2, kvHeads = 2;
         var config = TestModels.Config(dim: 32, heads: 4, kvHeads: kvHeads, layers: layers, seq: 96);
         for (int trial = 0; trial < 40; trial++)
@@ -51,8 +51,8 @@ public class PolicyTests
             int protectedPerHead = Enumerable.Range(0, seqLen).Count(p => p >= seqLen - budget.ProtectedWindow || p < sinks);
             int kept = heads.Sum(h => h.Length) - plan.TotalEvicted;
             int limit = budget.MaxCacheTokens!.Value * heads.Count;
-            if (name is "kvcompress")
-                Assert.True(kept <= Math.Max(limit, protectedPerHead * heads.Count + b * heads.Count), $"kept {kept} > budget {limit}");
+            if (name is "kvcompress" or "kvcompress-layer") // block-granular: within one block per head
+                Assert.True(kept <= Math.Max(limit, protectedPerHead * heads.Count + b * heads.Count), $"{name}: kept {kept} > budget {limit}");
             else
                 Assert.True(kept <= Math.Max(limit * 1.5, protectedPerHead * heads.Count) + heads.Count, $"{name}: kept {kept} for budget {limit}");
 
