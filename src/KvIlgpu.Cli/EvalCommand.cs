@@ -56,7 +56,9 @@ internal static class EvalCommand
             InferenceEngine NewEngine() => InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2), tokenizer);
 
             List<EvaluationRow> rows = [];
-            if (Console.IsErrorRedirected) rows = Evaluator.Run(NewEngine, tokens, options);
+            if (Console.IsErrorRedirected) // a log: a plain line per evaluated segment
+                rows = Evaluator.Run(NewEngine, tokens, options,
+                    new SyncProgress<(string Stage, int Done, int Total)>(p => Console.Error.WriteLine($"{p.Stage} {p.Done}/{p.Total}")));
             else
                 ProgressDisplay.Err.Progress().AutoClear(true).Start(ctx =>
                 {
