@@ -46,21 +46,22 @@ public static class AttentionKernels
     // the backward pass (and the score gradients) are stored key-major, probs[(h * t + j) * t + i] for query i and key
     // j, so that neighbouring threads, which hold neighbouring query rows, touch neighbouring addresses. Each step is
     // its own kernel with one thread per output element (per score, per softmax row, per output feature), which gives a
-    // GPU enough threads to fill it at any sequence length: forward = scores, softmax, output; backward = score
-    // gradients, softmax backward, query gradient, then key and value gradients.
+    // GPU enough threads to fill it at any sequence length. Forward: CausalScores(q, k), TrainingSoftmax,
+    // CausalWeightedSum(probs, v). Backward: CausalScores(dO, v), AttentionSoftmaxGrad, CausalWeightedSum(dS, k) into
+    // dq, then AttentionKeyValueGrad.
 
     /// <summary>Index of (head h, key j, query i) in the key-major probability layout.</summary>
     private static long ProbIndex(int h, int j, int i, int t) => ((long)h * t + j) * t + i;
 
-    /// <summary>probs[h, j, i] = q_i . k_j / sqrt(d) for j &lt;= i, 0 above the diagonal.</summary>
-    public static void TrainingScores(ArrayView<float> q, ArrayView<float> k, ArrayView<float> probs, int t, int heads, int kvHeads, int d)
+    /// <summary>scores[h, j, i] = scale * a_i . b_j (a row i, head h; b row j, KV head of h) for j &lt;= i, 0 above the
+    /// diagonal: the attention scores (a = q, b = k, scale 1/sqrt(d)) and, in the backward, dP (a = dO, b = v, scale 1).</summary>
+    public static void CausalScores(ArrayView<float> a, ArrayView<float> b, ArrayView<float> scores, int t, int heads, int kvHeads, int d, float scale)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
-        float scale = XMath.Rsqrt(d);
         for (long idx = GridStride.Start; idx < (long)heads * t * t; idx += GridStride.Step)
         {
             int i = (int)(idx % t), j = (int)(idx / t % t), h = (int)(idx / t / t);
-            probs[idx] = j <= i ? AttentionMath.ScaledScore(q, (long)i * qDim + h * d, k, (long)j * kvDim + h / group * d, d, scale) : 0f;
+            scores[idx] = j <= i ? AttentionMath.ScaledScore(a, (long)i * qDim + h * d, b, (long)j * kvDim + h / group * d, d, scale) : 0f;
         }
     }
 
@@ -79,28 +80,18 @@ public static class AttentionKernels
         }
     }
 
-    /// <summary>output[i, h*d + c] = sum_j probs[h, j, i] v[j, kvh*d + c]; one thread per output element.</summary>
-    public static void TrainingAttentionOutput(ArrayView<float> probs, ArrayView<float> v, ArrayView<float> output, int t, int heads, int kvHeads, int d)
+    /// <summary>y[i, h*d + c] = (or, with accumulate, +=) sum_j w[h, j, i] b[j, kvh*d + c]; one thread per element: the
+    /// attention output (w = probs, b = v) and, in the backward, dq (w = dS, b = k, accumulated).</summary>
+    public static void CausalWeightedSum(ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int t, int heads, int kvHeads, int d, int accumulate)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
         for (int idx = GridStride.Start; idx < t * qDim; idx += GridStride.Step)
         {
             int i = idx / qDim, h = idx % qDim / d, c = idx % d;
-            long vc = h / group * d + c;
-            float o = 0;
-            for (int j = 0; j <= i; j++) o += probs[ProbIndex(h, j, i, t)] * v[(long)j * kvDim + vc];
-            output[idx] = o;
-        }
-    }
-
-    /// <summary>Score gradients before the softmax backward: dScores[h, j, i] = dO_i . v_j for j &lt;= i, else 0.</summary>
-    public static void AttentionProbabilityGrad(ArrayView<float> dOut, ArrayView<float> v, ArrayView<float> dScores, int t, int heads, int kvHeads, int d)
-    {
-        int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
-        for (long idx = GridStride.Start; idx < (long)heads * t * t; idx += GridStride.Step)
-        {
-            int i = (int)(idx % t), j = (int)(idx / t % t), h = (int)(idx / t / t);
-            dScores[idx] = j <= i ? AttentionMath.ScaledScore(dOut, (long)i * qDim + h * d, v, (long)j * kvDim + h / group * d, d, 1f) : 0f;
+            long bc = h / group * d + c;
+            float sum = 0;
+            for (int j = 0; j <= i; j++) sum += w[ProbIndex(h, j, i, t)] * b[(long)j * kvDim + bc];
+            y[idx] = accumulate != 0 ? y[idx] + sum : sum;
         }
     }
 
@@ -114,20 +105,6 @@ public static class AttentionKernels
             float rowsum = 0;
             for (int j = 0; j <= i; j++) { long at = ProbIndex(h, j, i, t); rowsum += dScores[at] * probs[at]; }
             for (int j = 0; j <= i; j++) { long at = ProbIndex(h, j, i, t); dScores[at] = probs[at] * (dScores[at] - rowsum) * scale; }
-        }
-    }
-
-    /// <summary>dq[i, h*d + c] += sum_j dS[h, j, i] k[j, kvh*d + c]; one thread per element.</summary>
-    public static void AttentionQueryGrad(ArrayView<float> dScores, ArrayView<float> k, ArrayView<float> dq, int t, int heads, int kvHeads, int d)
-    {
-        int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
-        for (int idx = GridStride.Start; idx < t * qDim; idx += GridStride.Step)
-        {
-            int i = idx / qDim, h = idx % qDim / d, c = idx % d;
-            long kc = h / group * d + c;
-            float g = 0;
-            for (int j = 0; j <= i; j++) g += dScores[ProbIndex(h, j, i, t)] * k[(long)j * kvDim + kc];
-            dq[idx] += g;
         }
     }
 

@@ -37,7 +37,8 @@ public sealed class IlgpuTrainingOps : ITrainingOps
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGluBackward;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> _embed;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int> _embeddingBackward;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _scores, _attentionOutput, _probabilityGrad, _attentionQueryGrad;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float> _causalScores;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _causalWeightedSum;
     private readonly Action<KernelConfig, ArrayView<float>, int, int> _softmax;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _softmaxGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _attentionKeyValueGrad;
@@ -72,12 +73,10 @@ public sealed class IlgpuTrainingOps : ITrainingOps
         _swiGluBackward = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGluBackward);
         _embed = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float, F32Decoder>);
         _embeddingBackward = _a.LoadStreamKernel<ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(EmbeddingKernels.EmbeddingBackward);
-        _scores = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.TrainingScores);
+        _causalScores = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttentionKernels.CausalScores);
         _softmax = _a.LoadStreamKernel<ArrayView<float>, int, int>(AttentionKernels.TrainingSoftmax);
-        _attentionOutput = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.TrainingAttentionOutput);
-        _probabilityGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionProbabilityGrad);
+        _causalWeightedSum = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(AttentionKernels.CausalWeightedSum);
         _softmaxGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AttentionKernels.AttentionSoftmaxGrad);
-        _attentionQueryGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionQueryGrad);
         _attentionKeyValueGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionKeyValueGrad);
         _crossEntropy = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.CrossEntropy);
         _kl = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.KlDivergence);
@@ -171,18 +170,18 @@ public sealed class IlgpuTrainingOps : ITrainingOps
 
     public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d)
     {
-        _scores(Each((long)heads * t * t), V(q), V(k), V(probs), t, heads, kvHeads, d);
+        _causalScores(Each((long)heads * t * t), V(q), V(k), V(probs), t, heads, kvHeads, d, 1f / MathF.Sqrt(d));
         _softmax(Each((long)heads * t), V(probs), t, heads);
-        _attentionOutput(Each((long)t * heads * d), V(probs), V(v), V(output), t, heads, kvHeads, d);
+        _causalWeightedSum(Each((long)t * heads * d), V(probs), V(v), V(output), t, heads, kvHeads, d, 0);
     }
 
     public void AttentionBackward(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor probs, TrainingTensor dOut,
         TrainingTensor dq, TrainingTensor dk, TrainingTensor dv, int t, int heads, int kvHeads, int d)
     {
         var dScores = Scratch((long)heads * t * t);
-        _probabilityGrad(Each((long)heads * t * t), V(dOut), V(v), dScores, t, heads, kvHeads, d);
+        _causalScores(Each((long)heads * t * t), V(dOut), V(v), dScores, t, heads, kvHeads, d, 1f);
         _softmaxGrad(Each((long)heads * t), V(probs), dScores, t, heads, d);
-        _attentionQueryGrad(Each((long)t * heads * d), dScores, V(k), V(dq), t, heads, kvHeads, d);
+        _causalWeightedSum(Each((long)t * heads * d), dScores, V(k), V(dq), t, heads, kvHeads, d, 1);
         _attentionKeyValueGrad(Each((long)kvHeads * t * d), V(q), V(probs), dScores, V(dOut), V(dk), V(dv), t, heads, kvHeads, d);
     }
 
