@@ -39,11 +39,10 @@ internal static class EvalCommand
                 ? File.ReadAllText(corpusPath).Split([',', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray()
                 : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(CorpusText(corpusPath));
             var policyList = r.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            foreach (var p in policyList)
+            foreach (var p in policyList.Where(p => p != "full")) // checked up front, as the evaluation will build them
             {
-                var name = p.Split(':')[0];
-                if (!KvIlgpu.Compression.CompressionOptions.Policies.Contains(name)) throw new ArgumentException($"--policies: unknown policy '{name}'");
-                if (p.Contains(':')) KvIlgpu.Compression.CompressionOptions.ParseMetric(p[(p.IndexOf(':') + 1)..]);
+                try { KvIlgpu.Compression.CompressionOptions.ForPolicy(p, new KvIlgpu.Compression.EvictionBudget(1)); }
+                catch (ArgumentException e) { throw new ArgumentException($"--policies: {e.Message}"); }
             }
             var budgetList = r.GetValue(budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;

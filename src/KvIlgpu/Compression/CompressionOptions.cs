@@ -39,7 +39,7 @@ public sealed record CompressionOptions(
         "plain" => (false, false),
         "squared-average" => (true, true),
         "plain-average" => (false, true),
-        _ => throw new ArgumentException($"--kv-metric '{metric}' must be squared, plain, squared-average or plain-average"),
+        _ => throw new ArgumentException($"metric '{metric}' must be squared, plain, squared-average or plain-average"),
     };
 
     /// <summary>Options for a policy written as NAME or NAME:METRIC (for example kvcompress:squared-average), so one

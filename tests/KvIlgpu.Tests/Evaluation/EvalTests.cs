@@ -6,6 +6,20 @@ namespace KvIlgpu.Tests.Evaluation;
 
 public class EvalTests
 {
+    [Theory]
+    [InlineData("kvcompress:cubed", "cubed")]
+    [InlineData("nope:squared", "nope")]
+    public void Eval_names_a_bad_policy_spec(string spec, string named)
+    {
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: 64, seq: 64), seed: 3));
+        File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 100).Select(i => 3 + i % 60)));
+        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"), "--policies", "kvcompress," + spec);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--policies", stderr);
+        Assert.Contains(named, stderr);
+    }
+
     [Fact]
     public void Eval_compares_every_policy_and_budget_and_writes_table_csv_and_plot()
     {
