@@ -55,7 +55,7 @@ public static class TrainingThroughput
         void Step()
         {
             model.ZeroGrad();
-            model.AccumulateBatch(batch.Select(b => (b, 0)).ToList());
+            model.AccumulateBatch(batch.Select(b => new TrainingSequence(b)).ToList());
             opt.Update(model);
         }
         Step();

@@ -23,11 +23,12 @@ internal static class EvalCommand
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
         var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
         var protectedWindow = new Option<int>("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
+        var sinks = new Option<int>("--sinks") { Description = "first tokens never evicted, for every policy (StreamingLLM keeps at least 4)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
         var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and kl-vs-compression.svg" };
         var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
-            { model, policies, budgets, corpus, segmentLength, segments, passkey, taskLengths, protectedWindow, device, json, outDir };
+            { model, policies, budgets, corpus, segmentLength, segments, passkey, taskLengths, protectedWindow, sinks, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model)!, corpusPath = r.GetValue(corpus)!;
@@ -48,7 +49,7 @@ internal static class EvalCommand
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
             foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
             var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments),
-                ProtectedWindow: r.GetValue(protectedWindow), PasskeyTrials: r.GetValue(passkey),
+                ProtectedWindow: r.GetValue(protectedWindow), Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey),
                 PasskeyLengths: r.GetValue(taskLengths)?.Split(',').Select(v => int.TryParse(v.Trim(), out var n) && n > 8 ? n
                     : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList());
             var deviceKind = BackendFactory.Parse(r.GetValue(device)!);

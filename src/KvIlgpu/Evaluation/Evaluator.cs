@@ -6,7 +6,8 @@ using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Evaluation;
 
-/// <summary>What to evaluate. Budgets are "1/N" (a fraction of each sequence's length, per KV head) or a token count.</summary>
+/// <summary>What to evaluate. Budgets are "1/N" (a fraction of each sequence's length, per KV head) or a token count.
+/// ProtectedWindow and Sinks apply to every policy alike (a policy may protect more sinks of its own).</summary>
 public sealed record EvaluationOptions(
     IReadOnlyList<string> Policies,
     IReadOnlyList<string> Budgets,
@@ -16,7 +17,8 @@ public sealed record EvaluationOptions(
     int ProtectedWindow = 32,
     int PasskeyTrials = 0,
     IReadOnlyList<int>? PasskeyLengths = null,
-    IReadOnlyList<double>? PasskeyDepths = null)
+    IReadOnlyList<double>? PasskeyDepths = null,
+    int Sinks = 0)
 {
     /// <summary>Per-head token budget for a sequence of the given length.</summary>
     public static int BudgetTokens(string budget, int length)
@@ -26,6 +28,9 @@ public sealed record EvaluationOptions(
         if (int.TryParse(budget, out var n) && n > 0) return n;
         throw new ArgumentException($"--budgets: '{budget}' is neither 1/N nor a positive token count");
     }
+
+    /// <summary>The eviction budget of one budget entry for a sequence of the given length.</summary>
+    public EvictionBudget Budget(string budget, int length) => new(BudgetTokens(budget, length), ProtectedWindow: ProtectedWindow, Sinks: Sinks);
 }
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced
@@ -61,7 +66,7 @@ public static class Evaluator
                 var seg = segments[si];
                 var logProbs = new float[seg.Length - prefix][];
                 var compression = policy == "full" ? null
-                    : CompressionOptions.ForPolicy(policy, new EvictionBudget(EvaluationOptions.BudgetTokens(budget, seg.Length), ProtectedWindow: options.ProtectedWindow));
+                    : CompressionOptions.ForPolicy(policy, options.Budget(budget, seg.Length));
                 var gen = new GenerationOptions(seg.Length - prefix, SamplingOptions.Greedy, StopAtEos: false, compression,
                     ForcedTokens: seg[prefix..], OnLogits: (pos, logits) => logProbs[pos - prefix] = LogSoftmax(logits));
                 var handle = engine.Submit(seg[..prefix], gen);
@@ -160,7 +165,7 @@ public static class Passkey
     public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null) =>
         Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9], options.PasskeyTrials,
             promptLength => policy == "full" ? null
-                : CompressionOptions.ForPolicy(policy, new EvictionBudget(EvaluationOptions.BudgetTokens(budget, promptLength), ProtectedWindow: options.ProtectedWindow)),
+                : CompressionOptions.ForPolicy(policy, options.Budget(budget, promptLength)),
             task: task)
         .Average(cell => cell.Accuracy);
 

@@ -21,13 +21,14 @@ public static class SyntheticTasks
         return new Sample(Insert(filler, needle, depth) + " What is the pass key? The pass key is", " " + key + ".");
     }
 
-    /// <summary>Several "key: value" facts scattered through the filler; one key is asked for.</summary>
-    public static Sample MultiKeyNeedle(string filler, int keys, Random rng)
+    /// <summary>Several "key: value" facts scattered through the filler (each at depth u^depthPower, u uniform in 0..1);
+    /// one key is asked for.</summary>
+    public static Sample MultiKeyNeedle(string filler, int keys, Random rng, double depthPower = 1)
     {
         var pairs = Enumerable.Range(0, keys).Select(_ => (Key: Word(rng), Value: rng.Next(1000, 10000).ToString(CultureInfo.InvariantCulture)))
             .DistinctBy(p => p.Key).ToList();
         var text = filler;
-        foreach (var (k, v) in pairs) text = Insert(text, $" The value of {k} is {v}. ", rng.NextDouble());
+        foreach (var (k, v) in pairs) text = Insert(text, $" The value of {k} is {v}. ", Math.Pow(rng.NextDouble(), depthPower));
         var asked = pairs[rng.Next(pairs.Count)];
         return new Sample(text + $" What is the value of {asked.Key}? The value of {asked.Key} is", $" {asked.Value}.");
     }

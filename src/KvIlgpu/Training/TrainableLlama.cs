@@ -140,8 +140,11 @@ public sealed class TrainableLlama
 
     /// <summary>As AccumulateGradients, adding into the given gradient set (one set per thread when micro-batches run
     /// in parallel). The last answerTokens targets count answerWeight times in the loss being differentiated (a
-    /// weighted mean over tokens); the returned loss is the plain mean.</summary>
-    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, GradientSet grads, int answerTokens = 0, float answerWeight = 1f)
+    /// weighted mean over tokens) and the others promptWeight times; the mean's divisor counts the others once whatever
+    /// promptWeight is, so a sequence trained on its answer alone moves the answer exactly as much as one trained on
+    /// everything. The returned loss is the plain mean.</summary>
+    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, GradientSet grads, int answerTokens = 0, float answerWeight = 1f,
+        float promptWeight = 1f)
     {
         var c = Config;
         var input = sequence[..^1];
@@ -150,18 +153,18 @@ public sealed class TrainableLlama
         answerTokens = Math.Clamp(answerTokens, 0, t);
         float total = t - answerTokens + answerTokens * answerWeight;
         var rowScale = new float[t];
-        for (int r = 0; r < t; r++) rowScale[r] = weight * (r >= t - answerTokens ? answerWeight : 1f) / total;
+        for (int r = 0; r < t; r++) rowScale[r] = weight * (r >= t - answerTokens ? answerWeight : promptWeight) / total;
         using var dLogits = Ops.Allocate(logits.Length);
         float loss = Ops.CrossEntropy(logits, sequence[1..], rowScale, dLogits, c.VocabSize);
         Backward(input, acts, finalX, dLogits, grads);
         return loss;
     }
 
-    /// <summary>The gradient of a batch's mean loss (each sequence weighted 1/n, its last answerTokens targets weighted
-    /// answerWeight), added into Grads in a fixed order, so the sum is deterministic. On the managed backend the
-    /// sequences run in parallel with gradient sets of their own; on an accelerator one after another. Returns each
-    /// sequence's mean loss.</summary>
-    public float[] AccumulateBatch(IReadOnlyList<(int[] Ids, int AnswerTokens)> batch, float answerWeight = 1f, CancellationToken ct = default)
+    /// <summary>The gradient of a batch's mean loss (each sequence weighted 1/n, its last AnswerTokens targets weighted
+    /// answerWeight and the rest PromptWeight), added into Grads in a fixed order, so the sum is deterministic. On the
+    /// managed backend the sequences run in parallel with gradient sets of their own; on an accelerator one after
+    /// another. Returns each sequence's mean loss.</summary>
+    public float[] AccumulateBatch(IReadOnlyList<TrainingSequence> batch, float answerWeight = 1f, CancellationToken ct = default)
     {
         int n = batch.Count;
         var losses = new float[n];
@@ -171,7 +174,7 @@ public sealed class TrainableLlama
             Parallel.For(0, n, new ParallelOptions { CancellationToken = ct }, i =>
             {
                 grads[i] = NewGradients();
-                losses[i] = AccumulateGradients(batch[i].Ids, 1f / n, grads[i], batch[i].AnswerTokens, answerWeight);
+                losses[i] = AccumulateGradients(batch[i].Ids, 1f / n, grads[i], batch[i].AnswerTokens, answerWeight, batch[i].PromptWeight);
             });
             foreach (var g in grads) { Grads.Add(g); g.Dispose(); }
         }
@@ -179,7 +182,7 @@ public sealed class TrainableLlama
             for (int i = 0; i < n; i++)
             {
                 ct.ThrowIfCancellationRequested();
-                losses[i] = AccumulateGradients(batch[i].Ids, 1f / n, Grads, batch[i].AnswerTokens, answerWeight);
+                losses[i] = AccumulateGradients(batch[i].Ids, 1f / n, Grads, batch[i].AnswerTokens, answerWeight, batch[i].PromptWeight);
             }
         return losses;
     }
@@ -343,3 +346,8 @@ public sealed class AdamW(float learningRate, float weightDecay = 0.1f, float be
         return norm;
     }
 }
+
+/// <summary>A training sequence for <see cref="TrainableLlama.AccumulateBatch"/>: its tokens, how many of the last ones
+/// are a task's answer (0 for plain text), and the loss weight of the tokens before the answer (1 trains on all of them;
+/// 0 trains on the answer alone).</summary>
+public readonly record struct TrainingSequence(int[] Ids, int AnswerTokens = 0, float PromptWeight = 1f);

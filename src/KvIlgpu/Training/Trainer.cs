@@ -76,7 +76,7 @@ public static class Trainer
             var rng = new Random(StepSeed(cfg.Seed, step)); // not HashCode.Combine: that is randomised per process
             int n = cfg.BatchSize * cfg.Accumulation;
             var batch = Enumerable.Range(0, n).Select(_ => Sample(rng, cfg, tok, trainStream, train, bos)).ToList();
-            var losses = model.AccumulateBatch(batch.Select(b => (b.Ids, b.AnswerTokens)).ToList(), cfg.AnswerWeight, ct);
+            var losses = model.AccumulateBatch(batch, cfg.AnswerWeight, ct);
             float lr = opt.LearningRate(step);
             opt.Update(model);
             tokens += batch.Sum(b => b.Ids.Length - 1);
@@ -97,12 +97,9 @@ public static class Trainer
     private static int[] Stream(ITextTokenizer tok, IEnumerable<string> docs, int eos) =>
         docs.AsParallel().AsOrdered().Select(d => tok.Encode(d)).AsSequential().SelectMany(ids => ids.Append(eos)).ToArray();
 
-    /// <summary>A training sequence and how many of its last tokens are a task's answer (0 for corpus text).</summary>
-    private readonly record struct TrainingSample(int[] Ids, int AnswerTokens);
-
     /// <summary>A training sequence: a corpus window, or (task_fraction of the time) a synthetic long-range task of a
     /// length drawn log-uniformly from [task_min_length, sequence_length].</summary>
-    private static TrainingSample Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
+    private static TrainingSequence Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
     {
         int len = cfg.SequenceLength + 1;
         if (rng.NextDouble() >= cfg.TaskFraction)
@@ -120,18 +117,23 @@ public static class Trainer
         {
             int from = rng.Next(0, Math.Max(1, doc.Length - chars));
             var filler = doc.Substring(from, Math.Min(chars, doc.Length - from));
-            if (cfg.RepeatedFiller > 0 && kind < 2 && rng.NextDouble() < cfg.RepeatedFiller) filler = SyntheticTasks.RepeatedSentences(filler, filler.Length, rng);
+            float promptWeight = 1f;
+            if (cfg.RepeatedFiller > 0 && kind < 2 && rng.NextDouble() < cfg.RepeatedFiller)
+            {
+                filler = SyntheticTasks.RepeatedSentences(filler, filler.Length, rng);
+                promptWeight = cfg.RepeatedFillerPromptWeight;
+            }
             var sample = kind switch
             {
-                0 => SyntheticTasks.Passkey(filler, rng.NextDouble(), rng),
-                1 => SyntheticTasks.MultiKeyNeedle(filler, rng.Next(2, 6), rng),
+                0 => SyntheticTasks.Passkey(filler, Math.Pow(rng.NextDouble(), cfg.NeedleDepthPower), rng),
+                1 => SyntheticTasks.MultiKeyNeedle(filler, rng.Next(2, 6), rng, cfg.NeedleDepthPower),
                 _ => SyntheticTasks.Copy(filler, rng.Next(5, 20), rng),
             };
             var ids = new List<int> { bos };
             ids.AddRange(tok.Encode(sample.Prompt));
             int promptTokens = ids.Count;
             ids.AddRange(tok.Encode(sample.Answer));
-            if (ids.Count <= target) return new([.. ids], ids.Count - promptTokens);
+            if (ids.Count <= target) return new([.. ids], ids.Count - promptTokens, promptWeight);
             chars = (int)(chars * 0.8 * target / ids.Count);
         }
         int s = rng.Next(0, stream.Length - len);

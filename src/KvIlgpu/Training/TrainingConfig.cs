@@ -45,10 +45,17 @@ public sealed record TrainingConfig
     [JsonPropertyName("task_weights")] public double[] TaskWeights { get; init; } = [1, 1, 1];
     /// <summary>Share of passkey and needle tasks whose filler is a few sentences of the document repeated over and over
     /// (the classic passkey test's kind of filler, full of look-alike "The X is Y." distractors) instead of running text.
-    /// Experimental and not recommended yet: the filler tokens are trained on too, and hundreds of perfectly predictable
-    /// repeated tokens teach the model to continue the repetition; at 0.25 (default model stage 13) passkey accuracy
-    /// fell from 90% to 2%. Training only the answers of such tasks is the fix to try next.</summary>
+    /// Pair it with repeated_filler_prompt_weight 0: when the repeated filler is trained on too, hundreds of perfectly
+    /// predictable tokens teach the model to continue the repetition (default model stage 13, at 0.25: passkey accuracy
+    /// fell from 90% to 2%, the answer came out as more filler).</summary>
     [JsonPropertyName("repeated_filler")] public double RepeatedFiller { get; init; }
+    /// <summary>Loss weight of the tokens before the answer in repeated-filler tasks (0: only the answer is trained;
+    /// default 1, every token, as in stages 12 and 13).</summary>
+    [JsonPropertyName("repeated_filler_prompt_weight")] public float RepeatedFillerPromptWeight { get; init; } = 1f;
+    /// <summary>Needles of the passkey and multi-key tasks go to relative depth u^needle_depth_power, u uniform in 0..1:
+    /// 1 spreads them evenly; 2 puts half of them in the first quarter, so more tasks have to reach across nearly the
+    /// whole sequence (uniform depths and log-uniform lengths make retrieval over the longest distances rare).</summary>
+    [JsonPropertyName("needle_depth_power")] public double NeedleDepthPower { get; init; } = 1;
     /// <summary>An HF model folder (with its tokenizer.json) to start from instead of random weights: continued
     /// training. Its shape must match the config.</summary>
     [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
@@ -78,6 +85,8 @@ public sealed record TrainingConfig
         Require(Merges >= 0, "merges must be >= 0");
         Require(AnswerWeight > 0, "answer_weight must be positive");
         Require(RepeatedFiller is >= 0 and <= 1, "repeated_filler must be in 0..1");
+        Require(NeedleDepthPower is > 0 and <= 10, "needle_depth_power must be in (0, 10]");
+        Require(RepeatedFillerPromptWeight is >= 0 and <= 1, "repeated_filler_prompt_weight must be in 0..1");
         Require(TaskMinLength is null || (TaskMinLength >= 16 && TaskMinLength <= SequenceLength), "task_min_length must be in 16..sequence_length");
         Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0, "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
     }

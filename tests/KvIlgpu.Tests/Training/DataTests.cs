@@ -83,4 +83,25 @@ public class DataTests
         var copy = SyntheticTasks.Copy(filler, 12, rng);
         Assert.StartsWith($"Remember this: {copy.Answer.Trim()} ...", copy.Prompt);
     }
+
+    [Fact]
+    public void A_needle_depth_power_above_one_moves_needles_towards_the_start()
+    {
+        string filler = string.Join(" ", Enumerable.Range(0, 400).Select(i => $"Sentence number {i} is here."));
+        double MeanDepth(double power)
+        {
+            var rng = new Random(8);
+            var depths = new List<double>();
+            for (int n = 0; n < 40; n++)
+            {
+                var prompt = SyntheticTasks.MultiKeyNeedle(filler, 3, rng, power).Prompt;
+                for (int at = prompt.IndexOf("The value of ", StringComparison.Ordinal); at >= 0 && at < prompt.Length - 60;
+                     at = prompt.IndexOf("The value of ", at + 1, StringComparison.Ordinal))
+                    depths.Add(at / (double)prompt.Length);
+            }
+            return depths.Average();
+        }
+        Assert.InRange(MeanDepth(1), 0.4, 0.6);    // uniform: E[u] = 1/2
+        Assert.InRange(MeanDepth(3), 0.15, 0.35);  // E[u^3] = 1/4
+    }
 }

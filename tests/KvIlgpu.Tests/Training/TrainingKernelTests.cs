@@ -315,4 +315,36 @@ public class TrainingKernelTests
             Check("d" + name, p, student.Grads.ToHost(name), L, rng, eps: 1e-2f, tol: 5e-2);
         }
     }
+
+    [Theory]
+    [InlineData("cpu", 0f)]
+    [InlineData("cpu", 0.25f)]
+    [InlineData("ilgpu-cpu", 0f)]
+    public void Prompt_and_answer_weights_give_the_gradient_of_the_weighted_loss(string backend, float promptWeight)
+    {
+        lock (Backends.Lock)
+        {
+            var model = new TrainableLlama(Tiny(), seed: 3);
+            if (backend != "cpu") model.UseOps(Ops(backend));
+            int[] seq = [1, 6, 9, 4, 13, 7, 19, 3, 5];
+            int answer = 3, t = seq.Length - 1;
+            const float answerWeight = 4f, weight = 0.5f;
+            model.ZeroGrad();
+            model.AccumulateGradients(seq, weight, model.Grads, answer, answerWeight, promptWeight);
+            // The loss written out: rows before the answer weigh promptWeight, answer rows answerWeight, over a divisor
+            // that counts the prompt rows once.
+            double L()
+            {
+                model.SyncFromHost();
+                var logits = model.Logits(seq[..^1]);
+                double sum = 0;
+                for (int r = 0; r < t; r++) sum += (r >= t - answer ? answerWeight : promptWeight) * RowLoss(logits, seq[1..], r, model.Config.VocabSize);
+                return weight * sum / (t - answer + answer * answerWeight);
+            }
+            model.SyncToHost();
+            var rng = new Random(4);
+            foreach (var name in new[] { "model.embed_tokens.weight", "model.layers.0.self_attn.v_proj.weight", "model.layers.1.mlp.down_proj.weight" })
+                Check("d" + name, model.Parameters[name], model.Grads.ToHost(name), L, rng, eps: 1e-2f, tol: 5e-2);
+        }
+    }
 }
