@@ -22,7 +22,7 @@ internal static class EvalCommand
         var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
         var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
-        var protectedWindow = new Option<int>("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
+        var protectedWindow = new Option<string>("--protected-window") { Description = "most recent tokens never evicted: a token count, or 1/N of each budget", DefaultValueFactory = _ => "32" };
         var sinks = new Option<int>("--sinks") { Description = "first tokens never evicted, for every policy (StreamingLLM keeps at least 4)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
@@ -48,8 +48,9 @@ internal static class EvalCommand
             var budgetList = r.GetValue(budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
             foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
+            var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
             var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments),
-                ProtectedWindow: r.GetValue(protectedWindow), Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey),
+                ProtectedWindow: protectedTokens, ProtectedShare: protectedShare, Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey),
                 PasskeyLengths: r.GetValue(taskLengths)?.Split(',').Select(v => int.TryParse(v.Trim(), out var n) && n > 8 ? n
                     : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList());
             var deviceKind = BackendFactory.Parse(r.GetValue(device)!);

@@ -20,7 +20,8 @@ public sealed record EvictionBudget(int? MaxCacheTokens = null, double? KeepRate
         if ((MaxCacheTokens == null) == (KeepRate == null)) throw new ArgumentException("give exactly one of --kv-budget or --kv-keep-rate");
         if (MaxCacheTokens is < 1) throw new ArgumentOutOfRangeException(nameof(MaxCacheTokens), $"--kv-budget must be >= 1 (got {MaxCacheTokens})");
         if (KeepRate is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(KeepRate), $"--kv-keep-rate must be in [0, 1] (got {KeepRate})");
-        if (ProtectedWindow < 0 || Sinks < 0) throw new ArgumentOutOfRangeException(nameof(ProtectedWindow), "--protected-window and sinks must be >= 0");
+        if (ProtectedWindow < 0) throw new ArgumentOutOfRangeException(nameof(ProtectedWindow), $"--protected-window must be >= 0 (got {ProtectedWindow})");
+        if (Sinks < 0) throw new ArgumentOutOfRangeException(nameof(Sinks), $"--kv-sinks must be >= 0 (got {Sinks})");
     }
 }
 

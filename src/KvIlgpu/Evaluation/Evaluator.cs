@@ -7,7 +7,8 @@ using KvIlgpu.Tokenization;
 namespace KvIlgpu.Evaluation;
 
 /// <summary>What to evaluate. Budgets are "1/N" (a fraction of each sequence's length, per KV head) or a token count.
-/// ProtectedWindow and Sinks apply to every policy alike (a policy may protect more sinks of its own).</summary>
+/// The protected window (ProtectedWindow tokens, or ProtectedShare of each budget when set) and Sinks apply to every
+/// policy alike (a policy may protect more sinks of its own).</summary>
 public sealed record EvaluationOptions(
     IReadOnlyList<string> Policies,
     IReadOnlyList<string> Budgets,
@@ -18,7 +19,8 @@ public sealed record EvaluationOptions(
     int PasskeyTrials = 0,
     IReadOnlyList<int>? PasskeyLengths = null,
     IReadOnlyList<double>? PasskeyDepths = null,
-    int Sinks = 0)
+    int Sinks = 0,
+    double? ProtectedShare = null)
 {
     /// <summary>Per-head token budget for a sequence of the given length.</summary>
     public static int BudgetTokens(string budget, int length)
@@ -30,7 +32,21 @@ public sealed record EvaluationOptions(
     }
 
     /// <summary>The eviction budget of one budget entry for a sequence of the given length.</summary>
-    public EvictionBudget Budget(string budget, int length) => new(BudgetTokens(budget, length), ProtectedWindow: ProtectedWindow, Sinks: Sinks);
+    public EvictionBudget Budget(string budget, int length)
+    {
+        int tokens = BudgetTokens(budget, length);
+        return new(tokens, ProtectedWindow: ProtectedShare is double share ? (int)(tokens * share) : ProtectedWindow, Sinks: Sinks);
+    }
+
+    /// <summary>Parses a protected window written as a token count ("32") or a share of each budget ("1/2": half of
+    /// every head's budget is the recent window, the rest is chosen by the policy, as H2O splits its cache).</summary>
+    public static (int Tokens, double? Share) ParseProtectedWindow(string value)
+    {
+        if (value.StartsWith("1/") && double.TryParse(value[2..], NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d >= 1)
+            return (0, 1 / d);
+        if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return (n, null);
+        throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor 1/N of the budget");
+    }
 }
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced

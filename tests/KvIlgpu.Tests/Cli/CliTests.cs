@@ -99,6 +99,11 @@ public class CliTests
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));
             return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1", "--device", "tpu"];
         }), "unknown device 'tpu'"];
+        yield return ["negative attention sinks", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,2,3", "--kv-policy", "kvcompress", "--kv-budget", "8", "--kv-sinks", "-1"];
+        }), "--kv-sinks"];
         yield return ["token id outside the vocabulary", new Func<TempDir, string[]>(d =>
         {
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));

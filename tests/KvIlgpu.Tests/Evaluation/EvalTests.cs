@@ -20,6 +20,27 @@ public class EvalTests
         Assert.Contains(named, stderr);
     }
 
+    [Theory]
+    [InlineData("32", "1/4", 1024, 256, 32)]    // a fixed window
+    [InlineData("1/2", "1/4", 1024, 256, 128)]  // half of each budget
+    [InlineData("1/2", "1/32", 1024, 32, 16)]
+    [InlineData("1/4", "100", 1024, 100, 25)]
+    public void A_protected_window_is_a_token_count_or_a_share_of_each_budget(string window, string budget, int length, int tokens, int protectedTokens)
+    {
+        var (fixedTokens, share) = KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window);
+        var b = new KvIlgpu.Evaluation.EvaluationOptions(["kvcompress"], [budget], ProtectedWindow: fixedTokens, ProtectedShare: share, Sinks: 2).Budget(budget, length);
+        Assert.Equal(tokens, b.MaxCacheTokens);
+        Assert.Equal(protectedTokens, b.ProtectedWindow);
+        Assert.Equal(2, b.Sinks);
+    }
+
+    [Theory]
+    [InlineData("1/0")]
+    [InlineData("-3")]
+    [InlineData("half")]
+    public void A_bad_protected_window_names_the_option(string window) =>
+        Assert.Contains("--protected-window", Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window)).Message);
+
     [Fact]
     public void Eval_compares_every_policy_and_budget_and_writes_table_csv_and_plot()
     {
