@@ -25,8 +25,7 @@ public sealed record EvaluationOptions(
     /// <summary>Per-head token budget for a sequence of the given length.</summary>
     public static int BudgetTokens(string budget, int length)
     {
-        if (budget.StartsWith("1/") && double.TryParse(budget[2..], NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d >= 1)
-            return Math.Max(1, (int)(length / d));
+        if (TryParseOneOver(budget, out var d)) return Math.Max(1, (int)(length / d));
         if (int.TryParse(budget, out var n) && n > 0) return n;
         throw new ArgumentException($"--budgets: '{budget}' is neither 1/N nor a positive token count");
     }
@@ -42,11 +41,14 @@ public sealed record EvaluationOptions(
     /// every head's budget is the recent window, the rest is chosen by the policy, as H2O splits its cache).</summary>
     public static (int Tokens, double? Share) ParseProtectedWindow(string value)
     {
-        if (value.StartsWith("1/") && double.TryParse(value[2..], NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d >= 1)
-            return (0, 1 / d);
+        if (TryParseOneOver(value, out var d)) return (0, 1 / d);
         if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return (n, null);
         throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor 1/N of the budget");
     }
+
+    /// <summary>Reads "1/N" (N >= 1, any number) as N; the budgets and the protected window share this spelling.</summary>
+    private static bool TryParseOneOver(string value, out double n) =>
+        double.TryParse(value.StartsWith("1/") ? value[2..] : "", NumberStyles.Float, CultureInfo.InvariantCulture, out n) && n >= 1;
 }
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced

@@ -51,7 +51,7 @@ public class EvalTests
         File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 300).Select(_ => rng.Next(3, vocab))));
         var (code, stdout, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"),
             "--segment-length", "96", "--segments", "2", "--policies", "kvcompress,snapkv,streamingllm", "--budgets", "1/2,16",
-            "--protected-window", "8", "--passkey-trials", "1", "--device", "cpu", "--json", "--out", dir.File("out"));
+            "--protected-window", "8", "--kv-sinks", "2", "--passkey-trials", "1", "--device", "cpu", "--json", "--out", dir.File("out"));
         Assert.True(code == 0, stderr);
         var rows = JsonDocument.Parse(stdout).RootElement.EnumerateArray().ToList();
         Assert.Equal(1 + 3 * 2, rows.Count);
