@@ -22,7 +22,7 @@ internal static class EvalCommand
         var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
         var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
-        var protectedWindow = new Option<string>("--protected-window") { Description = "most recent tokens never evicted: a token count, or 1/N of each budget", DefaultValueFactory = _ => "32" };
+        var protectedWindow = new Option<string>("--protected-window") { Description = "most recent tokens never evicted, for every policy: a token count, or 1/N of each budget (the default keeps a quarter, so the smallest budgets are not all window)", DefaultValueFactory = _ => "1/4" };
         var sinks = new Option<int>("--kv-sinks") { Description = "first tokens never evicted, for every policy (StreamingLLM keeps at least 4)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };

@@ -7,8 +7,8 @@ using KvIlgpu.Tokenization;
 namespace KvIlgpu.Evaluation;
 
 /// <summary>What to evaluate. Budgets are "1/N" (a fraction of each sequence's length, per KV head) or a token count.
-/// The protected window (ProtectedWindow tokens, or ProtectedShare of each budget when set) and Sinks apply to every
-/// policy alike (a policy may protect more sinks of its own).</summary>
+/// The protected window (ProtectedShare of each budget, a quarter by default; ProtectedWindow tokens when the share is
+/// null) and Sinks apply to every policy alike (a policy may protect more sinks of its own).</summary>
 public sealed record EvaluationOptions(
     IReadOnlyList<string> Policies,
     IReadOnlyList<string> Budgets,
@@ -20,7 +20,7 @@ public sealed record EvaluationOptions(
     IReadOnlyList<int>? PasskeyLengths = null,
     IReadOnlyList<double>? PasskeyDepths = null,
     int Sinks = 0,
-    double? ProtectedShare = null)
+    double? ProtectedShare = 0.25)
 {
     /// <summary>Per-head token budget for a sequence of the given length.</summary>
     public static int BudgetTokens(string budget, int length)
@@ -52,9 +52,11 @@ public sealed record EvaluationOptions(
 }
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced
-/// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval.</summary>
+/// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval. MeanKvBytes
+/// is the KV block memory the sequence held, averaged over the decode steps of the corpus segments (what the budget
+/// controls); PeakKvBytes is the largest the pool reached, usually at the end of a prefill, before its compression.</summary>
 public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double Perplexity, double KlToFull,
-    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null);
+    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null, long MeanKvBytes = 0);
 
 /// <summary>Runs every policy at every budget on the same inputs, through the same engine path as serving
 /// (teacher forcing and a logits tap on the scheduler).</summary>
@@ -78,7 +80,7 @@ public static class Evaluator
         {
             using var engine = newEngine();
             double nll = 0, kl = 0, agree = 0;
-            long count = 0, held = 0, full = 0;
+            long count = 0, held = 0, full = 0, heldBlocks = 0;
             for (int si = 0; si < segments.Count; si++)
             {
                 var seg = segments[si];
@@ -86,7 +88,11 @@ public static class Evaluator
                 var compression = policy == "full" ? null
                     : CompressionOptions.ForPolicy(policy, options.Budget(budget, seg.Length));
                 var gen = new GenerationOptions(seg.Length - prefix, SamplingOptions.Greedy, StopAtEos: false, compression,
-                    ForcedTokens: seg[prefix..], OnLogits: (pos, logits) => logProbs[pos - prefix] = LogSoftmax(logits));
+                    ForcedTokens: seg[prefix..], OnLogits: (pos, logits) =>
+                    {
+                        logProbs[pos - prefix] = LogSoftmax(logits);
+                        heldBlocks += engine.Cache.Pool.Used; // this segment is the only sequence in the engine
+                    });
                 var handle = engine.Submit(seg[..prefix], gen);
                 var result = handle.Completion.GetAwaiter().GetResult();
                 if (policy == "full") reference.Add(logProbs);
@@ -108,7 +114,7 @@ public static class Evaluator
             double? passkey = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget) : null;
             double? needle = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle) : null;
             rows.Add(new EvaluationRow(policy, budget, full / (double)Math.Max(1, held), Math.Exp(nll / count), kl / count, agree / count,
-                passkey, peak, needle));
+                passkey, peak, needle, heldBlocks * engine.Cache.BytesPerBlock / Math.Max(1, count)));
         }
         return rows;
     }
@@ -140,21 +146,21 @@ public static class Evaluator
     public static string Markdown(IReadOnlyList<EvaluationRow> rows)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | peak KV bytes |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | mean KV bytes | peak KV bytes |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
         static string Pct(double? v) => v is double p ? p.ToString("P0", CultureInfo.InvariantCulture) : "-";
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {r.Perplexity:F3} | {r.KlToFull:F4} | {r.Top1Agreement:P1} | {Pct(r.PasskeyAccuracy)} | {Pct(r.NeedleAccuracy)} | {r.PeakKvBytes:N0} |"));
+                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {r.Perplexity:F3} | {r.KlToFull:F4} | {r.Top1Agreement:P1} | {Pct(r.PasskeyAccuracy)} | {Pct(r.NeedleAccuracy)} | {r.MeanKvBytes:N0} | {r.PeakKvBytes:N0} |"));
         return sb.ToString();
     }
 
     public static string Csv(IReadOnlyList<EvaluationRow> rows)
     {
-        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,peak_kv_bytes\n");
+        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,mean_kv_bytes,peak_kv_bytes\n");
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.NeedleAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.PeakKvBytes}"));
+                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.NeedleAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.MeanKvBytes},{r.PeakKvBytes}"));
         return sb.ToString();
     }
 

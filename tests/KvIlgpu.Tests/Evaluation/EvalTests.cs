@@ -59,11 +59,16 @@ public class EvalTests
         Assert.Equal("full", full.GetProperty("Policy").GetString());
         Assert.Equal(0, full.GetProperty("KlToFull").GetDouble(), 9);
         Assert.Equal(1, full.GetProperty("Top1Agreement").GetDouble());
+        // Predicting token n, the full cache holds ceil(n/16) blocks for each of the 2 x 2 (layer, KV head) pairs, each of
+        // 2 x 16 x 12 floats plus 16 positions and metrics: the mean over tokens 24..95 of each segment in closed form.
+        long fullMean = (long)Enumerable.Range(24, 72).Average(n => 4 * Math.Ceiling(n / 16.0) * (2 * 16 * 12 * 4 + 16 * 8));
+        Assert.Equal(fullMean, full.GetProperty("MeanKvBytes").GetInt64());
         foreach (var r in rows.Skip(1))
         {
             Assert.True(r.GetProperty("CompressionRatio").GetDouble() > 1.3, r.ToString());
             Assert.True(r.GetProperty("KlToFull").GetDouble() > 0, r.ToString());
             Assert.True(r.GetProperty("PeakKvBytes").GetInt64() < full.GetProperty("PeakKvBytes").GetInt64(), r.ToString() + " vs full " + full.ToString());
+            Assert.True(r.GetProperty("MeanKvBytes").GetInt64() < fullMean, r.ToString());
             Assert.InRange(r.GetProperty("PasskeyAccuracy").GetDouble(), 0, 1);
             Assert.InRange(r.GetProperty("NeedleAccuracy").GetDouble(), 0, 1);
         }
