@@ -34,6 +34,14 @@ public class EvalTests
         Assert.Equal(2, b.Sinks);
     }
 
+    [Fact]
+    public void By_default_a_quarter_of_each_budget_is_protected()
+    {
+        var b = new KvIlgpu.Evaluation.EvaluationOptions(["kvcompress"], ["1/8"]).Budget("1/8", 1024);
+        Assert.Equal(128, b.MaxCacheTokens);
+        Assert.Equal(32, b.ProtectedWindow);
+    }
+
     [Theory]
     [InlineData("1/0")]
     [InlineData("-3")]
