@@ -54,7 +54,8 @@ public sealed record EvaluationOptions(
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced
 /// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval. MeanKvBytes
 /// is the KV block memory the sequence held, averaged over the decode steps of the corpus segments (what the budget
-/// controls); PeakKvBytes is the largest the pool reached, usually at the end of a prefill, before its compression.</summary>
+/// controls); PeakKvBytes is the most it held, usually at the end of a prefill, before its compression. Both count K, V,
+/// position and metric of the blocks held; the engine's fixed block tables are left out.</summary>
 public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double Perplexity, double KlToFull,
     double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null, long MeanKvBytes = 0);
 
@@ -110,7 +111,9 @@ public static class Evaluator
                 held += heads * seg.Length - result.EvictedKvs;
                 progress?.Report(("evaluating", ++done, total));
             }
-            long peak = engine.Stats.PeakKvBytes; // of the corpus runs, before passkey prompts
+            // Of the corpus runs, before the passkey prompts; block memory only, as the mean (the block tables are a
+            // fixed allocation of the engine, the same for every policy).
+            long peak = engine.Cache.PeakBlocksUsed * engine.Cache.BytesPerBlock;
             double? passkey = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget) : null;
             double? needle = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle) : null;
             rows.Add(new EvaluationRow(policy, budget, full / (double)Math.Max(1, held), Math.Exp(nll / count), kl / count, agree / count,

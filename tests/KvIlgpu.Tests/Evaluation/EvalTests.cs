@@ -69,8 +69,11 @@ public class EvalTests
         Assert.Equal(1, full.GetProperty("Top1Agreement").GetDouble());
         // Predicting token n, the full cache holds ceil(n/16) blocks for each of the 2 x 2 (layer, KV head) pairs, each of
         // 2 x 16 x 12 floats plus 16 positions and metrics: the mean over tokens 24..95 of each segment in closed form.
-        long fullMean = (long)Enumerable.Range(24, 72).Average(n => 4 * Math.Ceiling(n / 16.0) * (2 * 16 * 12 * 4 + 16 * 8));
+        // The peak is the whole 96-token segment: 6 blocks per pair.
+        const long blockBytes = 2 * 16 * 12 * 4 + 16 * 8;
+        long fullMean = (long)Enumerable.Range(24, 72).Average(n => 4 * Math.Ceiling(n / 16.0) * blockBytes);
         Assert.Equal(fullMean, full.GetProperty("MeanKvBytes").GetInt64());
+        Assert.Equal(4 * 6 * blockBytes, full.GetProperty("PeakKvBytes").GetInt64());
         foreach (var r in rows.Skip(1))
         {
             Assert.True(r.GetProperty("CompressionRatio").GetDouble() > 1.3, r.ToString());
