@@ -20,6 +20,7 @@ internal static class EvalCommand
         var corpus = new Option<string>("--corpus") { Description = "held-out text: a text file, a .ids file of token ids, or the Brown corpus .tgz (its last 10 documents, which train holds out)", Required = true };
         var segmentLength = new Option<int>("--segment-length") { Description = "tokens per evaluated segment (default: the model's context)" };
         var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
+        var promptShare = new Option<double>("--prompt-share") { Description = "share of each segment given as the prompt (prefilled, then compressed to the budget); the rest is fed one token at a time, compressed every step and scored", DefaultValueFactory = _ => 0.25 };
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
         var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
         var protectedWindow = new Option<string>("--protected-window") { Description = "most recent tokens never evicted, for every policy: a token count, or 1/N of each budget (the default keeps a quarter, so the smallest budgets are not all window)", DefaultValueFactory = _ => "1/4" };
@@ -28,7 +29,7 @@ internal static class EvalCommand
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
         var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and kl-vs-compression.svg" };
         var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
-            { model, policies, budgets, corpus, segmentLength, segments, passkey, taskLengths, protectedWindow, sinks, device, json, outDir };
+            { model, policies, budgets, corpus, segmentLength, segments, promptShare, passkey, taskLengths, protectedWindow, sinks, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model)!, corpusPath = r.GetValue(corpus)!;
@@ -49,7 +50,9 @@ internal static class EvalCommand
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
             foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
             var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
-            var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments),
+            double share = r.GetValue(promptShare);
+            if (!(share > 0 && share < 1)) throw new ArgumentException($"--prompt-share: {share} must lie between 0 and 1 (exclusive)");
+            var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments), PrefixFraction: share,
                 ProtectedWindow: protectedTokens, ProtectedShare: protectedShare, Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey),
                 PasskeyLengths: r.GetValue(taskLengths)?.Split(',').Select(v => int.TryParse(v.Trim(), out var n) && n > 8 ? n
                     : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList());

@@ -93,6 +93,37 @@ public class EvalTests
     }
 
     [Fact]
+    public void Prompt_share_sets_how_much_of_each_segment_is_prefilled_before_the_scored_decode()
+    {
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: 64, seq: 128), seed: 41));
+        File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 200).Select(i => 3 + i * 7 % 60)));
+        var (code, stdout, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"),
+            "--segment-length", "96", "--segments", "1", "--policies", "streamingllm", "--budgets", "1/2", "--prompt-share", "0.75",
+            "--device", "cpu", "--json");
+        Assert.True(code == 0, stderr);
+        // Three quarters of 96 tokens are the prompt, so tokens 72..95 are predicted, each with ceil(n/16) full-cache
+        // blocks for each of the 2 x 2 (layer, KV head) pairs.
+        const long blockBytes = 2 * 16 * 12 * 4 + 16 * 8;
+        long fullMean = (long)Enumerable.Range(72, 24).Average(n => 4 * Math.Ceiling(n / 16.0) * blockBytes);
+        Assert.Equal(fullMean, JsonDocument.Parse(stdout).RootElement[0].GetProperty("MeanKvBytes").GetInt64());
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1")]
+    [InlineData("1.5")]
+    public void A_prompt_share_outside_zero_to_one_names_the_option(string share)
+    {
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: 64, seq: 64), seed: 3));
+        File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 100).Select(i => 3 + i % 60)));
+        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"), "--prompt-share", share);
+        Assert.NotEqual(0, code);
+        Assert.Contains("--prompt-share", stderr);
+    }
+
+    [Fact]
     public void Multi_key_needle_prompts_state_every_fact_once_and_ask_for_the_one_at_the_depth()
     {
         using var dir = new TempDir();
