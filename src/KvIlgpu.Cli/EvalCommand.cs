@@ -67,7 +67,7 @@ internal static class EvalCommand
                 ProgressDisplay.Err.Progress().AutoClear(true).Start(ctx =>
                 {
                     var task = ctx.AddTask("evaluating");
-                    rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress<(string Stage, int Done, int Total)>(p => { task.MaxValue = p.Total; task.Value = p.Done; }));
+                    rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress<(string Stage, int Done, int Total)>(p => { task.Description = p.Stage; task.MaxValue = p.Total; task.Value = p.Done; }));
                 });
             if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(rows));
             else Console.Write(Evaluator.Markdown(rows));

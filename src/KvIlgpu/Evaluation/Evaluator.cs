@@ -72,7 +72,9 @@ public static class Evaluator
         int prefix = Math.Max(1, (int)(options.SegmentLength * options.PrefixFraction));
         var configs = new List<(string Policy, string Budget)> { ("full", "-") };
         foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) configs.Add((p, b));
-        int total = configs.Count * segments.Count, done = 0;
+        bool retrieval = options.PasskeyTrials > 0;
+        // One step per corpus segment and, with retrieval, one for each of its two tasks.
+        int total = configs.Count * (segments.Count + (retrieval ? 2 : 0)), done = 0;
 
         // Reference log-probabilities of the full cache, per segment and position.
         var reference = new List<float[][]>();
@@ -114,8 +116,14 @@ public static class Evaluator
             // Of the corpus runs, before the passkey prompts; block memory only, as the mean (the block tables are a
             // fixed allocation of the engine, the same for every policy).
             long peak = engine.Cache.PeakBlocksUsed * engine.Cache.BytesPerBlock;
-            double? passkey = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget) : null;
-            double? needle = options.PasskeyTrials > 0 && engine.Tokenizer != null ? Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle) : null;
+            double? passkey = null, needle = null;
+            if (retrieval)
+            {
+                if (engine.Tokenizer != null) passkey = Passkey.Accuracy(engine, options, policy, budget);
+                progress?.Report(("passkey", ++done, total));
+                if (engine.Tokenizer != null) needle = Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle);
+                progress?.Report(("multi-key needle", ++done, total));
+            }
             rows.Add(new EvaluationRow(policy, budget, full / (double)Math.Max(1, held), Math.Exp(nll / count), kl / count, agree / count,
                 passkey, peak, needle, heldBlocks * engine.Cache.BytesPerBlock / Math.Max(1, count)));
         }

@@ -63,6 +63,9 @@ public class EvalTests
         Assert.True(code == 0, stderr);
         var rows = JsonDocument.Parse(stdout).RootElement.EnumerateArray().ToList();
         Assert.Equal(1 + 3 * 2, rows.Count);
+        // Progress counts the 2 segments and the 2 retrieval tasks of all 7 rows, and ends on the last.
+        Assert.Contains("evaluating 1/28", stderr);
+        Assert.Contains("multi-key needle 28/28", stderr);
         var full = rows[0];
         Assert.Equal("full", full.GetProperty("Policy").GetString());
         Assert.Equal(0, full.GetProperty("KlToFull").GetDouble(), 9);
