@@ -50,9 +50,7 @@ internal static class EvalCommand
             int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
             foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
             var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
-            double share = r.GetValue(promptShare);
-            if (!(share > 0 && share < 1)) throw new ArgumentException($"--prompt-share: {share} must lie between 0 and 1 (exclusive)");
-            var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments), PrefixFraction: share,
+            var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments), PrefixFraction: r.GetValue(promptShare),
                 ProtectedWindow: protectedTokens, ProtectedShare: protectedShare, Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey),
                 PasskeyLengths: r.GetValue(taskLengths)?.Split(',').Select(v => int.TryParse(v.Trim(), out var n) && n > 8 ? n
                     : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList());

@@ -66,10 +66,13 @@ public static class Evaluator
     public static List<EvaluationRow> Run(Func<InferenceEngine> newEngine, IReadOnlyList<int> corpus, EvaluationOptions options,
         IProgress<(string Stage, int Done, int Total)>? progress = null)
     {
+        int prefix = Math.Max(1, (int)(options.SegmentLength * options.PrefixFraction));
+        if (!(options.PrefixFraction is > 0 and < 1) || prefix >= options.SegmentLength)
+            throw new ArgumentException($"--prompt-share: {options.PrefixFraction} of a {options.SegmentLength}-token segment must leave " +
+                "a prompt and at least one token to score (a share between 0 and 1, exclusive)");
         var segments = Enumerable.Range(0, Math.Min(options.Segments, corpus.Count / options.SegmentLength))
             .Select(i => corpus.Skip(i * options.SegmentLength).Take(options.SegmentLength).ToArray()).ToList();
         if (segments.Count == 0) throw new ArgumentException($"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
-        int prefix = Math.Max(1, (int)(options.SegmentLength * options.PrefixFraction));
         var configs = new List<(string Policy, string Budget)> { ("full", "-") };
         foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) configs.Add((p, b));
         bool retrieval = options.PasskeyTrials > 0;

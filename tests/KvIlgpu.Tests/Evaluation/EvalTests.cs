@@ -126,6 +126,20 @@ public class EvalTests
         Assert.Contains("--prompt-share", stderr);
     }
 
+    [Theory]
+    [InlineData(0.0, 96, false)]
+    [InlineData(1.0, 96, false)]
+    [InlineData(0.999, 96, true)]  // a 95-token prompt and one token scored
+    [InlineData(0.999, 1, false)]  // a 1-token segment cannot hold a prompt and a scored token
+    public void The_library_checks_the_prompt_share_leaves_a_token_to_score(double share, int segmentLength, bool valid)
+    {
+        var options = new KvIlgpu.Evaluation.EvaluationOptions(["streamingllm"], ["1/2"], SegmentLength: segmentLength, Segments: 1, PrefixFraction: share);
+        // The share is checked before the corpus, so with an empty corpus a valid share fails on the corpus instead.
+        var e = Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.Evaluator.Run(() => throw new InvalidOperationException("no engine"), [], options));
+        Assert.Equal(!valid, e.Message.Contains("--prompt-share"));
+        Assert.Equal(valid, e.Message.Contains("the corpus has 0 tokens"));
+    }
+
     [Fact]
     public void Multi_key_needle_prompts_state_every_fact_once_and_ask_for_the_one_at_the_depth()
     {
