@@ -23,7 +23,7 @@ internal static class EvalCommand
         var promptShare = new Option<double>("--prompt-share") { Description = "share of each segment given as the prompt (prefilled, then compressed to the budget); the rest is fed one token at a time, compressed every step and scored", DefaultValueFactory = _ => 0.25 };
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
         var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
-        var protectedWindow = new Option<string>("--protected-window") { Description = "most recent tokens never evicted, for every policy: a token count, or 1/N of each budget (the default keeps a quarter, so the smallest budgets are not all window)", DefaultValueFactory = _ => "1/4" };
+        var protectedWindow = new Option<string>("--protected-window") { Description = "most recent tokens never evicted, for every policy: a token count, or a share P/Q of each budget such as 1/2 or 3/4 (the default keeps a quarter, so the smallest budgets are not all window)", DefaultValueFactory = _ => "1/4" };
         var sinks = new Option<int>("--kv-sinks") { Description = "first tokens never evicted, for every policy (StreamingLLM keeps at least 4)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };

@@ -37,16 +37,20 @@ public sealed record EvaluationOptions(
         return new(tokens, ProtectedWindow: ProtectedShare is double share ? (int)(tokens * share) : ProtectedWindow, Sinks: Sinks);
     }
 
-    /// <summary>Parses a protected window written as a token count ("32") or a share of each budget ("1/2": half of
-    /// every head's budget is the recent window, the rest is chosen by the policy, as H2O splits its cache).</summary>
+    /// <summary>Parses a protected window written as a token count ("32") or a share P/Q of each budget ("1/2": half
+    /// of every head's budget is the recent window, the rest is chosen by the policy, as H2O splits its cache; "3/4").
+    /// </summary>
     public static (int Tokens, double? Share) ParseProtectedWindow(string value)
     {
-        if (TryParseOneOver(value, out var d)) return (0, 1 / d);
+        var parts = value.Split('/');
+        if (parts.Length == 2 && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var p)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var q) && p >= 0 && q > 0 && p <= q)
+            return (0, p / q);
         if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return (n, null);
-        throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor 1/N of the budget");
+        throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor a share P/Q (at most 1) of the budget");
     }
 
-    /// <summary>Reads "1/N" (N >= 1, any number) as N; the budgets and the protected window share this spelling.</summary>
+    /// <summary>Reads a budget written "1/N" (N >= 1, any number) as N.</summary>
     private static bool TryParseOneOver(string value, out double n) =>
         double.TryParse(value.StartsWith("1/") ? value[2..] : "", NumberStyles.Float, CultureInfo.InvariantCulture, out n) && n >= 1;
 }

@@ -25,6 +25,8 @@ public class EvalTests
     [InlineData("1/2", "1/4", 1024, 256, 128)]  // half of each budget
     [InlineData("1/2", "1/32", 1024, 32, 16)]
     [InlineData("1/4", "100", 1024, 100, 25)]
+    [InlineData("3/4", "1/8", 1024, 128, 96)]   // three quarters of each budget
+    [InlineData("7/8", "1/32", 512, 16, 14)]
     public void A_protected_window_is_a_token_count_or_a_share_of_each_budget(string window, string budget, int length, int tokens, int protectedTokens)
     {
         var (fixedTokens, share) = KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window);
@@ -46,6 +48,8 @@ public class EvalTests
     [InlineData("1/0")]
     [InlineData("-3")]
     [InlineData("half")]
+    [InlineData("5/4")]   // more than the whole budget
+    [InlineData("1/2/3")]
     public void A_bad_protected_window_names_the_option(string window) =>
         Assert.Contains("--protected-window", Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window)).Message);
 
