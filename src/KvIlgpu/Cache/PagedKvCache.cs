@@ -78,6 +78,9 @@ public sealed class PagedKvCache : IDisposable
     public int BlockCount(int sequence, int layer, int kvHead) => _blockCounts[Head(sequence, layer, kvHead)];
     public int Block(int sequence, int layer, int kvHead, int index) => _tables[Head(sequence, layer, kvHead) * Layout.MaxBlocksPerHead + index];
 
+    /// <summary>The sequences that hold a row of block tables now.</summary>
+    public IEnumerable<int> SequencesInUse => Enumerable.Range(0, MaxSequences).Where(s => _sequenceInUse[s]);
+
     /// <summary>KVs the sequence holds across all its heads.</summary>
     public long SequenceLength(int sequence)
     {

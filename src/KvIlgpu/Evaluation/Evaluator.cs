@@ -59,9 +59,11 @@ public sealed record EvaluationOptions(
 /// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval. MeanKvBytes
 /// is the KV block memory the sequence held, averaged over the decode steps of the corpus segments (what the budget
 /// controls); PeakKvBytes is the most it held, usually at the end of a prefill, before its compression. Both count K, V,
-/// position and metric of the blocks held; the engine's fixed block tables are left out.</summary>
+/// position and metric of the blocks held; the engine's fixed block tables are left out. KeptPerLayer is where the budget
+/// went: the KVs each layer held per KV head, averaged over the decode steps of the corpus segments.</summary>
 public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double Perplexity, double KlToFull,
-    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null, long MeanKvBytes = 0);
+    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null, long MeanKvBytes = 0,
+    IReadOnlyList<double>? KeptPerLayer = null);
 
 /// <summary>Runs every policy at every budget on the same inputs, through the same engine path as serving
 /// (teacher forcing and a logits tap on the scheduler).</summary>
@@ -91,6 +93,7 @@ public static class Evaluator
             using var engine = newEngine();
             double nll = 0, kl = 0, agree = 0;
             long count = 0, held = 0, full = 0, heldBlocks = 0;
+            var keptPerLayer = new double[engine.Config.Layers];
             for (int si = 0; si < segments.Count; si++)
             {
                 var seg = segments[si];
@@ -102,6 +105,7 @@ public static class Evaluator
                     {
                         logProbs[pos - prefix] = LogSoftmax(logits);
                         heldBlocks += engine.Cache.Pool.Used; // this segment is the only sequence in the engine
+                        AddKeptPerLayer(engine, keptPerLayer);
                     });
                 var handle = engine.Submit(seg[..prefix], gen);
                 var result = handle.Completion.GetAwaiter().GetResult();
@@ -132,9 +136,20 @@ public static class Evaluator
                 progress?.Report(("multi-key needle", ++done, total));
             }
             rows.Add(new EvaluationRow(policy, budget, full / (double)Math.Max(1, held), Math.Exp(nll / count), kl / count, agree / count,
-                passkey, peak, needle, heldBlocks * engine.Cache.BytesPerBlock / Math.Max(1, count)));
+                passkey, peak, needle, heldBlocks * engine.Cache.BytesPerBlock / Math.Max(1, count),
+                keptPerLayer.Select(k => k / Math.Max(1, count)).ToArray()));
         }
         return rows;
+    }
+
+    /// <summary>Adds the KVs each layer of the engine's only sequence holds now, per KV head.</summary>
+    private static void AddKeptPerLayer(InferenceEngine engine, double[] keptPerLayer)
+    {
+        var cache = engine.Cache;
+        int sequence = cache.SequencesInUse.Single(), kvHeads = engine.Config.KvHeads;
+        for (int layer = 0; layer < keptPerLayer.Length; layer++)
+            for (int head = 0; head < kvHeads; head++)
+                keptPerLayer[layer] += cache.Length(sequence, layer, head) / (double)kvHeads;
     }
 
     private static float[] LogSoftmax(float[] logits)
@@ -175,10 +190,10 @@ public static class Evaluator
 
     public static string Csv(IReadOnlyList<EvaluationRow> rows)
     {
-        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,mean_kv_bytes,peak_kv_bytes\n");
+        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer\n");
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.NeedleAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.MeanKvBytes},{r.PeakKvBytes}"));
+                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.NeedleAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.MeanKvBytes},{r.PeakKvBytes},{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}"));
         return sb.ToString();
     }
 

@@ -81,6 +81,20 @@ public class EvalTests
         long fullMean = (long)Enumerable.Range(24, 72).Average(n => 4 * Math.Ceiling(n / 16.0) * blockBytes);
         Assert.Equal(fullMean, full.GetProperty("MeanKvBytes").GetInt64());
         Assert.Equal(4 * 6 * blockBytes, full.GetProperty("PeakKvBytes").GetInt64());
+        // Where the budget went: predicting token n, the full cache holds n KVs in every head of both layers.
+        var fullKept = full.GetProperty("KeptPerLayer").EnumerateArray().Select(k => k.GetDouble()).ToList();
+        Assert.Equal([59.5, 59.5], fullKept);
+        // Compressed every step to its budget (48 tokens for 1/2 of 96, or 16), a head holds min(n, budget) KVs: the
+        // fixed-per-head policies in every layer, KV-Compress on average over its layers, to within one block.
+        foreach (var r in rows.Skip(1))
+        {
+            int budget = r.GetProperty("Budget").GetString() == "1/2" ? 48 : 16;
+            double expected = Enumerable.Range(24, 72).Average(n => Math.Min(n, budget));
+            var kept = r.GetProperty("KeptPerLayer").EnumerateArray().Select(k => k.GetDouble()).ToList();
+            Assert.Equal(2, kept.Count);
+            if (r.GetProperty("Policy").GetString() == "kvcompress") Assert.InRange(kept.Average(), expected - 16, expected + 16);
+            else Assert.All(kept, k => Assert.Equal(expected, k, 9));
+        }
         foreach (var r in rows.Skip(1))
         {
             Assert.True(r.GetProperty("CompressionRatio").GetDouble() > 1.3, r.ToString());
@@ -94,7 +108,10 @@ public class EvalTests
         var kv = rows.Where(r => r.GetProperty("Policy").GetString() == "kvcompress").ToList();
         Assert.True(kv[1].GetProperty("CompressionRatio").GetDouble() > kv[0].GetProperty("CompressionRatio").GetDouble());
         Assert.Contains("| kvcompress | 1/2 |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
-        Assert.Equal(8, File.ReadAllLines(Path.Combine(dir.File("out"), "results.csv")).Length);
+        var csv = File.ReadAllLines(Path.Combine(dir.File("out"), "results.csv"));
+        Assert.Equal(8, csv.Length);
+        Assert.EndsWith(",kept_per_layer", csv[0]);
+        Assert.EndsWith(",59.5;59.5", csv[1]);
         foreach (var plot in new[] { "kl-vs-compression.svg", "passkey-vs-compression.svg", "needle-vs-compression.svg" })
             System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), plot));
     }
