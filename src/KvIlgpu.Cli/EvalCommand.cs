@@ -17,9 +17,9 @@ internal static class EvalCommand
         var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
         var policies = new Option<string>("--policies") { Description = "comma-separated policies, each NAME or NAME:METRIC (metric: squared, plain, squared-average, plain-average)", DefaultValueFactory = _ => "kvcompress,snapkv,pyramidkv,h2o,streamingllm,adakv" };
         var budgets = new Option<string>("--budgets") { Description = "comma-separated budgets: 1/N of the sequence, or tokens per head", DefaultValueFactory = _ => "1/2,1/4,1/8,1/16,1/32" };
-        var corpus = new Option<string>("--corpus") { Description = "held-out text: a text file, a .ids file of token ids, or the Brown corpus .tgz (its last 10 documents, which train holds out)", Required = true };
+        var corpus = new Option<string>("--corpus") { Description = "held-out text: a text file, a .ids file of token ids, or the Brown corpus .tgz (its last 10 documents, which train holds out); not needed with --segments 0" };
         var segmentLength = new Option<int>("--segment-length") { Description = "tokens per evaluated segment (default: the model's context)" };
-        var segments = new Option<int>("--segments") { Description = "segments to evaluate", DefaultValueFactory = _ => 4 };
+        var segments = new Option<int>("--segments") { Description = "corpus segments to evaluate (0: the retrieval tasks only, with --passkey-trials)", DefaultValueFactory = _ => 4 };
         var promptShare = new Option<double>("--prompt-share") { Description = "share of each segment given as the prompt (prefilled, then compressed to the budget); the rest is fed one token at a time, compressed every step and scored", DefaultValueFactory = _ => 0.25 };
         var passkey = new Option<int>("--passkey-trials") { Description = "passkey and multi-key needle trials per length and depth (0: none)", DefaultValueFactory = _ => 0 };
         var taskLengths = new Option<string?>("--task-lengths") { Description = "comma-separated prompt lengths of the retrieval tasks (default: half the context)" };
@@ -32,12 +32,16 @@ internal static class EvalCommand
             { model, policies, budgets, corpus, segmentLength, segments, promptShare, passkey, taskLengths, protectedWindow, sinks, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
-            string modelPath = r.GetValue(model)!, corpusPath = r.GetValue(corpus)!;
-            if (!File.Exists(corpusPath)) throw new FileNotFoundException($"corpus not found: {corpusPath}", corpusPath);
+            string modelPath = r.GetValue(model)!;
+            string? corpusPath = r.GetValue(corpus);
+            if (corpusPath == null && r.GetValue(segments) != 0) throw new ArgumentException("--corpus is required unless --segments 0 (retrieval tasks only)");
+            if (corpusPath != null && !File.Exists(corpusPath)) throw new FileNotFoundException($"corpus not found: {corpusPath}", corpusPath);
             var weights = ProgressDisplay.Load(modelPath, p => ModelLoader.Load(modelPath, p));
             var c = weights.Config;
             var tokenizer = TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null);
-            IReadOnlyList<int> tokens = corpusPath.EndsWith(".ids", StringComparison.OrdinalIgnoreCase)
+            if (r.GetValue(segments) == 0 && tokenizer == null)
+                throw new ArgumentException($"--segments 0 runs only the retrieval tasks, which need a tokenizer, and {modelPath} has none");
+            IReadOnlyList<int> tokens = corpusPath == null ? [] : corpusPath.EndsWith(".ids", StringComparison.OrdinalIgnoreCase)
                 ? File.ReadAllText(corpusPath).Split([',', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray()
                 : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(CorpusText(corpusPath));
             var policyList = r.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -74,7 +78,7 @@ internal static class EvalCommand
                 Directory.CreateDirectory(dir);
                 File.WriteAllText(Path.Combine(dir, "results.md"), Evaluator.Markdown(rows));
                 File.WriteAllText(Path.Combine(dir, "results.csv"), Evaluator.Csv(rows));
-                Evaluator.Plot(Path.Combine(dir, "kl-vs-compression.svg"), rows);
+                if (rows.Any(x => x.KlToFull != null)) Evaluator.Plot(Path.Combine(dir, "kl-vs-compression.svg"), rows);
                 if (rows.Any(x => x.PasskeyAccuracy != null))
                 {
                     Evaluator.Plot(Path.Combine(dir, "passkey-vs-compression.svg"), rows, "Passkey accuracy vs compression", "passkey accuracy", x => x.PasskeyAccuracy);

@@ -56,14 +56,31 @@ public sealed record EvaluationOptions(
 }
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from teacher-forced
-/// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval. MeanKvBytes
+/// corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy retrieval. A
+/// retrieval-only run (no corpus segments) leaves the corpus columns null and measures the compression ratio on the
+/// retrieval prompts instead. MeanKvBytes
 /// is the KV block memory the sequence held, averaged over the decode steps of the corpus segments (what the budget
 /// controls); PeakKvBytes is the most it held, usually at the end of a prefill, before its compression. Both count K, V,
 /// position and metric of the blocks held; the engine's fixed block tables are left out. KeptPerLayer is where the budget
 /// went: the KVs each layer held per KV head, averaged over the decode steps of the corpus segments.</summary>
-public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double Perplexity, double KlToFull,
-    double Top1Agreement, double? PasskeyAccuracy, long PeakKvBytes, double? NeedleAccuracy = null, long MeanKvBytes = 0,
+public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double? Perplexity, double? KlToFull,
+    double? Top1Agreement, double? PasskeyAccuracy, long? PeakKvBytes, double? NeedleAccuracy = null, long? MeanKvBytes = null,
     IReadOnlyList<double>? KeptPerLayer = null);
+
+/// <summary>KVs that runs would hold with a full cache, and the KVs they held after eviction, summed over runs.</summary>
+public sealed class KvTally
+{
+    public long Full { get; private set; }
+    public long Held { get; private set; }
+    public double CompressionRatio => Full / (double)Math.Max(1, Held);
+
+    /// <summary>One sequence of the given length across heads (layer, KV head) pairs, of which evicted KVs were dropped.</summary>
+    public void Add(long heads, long length, long evicted)
+    {
+        Full += heads * length;
+        Held += heads * length - evicted;
+    }
+}
 
 /// <summary>Runs every policy at every budget on the same inputs, through the same engine path as serving
 /// (teacher forcing and a logits tap on the scheduler).</summary>
@@ -76,12 +93,15 @@ public static class Evaluator
         if (!(options.PrefixFraction is > 0 and < 1) || prefix >= options.SegmentLength)
             throw new ArgumentException($"--prompt-share: {options.PrefixFraction} of a {options.SegmentLength}-token segment must leave " +
                 "a prompt and at least one token to score (a share between 0 and 1, exclusive)");
+        bool retrieval = options.PasskeyTrials > 0;
+        if (options.Segments < 0 || options.Segments == 0 && !retrieval)
+            throw new ArgumentException($"--segments: {options.Segments} must be at least 1, or 0 for a retrieval-only run with --passkey-trials");
         var segments = Enumerable.Range(0, Math.Min(options.Segments, corpus.Count / options.SegmentLength))
             .Select(i => corpus.Skip(i * options.SegmentLength).Take(options.SegmentLength).ToArray()).ToList();
-        if (segments.Count == 0) throw new ArgumentException($"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
+        if (segments.Count == 0 && options.Segments > 0)
+            throw new ArgumentException($"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
         var configs = new List<(string Policy, string Budget)> { ("full", "-") };
         foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) configs.Add((p, b));
-        bool retrieval = options.PasskeyTrials > 0;
         // One step per corpus segment and, with retrieval, one for each of its two tasks.
         int total = configs.Count * (segments.Count + (retrieval ? 2 : 0)), done = 0;
 
@@ -92,7 +112,8 @@ public static class Evaluator
         {
             using var engine = newEngine();
             double nll = 0, kl = 0, agree = 0;
-            long count = 0, held = 0, full = 0, heldBlocks = 0;
+            long count = 0, heldBlocks = 0;
+            var corpusKvs = new KvTally();
             var keptPerLayer = new double[engine.Config.Layers];
             for (int si = 0; si < segments.Count; si++)
             {
@@ -119,25 +140,25 @@ public static class Evaluator
                     agree += ArgMax(refs[i]) == ArgMax(logProbs[i]) ? 1 : 0;
                     count++;
                 }
-                long heads = engine.Config.Layers * engine.Config.KvHeads;
-                full += heads * seg.Length;
-                held += heads * seg.Length - result.EvictedKvs;
+                corpusKvs.Add(engine.Config.Layers * engine.Config.KvHeads, seg.Length, result.EvictedKvs);
                 progress?.Report(("evaluating", ++done, total));
             }
             // Of the corpus runs, before the passkey prompts; block memory only, as the mean (the block tables are a
             // fixed allocation of the engine, the same for every policy).
             long peak = engine.Cache.PeakBlocksUsed * engine.Cache.BytesPerBlock;
             double? passkey = null, needle = null;
+            var retrievalKvs = new KvTally();
             if (retrieval)
             {
-                if (engine.Tokenizer != null) passkey = Passkey.Accuracy(engine, options, policy, budget);
+                if (engine.Tokenizer != null) passkey = Passkey.Accuracy(engine, options, policy, budget, kvs: retrievalKvs);
                 progress?.Report(("passkey", ++done, total));
-                if (engine.Tokenizer != null) needle = Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle);
+                if (engine.Tokenizer != null) needle = Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle, retrievalKvs);
                 progress?.Report(("multi-key needle", ++done, total));
             }
-            rows.Add(new EvaluationRow(policy, budget, full / (double)Math.Max(1, held), Math.Exp(nll / count), kl / count, agree / count,
-                passkey, peak, needle, heldBlocks * engine.Cache.BytesPerBlock / Math.Max(1, count),
-                keptPerLayer.Select(k => k / Math.Max(1, count)).ToArray()));
+            rows.Add(segments.Count > 0
+                ? new EvaluationRow(policy, budget, corpusKvs.CompressionRatio, Math.Exp(nll / count), kl / count, agree / count,
+                    passkey, peak, needle, heldBlocks * engine.Cache.BytesPerBlock / count, keptPerLayer.Select(k => k / count).ToArray())
+                : new EvaluationRow(policy, budget, retrievalKvs.CompressionRatio, null, null, null, passkey, null, needle));
         }
         return rows;
     }
@@ -181,19 +202,20 @@ public static class Evaluator
         var sb = new StringBuilder();
         sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | mean KV bytes | peak KV bytes |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
-        static string Pct(double? v) => v is double p ? p.ToString("P0", CultureInfo.InvariantCulture) : "-";
+        static string F(IFormattable? v, string format) => v?.ToString(format, CultureInfo.InvariantCulture) ?? "-";
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {r.Perplexity:F3} | {r.KlToFull:F4} | {r.Top1Agreement:P1} | {Pct(r.PasskeyAccuracy)} | {Pct(r.NeedleAccuracy)} | {r.MeanKvBytes:N0} | {r.PeakKvBytes:N0} |"));
+                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {F(r.Perplexity, "F3")} | {F(r.KlToFull, "F4")} | {F(r.Top1Agreement, "P1")} | {F(r.PasskeyAccuracy, "P0")} | {F(r.NeedleAccuracy, "P0")} | {F(r.MeanKvBytes, "N0")} | {F(r.PeakKvBytes, "N0")} |"));
         return sb.ToString();
     }
 
     public static string Csv(IReadOnlyList<EvaluationRow> rows)
     {
+        static string C(IFormattable? v) => v?.ToString(v is double ? "R" : null, CultureInfo.InvariantCulture) ?? "";
         var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer\n");
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{r.Perplexity:R},{r.KlToFull:R},{r.Top1Agreement:R},{r.PasskeyAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.NeedleAccuracy?.ToString("R", CultureInfo.InvariantCulture) ?? ""},{r.MeanKvBytes},{r.PeakKvBytes},{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}"));
+                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{C(r.Perplexity)},{C(r.KlToFull)},{C(r.Top1Agreement)},{C(r.PasskeyAccuracy)},{C(r.NeedleAccuracy)},{C(r.MeanKvBytes)},{C(r.PeakKvBytes)},{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}"));
         return sb.ToString();
     }
 
@@ -219,11 +241,12 @@ public static class Passkey
 
     /// <summary>Mean accuracy over the options' lengths and depths for one policy and budget (the passkey task unless
     /// another is given).</summary>
-    public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null) =>
+    public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null,
+        KvTally? kvs = null) =>
         Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9], options.PasskeyTrials,
             promptLength => policy == "full" ? null
                 : CompressionOptions.ForPolicy(policy, options.Budget(budget, promptLength)),
-            task: task)
+            task: task, kvs: kvs)
         .Average(cell => cell.Accuracy);
 
     /// <summary>The passkey task: a 5-digit key stated once at the depth.</summary>
@@ -255,9 +278,11 @@ public static class Passkey
     }
 
     /// <summary>Accuracy for every (context length, depth) cell: trials prompts each, greedy answer must contain the key.
-    /// compressionFor gives the compression for a prompt of that many tokens (null: full cache).</summary>
+    /// compressionFor gives the compression for a prompt of that many tokens (null: full cache); kvs, when given, adds
+    /// up the KVs every run held against a full cache.</summary>
     public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths, IReadOnlyList<double> depths,
-        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null, TaskBuilder? task = null)
+        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null, TaskBuilder? task = null,
+        KvTally? kvs = null)
     {
         task ??= PasskeyTask;
         var tok = engine.Tokenizer ?? throw new InvalidOperationException("passkey retrieval needs a tokenizer");
@@ -271,9 +296,15 @@ public static class Passkey
                 var runs = Enumerable.Range(0, trials).Select(_ =>
                 {
                     var (prompt, key) = task(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, rng);
-                    return (key, engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compressionFor(prompt.Count))));
+                    return (Key: key, Handle: engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compressionFor(prompt.Count))));
                 }).ToList();
-                int ok = runs.Count(r => r.Item2.Completion.GetAwaiter().GetResult() is var res && (res.Text ?? tok.Decode(res.TokenIds)).Contains(r.key));
+                int ok = 0;
+                foreach (var (key, handle) in runs)
+                {
+                    var res = handle.Completion.GetAwaiter().GetResult();
+                    if ((res.Text ?? tok.Decode(res.TokenIds)).Contains(key)) ok++;
+                    kvs?.Add(engine.Config.Layers * engine.Config.KvHeads, res.PromptTokens + res.TokenIds.Count, res.EvictedKvs);
+                }
                 result.Add((length, depth, ok / (double)trials));
                 progress?.Report((++done, lengths.Count * depths.Count));
             }

@@ -117,6 +117,48 @@ public class EvalTests
     }
 
     [Fact]
+    public void Segments_zero_runs_the_retrieval_tasks_alone_without_a_corpus()
+    {
+        using var dir = new TempDir();
+        TokenizerTests.WriteLlama2cTokenizer(dir, out int vocab);
+        TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: vocab, seq: 128), seed: 41));
+        var (code, stdout, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--segments", "0", "--passkey-trials", "2",
+            "--policies", "streamingllm", "--budgets", "1/2,16", "--device", "cpu", "--json", "--out", dir.File("out"));
+        Assert.True(code == 0, stderr);
+        var rows = JsonDocument.Parse(stdout).RootElement.EnumerateArray().ToList();
+        Assert.Equal(3, rows.Count);
+        foreach (var r in rows)
+        {
+            foreach (var corpusColumn in new[] { "Perplexity", "KlToFull", "Top1Agreement", "MeanKvBytes", "PeakKvBytes", "KeptPerLayer" })
+                Assert.Equal(JsonValueKind.Null, r.GetProperty(corpusColumn).ValueKind);
+            Assert.InRange(r.GetProperty("PasskeyAccuracy").GetDouble(), 0, 1);
+            Assert.InRange(r.GetProperty("NeedleAccuracy").GetDouble(), 0, 1);
+        }
+        // The compression ratio comes from the retrieval prompts: 1 for the full cache, more for half of each prompt,
+        // more again for 16 tokens of prompts of 64 or more.
+        Assert.Equal(1, rows[0].GetProperty("CompressionRatio").GetDouble());
+        Assert.InRange(rows[1].GetProperty("CompressionRatio").GetDouble(), 1.5, 2.5);
+        Assert.True(rows[2].GetProperty("CompressionRatio").GetDouble() > rows[1].GetProperty("CompressionRatio").GetDouble() + 1);
+        Assert.Contains("| full | - | 1.00x | - | - | - |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
+        Assert.False(File.Exists(Path.Combine(dir.File("out"), "kl-vs-compression.svg"))); // nothing to plot
+        System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), "passkey-vs-compression.svg"));
+    }
+
+    [Fact]
+    public void Segments_zero_without_retrieval_and_no_corpus_with_segments_name_their_options()
+    {
+        using var dir = new TempDir();
+        TokenizerTests.WriteLlama2cTokenizer(dir, out int vocab);
+        TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: vocab, seq: 64), seed: 3));
+        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--segments", "0", "--device", "cpu");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--segments", stderr);
+        (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--passkey-trials", "1", "--device", "cpu");
+        Assert.NotEqual(0, code);
+        Assert.Contains("--corpus", stderr);
+    }
+
+    [Fact]
     public void Prompt_share_sets_how_much_of_each_segment_is_prefilled_before_the_scored_decode()
     {
         using var dir = new TempDir();
