@@ -94,8 +94,9 @@ public static class Evaluator
             throw new ArgumentException($"--prompt-share: {options.PrefixFraction} of a {options.SegmentLength}-token segment must leave " +
                 "a prompt and at least one token to score (a share between 0 and 1, exclusive)");
         bool retrieval = options.PasskeyTrials > 0;
-        if (options.Segments < 0 || options.Segments == 0 && !retrieval)
-            throw new ArgumentException($"--segments: {options.Segments} must be at least 1, or 0 for a retrieval-only run with --passkey-trials");
+        if (options.Segments < 0) throw new ArgumentException($"--segments: {options.Segments} is negative");
+        if (options.Segments == 0 && !retrieval)
+            throw new ArgumentException("--segments 0 runs only the retrieval tasks, so it needs --passkey-trials N with N > 0");
         var segments = Enumerable.Range(0, Math.Min(options.Segments, corpus.Count / options.SegmentLength))
             .Select(i => corpus.Skip(i * options.SegmentLength).Take(options.SegmentLength).ToArray()).ToList();
         if (segments.Count == 0 && options.Segments > 0)
