@@ -25,7 +25,7 @@ public sealed record EvaluationOptions(
     /// <summary>Per-head token budget for a sequence of the given length.</summary>
     public static int BudgetTokens(string budget, int length)
     {
-        if (TryParseOneOver(budget, out var d)) return Math.Max(1, (int)(length / d));
+        if (TryParseShare(budget, out var p, out var d) && p == 1) return Math.Max(1, (int)(length / d));
         if (int.TryParse(budget, out var n) && n > 0) return n;
         throw new ArgumentException($"--budgets: '{budget}' is neither 1/N nor a positive token count");
     }
@@ -42,17 +42,22 @@ public sealed record EvaluationOptions(
     /// </summary>
     public static (int Tokens, double? Share) ParseProtectedWindow(string value)
     {
-        var parts = value.Split('/');
-        if (parts.Length == 2 && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out var p)
-            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out var q) && p >= 0 && q > 0 && p <= q)
-            return (0, p / q);
+        if (TryParseShare(value, out var p, out var q)) return (0, p / q);
         if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return (n, null);
         throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor a share P/Q (at most 1) of the budget");
     }
 
-    /// <summary>Reads a budget written "1/N" (N >= 1, any number) as N.</summary>
-    private static bool TryParseOneOver(string value, out double n) =>
-        double.TryParse(value.StartsWith("1/") ? value[2..] : "", NumberStyles.Float, CultureInfo.InvariantCulture, out n) && n >= 1;
+    /// <summary>Reads a share of the whole written "P/Q" (0 <= P <= Q, any numbers), the spelling of budgets ("1/N") and
+    /// of protected windows.</summary>
+    private static bool TryParseShare(string value, out double p, out double q)
+    {
+        p = q = 0;
+        var parts = value.Split('/');
+        return parts.Length == 2
+            && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out p)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out q)
+            && p >= 0 && q > 0 && p <= q;
+    }
 }
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from

@@ -36,6 +36,23 @@ public class EvalTests
         Assert.Equal(2, b.Sinks);
     }
 
+    [Theory]
+    [InlineData("1/32", 1024, 32)]
+    [InlineData("1/3", 999, 333)]      // the division is exact, not 999 times a rounded third
+    [InlineData("1/2.5", 100, 40)]
+    [InlineData("100", 1024, 100)]
+    [InlineData("1/4096", 1024, 1)]    // never below one token
+    public void A_budget_is_one_nth_of_the_sequence_or_a_token_count(string budget, int length, int tokens) =>
+        Assert.Equal(tokens, KvIlgpu.Evaluation.EvaluationOptions.BudgetTokens(budget, length));
+
+    [Theory]
+    [InlineData("3/4")]    // budgets are 1/N; shares P/Q are for the protected window
+    [InlineData("1/0.5")]
+    [InlineData("0")]
+    [InlineData("quarter")]
+    public void A_bad_budget_names_the_option(string budget) =>
+        Assert.Contains("--budgets", Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.EvaluationOptions.BudgetTokens(budget, 1024)).Message);
+
     [Fact]
     public void By_default_a_quarter_of_each_budget_is_protected()
     {
