@@ -47,7 +47,7 @@ public sealed record EvaluationOptions(
         throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor a share P/Q (at most 1) of the budget");
     }
 
-    /// <summary>Reads a share of the whole written "P/Q" (0 <= P <= Q, any numbers), the spelling of budgets ("1/N") and
+    /// <summary>Reads a share of the whole written "P/Q" (any numbers with P from 0 to Q), the spelling of budgets ("1/N") and
     /// of protected windows.</summary>
     private static bool TryParseShare(string value, out double p, out double q)
     {

@@ -3,7 +3,8 @@ using System.Text;
 
 namespace KvIlgpu.Evaluation;
 
-/// <summary>Line charts as SVG (log2 x axis, one line per series), so results can sit beside their tables as a picture.</summary>
+/// <summary>Line charts as SVG (log2 x axis, one line per series), so results can sit beside their tables as a picture.
+/// An optional dashed horizontal line marks a reference value (parity with a baseline, for example).</summary>
 public static class SvgPlot
 {
     private static readonly string[] Colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
@@ -11,13 +12,14 @@ public static class SvgPlot
     public static void Write(string path, string title, string xLabel, string yLabel, IReadOnlyList<(double X, double Y)> points) =>
         Write(path, title, xLabel, yLabel, new Dictionary<string, IReadOnlyList<(double X, double Y)>> { [""] = points });
 
-    public static void Write(string path, string title, string xLabel, string yLabel, IReadOnlyDictionary<string, IReadOnlyList<(double X, double Y)>> series)
+    public static void Write(string path, string title, string xLabel, string yLabel, IReadOnlyDictionary<string, IReadOnlyList<(double X, double Y)>> series,
+        double? referenceY = null)
     {
         const int W = 680, H = 420, L = 70, R = 150, T = 40, B = 55;
         var all = series.Values.SelectMany(p => p).Where(p => p.X > 0 && double.IsFinite(p.Y)).ToList();
         if (all.Count == 0) all = [(1, 1)];
         double xMin = Math.Log2(all.Min(p => p.X)), xMax = Math.Log2(all.Max(p => p.X));
-        double yMin = Math.Min(0, all.Min(p => p.Y)), yMax = all.Max(p => p.Y);
+        double yMin = Math.Min(0, all.Min(p => p.Y)), yMax = Math.Max(all.Max(p => p.Y), referenceY ?? double.MinValue);
         if (yMax <= yMin) yMax = yMin + 1;
         yMax += (yMax - yMin) * 0.1;
         string F(double v) => v.ToString("0.###", CultureInfo.InvariantCulture);
@@ -33,6 +35,8 @@ public static class SvgPlot
             double y = yMin + (yMax - yMin) * i / 5;
             sb.AppendLine($"<line x1=\"{L - 4}\" y1=\"{F(Py(y))}\" x2=\"{W - R}\" y2=\"{F(Py(y))}\" stroke=\"#ddd\"/><text x=\"{L - 8}\" y=\"{F(Py(y) + 4)}\" text-anchor=\"end\">{F(y)}</text>");
         }
+        if (referenceY is double r)
+            sb.AppendLine($"<line x1=\"{L}\" y1=\"{F(Py(r))}\" x2=\"{W - R}\" y2=\"{F(Py(r))}\" stroke=\"black\" stroke-dasharray=\"5,4\"/>");
         foreach (var x in all.Select(p => p.X).Distinct())
             sb.AppendLine($"<text x=\"{F(Px(x))}\" y=\"{H - B + 18}\" text-anchor=\"middle\">{F(x)}</text>");
         sb.AppendLine($"<text x=\"{(L + W - R) / 2}\" y=\"{H - 12}\" text-anchor=\"middle\">{Escape(xLabel)}</text>");

@@ -134,6 +134,22 @@ public class EvalTests
     }
 
     [Fact]
+    public void A_plot_reference_line_sits_between_the_points_above_and_below_it()
+    {
+        using var dir = new TempDir();
+        var series = new Dictionary<string, IReadOnlyList<(double X, double Y)>> { ["a"] = [(2, 0.5), (4, 1.5)] };
+        KvIlgpu.Evaluation.SvgPlot.Write(dir.File("plot.svg"), "t", "x", "y", series, referenceY: 1);
+        var svg = System.Xml.Linq.XDocument.Load(dir.File("plot.svg"));
+        System.Xml.Linq.XNamespace ns = "http://www.w3.org/2000/svg";
+        var dashed = svg.Descendants(ns + "line").Single(l => l.Attribute("stroke-dasharray") != null);
+        var cy = svg.Descendants(ns + "circle").Select(c => double.Parse(c.Attribute("cy")!.Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        double y = double.Parse(dashed.Attribute("y1")!.Value, System.Globalization.CultureInfo.InvariantCulture);
+        // SVG y grows downwards: the point at 0.5 is below the line, the one at 1.5 above, and 1 is halfway between.
+        Assert.Equal((cy[0] + cy[1]) / 2, y, 1);
+        Assert.True(cy[0] > y && y > cy[1]);
+    }
+
+    [Fact]
     public void Segments_zero_runs_the_retrieval_tasks_alone_without_a_corpus()
     {
         using var dir = new TempDir();
