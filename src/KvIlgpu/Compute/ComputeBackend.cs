@@ -105,10 +105,11 @@ public interface IComputeBackend : IDisposable
     void PagedAttention(DeviceBuffer q, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer,
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities);
 
-    /// <summary>Adds each slot's attention probability (squared, or plain), summed over the query heads of its group, to
-    /// its eviction metric, for the rows with accumulate[r] != 0; probabilities as PagedAttention emitted them.</summary>
+    /// <summary>Adds each slot's attention probability, summed over the query heads of its group, to its eviction metric:
+    /// modes[r] is row r's <see cref="MetricAccumulation"/> (none, plain or squared), so rows of different requests
+    /// accumulate different metrics in one step; probabilities as PagedAttention emitted them.</summary>
     void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers cache, DeviceIntBuffer rowInfo,
-        DeviceIntBuffer accumulate, int rows, int layer, bool squared);
+        DeviceIntBuffer modes, int rows, int layer);
 
     /// <summary>Copies physical slot pairs[2i] to pairs[2i+1] (K, V, position, metric) for i &lt; count.</summary>
     void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count);

@@ -65,7 +65,7 @@ public sealed class IlgpuBackend : IComputeBackend
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int> _moveSlots;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
-        int, int, int, int, PagedLayout> _accumulateMetric;
+        int, int, int, PagedLayout> _accumulateMetric;
 
     /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
     public int GemvMaxRows { get; init; } = 4;
@@ -101,7 +101,7 @@ public sealed class IlgpuBackend : IComputeBackend
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
         _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int>(PagedAttentionKernels.MoveSlots);
         _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
-            int, int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
+            int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
             ? a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
                 ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
@@ -307,9 +307,9 @@ public sealed class IlgpuBackend : IComputeBackend
     }
 
     public void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers c, DeviceIntBuffer rowInfo,
-        DeviceIntBuffer accumulate, int rows, int layer, bool squared) =>
+        DeviceIntBuffer modes, int rows, int layer) =>
         _accumulateMetric(_shape.Elementwise((long)rows * c.Layout.KvHeads * stride), V(probabilities), IV(c.Tables), IV(c.Lengths),
-            IV(rowInfo), IV(accumulate), V(c.Metric), rows, layer, stride, squared ? 1 : 0, c.Layout);
+            IV(rowInfo), IV(modes), V(c.Metric), rows, layer, stride, c.Layout);
 
     public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
     {

@@ -245,15 +245,16 @@ public sealed class ManagedSimdBackend : IComputeBackend
     }
 
     public void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers cache, DeviceIntBuffer rowInfo,
-        DeviceIntBuffer accumulate, int rows, int layer, bool squared)
+        DeviceIntBuffer modes, int rows, int layer)
     {
         var p = cache.Layout;
         var probs = D(probabilities); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths = I(cache.Lengths);
-        var info = I(rowInfo); var acc = I(accumulate);
+        var info = I(rowInfo); var mode = I(modes);
         int group = p.Heads / p.KvHeads;
         for (int r = 0; r < rows; r++)
         {
-            if (acc[r] == 0) continue;
+            if (mode[r] == (int)MetricAccumulation.None) continue;
+            bool squared = mode[r] == (int)MetricAccumulation.Squared;
             for (int g = 0; g < p.KvHeads; g++)
             {
                 int head = HeadIndex(p, info[4 * r], layer, g);

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using KvIlgpu.Cache;
 using KvIlgpu.Compression;
+using KvIlgpu.Compute;
 using KvIlgpu.Models;
 using KvIlgpu.Tokenization;
 
@@ -129,9 +130,8 @@ public sealed class Scheduler : IDisposable
         var rows = new List<BatchRow>();
         var logitRows = new List<int>();
         var sampled = new List<Sequence>();
-        var accumulate = new List<int>();
+        var accumulate = new List<MetricAccumulation>();
         var windowRows = new List<(int, Action<int, float[], int>)>();
-        bool squared = true;
         lock (_lock)
         {
             DropCancelled();
@@ -151,7 +151,9 @@ public sealed class Scheduler : IDisposable
                     int position = s.Cached + i;
                     var c = s.Options.Compression;
                     // Decode queries accumulate into the metric on the device; prefill window queries are gathered per head.
-                    accumulate.Add(s.Compresses && !prefill && c!.EvictionPolicy.AccumulateDuringDecode ? 1 : 0);
+                    accumulate.Add(s.Compresses && !prefill && c!.EvictionPolicy.AccumulateDuringDecode
+                        ? c.EffectiveSquared ? MetricAccumulation.Squared : MetricAccumulation.Plain
+                        : MetricAccumulation.None);
                     if (prefill && (c!.EffectiveWindow == 0 || position >= s.PrefillLength - c.EffectiveWindow))
                     {
                         var window = s.Window!;
@@ -164,12 +166,10 @@ public sealed class Scheduler : IDisposable
                 s.Cached += n;
                 if (s.Pending == 0) { logitRows.Add(rows.Count - 1); sampled.Add(s); }
             }
-            // One L1/L2 choice per step: the first compressing sequence's (mixed batches are an accepted simplification).
-            squared = _running.FirstOrDefault(x => x.Compresses)?.Options.Compression!.EffectiveSquared ?? true;
         }
         if (rows.Count == 0) return;
-        var metric = accumulate.Any(a => a != 0) || windowRows.Count > 0
-            ? new MetricRequest(accumulate.ToArray(), windowRows, squared)
+        var metric = accumulate.Any(a => a != MetricAccumulation.None) || windowRows.Count > 0
+            ? new MetricRequest(accumulate.ToArray(), windowRows)
             : null;
         var logits = _model.ForwardBatch(_cache, rows.ToArray(), logitRows.ToArray(), metric);
         int vocab = _model.Config.VocabSize;

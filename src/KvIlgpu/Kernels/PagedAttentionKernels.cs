@@ -136,25 +136,26 @@ public static class PagedAttentionKernels
         }
     }
 
-    /// <summary>SPEC 2, decode accumulation: for every row with accumulate[r] != 0, KV head g and slot t the row saw,
-    /// metric[slot] += sum over the query heads q of group g of p[r, q, t]^2 (squared != 0) or p[r, q, t] (plain sum).
-    /// probs holds the probabilities the paged attention kernel emitted ([rows * Heads, stride]).</summary>
+    /// <summary>SPEC 2, decode accumulation: for every row r, KV head g and slot t the row saw, metric[slot] += sum over
+    /// the query heads q of group g of p[r, q, t]^2 (modes[r] = Squared) or p[r, q, t] (Plain); rows whose mode is None
+    /// add nothing. probs holds the probabilities the paged attention kernel emitted ([rows * Heads, stride]).</summary>
     public static void AccumulateMetric(ArrayView<float> probs, ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo,
-        ArrayView<int> accumulate, ArrayView<float> metric, int rows, int layer, int stride, int squared, PagedLayout p)
+        ArrayView<int> modes, ArrayView<float> metric, int rows, int layer, int stride, PagedLayout p)
     {
         int group = p.Heads / p.KvHeads;
         long total = (long)rows * p.KvHeads * stride;
         for (long i = GridStride.Start; i < total; i += GridStride.Step)
         {
             int t = (int)(i % stride), g = (int)(i / stride % p.KvHeads), r = (int)(i / stride / p.KvHeads);
-            if (accumulate[r] == 0) continue;
+            int mode = modes[r];
+            if (mode == 0) continue; // MetricAccumulation.None
             var (head, visible) = RowHead(p, lengths, rowInfo, layer, r, g * group);
             if (t >= visible) continue;
             float sum = 0;
             for (int q = g * group; q < (g + 1) * group; q++)
             {
                 float v = probs[((long)r * p.Heads + q) * stride + t];
-                sum += squared != 0 ? v * v : v;
+                sum += mode == 2 ? v * v : v; // MetricAccumulation.Squared, else Plain
             }
             metric[SlotOffset(p, tables, head, t)] += sum;
         }

@@ -119,10 +119,10 @@ public sealed class LlamaModel : IDisposable
             _probabilities = Backend.Allocate((int)Math.Max(scratch, 1024));
         }
         DeviceIntBuffer? accumulate = null;
-        if (metric?.Accumulate is { } mask && mask.Any(m => m != 0))
+        if (metric?.Accumulate is { } mask && mask.Any(m => m != MetricAccumulation.None))
         {
             accumulate = Backend.AllocateInts(rows.Length);
-            Backend.WriteInts(accumulate, mask);
+            Backend.WriteInts(accumulate, mask.Select(m => (int)m).ToArray());
         }
         try
         {
@@ -167,7 +167,7 @@ public sealed class LlamaModel : IDisposable
         {
             bool emit = Accumulate != null || Metric?.WindowRows.Count > 0;
             b.PagedAttention(q, Cache.Buffers, RowInfo, rows, layer, output, Probabilities, Stride, emitProbabilities: emit);
-            if (Accumulate != null) b.AccumulateMetric(Probabilities, Stride, Cache.Buffers, RowInfo, Accumulate, rows, layer, Metric!.Squared);
+            if (Accumulate != null) b.AccumulateMetric(Probabilities, Stride, Cache.Buffers, RowInfo, Accumulate, rows, layer);
             if (Metric?.WindowRows is { Count: > 0 } window)
             {
                 var probs = new float[Heads * Stride];
@@ -231,10 +231,10 @@ public sealed class LlamaModel : IDisposable
     }
 }
 
-/// <summary>What a batched step should do for eviction metrics: rows whose attention probabilities are added to the
-/// slots' metrics on the device (decode queries), and rows whose per-head probabilities are handed to a sink
-/// (prefill observation-window queries) as (layer, probs [Heads * stride], stride).</summary>
-public sealed record MetricRequest(int[]? Accumulate, IReadOnlyList<(int Row, Action<int, float[], int> Sink)> WindowRows, bool Squared);
+/// <summary>What a batched step should do for eviction metrics: per row, what its attention probabilities add to the
+/// slots' metrics on the device (decode queries; each row its own request's mode), and rows whose per-head
+/// probabilities are handed to a sink (prefill observation-window queries) as (layer, probs [Heads * stride], stride).</summary>
+public sealed record MetricRequest(MetricAccumulation[]? Accumulate, IReadOnlyList<(int Row, Action<int, float[], int> Sink)> WindowRows);
 
 /// <summary>One row of a batched step: Token of sequence slot Sequence at Position, row Offset of the Count rows that
 /// sequence feeds in this step.</summary>

@@ -66,6 +66,64 @@ public class BatchingTests
         }
     }
 
+    /// <summary>Every policy and every metric variant in one `kvilgpu batch` file: each request gets exactly the tokens and
+    /// the evicted-KV count of its solo run, so no request's metric mode (plain or squared, summed or averaged) leaks
+    /// into another's in a shared step. Memory is ample, so nothing is preempted and every run compresses the same way.</summary>
+    [Fact]
+    public async Task Batch_mixing_every_policy_and_metric_matches_each_request_run_alone()
+    {
+        var w = TestModels.Random(TestModels.Config(vocab: 64, seq: 96), seed: 31);
+        var rng = new Random(11);
+        string?[] metrics = [null, "squared", "plain", "squared-average", "plain-average"];
+        var requests = KvIlgpu.Compression.CompressionOptions.Policies.Where(p => p != "full")
+            .SelectMany(p => metrics.Select(m => (Policy: p, Metric: m)))
+            .Prepend((Policy: "full", Metric: (string?)null))
+            .Select((x, i) => (Id: $"r{i}", x.Policy, x.Metric, Prompt: Enumerable.Range(0, rng.Next(30, 60)).Select(_ => rng.Next(3, 64)).ToArray(),
+                MaxTokens: rng.Next(12, 30)))
+            .ToList();
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("m.bin"), w);
+        File.WriteAllLines(dir.File("requests.jsonl"), requests.Select(r =>
+        {
+            var line = new Dictionary<string, object> { ["id"] = r.Id, ["prompt_ids"] = r.Prompt, ["max_tokens"] = r.MaxTokens, ["kv_policy"] = r.Policy };
+            if (r.Policy != "full") { line["kv_budget"] = 10; line["protected_window"] = 4; }
+            if (r.Metric != null) line["kv_metric"] = r.Metric;
+            return JsonSerializer.Serialize(line);
+        }));
+
+        var alone = new Dictionary<string, (int[] Tokens, long Evicted)>();
+        using (var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 1, MaxTokensPerStep: 64)))
+            foreach (var r in requests)
+            {
+                var (squared, average) = KvIlgpu.Compression.CompressionOptions.ParseMetric(r.Metric);
+                var compression = r.Policy == "full" ? null
+                    : new KvIlgpu.Compression.CompressionOptions(new KvIlgpu.Compression.EvictionBudget(10, ProtectedWindow: 4), r.Policy,
+                        Squared: squared, Average: average);
+                var result = await engine.Submit(r.Prompt, new GenerationOptions(r.MaxTokens, SamplingOptions.Greedy, Compression: compression)).Completion;
+                alone[r.Id] = ([.. result.TokenIds], result.EvictedKvs);
+            }
+        Assert.Contains(alone.Values, a => a.Evicted > 0);
+
+        var (code, stdout, stderr) = CliRunner.Run("batch", "--model", dir.File("m.bin"), "--requests", dir.File("requests.jsonl"),
+            "--kv-memory", (8 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture), "--max-batch", "64", "--max-tokens-per-step", "256",
+            "--device", "cpu", "--json");
+        Assert.True(code == 0, stderr + stdout);
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var summary = lines.Single(l => l.TryGetProperty("summary", out _)).GetProperty("summary");
+        Assert.Equal(0, summary.GetProperty("preemptions").GetInt64());
+        Assert.True(summary.GetProperty("max_batch_size").GetInt32() >= requests.Count / 2, $"requests did not run together: {summary}");
+        var results = lines.Where(l => l.TryGetProperty("token_ids", out _)).ToDictionary(l => l.GetProperty("id").GetString()!, l => l);
+        Assert.Equal(requests.Count, results.Count);
+        foreach (var r in requests)
+        {
+            var got = results[r.Id];
+            var tokens = got.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            string what = $"{r.Id} ({r.Policy}:{r.Metric ?? "default"})";
+            Assert.True(alone[r.Id].Tokens.SequenceEqual(tokens), $"{what}: alone [{string.Join(",", alone[r.Id].Tokens)}] vs batched [{string.Join(",", tokens)}]");
+            Assert.True(alone[r.Id].Evicted == got.GetProperty("evicted_kvs").GetInt64(), $"{what}: evicted {alone[r.Id].Evicted} alone, {got.GetProperty("evicted_kvs")} batched");
+        }
+    }
+
     [Fact]
     public async Task Requests_submitted_from_many_threads_each_stream_their_own_tokens()
     {

@@ -38,7 +38,7 @@ public class MetricPipelineTests
                 var rows = Enumerable.Range(0, n).Select(i => new BatchRow(seq, prompt[start + i], start + i, n, i)).ToArray();
                 var window_ = Enumerable.Range(0, n).Where(i => window == 0 || start + i >= prompt.Length - window)
                     .Select(i => (i, (Action<int, float[], int>)((layer, probs, stride) => sums.Add(layer, probs, stride, start + i + 1, true)))).ToList();
-                model.ForwardBatch(cache, rows, [], new MetricRequest(new int[n], window_, true));
+                model.ForwardBatch(cache, rows, [], new MetricRequest(new MetricAccumulation[n], window_));
             }
             SequenceCompressor.SeedMetric(cache, seq, sums, options, c.GroupSize);
 
@@ -69,7 +69,7 @@ public class MetricPipelineTests
 
             // One decode step accumulates its own squared probabilities, summed over the group.
             cache.Append(seq, 1);
-            model.ForwardBatch(cache, [new BatchRow(seq, next, prompt.Length, 1, 0)], [0], new MetricRequest([1], [], true));
+            model.ForwardBatch(cache, [new BatchRow(seq, next, prompt.Length, 1, 0)], [0], new MetricRequest([MetricAccumulation.Squared], []));
             reference.Step(next);
             foreach (var head in cache.ReadHeads(seq))
             {

@@ -8,7 +8,8 @@ namespace KvIlgpu.Tests.Compression;
 public class MetricTests
 {
     /// <summary>SPEC 2 decode accumulation: each slot's metric grows by the squared (or plain) softmax probability that
-    /// each decode query gave it, summed over the query heads of its GQA group; masked rows add nothing.</summary>
+    /// each decode query gave it, summed over the query heads of its GQA group; rows of one call carry their own modes
+    /// (the first row squared or plain, the last the other one), and a row whose mode is None adds nothing.</summary>
     [Theory]
     [InlineData("cpu", true)]
     [InlineData("cpu", false)]
@@ -43,11 +44,13 @@ public class MetricTests
             using var info = b.AllocateInts(12);
             b.WriteInts(info, [0, 1, 0, 0, 1, 1, 0, 0, 2, 1, 0, 0]);
             using var mask = b.AllocateInts(3);
-            b.WriteInts(mask, [1, 0, 1]); // the middle row does not accumulate
+            var first = squared ? MetricAccumulation.Squared : MetricAccumulation.Plain;
+            var last = squared ? MetricAccumulation.Plain : MetricAccumulation.Squared;
+            b.WriteInts(mask, [(int)first, (int)MetricAccumulation.None, (int)last]); // the middle row does not accumulate
             using var outp = b.Allocate(3 * heads * d);
             using var probs = b.Allocate(3 * heads * stride);
             b.PagedAttention(dq, cache.Buffers, info, 3, layer, outp, probs, stride, emitProbabilities: true);
-            b.AccumulateMetric(probs, stride, cache.Buffers, info, mask, 3, layer, squared);
+            b.AccumulateMetric(probs, stride, cache.Buffers, info, mask, 3, layer);
             var metric = b.ToArray(cache.Buffers.Metric);
 
             var expected = (float[])metric0.Clone();
@@ -66,7 +69,8 @@ public class MetricTests
                         for (int t = 0; t < len; t++)
                         {
                             double pr = Math.Exp(sc[t] - mx) / sum;
-                            expected[cache.PhysicalSlot(r, layer, g, t)] += (float)(squared ? pr * pr : pr);
+                            bool rowSquared = (r == 0 ? first : last) == MetricAccumulation.Squared;
+                            expected[cache.PhysicalSlot(r, layer, g, t)] += (float)(rowSquared ? pr * pr : pr);
                         }
                     }
                 }
