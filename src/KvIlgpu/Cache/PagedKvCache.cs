@@ -28,7 +28,7 @@ public sealed class PagedKvCache : IDisposable
     public PagedKvBuffers Buffers { get; }
     public BlockPool Pool { get; }
     public int MaxSequences { get; }
-    public int HeadsPerSequence => Layout.Layers * Layout.KvHeads;
+    public int HeadsPerSequence => Layout.HeadsPerSequence;
     /// <summary>Bytes of one block: K and V, plus each slot's position and metric.</summary>
     public long BytesPerBlock { get; }
     /// <summary>Bytes of the block tables and lengths.</summary>
@@ -43,28 +43,23 @@ public sealed class PagedKvCache : IDisposable
         if (options.BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"--block-size must be positive (got {options.BlockSize})");
         if (options.MaxSequences <= 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxSequences must be positive");
         _backend = backend;
-        int maxBlocksPerHead = (config.MaxSeqLen + options.BlockSize - 1) / options.BlockSize;
-        Layout = new PagedLayout
-        {
-            BlockSize = options.BlockSize, HeadDim = config.HeadDim, Heads = config.Heads, KvHeads = config.KvHeads,
-            Layers = config.Layers, MaxBlocksPerHead = maxBlocksPerHead,
-        };
+        Layout = PagedLayout.For(config, options.BlockSize);
         MaxSequences = options.MaxSequences;
         int heads = MaxSequences * HeadsPerSequence;
-        BytesPerBlock = 2L * options.BlockSize * config.HeadDim * sizeof(float) + options.BlockSize * (sizeof(int) + sizeof(float));
-        MetadataBytes = (long)heads * maxBlocksPerHead * sizeof(int) + (long)heads * sizeof(int);
+        BytesPerBlock = Layout.BytesPerBlock;
+        MetadataBytes = Layout.MetadataBytes(MaxSequences);
         long budget = options.MemoryBytes ?? (long)(backend.MemoryBytes * options.MemoryFraction);
         long blocks = (budget - MetadataBytes) / BytesPerBlock;
         if (blocks < HeadsPerSequence)
             throw new ArgumentOutOfRangeException(nameof(options),
                 $"--kv-memory {budget} bytes holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of metadata; one token of one sequence needs {HeadsPerSequence} blocks ({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
-        if (blocks * options.BlockSize * config.HeadDim > int.MaxValue)
-            blocks = int.MaxValue / ((long)options.BlockSize * config.HeadDim);
+        if (Layout.PoolFloats(blocks) > int.MaxValue)
+            blocks = int.MaxValue / Layout.PoolFloats(1);
         Pool = new BlockPool((int)blocks);
         int slots = (int)blocks * options.BlockSize;
-        Buffers = new PagedKvBuffers(Layout, backend.Allocate(slots * config.HeadDim), backend.Allocate(slots * config.HeadDim),
-            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * maxBlocksPerHead), backend.AllocateInts(heads));
-        _tables = new int[heads * maxBlocksPerHead];
+        Buffers = new PagedKvBuffers(Layout, backend.Allocate((int)Layout.PoolFloats(blocks)), backend.Allocate((int)Layout.PoolFloats(blocks)),
+            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * Layout.MaxBlocksPerHead), backend.AllocateInts(heads));
+        _tables = new int[heads * Layout.MaxBlocksPerHead];
         _lengths = new int[heads];
         _blockCounts = new int[heads];
         _sequenceInUse = new bool[MaxSequences];
@@ -72,11 +67,11 @@ public sealed class PagedKvCache : IDisposable
     }
 
     /// <summary>Index of a (sequence, layer, KV head) among all heads of the cache (block tables, lengths).</summary>
-    public int Head(int sequence, int layer, int kvHead) => (sequence * Layout.Layers + layer) * Layout.KvHeads + kvHead;
+    public int Head(int sequence, int layer, int kvHead) => Layout.HeadIndex(sequence, layer, kvHead);
 
     public int Length(int sequence, int layer, int kvHead) => _lengths[Head(sequence, layer, kvHead)];
     public int BlockCount(int sequence, int layer, int kvHead) => _blockCounts[Head(sequence, layer, kvHead)];
-    public int Block(int sequence, int layer, int kvHead, int index) => _tables[Head(sequence, layer, kvHead) * Layout.MaxBlocksPerHead + index];
+    public int Block(int sequence, int layer, int kvHead, int index) => _tables[Layout.BlockEntry(Head(sequence, layer, kvHead), index)];
 
     /// <summary>The sequences that hold a row of block tables now.</summary>
     public IEnumerable<int> SequencesInUse => Enumerable.Range(0, MaxSequences).Where(s => _sequenceInUse[s]);
@@ -90,7 +85,7 @@ public sealed class PagedKvCache : IDisposable
     }
 
     /// <summary>Blocks a sequence of this many tokens needs across all its heads.</summary>
-    public int BlocksFor(int tokens) => HeadsPerSequence * ((tokens + Layout.BlockSize - 1) / Layout.BlockSize);
+    public int BlocksFor(int tokens) => HeadsPerSequence * Layout.BlocksFor(tokens);
 
     /// <summary>Reserves a row of block tables for a new sequence; null when all are in use.</summary>
     public int? TryAddSequence()
@@ -109,7 +104,7 @@ public sealed class PagedKvCache : IDisposable
         for (int h = 0; h < HeadsPerSequence; h++)
         {
             int head = sequence * HeadsPerSequence + h;
-            int want = (_lengths[head] + extraTokens + Layout.BlockSize - 1) / Layout.BlockSize;
+            int want = Layout.BlocksFor(_lengths[head] + extraTokens);
             if (want > Layout.MaxBlocksPerHead) throw new ContextOverflowException(_lengths[head] + extraTokens, Layout.MaxBlocksPerHead * Layout.BlockSize);
             needed += Math.Max(0, want - _blockCounts[head]);
         }
@@ -118,15 +113,15 @@ public sealed class PagedKvCache : IDisposable
         for (int h = 0; h < HeadsPerSequence; h++)
         {
             int head = sequence * HeadsPerSequence + h;
-            int want = (_lengths[head] + extraTokens + Layout.BlockSize - 1) / Layout.BlockSize;
+            int want = Layout.BlocksFor(_lengths[head] + extraTokens);
             int first = _blockCounts[head];
             while (_blockCounts[head] < want)
             {
                 Pool.TryAllocate(1, head, one);
-                _tables[head * Layout.MaxBlocksPerHead + _blockCounts[head]++] = one[0];
+                _tables[Layout.BlockEntry(head, _blockCounts[head]++)] = one[0];
             }
             if (want > first)
-                _backend.WriteInts(Buffers.Tables, _tables.AsSpan(head * Layout.MaxBlocksPerHead + first, want - first), head * Layout.MaxBlocksPerHead + first);
+                _backend.WriteInts(Buffers.Tables, _tables.AsSpan(Layout.BlockEntry(head, first), want - first), Layout.BlockEntry(head, first));
         }
         PeakBlocksUsed = Math.Max(PeakBlocksUsed, Pool.Used);
         return true;
@@ -152,7 +147,7 @@ public sealed class PagedKvCache : IDisposable
         for (int h = 0; h < HeadsPerSequence; h++)
         {
             int head = sequence * HeadsPerSequence + h;
-            for (int i = 0; i < _blockCounts[head]; i++) Pool.Release(_tables[head * Layout.MaxBlocksPerHead + i], head);
+            for (int i = 0; i < _blockCounts[head]; i++) Pool.Release(_tables[Layout.BlockEntry(head, i)], head);
             _blockCounts[head] = 0;
             _lengths[head] = 0;
         }
@@ -166,7 +161,7 @@ public sealed class PagedKvCache : IDisposable
     {
         int head = Head(sequence, layer, kvHead);
         if ((uint)index >= (uint)_lengths[head]) throw new ArgumentOutOfRangeException(nameof(index), $"slot {index} of a head of length {_lengths[head]}");
-        return _tables[head * Layout.MaxBlocksPerHead + index / Layout.BlockSize] * Layout.BlockSize + index % Layout.BlockSize;
+        return (int)Layout.Slot(_tables[Layout.TableIndex(head, index)], index);
     }
 
     /// <summary>Runs compaction moves on the device: pairs of (from, to) physical slots.</summary>
@@ -183,8 +178,8 @@ public sealed class PagedKvCache : IDisposable
     {
         int head = Head(sequence, layer, kvHead);
         if (newLength < 0 || newLength > _lengths[head]) throw new ArgumentOutOfRangeException(nameof(newLength));
-        int keep = (newLength + Layout.BlockSize - 1) / Layout.BlockSize;
-        for (int i = keep; i < _blockCounts[head]; i++) Pool.Release(_tables[head * Layout.MaxBlocksPerHead + i], head);
+        int keep = Layout.BlocksFor(newLength);
+        for (int i = keep; i < _blockCounts[head]; i++) Pool.Release(_tables[Layout.BlockEntry(head, i)], head);
         _blockCounts[head] = keep;
         _lengths[head] = newLength;
         _backend.WriteInts(Buffers.Lengths, _lengths.AsSpan(head, 1), head);
@@ -206,7 +201,7 @@ public sealed class PagedKvCache : IDisposable
                 for (int b = 0; b * Layout.BlockSize < n; b++)
                 {
                     int count = Math.Min(Layout.BlockSize, n - b * Layout.BlockSize);
-                    int start = _tables[head * Layout.MaxBlocksPerHead + b] * Layout.BlockSize;
+                    int start = (int)Layout.Slot(_tables[Layout.BlockEntry(head, b)], 0);
                     _backend.Read(Buffers.Metric, blockMetric.AsSpan(0, count), start);
                     _backend.ReadInts(Buffers.Positions, blockPositions.AsSpan(0, count), start);
                     blockMetric.AsSpan(0, count).CopyTo(metric.AsSpan(b * Layout.BlockSize));
@@ -225,7 +220,7 @@ public sealed class PagedKvCache : IDisposable
         for (int b = 0; b * Layout.BlockSize < values.Length; b++)
         {
             int count = Math.Min(Layout.BlockSize, values.Length - b * Layout.BlockSize);
-            _backend.Write(Buffers.Metric, values.Slice(b * Layout.BlockSize, count), _tables[head * Layout.MaxBlocksPerHead + b] * Layout.BlockSize);
+            _backend.Write(Buffers.Metric, values.Slice(b * Layout.BlockSize, count), (int)Layout.Slot(_tables[Layout.BlockEntry(head, b)], 0));
         }
     }
 
@@ -246,10 +241,10 @@ public sealed class PagedKvCache : IDisposable
                 taken.Add(one[0]);
             }
             foreach (var t in taken) Pool.Release(t, head);
-            _tables[head * Layout.MaxBlocksPerHead + _blockCounts[head]++] = b;
+            _tables[Layout.BlockEntry(head, _blockCounts[head]++)] = b;
         }
         _lengths[head] = length;
-        _backend.WriteInts(Buffers.Tables, _tables.AsSpan(head * Layout.MaxBlocksPerHead, Layout.MaxBlocksPerHead), head * Layout.MaxBlocksPerHead);
+        _backend.WriteInts(Buffers.Tables, _tables.AsSpan(Layout.BlockEntry(head, 0), Layout.MaxBlocksPerHead), Layout.BlockEntry(head, 0));
         _backend.WriteInts(Buffers.Lengths, _lengths.AsSpan(head, 1), head);
     }
 
@@ -264,7 +259,7 @@ public sealed class PagedKvCache : IDisposable
             if (_lengths[head] > _blockCounts[head] * Layout.BlockSize) throw new InvalidOperationException($"head {head} is longer than its blocks");
             for (int i = 0; i < _blockCounts[head]; i++)
             {
-                int b = _tables[head * Layout.MaxBlocksPerHead + i];
+                int b = _tables[Layout.BlockEntry(head, i)];
                 if (!seen.Add(b)) throw new InvalidOperationException($"block {b} appears in two tables");
                 if (Pool.OwnerOf(b) != head) throw new InvalidOperationException($"block {b} in head {head}'s table is owned by {Pool.OwnerOf(b)}");
                 held++;

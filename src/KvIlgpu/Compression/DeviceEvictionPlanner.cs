@@ -19,7 +19,7 @@ public sealed class DeviceEvictionPlanner
     private readonly Accelerator _a;
     private readonly LaunchShape _shape;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, ArrayView<int>,
-        int, int, int, int, int, int> _sortKeys;
+        int, int, PagedLayout, int, int> _sortKeys;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int, int> _chunkKeys;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<int>, int> _evictsInOrder;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, int, int> _takeChunks;
@@ -43,7 +43,7 @@ public sealed class DeviceEvictionPlanner
         _a = backend.Accelerator;
         _shape = backend.Shape;
         _sortKeys = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, ArrayView<int>,
-            int, int, int, int, int, int>(EvictionKernels.SortKeys);
+            int, int, PagedLayout, int, int>(EvictionKernels.SortKeys);
         _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int, int>(EvictionKernels.ChunkKeys);
         _evictsInOrder = _a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<int>, int>(EvictionKernels.EvictsInOrder);
         _takeChunks = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, int, int>(EvictionKernels.TakeChunks);
@@ -80,7 +80,7 @@ public sealed class DeviceEvictionPlanner
         using var counters = _a.Allocate1D<int>(1);
         counters.MemSetToZero();
         _sortKeys(_shape.Elementwise(total), IlgpuBackend.View(buffers.Metric), IlgpuBackend.View(buffers.Positions), IlgpuBackend.View(buffers.Tables),
-            offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, b, layout.MaxBlocksPerHead,
+            offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, layout,
             sequenceLength - budget.ProtectedWindow, budget.Sinks);
         Sort(keys.View, slots.View);
 

@@ -63,7 +63,7 @@ public sealed class IlgpuBackend : IComputeBackend
         ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout> _pagedWrite;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int> _moveSlots;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, PagedLayout> _moveSlots;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
         int, int, int, PagedLayout> _accumulateMetric;
 
@@ -99,7 +99,7 @@ public sealed class IlgpuBackend : IComputeBackend
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
         _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
-        _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, int>(PagedAttentionKernels.MoveSlots);
+        _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, PagedLayout>(PagedAttentionKernels.MoveSlots);
         _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
             int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
@@ -314,7 +314,7 @@ public sealed class IlgpuBackend : IComputeBackend
     public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
     {
         if (count == 0) return;
-        _moveSlots(_shape.Elementwise((long)count * c.Layout.HeadDim), V(c.Keys), V(c.Values), IV(c.Positions), V(c.Metric), IV(pairs), count, c.Layout.HeadDim);
+        _moveSlots(_shape.Elementwise((long)count * c.Layout.HeadDim), V(c.Keys), V(c.Values), IV(c.Positions), V(c.Metric), IV(pairs), count, c.Layout);
     }
 
     public int ArgMax(DeviceBuffer x, int offset, int count)

@@ -195,10 +195,7 @@ public sealed class ManagedSimdBackend : IComputeBackend
     public void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0) => src.CopyTo(I(dst).AsSpan(dstOffset));
     public void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0) => I(src).AsSpan(srcOffset, dst.Length).CopyTo(dst);
 
-    private static int HeadIndex(in Kernels.PagedLayout p, int seq, int layer, int h) => (seq * p.Layers + layer) * p.KvHeads + h;
-
-    private static int Slot(in Kernels.PagedLayout p, int[] tables, int head, int index) =>
-        tables[head * p.MaxBlocksPerHead + index / p.BlockSize] * p.BlockSize + index % p.BlockSize;
+    private static int SlotOf(in Kernels.PagedLayout p, int[] tables, int head, int index) => (int)p.Slot(tables[p.TableIndex(head, index)], index);
 
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer)
     {
@@ -209,10 +206,10 @@ public sealed class ManagedSimdBackend : IComputeBackend
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < p.KvHeads; h++)
             {
-                int head = HeadIndex(p, info[4 * r], layer, h);
-                int slot = Slot(p, tables, head, lengths[head] - info[4 * r + 1] + info[4 * r + 2]);
-                ks.AsSpan((r * p.KvHeads + h) * d, d).CopyTo(kp.AsSpan(slot * d, d));
-                vs.AsSpan((r * p.KvHeads + h) * d, d).CopyTo(vp.AsSpan(slot * d, d));
+                int head = p.HeadIndex(info[4 * r], layer, h);
+                int slot = SlotOf(p, tables, head, Kernels.PagedLayout.AppendIndex(lengths[head], info[4 * r + 1], info[4 * r + 2]));
+                ks.AsSpan((r * p.KvHeads + h) * d, p.KeyWidth(head)).CopyTo(kp.AsSpan((int)p.KeyOffset(slot), p.KeyWidth(head)));
+                vs.AsSpan((r * p.KvHeads + h) * d, p.ValueWidth(head)).CopyTo(vp.AsSpan((int)p.ValueOffset(slot), p.ValueWidth(head)));
                 pos[slot] = info[4 * r + 3];
                 metric[slot] = 0f;
             }
@@ -224,22 +221,24 @@ public sealed class ManagedSimdBackend : IComputeBackend
         var p = cache.Layout;
         var qs = D(q); var kp = D(cache.Keys); var vp = D(cache.Values); var o = D(output); var probs = D(probabilities);
         var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
-        int d = p.HeadDim, group = p.Heads / p.KvHeads;
+        int d = p.HeadDim;
         float scale = 1f / MathF.Sqrt(d);
         ForRanges(rows * p.Heads, (long)stride * d * 2, (start, end) =>
         {
             for (int item = start; item < end; item++)
             {
                 int r = item / p.Heads, h = item % p.Heads;
-                int head = HeadIndex(p, info[4 * r], layer, h / group);
-                int len = lengths[head] - info[4 * r + 1] + info[4 * r + 2] + 1;
-                var qv = qs.AsSpan((r * p.Heads + h) * d, d);
+                int head = p.HeadIndex(info[4 * r], layer, p.KvHeadOf(h));
+                int len = Kernels.PagedLayout.VisibleSlots(lengths[head], info[4 * r + 1], info[4 * r + 2]);
+                int kw = p.KeyWidth(head), vw = p.ValueWidth(head);
+                var qv = qs.AsSpan((r * p.Heads + h) * d, kw);
                 var sc = probs.AsSpan(item * stride, len);
-                for (int t = 0; t < len; t++) sc[t] = SimdMath.Dot(qv, kp.AsSpan(Slot(p, tables, head, t) * d, d)) * scale;
+                for (int t = 0; t < len; t++) sc[t] = SimdMath.Dot(qv, kp.AsSpan((int)p.KeyOffset(SlotOf(p, tables, head, t)), kw)) * scale;
                 TensorPrimitives.SoftMax(sc, sc);
                 var dst = o.AsSpan((r * p.Heads + h) * d, d);
                 dst.Clear();
-                for (int t = 0; t < len; t++) TensorPrimitives.MultiplyAdd(vp.AsSpan(Slot(p, tables, head, t) * d, d), sc[t], dst, dst);
+                for (int t = 0; t < len; t++)
+                    TensorPrimitives.MultiplyAdd(vp.AsSpan((int)p.ValueOffset(SlotOf(p, tables, head, t)), vw), sc[t], dst[..vw], dst[..vw]);
             }
         });
     }
@@ -250,15 +249,15 @@ public sealed class ManagedSimdBackend : IComputeBackend
         var p = cache.Layout;
         var probs = D(probabilities); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths = I(cache.Lengths);
         var info = I(rowInfo); var mode = I(modes);
-        int group = p.Heads / p.KvHeads;
+        int group = p.GroupSize;
         for (int r = 0; r < rows; r++)
         {
             if (mode[r] == (int)MetricAccumulation.None) continue;
             bool squared = mode[r] == (int)MetricAccumulation.Squared;
             for (int g = 0; g < p.KvHeads; g++)
             {
-                int head = HeadIndex(p, info[4 * r], layer, g);
-                int visible = lengths[head] - info[4 * r + 1] + info[4 * r + 2] + 1;
+                int head = p.HeadIndex(info[4 * r], layer, g);
+                int visible = Kernels.PagedLayout.VisibleSlots(lengths[head], info[4 * r + 1], info[4 * r + 2]);
                 for (int t = 0; t < visible; t++)
                 {
                     float sum = 0;
@@ -267,7 +266,7 @@ public sealed class ManagedSimdBackend : IComputeBackend
                         float v = probs[(r * p.Heads + q) * stride + t];
                         sum += squared ? v * v : v;
                     }
-                    metric[Slot(p, tables, head, t)] += sum;
+                    metric[SlotOf(p, tables, head, t)] += sum;
                 }
             }
         }
@@ -275,13 +274,14 @@ public sealed class ManagedSimdBackend : IComputeBackend
 
     public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count)
     {
+        var p = cache.Layout;
         var kp = D(cache.Keys); var vp = D(cache.Values); var pos = I(cache.Positions); var metric = D(cache.Metric); var pr = I(pairs);
-        int d = cache.Layout.HeadDim;
+        int d = p.HeadDim;
         for (int m = 0; m < count; m++)
         {
             int from = pr[2 * m], to = pr[2 * m + 1];
-            kp.AsSpan(from * d, d).CopyTo(kp.AsSpan(to * d, d));
-            vp.AsSpan(from * d, d).CopyTo(vp.AsSpan(to * d, d));
+            kp.AsSpan((int)p.KeyOffset(from), d).CopyTo(kp.AsSpan((int)p.KeyOffset(to), d));
+            vp.AsSpan((int)p.ValueOffset(from), d).CopyTo(vp.AsSpan((int)p.ValueOffset(to), d));
             pos[to] = pos[from];
             metric[to] = metric[from];
         }

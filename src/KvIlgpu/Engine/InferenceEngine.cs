@@ -37,8 +37,7 @@ public sealed class InferenceEngine : IDisposable
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         var c = model.Config;
-        long perSequence = (long)c.Layers * c.KvHeads * ((c.MaxSeqLen + options.BlockSize - 1) / options.BlockSize)
-            * (2L * options.BlockSize * c.HeadDim * sizeof(float) + options.BlockSize * 8);
+        long perSequence = Kernels.PagedLayout.For(c, options.BlockSize).FullSequenceBytes;
         long memory = options.KvMemoryBytes ?? Math.Min(8 * perSequence + (1 << 20), (long)(backend.MemoryBytes * options.KvMemoryFraction));
         _cache = new PagedKvCache(backend, c, new PagedCacheOptions(memory, options.KvMemoryFraction, options.BlockSize, options.MaxBatchSize));
         try { _scheduler = new Scheduler(model, _cache, new SchedulerOptions(options.MaxBatchSize, options.MaxTokensPerStep), tokenizer); }

@@ -31,14 +31,14 @@ public static class EvictionKernels
     /// <summary>Step 1: every slot's sort key (head, metric with protected slots at +infinity) and logical index;
     /// counts the evictable slots into counters[0].</summary>
     public static void SortKeys(ArrayView<float> metric, ArrayView<int> positions, ArrayView<int> tables, ArrayView<int> offsets,
-        ArrayView<ulong> keys, ArrayView<int> slots, ArrayView<int> counters, int heads, int firstHead, int blockSize, int maxBlocksPerHead,
+        ArrayView<ulong> keys, ArrayView<int> slots, ArrayView<int> counters, int heads, int firstHead, PagedLayout layout,
         int recentFrom, int sinks)
     {
         int total = offsets[heads];
         for (int i = GridStride.Start; i < total; i += GridStride.Step)
         {
             int h = HeadOf(offsets, heads, i), t = i - offsets[h];
-            long physical = (long)tables[(firstHead + h) * maxBlocksPerHead + t / blockSize] * blockSize + t % blockSize;
+            long physical = layout.Slot(tables[layout.TableIndex(firstHead + h, t)], t);
             int position = positions[physical];
             bool isProtected = position >= recentFrom || position < sinks;
             float m = isProtected ? float.PositiveInfinity : metric[physical];

@@ -3,32 +3,20 @@ using ILGPU.Algorithms;
 
 namespace KvIlgpu.Kernels;
 
-/// <summary>Geometry of the paged KV cache (SPEC 1). A physical block holds BlockSize slots of ONE (layer, KV head);
-/// slot s of block b lives at K/V offset (b * BlockSize + s) * HeadDim. Tables[((seq * Layers + layer) * KvHeads + h)
-/// * MaxBlocksPerHead + i] is the i-th block of that head; Lengths[(seq * Layers + layer) * KvHeads + h] its length.</summary>
-public struct PagedLayout
-{
-    public int BlockSize, HeadDim, Heads, KvHeads, Layers, MaxBlocksPerHead;
-}
-
 /// <summary>One row of a step, as the paged kernels see it: RowInfo[4r..4r+3] = (sequence slot, tokens this sequence
 /// appends in this step, this row's index among them, original position). Head lengths on the device already include
 /// the step's tokens, so row r appends at index length - count + offset and attends to length - count + offset + 1
 /// slots: every older slot, and the step's own tokens causally.</summary>
 public static class PagedAttentionKernels
 {
-    private static int Head(PagedLayout p, int seq, int layer, int h) => (seq * p.Layers + layer) * p.KvHeads + h;
-
     /// <summary>What work item (row r, query head h) reads: its KV head's index and how many of its slots it sees.</summary>
     private static (int Head, int Visible) RowHead(PagedLayout p, ArrayView<int> lengths, ArrayView<int> rowInfo, int layer, int r, int h)
     {
-        int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
-        int head = Head(p, seq, layer, h / (p.Heads / p.KvHeads));
-        return (head, lengths[head] - count + offset + 1);
+        int head = p.HeadIndex(rowInfo[4 * r], layer, p.KvHeadOf(h));
+        return (head, PagedLayout.VisibleSlots(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
     }
 
-    private static long SlotOffset(PagedLayout p, ArrayView<int> tables, int head, int index) =>
-        ((long)tables[(long)head * p.MaxBlocksPerHead + index / p.BlockSize] * p.BlockSize + index % p.BlockSize);
+    private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, int index) => p.Slot(tables[p.TableIndex(head, index)], index);
 
     /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]) into its own slot of every KV head, with the
     /// token's position and a zero eviction metric.</summary>
@@ -40,12 +28,10 @@ public static class PagedAttentionKernels
         for (int i = GridStride.Start; i < total; i += GridStride.Step)
         {
             int f = i % d, rh = i / d, h = rh % p.KvHeads, r = rh / p.KvHeads;
-            int seq = rowInfo[4 * r], count = rowInfo[4 * r + 1], offset = rowInfo[4 * r + 2];
-            int head = Head(p, seq, layer, h);
-            int index = lengths[head] - count + offset;
-            long slot = SlotOffset(p, tables, head, index);
-            kPool[slot * d + f] = k[(long)r * p.KvHeads * d + h * d + f];
-            vPool[slot * d + f] = v[(long)r * p.KvHeads * d + h * d + f];
+            int head = p.HeadIndex(rowInfo[4 * r], layer, h);
+            long slot = SlotOf(p, tables, head, PagedLayout.AppendIndex(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
+            if (f < p.KeyWidth(head)) kPool[p.KeyOffset(slot) + f] = k[(long)r * p.KvHeads * d + h * d + f];
+            if (f < p.ValueWidth(head)) vPool[p.ValueOffset(slot) + f] = v[(long)r * p.KvHeads * d + h * d + f];
             if (f == 0) { positions[slot] = rowInfo[4 * r + 3]; metric[slot] = 0f; }
         }
     }
@@ -68,15 +54,15 @@ public static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
             {
-                float s = AttentionMath.ScaledScore(q, qb, kPool, SlotOffset(p, tables, head, t) * d, d, scale);
+                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(SlotOf(p, tables, head, t)), p.KeyWidth(head), scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
             float inv = WarpReduce.ExpInPlace(probs, sb, len, max);
-            for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
+            for (int i = Warp.LaneIdx; i < p.ValueWidth(head); i += Warp.WarpSize)
             {
                 float acc = 0;
-                for (int t = 0; t < len; t++) acc += probs[sb + t] * vPool[SlotOffset(p, tables, head, t) * d + i];
+                for (int t = 0; t < len; t++) acc += probs[sb + t] * vPool[p.ValueOffset(SlotOf(p, tables, head, t)) + i];
                 output[(long)r * qDim + h * d + i] = acc * inv;
             }
             if (emitProbabilities != 0)
@@ -103,7 +89,7 @@ public static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = 0; t < len; t++)
             {
-                float s = AttentionMath.ScaledScore(q, qb, kPool, SlotOffset(p, tables, head, t) * d, d, scale);
+                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(SlotOf(p, tables, head, t)), p.KeyWidth(head), scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
@@ -113,9 +99,9 @@ public static class PagedAttentionKernels
             for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] = 0f;
             for (int t = 0; t < len; t++)
             {
-                long vb = SlotOffset(p, tables, head, t) * d;
+                long vb = p.ValueOffset(SlotOf(p, tables, head, t));
                 float w = probs[sb + t] * inv;
-                for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] += w * vPool[vb + i];
+                for (int i = 0; i < p.ValueWidth(head); i++) output[(long)r * qDim + h * d + i] += w * vPool[vb + i];
                 if (emitProbabilities != 0) probs[sb + t] = w;
             }
         }
@@ -124,14 +110,15 @@ public static class PagedAttentionKernels
     /// <summary>Compaction moves: pair i copies physical slot pairs[2i] to pairs[2i+1] (K, V, position, metric).
     /// Sources and destinations are disjoint, so the moves run in any order.</summary>
     public static void MoveSlots(ArrayView<float> kPool, ArrayView<float> vPool, ArrayView<int> positions, ArrayView<float> metric,
-        ArrayView<int> pairs, int count, int headDim)
+        ArrayView<int> pairs, int count, PagedLayout p)
     {
-        for (int i = GridStride.Start; i < count * headDim; i += GridStride.Step)
+        int d = p.HeadDim;
+        for (int i = GridStride.Start; i < count * d; i += GridStride.Step)
         {
-            int m = i / headDim, f = i % headDim;
+            int m = i / d, f = i % d;
             long from = pairs[2 * m], to = pairs[2 * m + 1];
-            kPool[to * headDim + f] = kPool[from * headDim + f];
-            vPool[to * headDim + f] = vPool[from * headDim + f];
+            kPool[p.KeyOffset(to) + f] = kPool[p.KeyOffset(from) + f];
+            vPool[p.ValueOffset(to) + f] = vPool[p.ValueOffset(from) + f];
             if (f == 0) { positions[to] = positions[from]; metric[to] = metric[from]; }
         }
     }
@@ -142,7 +129,7 @@ public static class PagedAttentionKernels
     public static void AccumulateMetric(ArrayView<float> probs, ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo,
         ArrayView<int> modes, ArrayView<float> metric, int rows, int layer, int stride, PagedLayout p)
     {
-        int group = p.Heads / p.KvHeads;
+        int group = p.GroupSize;
         long total = (long)rows * p.KvHeads * stride;
         for (long i = GridStride.Start; i < total; i += GridStride.Step)
         {
@@ -157,7 +144,7 @@ public static class PagedAttentionKernels
                 float v = probs[((long)r * p.Heads + q) * stride + t];
                 sum += mode == 2 ? v * v : v; // MetricAccumulation.Squared, else Plain
             }
-            metric[SlotOffset(p, tables, head, t)] += sum;
+            metric[SlotOf(p, tables, head, t)] += sum;
         }
     }
 }
