@@ -1,41 +1,40 @@
-using KvIlgpu.Compute;
 using KvIlgpu.Cache;
 
 namespace KvIlgpu.Compression;
 
-/// <summary>Runs one compression of one sequence: read every head's metrics, plan (SPEC 3), compact.</summary>
+/// <summary>Runs one compression of one sequence: score every head's KVs, let the policy's selection rule plan
+/// (SPEC 3), compact. Where the backend offers device planning and the rule has a device form, the metrics never
+/// leave the device.</summary>
 public static class SequenceCompressor
 {
+    /// <summary>Compresses one sequence of the cache to its budget.</summary>
+    /// <param name="cache">The paged cache holding the sequence.</param>
+    /// <param name="sequence">The sequence's slot in the cache.</param>
+    /// <param name="sequenceLength">Tokens the sequence has seen (positions 0 .. sequenceLength - 1).</param>
+    /// <param name="options">The request's compression settings.</param>
     /// <param name="promptLength">Tokens of the prefill that seeded the metric (for the average variant).</param>
     /// <returns>How many KVs were evicted.</returns>
     public static int Compress(PagedKvCache cache, int sequence, int sequenceLength, CompressionOptions options, int promptLength = 0)
     {
-        if (!options.Evicts) return 0;
         var policy = options.EvictionPolicy;
-        // KV-Compress's budget is global: when the sequence already fits it, there is nothing to read back or plan.
-        if (policy is KvCompressPolicy && options.Budget.MaxCacheTokens is int perHead
+        if (!policy.Evicts) return 0;
+        // A budget on the sequence's total: when the sequence already fits it, there is nothing to read back or plan.
+        if (policy.Selection.BoundsSequenceTotal && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
-        if (policy is KvCompressPolicy && !options.Average && PlansOnDevice(cache))
+        var context = new SelectionContext(cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers, policy.Sinks);
+        if (!options.Average && policy.Scorer.ScoresAreMetrics && cache.Backend.EvictionPlanner is { } planner
+            && policy.Selection.SelectOnDevice(planner, cache, sequence, context) is { } devicePlan)
         {
-            // The metrics stay on the GPU: plan there, then compact with the lengths alone.
-            var devicePlan = DeviceEvictionPlanner.For((IlgpuBackend)cache.Backend).Plan(cache, sequence, sequenceLength, options.Budget);
+            // Planned where the metrics are: compact with the lengths alone.
             if (devicePlan.TotalEvicted > 0) Compactor.Apply(cache, sequence, HeadShapes(cache, sequence), devicePlan);
             return devicePlan.TotalEvicted;
         }
         var heads = cache.ReadHeads(sequence);
-        if (options.Average) heads = heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList();
-        var plan = policy.Plan(heads, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
+        var scored = options.Average ? heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList() : heads;
+        var plan = policy.Plan(scored, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
         return plan.TotalEvicted;
     }
-
-    /// <summary>Whether KV-Compress plans on the device: on CUDA always (ILGPU.Algorithms sorts there are fast); on the
-    /// CPU accelerator only when asked (its simulated radix sort takes seconds), which tests do.</summary>
-    internal static bool PlansOnDevice(PagedKvCache cache) =>
-        cache.Backend is IlgpuBackend ilgpu && (ilgpu.Kind == DeviceKind.Cuda || DevicePlanningOnCpuAccelerator);
-
-    /// <summary>Test switch: plan on ILGPU's CPU accelerator too.</summary>
-    internal static bool DevicePlanningOnCpuAccelerator { get; set; }
 
     private static List<(int Layer, int KvHead, int Length)> HeadShapes(PagedKvCache cache, int sequence) =>
         Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads)
@@ -46,7 +45,7 @@ public static class SequenceCompressor
     public static HeadSlots Averaged(HeadSlots head, int sequenceLength, int promptLength, CompressionOptions options)
     {
         int window = options.EffectiveWindow == 0 ? promptLength : Math.Min(options.EffectiveWindow, promptLength);
-        bool decode = options.EvictionPolicy.AccumulateDuringDecode;
+        bool decode = options.AccumulatesDuringDecode;
         var metric = new float[head.Length];
         for (int t = 0; t < head.Length; t++)
         {

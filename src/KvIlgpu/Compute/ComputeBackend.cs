@@ -67,6 +67,8 @@ public interface IComputeBackend : IDisposable
     DeviceKind Kind { get; }
     /// <summary>Memory of the device in bytes (for sizing the KV cache as a fraction of it).</summary>
     long MemoryBytes { get; }
+    /// <summary>Eviction planning where the cache lives, when this backend offers it (null: plan on the host).</summary>
+    IDeviceEvictionPlanner? EvictionPlanner { get; }
 
     DeviceBuffer Allocate(int length);
     DeviceWeight Upload(WeightTensor weight);

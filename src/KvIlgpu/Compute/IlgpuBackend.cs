@@ -70,8 +70,9 @@ public sealed class IlgpuBackend : IComputeBackend
     /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
     public int GemvMaxRows { get; init; } = 4;
 
-    private IlgpuBackend(Context context, Accelerator accelerator, DeviceKind kind)
+    private IlgpuBackend(Context context, Accelerator accelerator, DeviceKind kind, bool planEvictionOnDevice)
     {
+        _planEvictionOnDevice = planEvictionOnDevice;
         _context = context;
         _accelerator = accelerator;
         Kind = kind;
@@ -119,8 +120,9 @@ public sealed class IlgpuBackend : IComputeBackend
     public static IlgpuBackend? TryCreate(DeviceKind kind) => TryCreate(kind, CpuWarpSize, CpuWarpsPerGroup);
 
     /// <summary>As TryCreate, with the CPU accelerator's simulated warp and group size chosen (tests use wider
-    /// groups to exercise tiles and warp shuffles of more lanes).</summary>
-    public static IlgpuBackend? TryCreate(DeviceKind kind, int cpuWarpSize, int cpuWarpsPerGroup)
+    /// groups to exercise tiles and warp shuffles of more lanes), and whether eviction is planned on the device
+    /// (default: on CUDA only; ILGPU's CPU accelerator simulates the radix sorts slowly, so only tests ask).</summary>
+    public static IlgpuBackend? TryCreate(DeviceKind kind, int cpuWarpSize, int cpuWarpsPerGroup, bool? planEvictionOnDevice = null)
     {
         // The CPU accelerator runs every simulated thread of a group as a real thread that meets the others at
         // each barrier, so few small groups are much faster than the default device's 16-thread groups.
@@ -132,9 +134,9 @@ public sealed class IlgpuBackend : IComputeBackend
             {
                 var cuda = context.GetCudaDevices();
                 if (cuda.Count == 0) { context.Dispose(); return null; }
-                return new IlgpuBackend(context, cuda[0].CreateAccelerator(context), DeviceKind.Cuda);
+                return new IlgpuBackend(context, cuda[0].CreateAccelerator(context), DeviceKind.Cuda, planEvictionOnDevice ?? true);
             }
-            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CpuMode), DeviceKind.IlgpuCpu);
+            return new IlgpuBackend(context, context.CreateCPUAccelerator(0, CpuMode), DeviceKind.IlgpuCpu, planEvictionOnDevice ?? false);
         }
         catch
         {
@@ -148,6 +150,21 @@ public sealed class IlgpuBackend : IComputeBackend
     public long MemoryBytes => Kind == DeviceKind.Cuda ? _accelerator.MemorySize : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     public Accelerator Accelerator => _accelerator;
     public LaunchShape Shape => _shape;
+
+    private readonly bool _planEvictionOnDevice;
+    private readonly object _plannerLock = new();
+    private IlgpuEvictionPlanner? _planner;
+
+    /// <summary>KV-Compress's planner on this accelerator (its kernels compiled on first use), when this backend plans
+    /// eviction on the device; see <see cref="TryCreate(DeviceKind, int, int, bool?)"/>.</summary>
+    public IDeviceEvictionPlanner? EvictionPlanner
+    {
+        get
+        {
+            if (!_planEvictionOnDevice) return null;
+            lock (_plannerLock) return _planner ??= new IlgpuEvictionPlanner(_accelerator, _shape);
+        }
+    }
 
     private static ArrayView<float> V(DeviceBuffer b) => ((Buffer)b).View;
     /// <summary>The device memory behind a buffer of this backend (for kernels launched elsewhere in the library).</summary>

@@ -56,6 +56,8 @@ public sealed class ManagedSimdBackend : IComputeBackend
 
     public string Name => $"cpu (managed SIMD, {_threads} threads, {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar")})";
     public DeviceKind Kind => DeviceKind.Cpu;
+    /// <summary>None: the managed backend plans eviction on the host, where its cache already is.</summary>
+    public IDeviceEvictionPlanner? EvictionPlanner => null;
     public long MemoryBytes => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
 
     private static float[] D(DeviceBuffer b) => ((HostBuffer)b).Data;

@@ -151,7 +151,7 @@ public sealed class Scheduler : IDisposable
                     int position = s.Cached + i;
                     var c = s.Options.Compression;
                     // Decode queries accumulate into the metric on the device; prefill window queries are gathered per head.
-                    accumulate.Add(s.Compresses && !prefill && c!.EvictionPolicy.AccumulateDuringDecode
+                    accumulate.Add(s.Compresses && !prefill && c!.AccumulatesDuringDecode
                         ? c.EffectiveSquared ? MetricAccumulation.Squared : MetricAccumulation.Plain
                         : MetricAccumulation.None);
                     if (prefill && (c!.EffectiveWindow == 0 || position >= s.PrefillLength - c.EffectiveWindow))

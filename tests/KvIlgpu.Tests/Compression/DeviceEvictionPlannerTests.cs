@@ -12,11 +12,12 @@ namespace KvIlgpu.Tests.Compression;
 public class DeviceEvictionPlannerTests
 {
     [Theory]
-    [InlineData("ilgpu-cpu-wide", false)]
-    [InlineData("ilgpu-cpu-wide", true)]
+    [InlineData("ilgpu-cpu-planning", false)]
+    [InlineData("ilgpu-cpu-planning", true)]
     public void Device_plan_equals_the_host_plan(string backendName, bool ties)
     {
-        var backend = (IlgpuBackend)Backends.Get(backendName);
+        var backend = Backends.Get(backendName);
+        var planner = backend.EvictionPlanner ?? throw new InvalidOperationException($"{backendName} does not plan on the device");
         var rng = new Random(ties ? 3 : 4);
         lock (Backends.Lock)
             for (int trial = 0; trial < 3; trial++) // the CPU accelerator simulates the radix sorts slowly
@@ -49,12 +50,56 @@ public class DeviceEvictionPlannerTests
                     ? new EvictionBudget(MaxCacheTokens: rng.Next(1, seqLen + 2), ProtectedWindow: rng.Next(0, 10), Sinks: rng.Next(0, 3))
                     : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 10), Sinks: rng.Next(0, 3));
 
-                var host = EvictionPlanner.Plan(cache.ReadHeads(seq), blockSize, seqLen, budget);
-                var device = DeviceEvictionPlanner.For(backend).Plan(cache, seq, seqLen, budget);
+                var host = CrossHeadChunkSelection.Plan(cache.ReadHeads(seq), blockSize, seqLen, budget);
+                var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(blockSize, seqLen, budget, layers))!;
                 for (int i = 0; i < host.Evicted.Count; i++)
                     Assert.True(host.Evicted[i].SequenceEqual(device.Evicted[i]),
                         $"trial {trial}, head {i}: host [{string.Join(",", host.Evicted[i])}] device [{string.Join(",", device.Evicted[i])}]");
             }
     }
-}
 
+    /// <summary>Through <see cref="SequenceCompressor"/>, a backend that offers device planning (as CUDA does) leaves a
+    /// sequence's heads exactly as host planning on the managed backend leaves them: the same survivors, positions and
+    /// metrics in the same slots, and the same blocks back in the pool.</summary>
+    [Fact]
+    public void Compression_through_a_device_planning_backend_matches_host_planning()
+    {
+        var rng = new Random(5);
+        var config = TestModels.Config(dim: 32, heads: 4, kvHeads: 2, layers: 2, seq: 96);
+        var device = Backends.Get("ilgpu-cpu-planning");
+        var host = Backends.Get("cpu");
+        Assert.NotNull(device.EvictionPlanner);
+        Assert.Null(host.EvictionPlanner);
+        lock (Backends.Lock)
+        {
+            using var onDevice = new PagedKvCache(device, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4, MaxSequences: 1));
+            using var onHost = new PagedKvCache(host, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4, MaxSequences: 1));
+            int seqLen = 70;
+            var metric = Enumerable.Range(0, onHost.Pool.Total * 4).Select(_ => (float)rng.NextDouble()).ToArray();
+            foreach (var cache in new[] { onDevice, onHost })
+            {
+                int seq = cache.TryAddSequence()!.Value;
+                Assert.True(cache.TryReserve(seq, seqLen));
+                cache.Append(seq, seqLen);
+                var positions = new int[cache.Pool.Total * 4];
+                for (int l = 0; l < 2; l++) for (int h = 0; h < 2; h++) for (int t = 0; t < seqLen; t++) positions[cache.PhysicalSlot(seq, l, h, t)] = t;
+                cache.Backend.WriteInts(cache.Buffers.Positions, positions);
+                cache.Backend.Write(cache.Buffers.Metric, metric);
+            }
+            var options = new CompressionOptions(new EvictionBudget(MaxCacheTokens: 20, ProtectedWindow: 6, Sinks: 1), "kvcompress");
+            int evictedOnDevice = SequenceCompressor.Compress(onDevice, 0, seqLen, options);
+            int evictedOnHost = SequenceCompressor.Compress(onHost, 0, seqLen, options);
+            Assert.Equal(4 * seqLen - 4 * 20, evictedOnHost, tolerance: 4 * 4); // within a block per head of the budget
+            Assert.Equal(evictedOnHost, evictedOnDevice);
+            var a = onDevice.ReadHeads(0);
+            var b = onHost.ReadHeads(0);
+            for (int i = 0; i < a.Count; i++)
+            {
+                Assert.Equal(b[i].Positions, a[i].Positions);
+                Assert.Equal(b[i].Metric, a[i].Metric);
+            }
+            Assert.Equal(onHost.Pool.Used, onDevice.Pool.Used);
+            onDevice.CheckInvariants();
+        }
+    }
+}

@@ -76,7 +76,7 @@ public class EvictionPlannerTests
             var budget = rng.Next(2) == 0
                 ? new EvictionBudget(MaxCacheTokens: rng.Next(1, seqLen + 1), ProtectedWindow: rng.Next(0, 20), Sinks: rng.Next(0, 4))
                 : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 20), Sinks: rng.Next(0, 4));
-            var plan = EvictionPlanner.Plan(heads, blockSize, seqLen, budget);
+            var plan = CrossHeadChunkSelection.Plan(heads, blockSize, seqLen, budget);
             var expected = Reference(heads, blockSize, seqLen, budget);
             for (int i = 0; i < headCount; i++)
             {

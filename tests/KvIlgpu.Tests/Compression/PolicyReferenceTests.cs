@@ -37,6 +37,8 @@ public class PolicyReferenceTests
         int sinks = policy == "streamingllm" ? 4 : 0;
         switch (policy)
         {
+            case "full": // keeps everything
+                return [.. heads.Select(_ => Array.Empty<int>())];
             case "kvcompress":
                 return EvictionPlannerTests.Reference(heads, blockSize, seqLen, budget);
             case "kvcompress-layer": // SPEC 3 within each layer, each layer held to the per-head budget on its own
@@ -67,6 +69,9 @@ public class PolicyReferenceTests
         }
     }
 
+    /// <summary>Ada-KV's floor: a fifth of each head's uniform budget (the paper's choice).</summary>
+    private const double AdaKvFloor = 0.2;
+
     /// <summary>Ada-KV: a layer's budget (sum of its heads' uniform budgets) is handed out one KV at a time: first each
     /// head's floor (20% of its uniform budget) of its best KVs, then the best remaining KV of any head of the layer
     /// (ties: lower head, then that head's better rank), until the budget is spent.</summary>
@@ -88,7 +93,7 @@ public class PolicyReferenceTests
             }
             foreach (var i in members)
             {
-                int floor = Math.Min((int)Math.Floor(AdaKvPolicy.Floor * UniformKeep(heads[i], seqLen, budget, 0)), best[i].Count);
+                int floor = Math.Min((int)Math.Floor(AdaKvFloor * UniformKeep(heads[i], seqLen, budget, 0)), best[i].Count);
                 given[i] = floor;
                 left -= floor;
             }
@@ -107,13 +112,13 @@ public class PolicyReferenceTests
         return heads.Select((h, i) => EvictLowest(h, keep[i], seqLen, budget, 0, t => h.Metric[t])).ToArray();
     }
 
-    public static TheoryData<string> AllPolicies() => new(EvictionPolicy.Registry.Keys);
+    public static TheoryData<string> AllPolicies() => new(EvictionPolicies.All.Keys);
 
     [Theory]
     [MemberData(nameof(AllPolicies))]
     public void Policy_evicts_exactly_the_reference_set(string name)
     {
-        var policy = EvictionPolicy.Registry[name];
+        var policy = EvictionPolicies.All[name];
         var rng = new Random(name.Length * 7919 + name[0]);
         for (int trial = 0; trial < 300; trial++)
         {

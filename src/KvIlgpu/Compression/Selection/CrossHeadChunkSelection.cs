@@ -1,29 +1,7 @@
 using KvIlgpu.Cache;
+using KvIlgpu.Compute;
 
 namespace KvIlgpu.Compression;
-
-/// <summary>What to evict from each head: logical slot indices, lowest metric first.</summary>
-public sealed record EvictionPlan(IReadOnlyList<int[]> Evicted)
-{
-    public int TotalEvicted => Evicted.Sum(e => e.Length);
-}
-
-/// <summary>How many KVs must go.</summary>
-/// <param name="MaxCacheTokens">Per-head average budget: the sequence keeps at most MaxCacheTokens * heads KVs.</param>
-/// <param name="KeepRate">Alternatively, keep this fraction of the evictable (unprotected) KVs.</param>
-/// <param name="ProtectedWindow">The most recent P positions are never evicted.</param>
-/// <param name="Sinks">The first S positions are never evicted (attention sinks).</param>
-public sealed record EvictionBudget(int? MaxCacheTokens = null, double? KeepRate = null, int ProtectedWindow = 32, int Sinks = 0)
-{
-    public void Validate()
-    {
-        if ((MaxCacheTokens == null) == (KeepRate == null)) throw new ArgumentException("give exactly one of --kv-budget or --kv-keep-rate");
-        if (MaxCacheTokens is < 1) throw new ArgumentOutOfRangeException(nameof(MaxCacheTokens), $"--kv-budget must be >= 1 (got {MaxCacheTokens})");
-        if (KeepRate is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(KeepRate), $"--kv-keep-rate must be in [0, 1] (got {KeepRate})");
-        if (ProtectedWindow < 0) throw new ArgumentOutOfRangeException(nameof(ProtectedWindow), $"--protected-window must be >= 0 (got {ProtectedWindow})");
-        if (Sinks < 0) throw new ArgumentOutOfRangeException(nameof(Sinks), $"--kv-sinks must be >= 0 (got {Sinks})");
-    }
-}
 
 /// <summary>Block-granular eviction ranked across all heads and layers of a sequence (SPEC 3):
 /// 1. slots in the protected window and the sinks get metric +infinity;
@@ -32,8 +10,23 @@ public sealed record EvictionBudget(int? MaxCacheTokens = null, double? KeepRate
 /// 3. all chunks of the sequence are ranked together by score and the lowest are evicted until the budget holds, so
 ///    each head loses a prefix of its own sorted list.
 /// Ties go to the lower slot index, then the lower head, then the lower chunk, so plans are deterministic.</summary>
-public static class EvictionPlanner
+public sealed class CrossHeadChunkSelection : ISelectionRule
 {
+    /// <inheritdoc/>
+    public bool BoundsSequenceTotal => true;
+
+    /// <inheritdoc/>
+    public EvictionPlan Select(IReadOnlyList<HeadSlots> heads, SelectionContext context) =>
+        Plan(heads, context.BlockSize, context.SequenceLength, context.Budget);
+
+    /// <inheritdoc/>
+    public EvictionPlan? SelectOnDevice(IDeviceEvictionPlanner planner, PagedKvCache cache, int sequence, SelectionContext context) =>
+        planner.PlanChunks(cache.Buffers, cache.Head(sequence, 0, 0), HeadLengths(cache, sequence), context.SequenceLength - context.Budget.ProtectedWindow,
+            context.Budget.Sinks, context.Budget.MaxCacheTokens, context.Budget.KeepRate) is { } evicted ? new EvictionPlan(evicted) : null;
+
+    private static int[] HeadLengths(PagedKvCache cache, int sequence) =>
+        [.. Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads).Select(h => cache.Length(sequence, l, h)))];
+
     private readonly record struct Chunk(float Score, int Head, int Index, int Evicts);
 
     /// <param name="sequenceLength">Tokens the sequence has seen (positions 0 .. sequenceLength-1).</param>

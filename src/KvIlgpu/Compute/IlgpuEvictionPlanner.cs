@@ -3,18 +3,17 @@ using ILGPU.Algorithms;
 using ILGPU.Algorithms.RadixSortOperations;
 using ILGPU.Algorithms.ScanReduceOperations;
 using ILGPU.Runtime;
-using KvIlgpu.Cache;
-using KvIlgpu.Compute;
 using KvIlgpu.Kernels;
 
-namespace KvIlgpu.Compression;
+namespace KvIlgpu.Compute;
 
 /// <summary>SPEC 3's planning on the device, for a cache on an ILGPU accelerator: the metrics never leave it. Slots are
 /// keyed (head, metric) and radix-sorted (ILGPU.Algorithms), chunk scores are read at j*B + fill - 1, chunks are
 /// radix-sorted by (score, head, chunk) across all heads and layers, an exclusive scan (ILGPU.Algorithms) of their
 /// evictions finds the cut, and each head's count of taken chunks comes back with its sorted slots. It selects exactly
-/// what <see cref="EvictionPlanner"/> selects on the host.</summary>
-public sealed class DeviceEvictionPlanner
+/// what the host's <c>CrossHeadChunkSelection</c> selects. <see cref="IlgpuBackend"/> offers it as its
+/// <see cref="IComputeBackend.EvictionPlanner"/>.</summary>
+internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
 {
     private readonly Accelerator _a;
     private readonly LaunchShape _shape;
@@ -26,22 +25,11 @@ public sealed class DeviceEvictionPlanner
     private readonly RadixSortPairs<ulong, Stride1D.Dense, int, Stride1D.Dense> _sortPairs;
     private readonly Scan<int, Stride1D.Dense, Stride1D.Dense> _exclusiveScan;
 
-    private static readonly Dictionary<Accelerator, DeviceEvictionPlanner> Planners = [];
-
-    /// <summary>The planner of an accelerator (its kernels are compiled once).</summary>
-    public static DeviceEvictionPlanner For(IlgpuBackend backend)
+    /// <summary>Compiles the planning kernels for an accelerator.</summary>
+    public IlgpuEvictionPlanner(Accelerator accelerator, LaunchShape shape)
     {
-        lock (Planners)
-        {
-            if (!Planners.TryGetValue(backend.Accelerator, out var planner)) Planners[backend.Accelerator] = planner = new DeviceEvictionPlanner(backend);
-            return planner;
-        }
-    }
-
-    private DeviceEvictionPlanner(IlgpuBackend backend)
-    {
-        _a = backend.Accelerator;
-        _shape = backend.Shape;
+        _a = accelerator;
+        _shape = shape;
         _sortKeys = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, ArrayView<int>,
             int, int, PagedLayout, int, int>(EvictionKernels.SortKeys);
         _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int, int>(EvictionKernels.ChunkKeys);
@@ -51,16 +39,12 @@ public sealed class DeviceEvictionPlanner
         _exclusiveScan = _a.CreateScan<int, Stride1D.Dense, Stride1D.Dense, AddInt32>(ScanKind.Exclusive);
     }
 
-    /// <summary>The plan for every (layer, KV head) of one sequence, in (layer, KV head) order.</summary>
-    public EvictionPlan Plan(PagedKvCache cache, int sequence, int sequenceLength, EvictionBudget budget)
+    /// <inheritdoc/>
+    public int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens, double? keepRate)
     {
-        budget.Validate();
-        var layout = cache.Layout;
-        int heads = cache.HeadsPerSequence, firstHead = cache.Head(sequence, 0, 0), b = layout.BlockSize;
+        if ((maxCacheTokens == null) == (keepRate == null)) throw new ArgumentException("give exactly one of maxCacheTokens or keepRate");
+        int heads = lengths.Length, b = cache.Layout.BlockSize;
         if (heads > 0xFFFF) throw new NotSupportedException("the device planner handles up to 65,535 heads per sequence");
-        var lengths = new int[heads];
-        for (int l = 0; l < layout.Layers; l++)
-            for (int k = 0; k < layout.KvHeads; k++) lengths[l * layout.KvHeads + k] = cache.Length(sequence, l, k);
         var offsets = new int[heads + 1];
         var chunkOffsets = new int[heads + 1];
         for (int h = 0; h < heads; h++)
@@ -70,9 +54,9 @@ public sealed class DeviceEvictionPlanner
         }
         int total = offsets[heads], chunks = chunkOffsets[heads];
         var evicted = new int[heads][];
-        if (total == 0) { Array.Fill(evicted, []); return new EvictionPlan(evicted); }
+        if (total == 0) { Array.Fill(evicted, []); return evicted; }
 
-        var buffers = cache.Buffers;
+        var buffers = cache;
         using var offsetBuffer = _a.Allocate1D(offsets);
         using var chunkOffsetBuffer = _a.Allocate1D(chunkOffsets);
         using var keys = _a.Allocate1D<ulong>(total);
@@ -80,8 +64,7 @@ public sealed class DeviceEvictionPlanner
         using var counters = _a.Allocate1D<int>(1);
         counters.MemSetToZero();
         _sortKeys(_shape.Elementwise(total), IlgpuBackend.View(buffers.Metric), IlgpuBackend.View(buffers.Positions), IlgpuBackend.View(buffers.Tables),
-            offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, layout,
-            sequenceLength - budget.ProtectedWindow, budget.Sinks);
+            offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, cache.Layout, recentFrom, sinks);
         Sort(keys.View, slots.View);
 
         using var chunkKeys = _a.Allocate1D<ulong>(chunks);
@@ -96,8 +79,8 @@ public sealed class DeviceEvictionPlanner
             _exclusiveScan(_a.DefaultStream, inOrder.View, before.View, temp.View);
 
         int evictable = counters.GetAsArray1D()[0];
-        long needed = budget.MaxCacheTokens is int perHead ? total - (long)perHead * heads
-            : evictable - (long)Math.Ceiling(budget.KeepRate!.Value * evictable);
+        long needed = maxCacheTokens is int perHead ? total - (long)perHead * heads
+            : evictable - (long)Math.Ceiling(keepRate!.Value * evictable);
         using var taken = _a.Allocate1D<int>(heads);
         taken.MemSetToZero();
         if (needed > 0)
@@ -110,7 +93,7 @@ public sealed class DeviceEvictionPlanner
             int count = takenHost[h] == 0 ? 0 : (takenHost[h] - 1) * b + fill;
             evicted[h] = sortedSlots[offsets[h]..(offsets[h] + count)];
         }
-        return new EvictionPlan(evicted);
+        return evicted;
     }
 
     private void Sort(ArrayView<ulong> keys, ArrayView<int> values)
