@@ -45,7 +45,8 @@ internal static class BatchCommand
                     {
                         ["id"] = res.Id, ["token_ids"] = res.TokenIds, ["stop_reason"] = res.StopReason, ["preemptions"] = res.Preemptions,
                         ["prompt_tokens"] = res.PromptTokens, ["time_to_first_token_s"] = Math.Round(res.TimeToFirstToken.TotalSeconds, 4),
-                        ["evicted_kvs"] = res.EvictedKvs,
+                        ["evicted_kvs"] = res.EvictedKvs, ["peak_kv_bytes"] = res.KvUsage.PeakBytes,
+                        ["mean_kv_bytes"] = Math.Round(res.KvUsage.MeanBytes, 6),
                     };
                     if (res.Text != null) line["text"] = res.Text;
                     lock (output) Console.WriteLine(JsonSerializer.Serialize(line));

@@ -39,12 +39,13 @@ internal static class GenerateCommand
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compression.Build(r));
             var generated = new List<int>();
             if (!asJson && text != null) Console.Write(text);
-            await foreach (var t in engine.GenerateAsync(promptTokens, options, ct))
+            var handle = engine.Submit(promptTokens, options, cancellationToken: ct);
+            await foreach (var t in handle.Tokens.WithCancellation(ct))
             {
                 generated.Add(t.Id);
                 if (!asJson) Console.Write(engine.Tokenizer != null ? t.Text : (generated.Count > 1 ? "," : "") + t.Id);
             }
-            var stats = engine.LastResult!;
+            var stats = await handle.Completion;
             if (asJson)
             {
                 var result = new Dictionary<string, object?>

@@ -4,11 +4,6 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Cache;
 
-/// <summary>How big the paged cache is.</summary>
-/// <param name="MemoryBytes">Budget for blocks plus metadata; null: MemoryFraction of the device's memory.</param>
-/// <param name="MaxSequences">Sequences that can hold cache at once (rows of the block-table array).</param>
-public sealed record PagedCacheOptions(long? MemoryBytes = null, double MemoryFraction = 0.25, int BlockSize = 16, int MaxSequences = 64);
-
 /// <summary>The paged KV cache of SPEC 1: one pool of blocks, each holding K and V of BlockSize tokens for ONE
 /// (layer, KV head); per (sequence, layer, KV head) a block table and a length, kept on the device and mirrored on
 /// the host (which decides allocation). Lengths may differ between heads. Memory accounting covers blocks and
@@ -70,7 +65,6 @@ public sealed class PagedKvCache : IDisposable
     public int Head(int sequence, int layer, int kvHead) => Layout.HeadIndex(sequence, layer, kvHead);
 
     public int Length(int sequence, int layer, int kvHead) => _lengths[Head(sequence, layer, kvHead)];
-    public int BlockCount(int sequence, int layer, int kvHead) => _blockCounts[Head(sequence, layer, kvHead)];
     public int Block(int sequence, int layer, int kvHead, int index) => _tables[Layout.BlockEntry(Head(sequence, layer, kvHead), index)];
 
     /// <summary>The sequences that hold a row of block tables now.</summary>
@@ -81,6 +75,14 @@ public sealed class PagedKvCache : IDisposable
     {
         long sum = 0;
         for (int h = 0; h < HeadsPerSequence; h++) sum += _lengths[sequence * HeadsPerSequence + h];
+        return sum;
+    }
+
+    /// <summary>Blocks the sequence holds across all its heads.</summary>
+    public int BlocksHeld(int sequence)
+    {
+        int sum = 0;
+        for (int h = 0; h < HeadsPerSequence; h++) sum += _blockCounts[Head(sequence, 0, 0) + h];
         return sum;
     }
 

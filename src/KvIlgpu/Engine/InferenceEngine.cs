@@ -7,9 +7,6 @@ using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Engine;
 
-/// <summary>A token produced by generation, with the text it adds (when the model has a tokenizer).</summary>
-public readonly record struct GeneratedToken(int Id, string Text, int Position);
-
 /// <summary>The library's entry point: a loaded model on a device with its paged KV cache, tokenizer and
 /// continuous-batching scheduler. Submit requests from any thread; each streams its own tokens.
 /// <code>
@@ -29,9 +26,7 @@ public sealed class InferenceEngine : IDisposable
     public ITextTokenizer? Tokenizer { get; }
     public string DeviceName => _backend.Name;
     public SchedulerStats Stats => _scheduler.Stats;
-    public PagedKvCache Cache => _cache;
-    /// <summary>The result of the last request that finished through GenerateAsync.</summary>
-    public GenerationResult? LastResult { get; private set; }
+    internal PagedKvCache Cache => _cache;
 
     private InferenceEngine(LlamaModel model, IComputeBackend backend, ITextTokenizer? tokenizer, EngineOptions options)
     {
@@ -83,6 +78,11 @@ public sealed class InferenceEngine : IDisposable
     public GenerationHandle Submit(IReadOnlyList<int> promptIds, GenerationOptions? options = null, string? id = null, CancellationToken cancellationToken = default) =>
         _scheduler.Submit(promptIds, options ?? new GenerationOptions(), id, cancellationToken);
 
+    /// <summary>Queues a text prompt (encoded with the model's tokenizer, BOS first when it has one); see
+    /// <see cref="Submit(IReadOnlyList{int}, GenerationOptions?, string?, CancellationToken)"/>.</summary>
+    public GenerationHandle Submit(string prompt, GenerationOptions? options = null, string? id = null, CancellationToken cancellationToken = default) =>
+        Submit(Encode(prompt), options, id, cancellationToken);
+
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
         GenerateAsync(Encode(prompt), options, cancellationToken);
 
@@ -98,7 +98,7 @@ public sealed class InferenceEngine : IDisposable
             // Tokens already buffered would otherwise still flow after cancellation.
             cancellationToken.ThrowIfCancellationRequested();
         }
-        LastResult = await handle.Completion.ConfigureAwait(false);
+        await handle.Completion.ConfigureAwait(false); // surfaces a failure that ended the stream
     }
 
     public void Dispose()

@@ -1,48 +1,23 @@
 using System.Diagnostics;
 using KvIlgpu.Cache;
-using KvIlgpu.Compression;
 using KvIlgpu.Compute;
 using KvIlgpu.Models;
 using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Engine;
 
-/// <summary>Limits of continuous batching.</summary>
-/// <param name="MaxBatchSize">Most sequences running (holding cache) at once.</param>
-/// <param name="MaxTokensPerStep">Most rows (decode tokens plus prompt-chunk tokens) in one forward step.</param>
-public sealed record SchedulerOptions(int MaxBatchSize = 32, int MaxTokensPerStep = 256);
-
-/// <summary>What happened to one request.</summary>
-public sealed record GenerationResult(string Id, IReadOnlyList<int> TokenIds, string? Text, string StopReason, int Preemptions,
-    int PromptTokens, TimeSpan TimeToFirstToken, TimeSpan Total, long EvictedKvs = 0)
-{
-    public double DecodeTokensPerSecond => TokenIds.Count <= 1 ? 0 : (TokenIds.Count - 1) / Math.Max((Total - TimeToFirstToken).TotalSeconds, 1e-9);
-    public double PrefillTokensPerSecond => PromptTokens / Math.Max(TimeToFirstToken.TotalSeconds, 1e-9);
-}
-
-/// <summary>Counters of the scheduler since it started.</summary>
-public sealed record SchedulerStats(int BlocksTotal, int BlocksUsed, int BlocksFree, int Running, int Waiting, int MaxBatchReached,
-    long Preemptions, long GeneratedTokens, long Steps, double TokensPerSecond, long KvBytesTotal, long PeakKvBytes, long EvictedKvs = 0);
-
-/// <summary>A submitted request: its token stream and its final result.</summary>
-public sealed class GenerationHandle
-{
-    internal GenerationHandle(Sequence s) { Id = s.Id; Tokens = s.Output.Reader.ReadAllAsync(); Completion = s.Completion.Task; }
-    public string Id { get; }
-    /// <summary>Tokens as they are generated; ends when the request finishes, throws if it failed or was cancelled.</summary>
-    public IAsyncEnumerable<GeneratedToken> Tokens { get; }
-    public Task<GenerationResult> Completion { get; }
-}
-
 /// <summary>Continuous batching over the paged cache. Requests queue FIFO; one is admitted when blocks for its
 /// prompt fit; every step decodes all running sequences together (whatever their lengths) and feeds prompt chunks
 /// within the per-step token budget. A sequence that cannot get a block for its next token makes the newest running
 /// sequence give up its blocks (preemption); the preempted one goes back to the front of the queue and is recomputed
-/// from its prompt and the tokens it already produced. One engine thread runs the steps; Submit is thread-safe.</summary>
-public sealed class Scheduler : IDisposable
+/// from its prompt and the tokens it already produced. One engine thread runs the steps; Submit is thread-safe.
+/// Each step has three parts: schedule (under the lock: which rows run), execute (the <see cref="ModelRunner"/>:
+/// forward pass, metric work, compression) and update (under the lock: sample, stream, finish).</summary>
+internal sealed class Scheduler : IDisposable
 {
     private readonly LlamaModel _model;
     private readonly PagedKvCache _cache;
+    private readonly ModelRunner _runner;
     private readonly SchedulerOptions _options;
     private readonly ITextTokenizer? _tokenizer;
     private readonly object _lock = new();
@@ -58,10 +33,11 @@ public sealed class Scheduler : IDisposable
     public Scheduler(LlamaModel model, PagedKvCache cache, SchedulerOptions options, ITextTokenizer? tokenizer = null)
     {
         if (options.MaxBatchSize <= 0 || options.MaxBatchSize > cache.MaxSequences)
-            throw new ArgumentOutOfRangeException(nameof(options), $"max batch size must be 1..{cache.MaxSequences}");
+            throw new ArgumentOutOfRangeException(nameof(options), $"{nameof(options.MaxBatchSize)} must be 1..{cache.MaxSequences}");
         if (options.MaxTokensPerStep < options.MaxBatchSize || options.MaxTokensPerStep > model.MaxChunkRows)
-            throw new ArgumentOutOfRangeException(nameof(options), $"max tokens per step must be in {options.MaxBatchSize}..{model.MaxChunkRows}");
+            throw new ArgumentOutOfRangeException(nameof(options), $"{nameof(options.MaxTokensPerStep)} must be in {options.MaxBatchSize}..{model.MaxChunkRows}");
         _model = model; _cache = cache; _options = options; _tokenizer = tokenizer;
+        _runner = new ModelRunner(model, cache);
         _thread = new Thread(Loop) { IsBackground = true, Name = "kvilgpu-scheduler" };
         _thread.Start();
     }
@@ -84,7 +60,7 @@ public sealed class Scheduler : IDisposable
     {
         if (promptIds.Count == 0) throw new ArgumentException("the prompt is empty", nameof(promptIds));
         if (promptIds.Count > _model.Config.MaxSeqLen) throw new ContextOverflowException(promptIds.Count, _model.Config.MaxSeqLen);
-        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), "max_tokens must be >= 0");
+        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), $"{nameof(options.MaxTokens)} must be >= 0");
         foreach (var t in promptIds)
             if ((uint)t >= (uint)_model.Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
@@ -95,13 +71,14 @@ public sealed class Scheduler : IDisposable
             Tokens = [.. promptIds], PromptLength = promptIds.Count, Options = options,
             Sampler = new Sampler(options.SamplingOrDefault), Cancellation = cancellationToken,
             Text = _tokenizer == null ? null : new TextStreamer(_tokenizer, promptIds),
+            Usage = new KvUsageTracker(_model.Config.Layers),
         };
         if (_cache.BlocksFor(promptIds.Count) > _cache.Pool.Total)
             throw new ArgumentOutOfRangeException(nameof(promptIds),
                 $"the prompt needs {_cache.BlocksFor(promptIds.Count)} KV blocks but the whole cache has {_cache.Pool.Total}: raise --kv-memory");
         lock (_lock)
         {
-            if (_stopping) throw new ObjectDisposedException(nameof(Scheduler));
+            ObjectDisposedException.ThrowIf(_stopping, this);
             _waiting.AddLast(s);
             if (!_uptime.IsRunning) _uptime.Start();
         }
@@ -127,96 +104,82 @@ public sealed class Scheduler : IDisposable
 
     private void Step()
     {
-        var rows = new List<BatchRow>();
-        var logitRows = new List<int>();
-        var sampled = new List<Sequence>();
-        var accumulate = new List<MetricAccumulation>();
-        var windowRows = new List<(int, Action<int, float[], int>)>();
-        lock (_lock)
+        StepBatch? batch;
+        lock (_lock) batch = Schedule();
+        if (batch == null) return;
+        var logits = _runner.Run(batch);
+        lock (_lock) Update(batch, logits);
+    }
+
+    /// <summary>Schedule: drops cancelled requests, makes room for every running sequence (compressing, then
+    /// preempting), admits newcomers, and lays out the step's rows: decode rows first (one each), then prompt chunks,
+    /// oldest first, within the per-step token budget. Null when there is nothing to run.</summary>
+    private StepBatch? Schedule()
+    {
+        DropCancelled();
+        ReserveOrPreempt(); // running sequences first, then newcomers get what is left
+        Admit();
+        if (_running.Count == 0) return null;
+        _maxBatch = Math.Max(_maxBatch, _running.Count);
+        var batch = new StepBatch();
+        int budget = _options.MaxTokensPerStep;
+        foreach (var s in _running.OrderBy(s => s.Pending == 1 ? 0 : 1).ThenBy(s => s.AdmitOrder))
         {
-            DropCancelled();
-            ReserveOrPreempt(); // running sequences first, then newcomers get what is left
-            Admit();
-            if (_running.Count == 0) return;
-            _maxBatch = Math.Max(_maxBatch, _running.Count);
-            int budget = _options.MaxTokensPerStep;
-            // Decode rows first (one each), then prompt chunks, oldest first.
-            foreach (var s in _running.OrderBy(s => s.Pending == 1 ? 0 : 1).ThenBy(s => s.AdmitOrder))
+            int n = Math.Min(s.Pending, budget - batch.Rows.Count);
+            if (n <= 0) continue;
+            bool prefill = s.Window != null;
+            var c = s.Options.Compression;
+            for (int i = 0; i < n; i++)
             {
-                int n = Math.Min(s.Pending, budget - rows.Count);
-                if (n <= 0) continue;
-                bool prefill = s.Window != null;
-                for (int i = 0; i < n; i++)
+                int position = s.Cached + i;
+                // Decode queries accumulate into the metric on the device, each in its own request's mode; prefill
+                // window queries are gathered per head.
+                batch.Accumulate.Add(s.Compresses && !prefill && c!.AccumulatesDuringDecode
+                    ? c.EffectiveSquared ? MetricAccumulation.Squared : MetricAccumulation.Plain
+                    : MetricAccumulation.None);
+                if (prefill && (c!.EffectiveWindow == 0 || position >= s.PrefillLength - c.EffectiveWindow))
                 {
-                    int position = s.Cached + i;
-                    var c = s.Options.Compression;
-                    // Decode queries accumulate into the metric on the device; prefill window queries are gathered per head.
-                    accumulate.Add(s.Compresses && !prefill && c!.AccumulatesDuringDecode
-                        ? c.EffectiveSquared ? MetricAccumulation.Squared : MetricAccumulation.Plain
-                        : MetricAccumulation.None);
-                    if (prefill && (c!.EffectiveWindow == 0 || position >= s.PrefillLength - c.EffectiveWindow))
-                    {
-                        var window = s.Window!;
-                        bool windowSquared = c.EffectiveSquared;
-                        windowRows.Add((rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, windowSquared)));
-                    }
-                    rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
+                    var window = s.Window!;
+                    bool windowSquared = c.EffectiveSquared;
+                    batch.WindowRows.Add((batch.Rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, windowSquared)));
                 }
-                _cache.Append(s.Slot!.Value, n);
-                s.Cached += n;
-                if (s.Pending == 0) { logitRows.Add(rows.Count - 1); sampled.Add(s); }
+                batch.Rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
             }
+            _cache.Append(s.Slot!.Value, n);
+            s.Cached += n;
+            if (s.Pending == 0) { batch.LogitRows.Add(batch.Rows.Count - 1); batch.Sampled.Add(s); }
         }
-        if (rows.Count == 0) return;
-        var metric = accumulate.Any(a => a != MetricAccumulation.None) || windowRows.Count > 0
-            ? new MetricRequest(accumulate.ToArray(), windowRows)
-            : null;
-        var logits = _model.ForwardBatch(_cache, rows.ToArray(), logitRows.ToArray(), metric);
+        return batch.Rows.Count == 0 ? null : batch;
+    }
+
+    /// <summary>Update: for every sequence that got logits, compress as its policy says, then pick the next token
+    /// (forced or sampled), stream it, and finish the request at EOS, its token limit or the end of the context.</summary>
+    private void Update(StepBatch batch, float[] logits)
+    {
         int vocab = _model.Config.VocabSize;
-        lock (_lock)
+        _steps++;
+        for (int i = 0; i < batch.Sampled.Count; i++)
         {
-            _steps++;
-            for (int i = 0; i < sampled.Count; i++)
-            {
-                var s = sampled[i];
-                if (s.Slot == null) continue; // cancelled meanwhile
-                AfterForward(s);
-                var row = logits.AsSpan(i * vocab, vocab);
-                s.Options.OnLogits?.Invoke(s.Tokens.Count, row.ToArray());
-                int next = s.Options.ForcedTokens is { } forced && s.Generated < forced.Count ? forced[s.Generated] : s.Sampler.Next(row);
-                if (s.Options.StopAtEos && _model.Config.EosTokenIds.Contains(next)) { Finish(s, "eos"); continue; }
-                s.Tokens.Add(next);
-                _generated++;
-                s.FirstToken ??= s.Clock.Elapsed;
-                s.Output.Writer.TryWrite(new GeneratedToken(next, s.Text?.Add(next) ?? "", s.Tokens.Count - 1));
-                if (s.Generated >= s.Options.MaxTokens) Finish(s, "max_tokens");
-                else if (s.Tokens.Count >= _model.Config.MaxSeqLen) Finish(s, "context_full");
-            }
+            var s = batch.Sampled[i];
+            if (s.Slot is not int slot) continue; // cancelled meanwhile
+            long evictedBefore = s.Usage.Evicted;
+            _runner.AfterForward(s);
+            _evicted += s.Usage.Evicted - evictedBefore;
+            s.Usage.Step(_cache, slot);
+            var row = logits.AsSpan(i * vocab, vocab);
+            s.Options.OnLogits?.Invoke(s.Tokens.Count, row.ToArray());
+            int next = s.Options.ForcedTokens is { } forced && s.Generated < forced.Count ? forced[s.Generated] : s.Sampler.Next(row);
+            if (s.Options.StopAtEos && _model.Config.EosTokenIds.Contains(next)) { Finish(s, "eos"); continue; }
+            s.Tokens.Add(next);
+            _generated++;
+            s.FirstToken ??= s.Clock.Elapsed;
+            s.Output.Writer.TryWrite(new GeneratedToken(next, s.Text?.Add(next) ?? "", s.Tokens.Count - 1));
+            if (s.Generated >= s.Options.MaxTokens) Finish(s, "max_tokens");
+            else if (s.Tokens.Count >= _model.Config.MaxSeqLen) Finish(s, "context_full");
         }
     }
 
-    /// <summary>Compression after a sequence's step: seed the metric and compress when its prefill has just finished,
-    /// else compress every Interval decode steps.</summary>
-    private void AfterForward(Sequence s)
-    {
-        if (!s.Compresses) return;
-        var c = s.Options.Compression!;
-        if (s.Window != null)
-        {
-            SequenceCompressor.SeedMetric(_cache, s.Slot!.Value, s.Window, c, _model.Config.GroupSize);
-            s.Window = null;
-            Compress(s);
-        }
-        else if (++s.DecodeStepsSinceCompression >= c.Interval) Compress(s);
-    }
-
-    private void Compress(Sequence s)
-    {
-        int evicted = SequenceCompressor.Compress(_cache, s.Slot!.Value, s.Cached, s.Options.Compression!, s.PromptLength);
-        s.Evicted += evicted;
-        _evicted += evicted;
-        s.DecodeStepsSinceCompression = 0;
-    }
+    private void Compress(Sequence s) => _evicted += _runner.Compress(s);
 
     private void DropCancelled()
     {
@@ -246,9 +209,10 @@ public sealed class Scheduler : IDisposable
             if (!_cache.TryReserve(slot, s.Tokens.Count)) { _cache.RemoveSequence(slot); break; }
             _waiting.RemoveFirst();
             s.Slot = slot;
+            s.Usage.Reserved(_cache, slot);
             s.Cached = 0;
             s.PrefillLength = s.Tokens.Count;
-            s.Window = s.Compresses ? new ObservationWindowMetric(_model.Config.Layers, _model.Config.Heads, s.Tokens.Count) : null;
+            s.Window = _runner.NewWindow(s);
             s.AdmitOrder = ++_admitCounter;
             _running.Add(s);
         }
@@ -280,6 +244,7 @@ public sealed class Scheduler : IDisposable
                 }
                 Preempt(victim);
             }
+            if (s.Slot is int slot) s.Usage.Reserved(_cache, slot);
         }
     }
 
@@ -297,13 +262,18 @@ public sealed class Scheduler : IDisposable
 
     private void Finish(Sequence s, string? reason, Exception? error = null)
     {
-        if (s.Slot is int slot) _cache.RemoveSequence(slot);
+        int held = 0;
+        if (s.Slot is int slot)
+        {
+            held = _cache.BlocksHeld(slot);
+            _cache.RemoveSequence(slot);
+        }
         s.Slot = null;
         _running.Remove(s);
-        Complete(s, reason, error);
+        Complete(s, reason, error, held);
     }
 
-    private static void Complete(Sequence s, string? reason, Exception? error)
+    private void Complete(Sequence s, string? reason, Exception? error, int blocksHeld = 0)
     {
         if (error != null)
         {
@@ -315,7 +285,7 @@ public sealed class Scheduler : IDisposable
         s.Output.Writer.TryComplete();
         var total = s.Clock.Elapsed;
         s.Completion.TrySetResult(new GenerationResult(s.Id, s.Tokens.Skip(s.PromptLength).ToList(), s.Text?.Text, reason!, s.Preemptions,
-            s.PromptLength, s.FirstToken ?? total, total, s.Evicted));
+            s.PromptLength, s.FirstToken ?? total, total, s.Usage.ToUsage(_cache, blocksHeld)));
     }
 
     public void Dispose()

@@ -33,7 +33,8 @@ internal sealed class Sequence
     /// <summary>Window sums of the prefill metric while a compressing sequence is being prefilled.</summary>
     public Compression.ObservationWindowMetric? Window { get; set; }
     public int DecodeStepsSinceCompression { get; set; }
-    public long Evicted { get; set; }
+    /// <summary>What the request holds in the cache, added up while it runs.</summary>
+    public required KvUsageTracker Usage { get; init; }
 
     public bool Compresses => Options.Compression is { Evicts: true };
     public int Generated => Tokens.Count - PromptLength;

@@ -43,22 +43,3 @@ internal static class WarpReduce
     public static int GlobalWarp => Grid.IdxX * (Group.DimX / Warp.WarpSize) + Warp.WarpIdx;
     public static int WarpCount => Grid.DimX * (Group.DimX / Warp.WarpSize);
 }
-
-/// <summary>Small per-thread math shared by the attention kernels.</summary>
-internal static class AttentionMath
-{
-    /// <summary>(q[qOffset ..+d] . k[kOffset ..+d]) * scale.</summary>
-    public static float ScaledScore(ArrayView<float> q, long qOffset, ArrayView<float> k, long kOffset, int d, float scale)
-    {
-        float s = 0;
-        for (int i = 0; i < d; i++) s += q[qOffset + i] * k[kOffset + i];
-        return s * scale;
-    }
-}
-
-/// <summary>Grid-stride loop bounds for elementwise kernels.</summary>
-internal static class GridStride
-{
-    public static int Start => Grid.GlobalIndex.X;
-    public static int Step => Grid.DimX * Group.DimX;
-}

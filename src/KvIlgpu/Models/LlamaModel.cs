@@ -230,20 +230,3 @@ public sealed class LlamaModel : IDisposable
         _owned.Clear();
     }
 }
-
-/// <summary>What a batched step should do for eviction metrics: per row, what its attention probabilities add to the
-/// slots' metrics on the device (decode queries; each row its own request's mode), and rows whose per-head
-/// probabilities are handed to a sink (prefill observation-window queries) as (layer, probs [Heads * stride], stride).</summary>
-public sealed record MetricRequest(MetricAccumulation[]? Accumulate, IReadOnlyList<(int Row, Action<int, float[], int> Sink)> WindowRows);
-
-/// <summary>One row of a batched step: Token of sequence slot Sequence at Position, row Offset of the Count rows that
-/// sequence feeds in this step.</summary>
-public readonly record struct BatchRow(int Sequence, int Token, int Position, int Count, int Offset);
-
-/// <summary>More tokens than the model's context (or the cache) holds.</summary>
-public sealed class ContextOverflowException(int needed, int capacity)
-    : Exception($"the sequence needs {needed} positions but the context holds {capacity}")
-{
-    public int Needed { get; } = needed;
-    public int Capacity { get; } = capacity;
-}

@@ -1,23 +1,5 @@
 namespace KvIlgpu.Models;
 
-/// <summary>How RoPE pairs up the features of a head.</summary>
-public enum RopeLayout
-{
-    /// <summary>Pairs (2i, 2i+1) rotate together: llama2.c and GGUF "llama" checkpoints.</summary>
-    InterleavedPairs,
-    /// <summary>Pairs (i, i + d/2) rotate together ("rotate_half"): Hugging Face checkpoints.</summary>
-    HalfSplit,
-}
-
-/// <summary>RoPE frequency scaling as Hugging Face's config.json states it (rope_scaling).</summary>
-/// <param name="Type">"llama3" or "linear".</param>
-public sealed record RopeScaling(
-    string Type,
-    float Factor,
-    float LowFreqFactor = 1f,
-    float HighFreqFactor = 4f,
-    int OriginalMaxPositionEmbeddings = 8192);
-
 /// <summary>The shape and hyper-parameters of a Llama-family decoder.</summary>
 public sealed record ModelConfig
 {

@@ -2,9 +2,6 @@ using System.Runtime.InteropServices;
 
 namespace KvIlgpu.Models;
 
-/// <summary>How a weight's elements are stored (on the host and on the device).</summary>
-public enum WeightType { F32, F16, BF16 }
-
 /// <summary>A weight matrix or vector on the host, row-major [Rows, Cols], in its stored precision.
 /// f16 and bf16 keep their raw 16-bit patterns; quantised formats are dequantised to f32 at load.</summary>
 public sealed class WeightTensor
@@ -76,20 +73,4 @@ public sealed class WeightTensor
             System.Numerics.Tensors.TensorPrimitives.ConvertToSingle(MemoryMarshal.Cast<ushort, Half>(bits), dst);
         }
     }
-}
-
-/// <summary>Bit-level conversions between f32 and the 16-bit float formats.</summary>
-public static class FloatBits
-{
-    public static float FromBFloat16(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
-
-    public static ushort ToBFloat16(float value)
-    {
-        uint u = BitConverter.SingleToUInt32Bits(value);
-        if ((u & 0x7FFFFFFF) > 0x7F800000) return (ushort)((u >> 16) | 0x40); // quiet NaN
-        uint rounding = 0x7FFF + ((u >> 16) & 1);
-        return (ushort)((u + rounding) >> 16);
-    }
-
-    public static float FromHalf(ushort bits) => (float)BitConverter.UInt16BitsToHalf(bits);
 }

@@ -9,9 +9,6 @@ using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Training;
 
-/// <summary>Where training stands, for progress display.</summary>
-public sealed record TrainingProgress(string Stage, int Step, int Steps, float Loss, float? ValidationLoss, double TokensPerSecond, float LearningRate);
-
 /// <summary>Trains a model from a TrainingConfig into an HF folder: BPE tokenizer on the training text, Brown corpus
 /// mixed with synthetic long-range tasks, AdamW. The data of step s comes from a generator seeded with (seed, s), and
 /// micro-batch gradients are summed in a fixed order, so a run is deterministic and a resumed run continues exactly.
@@ -170,7 +167,7 @@ public static class Trainer
             int start = (int)((long)(stream.Length - len) * i / Math.Max(1, windows - 1));
             var seq = stream[start..(start + len)];
             var logits = model.Logits(seq[..^1]);
-            losses[i] = Gradients.CrossEntropy(logits, seq[1..], new float[logits.Length], model.Config.VocabSize);
+            losses[i] = ForwardBackward.CrossEntropy(logits, seq[1..], new float[logits.Length], model.Config.VocabSize);
         });
         return losses.Average();
     }

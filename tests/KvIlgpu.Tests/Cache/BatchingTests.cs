@@ -91,7 +91,7 @@ public class BatchingTests
             return JsonSerializer.Serialize(line);
         }));
 
-        var alone = new Dictionary<string, (int[] Tokens, long Evicted)>();
+        var alone = new Dictionary<string, (int[] Tokens, long Evicted, long PeakBytes, double MeanBytes)>();
         using (var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 1, MaxTokensPerStep: 64)))
             foreach (var r in requests)
             {
@@ -100,7 +100,7 @@ public class BatchingTests
                     : new KvIlgpu.Compression.CompressionOptions(new KvIlgpu.Compression.EvictionBudget(10, ProtectedWindow: 4), r.Policy,
                         Squared: squared, Average: average);
                 var result = await engine.Submit(r.Prompt, new GenerationOptions(r.MaxTokens, SamplingOptions.Greedy, Compression: compression)).Completion;
-                alone[r.Id] = ([.. result.TokenIds], result.EvictedKvs);
+                alone[r.Id] = ([.. result.TokenIds], result.EvictedKvs, result.KvUsage.PeakBytes, result.KvUsage.MeanBytes);
             }
         Assert.Contains(alone.Values, a => a.Evicted > 0);
 
@@ -121,6 +121,9 @@ public class BatchingTests
             string what = $"{r.Id} ({r.Policy}:{r.Metric ?? "default"})";
             Assert.True(alone[r.Id].Tokens.SequenceEqual(tokens), $"{what}: alone [{string.Join(",", alone[r.Id].Tokens)}] vs batched [{string.Join(",", tokens)}]");
             Assert.True(alone[r.Id].Evicted == got.GetProperty("evicted_kvs").GetInt64(), $"{what}: evicted {alone[r.Id].Evicted} alone, {got.GetProperty("evicted_kvs")} batched");
+            // Each request's own KV usage, not the pool's: the same as alone although dozens ran beside it.
+            Assert.Equal(alone[r.Id].PeakBytes, got.GetProperty("peak_kv_bytes").GetInt64());
+            Assert.Equal(alone[r.Id].MeanBytes, got.GetProperty("mean_kv_bytes").GetDouble(), 6);
         }
     }
 
@@ -157,8 +160,9 @@ public class BatchingTests
         using var engine = InferenceEngine.FromWeights(KvIlgpu.Models.Loading.ModelLoader.Load(SharedData.Path_("golden", "tiny-gqa.bin")),
             new EngineOptions(device, KvMemoryBytes: 4 << 20, BlockSize: 16, MaxBatchSize: 4, MaxTokensPerStep: 64));
         var ids = new List<int>();
-        await foreach (var t in engine.GenerateAsync(golden.Prompt, new GenerationOptions(1000, SamplingOptions.Greedy))) ids.Add(t.Id);
+        var handle = engine.Submit(golden.Prompt, new GenerationOptions(1000, SamplingOptions.Greedy));
+        await foreach (var t in handle.Tokens) ids.Add(t.Id);
         Assert.Equal(golden.Tokens[2..255], ids);
-        Assert.Equal("context_full", engine.LastResult!.StopReason);
+        Assert.Equal("context_full", (await handle.Completion).StopReason);
     }
 }

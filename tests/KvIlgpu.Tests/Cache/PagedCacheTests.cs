@@ -125,10 +125,9 @@ public class PagedCacheTests
                 live.Remove(s);
             }
             cache.CheckInvariants();
-            foreach (var s in live)
-                for (int l = 0; l < config.Layers; l++)
-                    for (int h = 0; h < config.KvHeads; h++)
-                        Assert.True(cache.BlockCount(s, l, h) * 4 >= cache.Length(s, l, h));
+            foreach (var s in live) // every head holds at least the blocks its length needs (4 tokens a block)
+                Assert.True(cache.BlocksHeld(s) >= Enumerable.Range(0, config.Layers)
+                    .Sum(l => Enumerable.Range(0, config.KvHeads).Sum(h => (cache.Length(s, l, h) + 3) / 4)));
         }
         foreach (var s in live.ToList()) cache.RemoveSequence(s);
         cache.CheckInvariants();

@@ -94,12 +94,22 @@ public class MetricPipelineTests
         {
             using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 4 << 20, BlockSize: 8, MaxBatchSize: 2, MaxTokensPerStep: 64));
             var ids = new List<int>();
-            await foreach (var t in engine.GenerateAsync(prompt, new GenerationOptions(40, SamplingOptions.Greedy, StopAtEos: false, Compression: compression))) ids.Add(t.Id);
+            var handle = engine.Submit(prompt, new GenerationOptions(40, SamplingOptions.Greedy, StopAtEos: false, Compression: compression));
+            await foreach (var t in handle.Tokens) ids.Add(t.Id);
             var stats = engine.Stats;
             engine.Cache.CheckInvariants();
-            return ([.. ids], engine.LastResult!, stats);
+            return ([.. ids], await handle.Completion, stats);
         }
         var full = await Run(null);
+        // The full cache's own usage in closed form: at the step giving token k (k = 0..39) each of the heads holds
+        // 60 + k KVs in ceil((60 + k) / 8) blocks; the last token is never fed, so 99 KVs (13 blocks) at the end.
+        int fullHeads = c.Layers * c.KvHeads;
+        var usage = full.Result.KvUsage;
+        Assert.Equal((40, 13 * fullHeads, 13 * fullHeads), (usage.Steps, usage.PeakBlocks, usage.BlocksHeld));
+        Assert.Equal(Enumerable.Range(0, 40).Sum(k => (60 + k + 7) / 8 * (long)fullHeads), usage.BlockSteps);
+        Assert.Equal(Enumerable.Repeat(60 + 19.5, c.Layers), usage.KeptPerLayer);
+        Assert.Equal(2 * 8 * c.HeadDim * 4 + 8 * 8, usage.BytesPerBlock);
+        Assert.Equal(0, usage.EvictedKvs);
         var generous = await Run(new CompressionOptions(new EvictionBudget(MaxCacheTokens: 128)));
         Assert.Equal(full.Ids, generous.Ids);
         Assert.Equal(0, generous.Result.EvictedKvs);
@@ -110,5 +120,8 @@ public class MetricPipelineTests
         // Every head ends near the budget: (60 + 40) tokens each, at most 24 on average kept plus less than a block.
         Assert.InRange(tight.Result.EvictedKvs, (100 - 24 - 8) * heads, (100 - 24) * heads);
         Assert.True(tight.Stats.PeakKvBytes < full.Stats.PeakKvBytes, $"{tight.Stats.PeakKvBytes} vs {full.Stats.PeakKvBytes}");
+        // The tight run's heads hold at most the budget plus a block each once compressed, after every step.
+        Assert.True(tight.Result.KvUsage.BlocksHeld <= (24 * heads + 8 * heads) / 8 + heads, $"{tight.Result.KvUsage.BlocksHeld} blocks held");
+        Assert.All(tight.Result.KvUsage.KeptPerLayer, k => Assert.InRange(k, 1, 24 + 8));
     }
 }

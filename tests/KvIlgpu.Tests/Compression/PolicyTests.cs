@@ -133,10 +133,12 @@ public class PolicyTests
         var options = new GenerationOptions(30, SamplingOptions.Greedy, StopAtEos: false,
             new CompressionOptions(new EvictionBudget(MaxCacheTokens: 24, ProtectedWindow: 8), name));
         var ids = new List<int>();
-        await foreach (var t in engine.GenerateAsync(Enumerable.Range(3, 60).ToArray(), options)) ids.Add(t.Id);
+        var handle = engine.Submit(Enumerable.Range(3, 60).ToArray(), options);
+        await foreach (var t in handle.Tokens) ids.Add(t.Id);
         Assert.Equal(30, ids.Count);
-        if (EvictionPolicies.All[name].Evicts) Assert.True(engine.LastResult!.EvictedKvs > 0);
-        else Assert.Equal(0, engine.LastResult!.EvictedKvs);
+        var result = await handle.Completion;
+        if (EvictionPolicies.All[name].Evicts) Assert.True(result.EvictedKvs > 0);
+        else Assert.Equal(0, result.EvictedKvs);
         Assert.Equal(engine.Stats.BlocksTotal, engine.Stats.BlocksFree);
     }
 }

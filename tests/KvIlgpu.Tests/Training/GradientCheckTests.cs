@@ -1,6 +1,6 @@
 using KvIlgpu.Models;
 using KvIlgpu.Training;
-using G = KvIlgpu.Training.Gradients;
+using G = KvIlgpu.Training.ForwardBackward;
 
 namespace KvIlgpu.Tests.Training;
 

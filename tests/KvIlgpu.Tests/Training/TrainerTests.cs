@@ -58,7 +58,7 @@ public class TrainerTests
     private static double Loss(TrainableLlama m, int[] seq)
     {
         var logits = m.Logits(seq[..^1]);
-        return Gradients.CrossEntropy(logits, seq[1..], new float[logits.Length], m.Config.VocabSize);
+        return ForwardBackward.CrossEntropy(logits, seq[1..], new float[logits.Length], m.Config.VocabSize);
     }
 
     [Fact]

@@ -2,62 +2,6 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Compute;
 
-/// <summary>Where the kernels run.</summary>
-public enum DeviceKind
-{
-    /// <summary>CUDA when a CUDA device is present, else the managed SIMD CPU backend.</summary>
-    Auto,
-    /// <summary>The managed SIMD CPU backend (System.Numerics.Tensors, Vector256): the fast CPU path.</summary>
-    Cpu,
-    /// <summary>The ILGPU kernels on a CUDA GPU.</summary>
-    Cuda,
-    /// <summary>The ILGPU kernels on ILGPU's CPU accelerator: slow, for testing the kernels without a GPU.</summary>
-    IlgpuCpu,
-}
-
-/// <summary>A float32 activation buffer living on a backend's device.</summary>
-public abstract class DeviceBuffer : IDisposable
-{
-    public int Length { get; protected init; }
-    public abstract void Dispose();
-}
-
-/// <summary>An int32 buffer on a backend's device (block tables, lengths, positions, row descriptors).</summary>
-public abstract class DeviceIntBuffer : IDisposable
-{
-    public int Length { get; protected init; }
-    public abstract void Dispose();
-}
-
-/// <summary>The device buffers of a paged KV cache (SPEC 1): K and V pools [blocks * BlockSize, HeadDim], per-slot
-/// original position and eviction metric, per-head block tables and lengths. See PagedLayout for the indexing.</summary>
-public sealed record PagedKvBuffers(
-    Kernels.PagedLayout Layout, DeviceBuffer Keys, DeviceBuffer Values, DeviceIntBuffer Positions, DeviceBuffer Metric,
-    DeviceIntBuffer Tables, DeviceIntBuffer Lengths) : IDisposable
-{
-    public void Dispose()
-    {
-        Keys.Dispose(); Values.Dispose(); Positions.Dispose(); Metric.Dispose(); Tables.Dispose(); Lengths.Dispose();
-    }
-}
-
-/// <summary>A weight matrix [Rows, Cols] on a backend's device, in its stored precision.</summary>
-public abstract class DeviceWeight : IDisposable
-{
-    public int Rows { get; protected init; }
-    public int Cols { get; protected init; }
-    public WeightType Type { get; protected init; }
-    public abstract void Dispose();
-}
-
-/// <summary>Shape of a causal attention call over a dense per-layer cache laid out [position, kvHeads * headDim].
-/// Query row r sits at position StartPosition + r and sees positions 0 ..= StartPosition + r.</summary>
-public readonly record struct AttentionShape(int Rows, int StartPosition, int Heads, int KvHeads, int HeadDim, int CacheOffset)
-{
-    public int QDim => Heads * HeadDim;
-    public int KvDim => KvHeads * HeadDim;
-}
-
 /// <summary>The operations a Llama forward pass needs. Every backend (ILGPU on CUDA or the CPU accelerator,
 /// managed SIMD on the CPU) implements them with the same semantics; tests hold each to a plain C# reference.
 /// Matrices are row-major; a batch of activations is [rows, width].</summary>
@@ -119,39 +63,4 @@ public interface IComputeBackend : IDisposable
     /// <summary>Index of the largest of x[offset ..+count] (the first on ties).</summary>
     int ArgMax(DeviceBuffer x, int offset, int count);
     void Synchronize();
-}
-
-public static class ComputeBackendExtensions
-{
-    public static DeviceRope UploadRope(this IComputeBackend backend, RopeTable table)
-    {
-        var cos = backend.Allocate(table.Cos.Length);
-        var sin = backend.Allocate(table.Sin.Length);
-        backend.Write(cos, table.Cos);
-        backend.Write(sin, table.Sin);
-        return new DeviceRope(cos, sin, table.HalfDim);
-    }
-
-    public static DeviceBuffer Upload(this IComputeBackend backend, ReadOnlySpan<float> data)
-    {
-        var b = backend.Allocate(data.Length);
-        backend.Write(b, data);
-        return b;
-    }
-
-    public static float[] ToArray(this IComputeBackend backend, DeviceBuffer buffer)
-    {
-        var a = new float[buffer.Length];
-        backend.Read(buffer, a);
-        return a;
-    }
-}
-
-/// <summary>A RoPE cos/sin table on a backend's device.</summary>
-public sealed class DeviceRope(DeviceBuffer cos, DeviceBuffer sin, int halfDim) : IDisposable
-{
-    public DeviceBuffer Cos { get; } = cos;
-    public DeviceBuffer Sin { get; } = sin;
-    public int HalfDim { get; } = halfDim;
-    public void Dispose() { Cos.Dispose(); Sin.Dispose(); }
 }

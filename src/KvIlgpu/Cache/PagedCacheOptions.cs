@@ -1,0 +1,10 @@
+using KvIlgpu.Compute;
+using KvIlgpu.Kernels;
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Cache;
+
+/// <summary>How big the paged cache is.</summary>
+/// <param name="MemoryBytes">Budget for blocks plus metadata; null: MemoryFraction of the device's memory.</param>
+/// <param name="MaxSequences">Sequences that can hold cache at once (rows of the block-table array).</param>
+public sealed record PagedCacheOptions(long? MemoryBytes = null, double MemoryFraction = 0.25, int BlockSize = 16, int MaxSequences = 64);

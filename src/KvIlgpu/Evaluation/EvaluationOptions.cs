@@ -1,0 +1,61 @@
+using System.Globalization;
+using System.Text;
+using KvIlgpu.Compression;
+using KvIlgpu.Engine;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Evaluation;
+
+/// <summary>What to evaluate. Budgets are "1/N" (a fraction of each sequence's length, per KV head) or a token count.
+/// The protected window (ProtectedShare of each budget, a quarter by default; ProtectedWindow tokens when the share is
+/// null) and Sinks apply to every policy alike (a policy may protect more sinks of its own).</summary>
+public sealed record EvaluationOptions(
+    IReadOnlyList<string> Policies,
+    IReadOnlyList<string> Budgets,
+    int SegmentLength = 512,
+    int Segments = 4,
+    double PrefixFraction = 0.25,
+    int ProtectedWindow = 32,
+    int PasskeyTrials = 0,
+    IReadOnlyList<int>? PasskeyLengths = null,
+    IReadOnlyList<double>? PasskeyDepths = null,
+    int Sinks = 0,
+    double? ProtectedShare = 0.25)
+{
+    /// <summary>Per-head token budget for a sequence of the given length.</summary>
+    public static int BudgetTokens(string budget, int length)
+    {
+        if (TryParseShare(budget, out var p, out var d) && p == 1) return Math.Max(1, (int)(length / d));
+        if (int.TryParse(budget, out var n) && n > 0) return n;
+        throw new ArgumentException($"--budgets: '{budget}' is neither 1/N nor a positive token count");
+    }
+
+    /// <summary>The eviction budget of one budget entry for a sequence of the given length.</summary>
+    public EvictionBudget Budget(string budget, int length)
+    {
+        int tokens = BudgetTokens(budget, length);
+        return new(tokens, ProtectedWindow: ProtectedShare is double share ? (int)(tokens * share) : ProtectedWindow, Sinks: Sinks);
+    }
+
+    /// <summary>Parses a protected window written as a token count ("32") or a share P/Q of each budget ("1/2": half
+    /// of every head's budget is the recent window, the rest is chosen by the policy, as H2O splits its cache; "3/4").
+    /// </summary>
+    public static (int Tokens, double? Share) ParseProtectedWindow(string value)
+    {
+        if (TryParseShare(value, out var p, out var q)) return (0, p / q);
+        if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return (n, null);
+        throw new ArgumentException($"--protected-window: '{value}' is neither a token count nor a share P/Q (at most 1) of the budget");
+    }
+
+    /// <summary>Reads a share of the whole written "P/Q" (any numbers with P from 0 to Q), the spelling of budgets ("1/N") and
+    /// of protected windows.</summary>
+    private static bool TryParseShare(string value, out double p, out double q)
+    {
+        p = q = 0;
+        var parts = value.Split('/');
+        return parts.Length == 2
+            && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out p)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out q)
+            && p >= 0 && q > 0 && p <= q;
+    }
+}

@@ -1,0 +1,19 @@
+using System.Globalization;
+using System.Text;
+using KvIlgpu.Compression;
+using KvIlgpu.Engine;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Evaluation;
+
+/// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from
+/// teacher-forced corpus segments whose cache is compressed as the context grows; passkey accuracy from greedy
+/// retrieval. A retrieval-only run (no corpus segments) leaves the corpus columns null and measures the compression
+/// ratio on the retrieval prompts instead. MeanKvBytes is the KV block memory the sequence held, averaged over the
+/// decode steps of the corpus segments (what the budget controls); PeakKvBytes is the most it held, usually at the end
+/// of a prefill, before its compression. Both count K, V, position and metric of the blocks held; the engine's fixed
+/// block tables are left out. KeptPerLayer is where the budget went: the KVs each layer held per KV head, averaged over
+/// the decode steps of the corpus segments.</summary>
+public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double? Perplexity, double? KlToFull,
+    double? Top1Agreement, double? PasskeyAccuracy, long? PeakKvBytes, double? NeedleAccuracy = null, long? MeanKvBytes = null,
+    IReadOnlyList<double>? KeptPerLayer = null);

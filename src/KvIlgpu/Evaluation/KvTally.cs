@@ -1,0 +1,22 @@
+using System.Globalization;
+using System.Text;
+using KvIlgpu.Compression;
+using KvIlgpu.Engine;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Evaluation;
+
+/// <summary>KVs that runs would hold with a full cache, and the KVs they held after eviction, summed over runs.</summary>
+public sealed class KvTally
+{
+    public long Full { get; private set; }
+    public long Held { get; private set; }
+    public double CompressionRatio => Full / (double)Math.Max(1, Held);
+
+    /// <summary>One sequence of the given length across heads (layer, KV head) pairs, of which evicted KVs were dropped.</summary>
+    public void Add(long heads, long length, long evicted)
+    {
+        Full += heads * length;
+        Held += heads * length - evicted;
+    }
+}

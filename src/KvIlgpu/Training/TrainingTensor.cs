@@ -1,0 +1,12 @@
+using System.Numerics.Tensors;
+using KvIlgpu.Kernels;
+using KvIlgpu.Models;
+
+namespace KvIlgpu.Training;
+
+/// <summary>A float tensor that lives where a training backend computes (host memory or an accelerator).</summary>
+public abstract class TrainingTensor : IDisposable
+{
+    public int Length { get; protected init; }
+    public abstract void Dispose();
+}
