@@ -97,9 +97,10 @@ internal static class BatchCommand
             int I(string k, int d) => e.TryGetProperty(k, out var v) ? v.GetInt32() : d;
             var sampling = new SamplingOptions(F("temperature", 0f), I("top_k", 0), F("top_p", 1f), I("seed", 0));
             try { sampling.Validate(); }
-            catch (ArgumentOutOfRangeException ex) { throw new InvalidDataException($"{where}: {ex.Message}"); }
+            catch (InvalidOptionException ex) { throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}"); }
             KvIlgpu.Compression.CompressionOptions? c;
             try { c = compression(e); }
+            catch (InvalidOptionException ex) { throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}"); }
             catch (ArgumentException ex) { throw new InvalidDataException($"{where}: {ex.Message}"); }
             list.Add(new ParsedRequest(id, prompt, new GenerationOptions(I("max_tokens", 128), sampling, Compression: c)));
         }

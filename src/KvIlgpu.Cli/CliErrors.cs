@@ -32,6 +32,7 @@ internal static class CliErrors
         ContextOverflowException c => $"the prompt has {c.Needed} tokens but the model's context holds {c.Capacity}",
         ILGPU.Runtime.AcceleratorException => $"device error: {e.Message} (try --device cpu, or a smaller model)",
         OutOfMemoryException => "out of memory while loading or running the model",
+        InvalidOptionException => OptionNames.ForUser(e.Message),
         _ => e.Message,
     };
 

@@ -41,10 +41,7 @@ internal sealed class CompressionCliOptions
 
     private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int sinks, int? window, int interval, string? metric)
     {
-        bool? squared;
-        bool average;
-        try { (squared, average) = CompressionOptions.ParseMetric(metric); }
-        catch (ArgumentException e) { throw new ArgumentException("--kv-metric: " + e.Message); }
+        var (squared, average) = CompressionOptions.ParseMetric(metric);
         if (policy == "full")
         {
             if (budget != null || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need a --kv-policy other than full");

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
@@ -27,7 +28,7 @@ internal static class EvalCommand
         var sinks = new Option<int>("--kv-sinks") { Description = "first tokens never evicted, for every policy (StreamingLLM keeps at least 4)", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
-        var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and kl-vs-compression.svg" };
+        var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and the plots" };
         var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
             { model, policies, budgets, corpus, segmentLength, segments, promptShare, passkey, taskLengths, protectedWindow, sinks, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
@@ -36,29 +37,27 @@ internal static class EvalCommand
             string? corpusPath = r.GetValue(corpus);
             if (corpusPath == null && r.GetValue(segments) != 0) throw new ArgumentException("--corpus is required unless --segments 0 (retrieval tasks only)");
             if (corpusPath != null && !File.Exists(corpusPath)) throw new FileNotFoundException($"corpus not found: {corpusPath}", corpusPath);
+            var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
+            var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
+            static string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            var lengths = r.GetValue(taskLengths) is { } tl
+                ? List(tl).Select(v => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n
+                    : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList()
+                : null;
+            // Checked before the model loads; the segment length is checked again against the model's context below.
+            int requested = r.GetValue(segmentLength);
+            var options = new EvaluationOptions(List(r.GetValue(policies)!), List(r.GetValue(budgets)!), requested > 0 ? requested : 1 << 20,
+                r.GetValue(segments), PrefixFraction: r.GetValue(promptShare), ProtectedWindow: protectedTokens, ProtectedShare: protectedShare,
+                Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey), PasskeyLengths: lengths);
+            options.Validate();
             var weights = ProgressDisplay.Load(modelPath, p => ModelLoader.Load(modelPath, p));
             var c = weights.Config;
+            options = options with { SegmentLength = Math.Min(requested > 0 ? requested : c.MaxSeqLen, c.MaxSeqLen) };
+            options.Validate();
             var tokenizer = TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null);
-            if (r.GetValue(segments) == 0 && tokenizer == null)
+            if (options.Segments == 0 && tokenizer == null)
                 throw new ArgumentException($"--segments 0 runs only the retrieval tasks, which need a tokenizer, and {modelPath} has none");
-            IReadOnlyList<int> tokens = corpusPath == null ? [] : corpusPath.EndsWith(".ids", StringComparison.OrdinalIgnoreCase)
-                ? File.ReadAllText(corpusPath).Split([',', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).ToArray()
-                : (tokenizer ?? throw new ArgumentException($"{modelPath} has no tokenizer: give --corpus as a .ids file of token ids")).Encode(CorpusText(corpusPath));
-            var policyList = r.GetValue(policies)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            foreach (var p in policyList.Where(p => p != "full")) // checked up front, as the evaluation will build them
-            {
-                try { KvIlgpu.Compression.CompressionOptions.ForPolicy(p, new KvIlgpu.Compression.EvictionBudget(1)); }
-                catch (ArgumentException e) { throw new ArgumentException($"--policies: {e.Message}"); }
-            }
-            var budgetList = r.GetValue(budgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            int seg = r.GetValue(segmentLength) is > 0 and var s ? s : c.MaxSeqLen;
-            foreach (var b in budgetList) EvaluationOptions.BudgetTokens(b, seg); // validates
-            var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
-            var options = new EvaluationOptions(policyList, budgetList, Math.Min(seg, c.MaxSeqLen), r.GetValue(segments), PrefixFraction: r.GetValue(promptShare),
-                ProtectedWindow: protectedTokens, ProtectedShare: protectedShare, Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey),
-                PasskeyLengths: r.GetValue(taskLengths)?.Split(',').Select(v => int.TryParse(v.Trim(), out var n) && n > 8 ? n
-                    : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList());
-            var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
+            var tokens = corpusPath == null ? [] : EvaluationCorpus.Load(corpusPath, tokenizer);
             InferenceEngine NewEngine() => InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2), tokenizer);
 
             List<EvaluationRow> rows = [];
@@ -72,33 +71,11 @@ internal static class EvalCommand
                     rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress<(string Stage, int Done, int Total)>(p => { task.Description = p.Stage; task.MaxValue = p.Total; task.Value = p.Done; }));
                 });
             if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(rows));
-            else Console.Write(Evaluator.Markdown(rows));
+            else Console.Write(EvaluationReport.Markdown(rows));
             if (r.GetValue(outDir) is { } dir)
-            {
-                Directory.CreateDirectory(dir);
-                File.WriteAllText(Path.Combine(dir, "results.md"), Evaluator.Markdown(rows));
-                File.WriteAllText(Path.Combine(dir, "results.csv"), Evaluator.Csv(rows));
-                if (rows.Any(x => x.KlToFull != null)) Evaluator.Plot(Path.Combine(dir, "kl-vs-compression.svg"), rows);
-                if (rows.Any(x => x.PasskeyAccuracy != null))
-                {
-                    Evaluator.Plot(Path.Combine(dir, "passkey-vs-compression.svg"), rows, "Passkey accuracy vs compression", "passkey accuracy", x => x.PasskeyAccuracy);
-                    Evaluator.Plot(Path.Combine(dir, "needle-vs-compression.svg"), rows, "Multi-key needle accuracy vs compression", "needle accuracy", x => x.NeedleAccuracy);
-                }
-                Console.Error.WriteLine($"wrote {dir}/results.md, results.csv and plots");
-            }
+                Console.Error.WriteLine($"wrote {string.Join(", ", EvaluationReport.Write(dir, rows).Select(f => Path.Combine(dir, f)))}");
             return Task.FromResult(0);
         }));
         return cmd;
-    }
-
-    /// <summary>The text to evaluate on: a plain text file, or for the Brown corpus .tgz the documents that
-    /// <c>train</c> holds out for validation (the last <see cref="KvIlgpu.Training.TrainingConfig.ValidationDocuments"/>
-    /// by default, 10), so a model trained on the rest is evaluated on text it has not seen.</summary>
-    private static string CorpusText(string path)
-    {
-        if (!path.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase)) return File.ReadAllText(path);
-        var docs = KvIlgpu.Training.BrownCorpus.Read(path);
-        int heldOut = new KvIlgpu.Training.TrainingConfig().ValidationDocuments;
-        return string.Join("\n\n", docs.Skip(docs.Count - heldOut).Select(d => d.Text));
     }
 }

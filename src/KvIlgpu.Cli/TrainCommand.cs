@@ -18,7 +18,7 @@ internal static class TrainCommand
         {
             var cfg = TrainingConfig.Load(r.GetValue(config)!);
             string outDir = r.GetValue(output)!;
-            using var ops = TrainingDevice(r.GetValue(device)!);
+            using var ops = TrainingBackends.Create(KvIlgpu.Compute.BackendFactory.Parse(r.GetValue(device)!));
             TrainingProgress? last = null;
             if (Console.IsErrorRedirected)
                 Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
@@ -44,17 +44,6 @@ internal static class TrainCommand
             return Task.FromResult(0);
         }));
         return cmd;
-    }
-
-    /// <summary>The training backend for --device; null means the managed CPU code.</summary>
-    private static IlgpuTrainingOps? TrainingDevice(string device)
-    {
-        var kind = KvIlgpu.Compute.BackendFactory.Parse(device);
-        if (kind is KvIlgpu.Compute.DeviceKind.Cpu) return null;
-        var backend = KvIlgpu.Compute.IlgpuBackend.TryCreate(kind is KvIlgpu.Compute.DeviceKind.Auto ? KvIlgpu.Compute.DeviceKind.Cuda : kind);
-        if (backend is null && kind is KvIlgpu.Compute.DeviceKind.Auto) return null; // no GPU: the managed CPU code
-        if (backend is null) throw new ArgumentException($"--device {device}: no CUDA device found (use --device cpu)");
-        return new IlgpuTrainingOps(backend, ownsBackend: true);
     }
 
     private static string Line(TrainingProgress p) =>

@@ -35,7 +35,7 @@ public sealed class PagedKvCache : IDisposable
 
     public PagedKvCache(IComputeBackend backend, ModelConfig config, PagedCacheOptions options)
     {
-        if (options.BlockSize <= 0) throw new ArgumentOutOfRangeException(nameof(options), $"--block-size must be positive (got {options.BlockSize})");
+        if (options.BlockSize <= 0) throw new InvalidOptionException(nameof(options.BlockSize), $"{nameof(options.BlockSize)} must be positive (got {options.BlockSize})");
         if (options.MaxSequences <= 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxSequences must be positive");
         _backend = backend;
         Layout = PagedLayout.For(config, options.BlockSize);
@@ -46,8 +46,8 @@ public sealed class PagedKvCache : IDisposable
         long budget = options.MemoryBytes ?? (long)(backend.MemoryBytes * options.MemoryFraction);
         long blocks = (budget - MetadataBytes) / BytesPerBlock;
         if (blocks < HeadsPerSequence)
-            throw new ArgumentOutOfRangeException(nameof(options),
-                $"--kv-memory {budget} bytes holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of metadata; one token of one sequence needs {HeadsPerSequence} blocks ({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
+            throw new InvalidOptionException("KvMemoryBytes",
+                $"KvMemoryBytes {budget} holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of metadata; one token of one sequence needs {HeadsPerSequence} blocks ({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
         if (Layout.PoolFloats(blocks) > int.MaxValue)
             blocks = int.MaxValue / Layout.PoolFloats(1);
         Pool = new BlockPool((int)blocks);

@@ -23,13 +23,15 @@ public sealed record CompressionOptions(
     /// <summary>The names of the registered policies.</summary>
     public static IEnumerable<string> Policies => EvictionPolicies.All.Keys;
 
+    /// <summary>Throws <see cref="InvalidOptionException"/> naming the first property that has a bad value.</summary>
     public void Validate()
     {
-        if (!Policies.Contains(Policy)) throw new ArgumentException($"unknown --kv-policy '{Policy}' (known: {string.Join(", ", Policies)})");
+        if (!Policies.Contains(Policy))
+            throw new InvalidOptionException(nameof(Policy), $"unknown {nameof(Policy)} '{Policy}' (known: {string.Join(", ", Policies)})");
         Budget.Validate();
-        if (ObservationWindow < 0) throw new ArgumentOutOfRangeException(nameof(ObservationWindow), "--observation-window must be >= 0");
-        if (PoolKernel is < 1 || PoolKernel % 2 == 0) throw new ArgumentOutOfRangeException(nameof(PoolKernel), "the pooling kernel must be odd and >= 1");
-        if (Interval < 1) throw new ArgumentOutOfRangeException(nameof(Interval), "--compression-interval must be >= 1");
+        if (ObservationWindow < 0) throw new InvalidOptionException(nameof(ObservationWindow), $"{nameof(ObservationWindow)} must be >= 0 (got {ObservationWindow})");
+        if (PoolKernel is < 1 || PoolKernel % 2 == 0) throw new InvalidOptionException(nameof(PoolKernel), $"{nameof(PoolKernel)} must be odd and >= 1 (got {PoolKernel})");
+        if (Interval < 1) throw new InvalidOptionException(nameof(Interval), $"{nameof(Interval)} must be >= 1 (got {Interval})");
     }
 
     /// <summary>An eviction metric by name: squared, plain, squared-average or plain-average; null keeps the policy's.</summary>
@@ -40,7 +42,7 @@ public sealed record CompressionOptions(
         "plain" => (false, false),
         "squared-average" => (true, true),
         "plain-average" => (false, true),
-        _ => throw new ArgumentException($"metric '{metric}' must be squared, plain, squared-average or plain-average"),
+        _ => throw new InvalidOptionException("Metric", $"Metric '{metric}' must be squared, plain, squared-average or plain-average"),
     };
 
     /// <summary>Options for a policy written as NAME or NAME:METRIC (for example kvcompress:squared-average), so one

@@ -7,12 +7,15 @@ namespace KvIlgpu.Compression;
 /// <param name="Sinks">The first S positions are never evicted (attention sinks).</param>
 public sealed record EvictionBudget(int? MaxCacheTokens = null, double? KeepRate = null, int ProtectedWindow = 32, int Sinks = 0)
 {
+    /// <summary>Throws <see cref="InvalidOptionException"/> naming the first property that has a bad value.</summary>
     public void Validate()
     {
-        if ((MaxCacheTokens == null) == (KeepRate == null)) throw new ArgumentException("give exactly one of --kv-budget or --kv-keep-rate");
-        if (MaxCacheTokens is < 1) throw new ArgumentOutOfRangeException(nameof(MaxCacheTokens), $"--kv-budget must be >= 1 (got {MaxCacheTokens})");
-        if (KeepRate is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(KeepRate), $"--kv-keep-rate must be in [0, 1] (got {KeepRate})");
-        if (ProtectedWindow < 0) throw new ArgumentOutOfRangeException(nameof(ProtectedWindow), $"--protected-window must be >= 0 (got {ProtectedWindow})");
-        if (Sinks < 0) throw new ArgumentOutOfRangeException(nameof(Sinks), $"--kv-sinks must be >= 0 (got {Sinks})");
+        if ((MaxCacheTokens == null) == (KeepRate == null))
+            throw new InvalidOptionException(nameof(MaxCacheTokens), $"give exactly one of {nameof(MaxCacheTokens)} or {nameof(KeepRate)}");
+        if (MaxCacheTokens is < 1) throw new InvalidOptionException(nameof(MaxCacheTokens), $"{nameof(MaxCacheTokens)} must be >= 1 (got {MaxCacheTokens})");
+        if (KeepRate is not null and (< 0 or > 1 or double.NaN))
+            throw new InvalidOptionException(nameof(KeepRate), $"{nameof(KeepRate)} must be in [0, 1] (got {KeepRate})");
+        if (ProtectedWindow < 0) throw new InvalidOptionException(nameof(ProtectedWindow), $"{nameof(ProtectedWindow)} must be >= 0 (got {ProtectedWindow})");
+        if (Sinks < 0) throw new InvalidOptionException(nameof(Sinks), $"{nameof(Sinks)} must be >= 0 (got {Sinks})");
     }
 }

@@ -13,7 +13,7 @@ public static class BackendFactory
                 return IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu)!;
             case DeviceKind.Cuda:
                 return IlgpuBackend.TryCreate(DeviceKind.Cuda)
-                    ?? throw new InvalidOperationException("--device cuda: no CUDA device was found (is the NVIDIA driver installed?)");
+                    ?? throw new InvalidOperationException("no CUDA device was found for Device cuda (is the NVIDIA driver installed?)");
             default:
                 try
                 {
@@ -32,6 +32,6 @@ public static class BackendFactory
         "cpu" => DeviceKind.Cpu,
         "cuda" or "gpu" => DeviceKind.Cuda,
         "ilgpu-cpu" => DeviceKind.IlgpuCpu,
-        _ => throw new ArgumentException($"unknown device '{value}' (expected auto, cpu, cuda or ilgpu-cpu)"),
+        _ => throw new InvalidOptionException("Device", $"Device: unknown device '{value}' (expected auto, cpu, cuda or ilgpu-cpu)"),
     };
 }

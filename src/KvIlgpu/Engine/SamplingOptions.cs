@@ -8,10 +8,12 @@ public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float
 {
     public static SamplingOptions Greedy { get; } = new();
 
+    /// <summary>Throws <see cref="InvalidOptionException"/> naming the first property that has a bad value.</summary>
     public void Validate()
     {
-        if (Temperature < 0 || float.IsNaN(Temperature)) throw new ArgumentOutOfRangeException(nameof(Temperature), $"--temperature must be >= 0 (got {Temperature})");
-        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), $"--top-k must be >= 0 (got {TopK})");
-        if (!(TopP > 0 && TopP <= 1)) throw new ArgumentOutOfRangeException(nameof(TopP), $"--top-p must be in (0, 1] (got {TopP})");
+        if (!(Temperature >= 0) || float.IsInfinity(Temperature))
+            throw new InvalidOptionException(nameof(Temperature), $"{nameof(Temperature)} must be >= 0 and finite (got {Temperature})");
+        if (TopK < 0) throw new InvalidOptionException(nameof(TopK), $"{nameof(TopK)} must be >= 0 (got {TopK})");
+        if (!(TopP > 0 && TopP <= 1)) throw new InvalidOptionException(nameof(TopP), $"{nameof(TopP)} must be in (0, 1] (got {TopP})");
     }
 }

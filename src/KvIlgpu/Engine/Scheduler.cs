@@ -33,9 +33,10 @@ internal sealed class Scheduler : IDisposable
     public Scheduler(LlamaModel model, PagedKvCache cache, SchedulerOptions options, ITextTokenizer? tokenizer = null)
     {
         if (options.MaxBatchSize <= 0 || options.MaxBatchSize > cache.MaxSequences)
-            throw new ArgumentOutOfRangeException(nameof(options), $"{nameof(options.MaxBatchSize)} must be 1..{cache.MaxSequences}");
+            throw new InvalidOptionException(nameof(options.MaxBatchSize), $"{nameof(options.MaxBatchSize)} must be 1..{cache.MaxSequences} (got {options.MaxBatchSize})");
         if (options.MaxTokensPerStep < options.MaxBatchSize || options.MaxTokensPerStep > model.MaxChunkRows)
-            throw new ArgumentOutOfRangeException(nameof(options), $"{nameof(options.MaxTokensPerStep)} must be in {options.MaxBatchSize}..{model.MaxChunkRows}");
+            throw new InvalidOptionException(nameof(options.MaxTokensPerStep),
+                $"{nameof(options.MaxTokensPerStep)} must be in {options.MaxBatchSize}..{model.MaxChunkRows} (got {options.MaxTokensPerStep})");
         _model = model; _cache = cache; _options = options; _tokenizer = tokenizer;
         _runner = new ModelRunner(model, cache);
         _thread = new Thread(Loop) { IsBackground = true, Name = "kvilgpu-scheduler" };
@@ -60,7 +61,7 @@ internal sealed class Scheduler : IDisposable
     {
         if (promptIds.Count == 0) throw new ArgumentException("the prompt is empty", nameof(promptIds));
         if (promptIds.Count > _model.Config.MaxSeqLen) throw new ContextOverflowException(promptIds.Count, _model.Config.MaxSeqLen);
-        if (options.MaxTokens < 0) throw new ArgumentOutOfRangeException(nameof(options), $"{nameof(options.MaxTokens)} must be >= 0");
+        if (options.MaxTokens < 0) throw new InvalidOptionException(nameof(options.MaxTokens), $"{nameof(options.MaxTokens)} must be >= 0 (got {options.MaxTokens})");
         foreach (var t in promptIds)
             if ((uint)t >= (uint)_model.Config.VocabSize)
                 throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
@@ -74,8 +75,8 @@ internal sealed class Scheduler : IDisposable
             Usage = new KvUsageTracker(_model.Config.Layers),
         };
         if (_cache.BlocksFor(promptIds.Count) > _cache.Pool.Total)
-            throw new ArgumentOutOfRangeException(nameof(promptIds),
-                $"the prompt needs {_cache.BlocksFor(promptIds.Count)} KV blocks but the whole cache has {_cache.Pool.Total}: raise --kv-memory");
+            throw new InvalidOptionException("KvMemoryBytes",
+                $"the prompt needs {_cache.BlocksFor(promptIds.Count)} KV blocks but the whole cache has {_cache.Pool.Total}: raise KvMemoryBytes");
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
@@ -239,7 +240,7 @@ internal sealed class Scheduler : IDisposable
                 if (victim == s && _running.Count == 1)
                 {
                     Finish(s, null, new InvalidOperationException(
-                        $"request {s.Id}: {s.Tokens.Count} tokens need more KV blocks than the whole cache holds ({_cache.Pool.Total}); raise --kv-memory"));
+                        $"request {s.Id}: {s.Tokens.Count} tokens need more KV blocks than the whole cache holds ({_cache.Pool.Total}); raise KvMemoryBytes"));
                     break;
                 }
                 Preempt(victim);

@@ -13,18 +13,13 @@ public static class Evaluator
     public static List<EvaluationRow> Run(Func<InferenceEngine> newEngine, IReadOnlyList<int> corpus, EvaluationOptions options,
         IProgress<(string Stage, int Done, int Total)>? progress = null)
     {
+        options.Validate();
         int prefix = Math.Max(1, (int)(options.SegmentLength * options.PrefixFraction));
-        if (!(options.PrefixFraction is > 0 and < 1) || prefix >= options.SegmentLength)
-            throw new ArgumentException($"--prompt-share: {options.PrefixFraction} of a {options.SegmentLength}-token segment must leave " +
-                "a prompt and at least one token to score (a share between 0 and 1, exclusive)");
         bool retrieval = options.PasskeyTrials > 0;
-        if (options.Segments < 0) throw new ArgumentException($"--segments: {options.Segments} is negative");
-        if (options.Segments == 0 && !retrieval)
-            throw new ArgumentException("--segments 0 runs only the retrieval tasks, so it needs --passkey-trials N with N > 0");
         var segments = Enumerable.Range(0, Math.Min(options.Segments, corpus.Count / options.SegmentLength))
             .Select(i => corpus.Skip(i * options.SegmentLength).Take(options.SegmentLength).ToArray()).ToList();
         if (segments.Count == 0 && options.Segments > 0)
-            throw new ArgumentException($"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
+            throw new InvalidOptionException("Corpus", $"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
         var configs = new List<(string Policy, string Budget)> { ("full", "-") };
         foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) configs.Add((p, b));
         // One step per corpus segment and, with retrieval, one for each of its two tasks.
@@ -111,35 +106,4 @@ public static class Evaluator
         for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
         return best;
     }
-
-    public static string Markdown(IReadOnlyList<EvaluationRow> rows)
-    {
-        var sb = new StringBuilder();
-        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | mean KV bytes | peak KV bytes |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
-        static string F(IFormattable? v, string format) => v?.ToString(format, CultureInfo.InvariantCulture) ?? "-";
-        foreach (var r in rows)
-            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {F(r.Perplexity, "F3")} | {F(r.KlToFull, "F4")} | {F(r.Top1Agreement, "P1")} | {F(r.PasskeyAccuracy, "P0")} | {F(r.NeedleAccuracy, "P0")} | {F(r.MeanKvBytes, "N0")} | {F(r.PeakKvBytes, "N0")} |"));
-        return sb.ToString();
-    }
-
-    public static string Csv(IReadOnlyList<EvaluationRow> rows)
-    {
-        static string C(IFormattable? v) => v?.ToString(v is double ? "R" : null, CultureInfo.InvariantCulture) ?? "";
-        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer\n");
-        foreach (var r in rows)
-            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{C(r.Perplexity)},{C(r.KlToFull)},{C(r.Top1Agreement)},{C(r.PasskeyAccuracy)},{C(r.NeedleAccuracy)},{C(r.MeanKvBytes)},{C(r.PeakKvBytes)},{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}"));
-        return sb.ToString();
-    }
-
-    /// <summary>KL to the full cache against compression ratio, one line per policy.</summary>
-    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows) => Plot(path, rows, "KL to the full cache vs compression", "mean KL(full || compressed)", r => r.KlToFull);
-
-    /// <summary>One score against compression ratio, one line per policy (rows without the score are left out).</summary>
-    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows, string title, string yLabel, Func<EvaluationRow, double?> score) =>
-        SvgPlot.Write(path, title, "compression ratio (full KVs / kept KVs)", yLabel,
-            rows.Where(r => r.Policy != "full" && score(r) != null).GroupBy(r => r.Policy)
-                .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.Select(r => (r.CompressionRatio, score(r)!.Value)).ToList()));
 }

@@ -4,6 +4,8 @@ using KvIlgpu.Compression;
 using KvIlgpu.Engine;
 using KvIlgpu.Tokenization;
 
+using KvIlgpu.Tasks;
+
 namespace KvIlgpu.Evaluation;
 
 /// <summary>Passkey retrieval: a number stated once at a chosen depth of filler text, asked for at the end; greedy
@@ -29,7 +31,7 @@ public static class Passkey
     /// <summary>The passkey task: a 5-digit key stated once at the depth.</summary>
     public static (List<int> Prompt, string Answer) PasskeyTask(ITextTokenizer tok, int length, double depth, Random rng)
     {
-        string key = rng.Next(10000, 99999).ToString(CultureInfo.InvariantCulture);
+        string key = RetrievalTemplates.DrawPasskey(rng);
         return (Build(tok, length, depth, key), key);
     }
 
@@ -37,10 +39,10 @@ public static class Passkey
     /// half the prompt), the one asked for at the depth and the others at random depths, then "What is the value of NAME? The value of NAME is".</summary>
     public static (List<int> Prompt, string Answer) MultiKeyNeedle(ITextTokenizer tok, int length, double depth, Random rng)
     {
-        var facts = Enumerable.Range(0, 4).Select(i => (Name: new string(Enumerable.Range(0, 6).Select(_ => (char)('a' + rng.Next(26))).ToArray()),
-            Value: rng.Next(1000, 10000).ToString(CultureInfo.InvariantCulture), Depth: i == 0 ? depth : rng.NextDouble())).ToList();
-        var question = tok.Encode($" What is the value of {facts[0].Name}? The value of {facts[0].Name} is");
-        var needles = facts.Select(f => (Tokens: tok.Encode($" The value of {f.Name} is {f.Value}. "), f.Depth)).ToList();
+        var facts = Enumerable.Range(0, 4).Select(i => (Name: RetrievalTemplates.DrawNeedleName(rng),
+            Value: RetrievalTemplates.DrawNeedleValue(rng), Depth: i == 0 ? depth : rng.NextDouble())).ToList();
+        var question = tok.Encode(RetrievalTemplates.NeedleQuestion(facts[0].Name));
+        var needles = facts.Select(f => (Tokens: tok.Encode(RetrievalTemplates.NeedleFact(f.Name, f.Value)), f.Depth)).ToList();
         // Short prompts (or verbose tokenizers) keep fewer distractors: the facts take at most half the prompt.
         while (needles.Count > 1 && needles.Sum(n => n.Tokens.Count) > length / 2) needles.RemoveAt(needles.Count - 1);
         int fillerTokens = Math.Max(0, length - needles.Sum(n => n.Tokens.Count) - question.Count - 1);
@@ -91,8 +93,8 @@ public static class Passkey
     public static List<int> Build(ITextTokenizer tok, int length, double depth, string key)
     {
         var filler = tok.Encode(Filler);
-        var needle = tok.Encode($" The pass key is {key}. Remember it. {key} is the pass key. ");
-        var question = tok.Encode(" What is the pass key? The pass key is");
+        var needle = tok.Encode(RetrievalTemplates.PasskeyNeedle(key));
+        var question = tok.Encode(RetrievalTemplates.PasskeyQuestion);
         int fillerTokens = Math.Max(0, length - needle.Count - question.Count - 1);
         var body = Enumerable.Range(0, fillerTokens).Select(i => filler[i % filler.Count]).ToList();
         body.InsertRange((int)(fillerTokens * depth), needle);

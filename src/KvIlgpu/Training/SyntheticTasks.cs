@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Text;
 
+using KvIlgpu.Tasks;
+
 namespace KvIlgpu.Training;
 
 /// <summary>Long-range tasks that make attention reach far back, written as plain text around corpus filler:
@@ -16,21 +18,20 @@ public static class SyntheticTasks
     /// <summary>A 5-digit pass key stated once at relative depth (0..1) of the filler, asked for at the end.</summary>
     public static Sample Passkey(string filler, double depth, Random rng)
     {
-        string key = rng.Next(10000, 100000).ToString(CultureInfo.InvariantCulture);
-        string needle = $" The pass key is {key}. Remember it. {key} is the pass key. ";
-        return new Sample(Insert(filler, needle, depth) + " What is the pass key? The pass key is", " " + key + ".");
+        string key = RetrievalTemplates.DrawPasskey(rng);
+        return new Sample(Insert(filler, RetrievalTemplates.PasskeyNeedle(key), depth) + RetrievalTemplates.PasskeyQuestion, " " + key + ".");
     }
 
     /// <summary>Several "key: value" facts scattered through the filler (each at depth u^depthPower, u uniform in 0..1);
     /// one key is asked for.</summary>
     public static Sample MultiKeyNeedle(string filler, int keys, Random rng, double depthPower = 1)
     {
-        var pairs = Enumerable.Range(0, keys).Select(_ => (Key: Word(rng), Value: rng.Next(1000, 10000).ToString(CultureInfo.InvariantCulture)))
+        var pairs = Enumerable.Range(0, keys).Select(_ => (Key: RetrievalTemplates.DrawNeedleName(rng), Value: RetrievalTemplates.DrawNeedleValue(rng)))
             .DistinctBy(p => p.Key).ToList();
         var text = filler;
-        foreach (var (k, v) in pairs) text = Insert(text, $" The value of {k} is {v}. ", Math.Pow(rng.NextDouble(), depthPower));
+        foreach (var (k, v) in pairs) text = Insert(text, RetrievalTemplates.NeedleFact(k, v), Math.Pow(rng.NextDouble(), depthPower));
         var asked = pairs[rng.Next(pairs.Count)];
-        return new Sample(text + $" What is the value of {asked.Key}? The value of {asked.Key} is", $" {asked.Value}.");
+        return new Sample(text + RetrievalTemplates.NeedleQuestion(asked.Key), $" {asked.Value}.");
     }
 
     /// <summary>A span of the filler repeated after a marker: the model must copy it from far back.</summary>
@@ -62,11 +63,5 @@ public static class SyntheticTasks
         at = boundary < 0 ? filler.Length : boundary + 1;
         return filler[..at] + text + filler[at..];
     }
-
-    private static string Word(Random rng)
-    {
-        var sb = new StringBuilder();
-        for (int i = 0; i < 6; i++) sb.Append((char)('a' + rng.Next(26)));
-        return sb.ToString();
-    }
 }
+

@@ -137,8 +137,8 @@ public class PagedCacheTests
     [Fact]
     public void A_budget_too_small_for_one_token_is_refused_with_the_numbers()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() =>
+        var e = Assert.Throws<InvalidOptionException>(() =>
             new PagedKvCache(Backends.Get("cpu"), TestModels.Config(), new PagedCacheOptions(MemoryBytes: 1000)));
-        Assert.Contains("--kv-memory", e.Message);
+        Assert.Contains("KvMemoryBytes", e.Message);
     }
 }

@@ -103,7 +103,23 @@ public class CliTests
         {
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
             return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,2,3", "--kv-policy", "kvcompress", "--kv-budget", "8", "--kv-sinks", "-1"];
-        }), "--kv-sinks"];
+        }), "--kv-sinks must be >= 0 (got -1)"];
+        yield return ["a budget below one token, named by its flag and not its library property", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,2,3", "--kv-policy", "kvcompress", "--kv-budget", "0"];
+        }), "error: --kv-budget must be >= 1 (got 0)"];
+        yield return ["a bad batch line names its field", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
+            File.WriteAllText(d.File("r.jsonl"), "{\"prompt_ids\": [1, 2], \"kv_policy\": \"snapkv\", \"kv_budget\": 4, \"top_p\": 0}\n");
+            return ["batch", "--model", d.File("m.bin"), "--requests", d.File("r.jsonl")];
+        }), "r.jsonl:1: top_p must be in (0, 1] (got 0)"];
+        yield return ["an eval option, named by its flag", new Func<TempDir, string[]>(d =>
+        {
+            TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
+            return ["eval", "--model", d.File("m.bin"), "--segments", "0", "--budgets", "1/2,half"];
+        }), "error: --budgets: 'half' is neither 1/N nor a positive token count"];
         yield return ["token id outside the vocabulary", new Func<TempDir, string[]>(d =>
         {
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));

@@ -79,8 +79,8 @@ public class PolicyTests
         Assert.Equal(("kvcompress", false, true), (variant.Policy, variant.EffectiveSquared, variant.Average));
         var h2o = CompressionOptions.ForPolicy("h2o:squared", budget);
         Assert.Equal(("h2o", true, false), (h2o.Policy, h2o.EffectiveSquared, h2o.Average));
-        Assert.Contains("cubed", Assert.Throws<ArgumentException>(() => CompressionOptions.ForPolicy("kvcompress:cubed", budget)).Message);
-        Assert.Contains("nope", Assert.Throws<ArgumentException>(() => CompressionOptions.ForPolicy("nope", budget)).Message);
+        Assert.Contains("cubed", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("kvcompress:cubed", budget)).Message);
+        Assert.Contains("nope", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("nope", budget)).Message);
     }
 
     [Fact]

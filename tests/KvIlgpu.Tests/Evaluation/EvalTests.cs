@@ -51,7 +51,7 @@ public class EvalTests
     [InlineData("0")]
     [InlineData("quarter")]
     public void A_bad_budget_names_the_option(string budget) =>
-        Assert.Contains("--budgets", Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.EvaluationOptions.BudgetTokens(budget, 1024)).Message);
+        Assert.Contains("Budgets", Assert.Throws<InvalidOptionException>(() => KvIlgpu.Evaluation.EvaluationOptions.BudgetTokens(budget, 1024)).Message);
 
     [Fact]
     public void By_default_a_quarter_of_each_budget_is_protected()
@@ -68,7 +68,7 @@ public class EvalTests
     [InlineData("5/4")]   // more than the whole budget
     [InlineData("1/2/3")]
     public void A_bad_protected_window_names_the_option(string window) =>
-        Assert.Contains("--protected-window", Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window)).Message);
+        Assert.Contains("ProtectedWindow", Assert.Throws<InvalidOptionException>(() => KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window)).Message);
 
     [Fact]
     public void Eval_compares_every_policy_and_budget_and_writes_table_csv_and_plot()
@@ -231,8 +231,8 @@ public class EvalTests
     {
         var options = new KvIlgpu.Evaluation.EvaluationOptions(["streamingllm"], ["1/2"], SegmentLength: segmentLength, Segments: 1, PrefixFraction: share);
         // The share is checked before the corpus, so with an empty corpus a valid share fails on the corpus instead.
-        var e = Assert.Throws<ArgumentException>(() => KvIlgpu.Evaluation.Evaluator.Run(() => throw new InvalidOperationException("no engine"), [], options));
-        Assert.Equal(!valid, e.Message.Contains("--prompt-share"));
+        var e = Assert.ThrowsAny<ArgumentException>(() => KvIlgpu.Evaluation.Evaluator.Run(() => throw new InvalidOperationException("no engine"), [], options));
+        Assert.Equal(!valid, e is InvalidOptionException { Option: "PrefixFraction" } && e.Message.Contains("PrefixFraction"));
         Assert.Equal(valid, e.Message.Contains("the corpus has 0 tokens"));
     }
 

@@ -59,6 +59,6 @@ public class EngineTests
         var a = new Sampler(new SamplingOptions(1f, Seed: 42));
         var b = new Sampler(new SamplingOptions(1f, Seed: 42));
         Assert.Equal(Enumerable.Range(0, 50).Select(_ => a.Next(logits)), Enumerable.Range(0, 50).Select(_ => b.Next(logits)));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new Sampler(new SamplingOptions(TopP: 0f)));
+        Assert.Equal("TopP", Assert.Throws<InvalidOptionException>(() => new Sampler(new SamplingOptions(TopP: 0f))).Option);
     }
 }
