@@ -10,7 +10,7 @@ namespace KvIlgpu.Benchmarks;
 /// <summary>Batched decode throughput against batch size through the scheduler and the paged cache, plus single-
 /// sequence decode through the dense and the paged path, all in one run.
 /// Usage: batch MODEL.bin [tokens-per-request] [threads]. Writes docs/batch-throughput.svg.</summary>
-public static class BatchThroughput
+internal static class BatchThroughput
 {
     public static void Run(string path, int tokens, int? threads)
     {

@@ -11,7 +11,7 @@ namespace KvIlgpu.Benchmarks;
 /// memory, full cache against KV-Compress at compression ratios 1..64 (budget = (prompt + output) / ratio tokens per
 /// head). Freed blocks let the scheduler decode more sequences together. Reports tokens/s and the largest decode batch.
 /// Usage: compress-throughput MODEL.bin [requests] [prompt] [output] [full-sequences-of-memory]</summary>
-public static class CompressionThroughput
+internal static class CompressionThroughput
 {
     public static void Run(string path, int requests, int prompt, int output, int memorySequences)
     {

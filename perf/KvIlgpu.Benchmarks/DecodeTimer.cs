@@ -11,7 +11,7 @@ namespace KvIlgpu.Benchmarks;
 /// reductions vectorise), this machine's read bandwidth, and KvIlgpu's managed SIMD backend with f32, f16 and bf16
 /// weights. Every decoder runs the same greedy path from token 1 (the last token is printed as a cross-check).
 /// Usage: decode MODEL.bin [tokens] [threads]</summary>
-public static class DecodeTimer
+internal static class DecodeTimer
 {
     public static void Run(string path, int tokens, int? threads)
     {
@@ -32,7 +32,7 @@ public static class DecodeTimer
             var (tps, last) = DecodeTokensPerSecond(model, tokens);
             rows.Add(($"KvIlgpu cpu, {type} weights", w.ByteSize / 1e6, tps, last));
         }
-        double baseline = rows.FirstOrDefault(r => r.Name.StartsWith("C -O3 -fopenmp")).Tps;
+        double baseline = rows.FirstOrDefault(r => r.Name.StartsWith("C -O3 -fopenmp", StringComparison.Ordinal)).Tps;
         Console.WriteLine($"read bandwidth, measured in this run (parallel SIMD sum over {f32.ByteSize / 1e6:F0} MB): {bandwidth / 1e9:F1} GB/s");
         Console.WriteLine();
         Console.WriteLine("| decoder | weights MB | tok/s | GB/s of weights | of read bandwidth | vs C -O3 | last token |");
@@ -70,7 +70,7 @@ public static class DecodeTimer
         cc.WaitForExit();
         if (cc.ExitCode != 0) { Console.WriteLine($"(cc failed: {cc.StandardError.ReadToEnd()})"); return null; }
         var psi = new ProcessStartInfo(exe, $"{model} {tokens}") { RedirectStandardOutput = true };
-        psi.Environment["OMP_NUM_THREADS"] = threads.ToString();
+        psi.Environment["OMP_NUM_THREADS"] = threads.ToString(System.Globalization.CultureInfo.InvariantCulture);
         using var p = Process.Start(psi)!;
         var json = JsonDocument.Parse(p.StandardOutput.ReadToEnd()).RootElement;
         p.WaitForExit();

@@ -23,7 +23,7 @@ public class KernelBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _b = BackendFactory.Create(BackendFactory.Parse(Device));
+        _b = BackendFactory.Create(DeviceKinds.Parse(Device));
         var rng = new Random(1);
         float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() - 0.5f).ToArray();
         _w = _b.Upload(WeightTensor.FromF32("w", N, K, R(N * K)).ConvertTo(Weights));

@@ -1,25 +1,26 @@
+using System.Globalization;
 using BenchmarkDotNet.Running;
 using KvIlgpu.Benchmarks;
 
 if (args.Length > 0 && args[0] == "decode")
 {
-    DecodeTimer.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2]) : 256, args.Length > 3 ? int.Parse(args[3]) : null);
+    DecodeTimer.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 256, args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : null);
     return;
 }
 if (args.Length > 0 && args[0] == "batch")
 {
-    BatchThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2]) : 128, args.Length > 3 ? int.Parse(args[3]) : null);
+    BatchThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 128, args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : null);
     return;
 }
 if (args.Length > 0 && args[0] == "compress-throughput")
 {
-    int Arg(int i, int d) => args.Length > i ? int.Parse(args[i]) : d;
+    int Arg(int i, int d) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : d;
     CompressionThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 32), Arg(3, 512), Arg(4, 64), Arg(5, 4));
     return;
 }
 if (args.Length > 0 && args[0] == "train-throughput")
 {
-    TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1]) : 1024, args.Length > 2 ? int.Parse(args[2]) : 3);
+    TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024, args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3);
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);

@@ -9,7 +9,7 @@ namespace KvIlgpu.Benchmarks;
 /// training backend present, side by side in one run: the managed SIMD trainer (micro-batches on all cores), and the
 /// ILGPU kernels on CUDA when a GPU is present (else on the CPU accelerator, with a shorter sequence, as a check only).
 /// Usage: train-throughput [sequence-length] [steps].</summary>
-public static class TrainingThroughput
+internal static class TrainingThroughput
 {
     public static void Run(int sequenceLength, int steps)
     {

@@ -25,7 +25,7 @@ internal static class BatchCommand
         compression.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
-            var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
+            var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             string modelPath = r.GetValue(model)!, requestsPath = r.GetValue(requests)!;
             if (!File.Exists(requestsPath)) throw new FileNotFoundException($"requests file not found: {requestsPath}", requestsPath);
             var options = new EngineOptions(deviceKind, KvMemoryBytes: r.GetValue(kvMemory), BlockSize: r.GetValue(blockSize),

@@ -37,7 +37,7 @@ internal static class EvalCommand
             string? corpusPath = r.GetValue(corpus);
             if (corpusPath == null && r.GetValue(segments) != 0) throw new ArgumentException("--corpus is required unless --segments 0 (retrieval tasks only)");
             if (corpusPath != null && !File.Exists(corpusPath)) throw new FileNotFoundException($"corpus not found: {corpusPath}", corpusPath);
-            var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
+            var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
             static string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var lengths = r.GetValue(taskLengths) is { } tl

@@ -29,7 +29,7 @@ internal static class GenerateCommand
             if ((text == null) == (ids == null)) throw new ArgumentException("give exactly one of --prompt or --prompt-ids");
             var sampling = new SamplingOptions(r.GetValue(temperature), r.GetValue(topK), r.GetValue(topP), r.GetValue(seed));
             sampling.Validate();
-            var deviceKind = BackendFactory.Parse(r.GetValue(device)!);
+            var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             bool asJson = r.GetValue(json);
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
             if (r.GetValue(model) == null && !Directory.Exists(modelPath))

@@ -26,7 +26,7 @@ internal static class PasskeyCommand
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
             var ls = r.GetValue(lengths)!.Split(',').Select(s => int.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
             var ds = r.GetValue(depths)!.Split(',').Select(s => double.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
-            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(BackendFactory.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
+            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
             var options = compression.Build(r);
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
             if (r.GetValue(json)) { Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy }))); return Task.FromResult(0); }

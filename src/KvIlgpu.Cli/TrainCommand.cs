@@ -1,4 +1,5 @@
 using System.CommandLine;
+using KvIlgpu.Compute;
 using KvIlgpu.Training;
 using Spectre.Console;
 
@@ -18,7 +19,7 @@ internal static class TrainCommand
         {
             var cfg = TrainingConfig.Load(r.GetValue(config)!);
             string outDir = r.GetValue(output)!;
-            using var ops = TrainingBackends.Create(KvIlgpu.Compute.BackendFactory.Parse(r.GetValue(device)!));
+            var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             TrainingProgress? last = null;
             if (Console.IsErrorRedirected)
                 Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>
@@ -26,7 +27,7 @@ internal static class TrainCommand
                     if (p.Stage != "training" || p.Step % Math.Max(1, cfg.LastStep / 20) == 0 || p.Step == p.Steps)
                         Console.Error.WriteLine(p.Stage == "training" ? Line(p) : p.Stage + " ...");
                     last = p;
-                }), ct, ops);
+                }), deviceKind, ct);
             else
                 ProgressDisplay.Err.Progress().AutoClear(false)
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
@@ -38,7 +39,7 @@ internal static class TrainCommand
                             task.Description = p.Stage == "training" ? Markup.Escape(Line(p)) : p.Stage;
                             task.Value = p.Step;
                             last = p;
-                        }), ct, ops);
+                        }), deviceKind, ct);
                     });
             Console.WriteLine($"trained {cfg.LastStep} steps into {outDir}: " + (last is { } l ? Line(l) : ""));
             return Task.FromResult(0);

@@ -2,7 +2,7 @@ namespace KvIlgpu.Cache;
 
 /// <summary>Allocation of fixed-size physical blocks: a free list plus an owner per block. It decides nothing about
 /// what to keep or evict; it only hands out and takes back block ids.</summary>
-public sealed class BlockPool
+internal sealed class BlockPool
 {
     private readonly Stack<int> _free;
     private readonly int[] _owner; // -1: free, else the owning head's index

@@ -4,7 +4,7 @@ namespace KvIlgpu.Cache;
 
 /// <summary>A contiguous K/V cache for one sequence: per layer [MaxSeqLen, KvDim] for keys and for values,
 /// on the backend's device. Length is how many positions hold valid entries.</summary>
-public sealed class DenseKvCache : IDisposable
+internal sealed class DenseKvCache : IDisposable
 {
     public DeviceBuffer Keys { get; }
     public DeviceBuffer Values { get; }

@@ -8,7 +8,7 @@ namespace KvIlgpu.Cache;
 /// (layer, KV head); per (sequence, layer, KV head) a block table and a length, kept on the device and mirrored on
 /// the host (which decides allocation). Lengths may differ between heads. Memory accounting covers blocks and
 /// metadata (tables, lengths, per-slot position and metric).</summary>
-public sealed class PagedKvCache : IDisposable
+internal sealed class PagedKvCache : IDisposable
 {
     private readonly IComputeBackend _backend;
     private readonly int[] _tables;   // host mirror of the device tables

@@ -5,7 +5,7 @@ namespace KvIlgpu.Compression;
 /// <summary>Carries out an eviction plan on the paged cache (SPEC 3 step 4): in each head, surviving KVs from the tail
 /// move into the evicted holes (order is not kept; position and metric move with the KV), then the head's length
 /// shrinks and its trailing blocks go back to the pool. Policies decide; only this class touches memory.</summary>
-public static class Compactor
+internal static class Compactor
 {
     /// <summary>Logical moves for one head: (from, to) slot indices so that the survivors fill 0 .. newLength-1.</summary>
     public static List<(int From, int To)> Moves(int length, IReadOnlyCollection<int> evicted)

@@ -5,6 +5,8 @@ namespace KvIlgpu.Compression;
 /// chunks ranked across all heads and layers (Rehg, "KV-Compress: Paged KV-Cache Compression with Variable Compression
 /// Rates per Attention Head", arXiv 2410.00161); the baselines are listed in <see cref="EvictionPolicies"/>. Metric
 /// settings left null take the policy's own defaults.</summary>
+/// <param name="Budget">How many KVs each sequence may keep, and which are protected.</param>
+/// <param name="Policy">The policy's name (see <see cref="Policies"/>); "full" keeps everything.</param>
 /// <param name="ObservationWindow">Last prompt queries whose attention seeds the metric (0: all prompt queries).</param>
 /// <param name="Squared">Sum squared probabilities (L2) or plain ones (L1).</param>
 /// <param name="PoolKernel">Max-pool width along the key axis of the prefill metric (odd; 1 disables it).</param>
@@ -59,13 +61,13 @@ public sealed record CompressionOptions(
     /// <summary>Whether these options evict at all (false for the full cache).</summary>
     public bool Evicts => EvictionPolicy.Evicts;
     /// <summary>The registered policy named by <see cref="Policy"/>.</summary>
-    public EvictionPolicy EvictionPolicy => EvictionPolicies.Get(Policy);
+    internal EvictionPolicy EvictionPolicy => EvictionPolicies.Get(Policy);
     /// <summary>The observation window in force: this request's, else the policy scorer's.</summary>
-    public int EffectiveWindow => ObservationWindow ?? EvictionPolicy.Scorer.ObservationWindow;
+    internal int EffectiveWindow => ObservationWindow ?? EvictionPolicy.Scorer.ObservationWindow;
     /// <summary>Whether the metric sums squared probabilities: this request's choice, else the policy scorer's.</summary>
-    public bool EffectiveSquared => Squared ?? EvictionPolicy.Scorer.Squared;
+    internal bool EffectiveSquared => Squared ?? EvictionPolicy.Scorer.Squared;
     /// <summary>The prefill metric's pooling width in force: this request's, else the policy scorer's.</summary>
-    public int EffectivePoolKernel => PoolKernel ?? EvictionPolicy.Scorer.PoolKernel;
+    internal int EffectivePoolKernel => PoolKernel ?? EvictionPolicy.Scorer.PoolKernel;
     /// <summary>Whether decode queries keep adding to the metric (the policy scorer's choice).</summary>
-    public bool AccumulatesDuringDecode => EvictionPolicy.Scorer.AccumulateDuringDecode;
+    internal bool AccumulatesDuringDecode => EvictionPolicy.Scorer.AccumulateDuringDecode;
 }

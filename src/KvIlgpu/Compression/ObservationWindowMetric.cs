@@ -3,7 +3,7 @@ namespace KvIlgpu.Compression;
 /// <summary>The prefill metric of SPEC 2: for each query head, the (squared) attention probabilities of the window
 /// queries summed per key, max-pooled along the key axis (kernel k, stride 1, padding k/2), then summed over the query
 /// heads of each GQA group. Window sums are gathered while the prompt's last chunk runs.</summary>
-public sealed class ObservationWindowMetric
+internal sealed class ObservationWindowMetric
 {
     private readonly float[][][] _sums; // [layer][query head][key]
 

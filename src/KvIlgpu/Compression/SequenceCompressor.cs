@@ -5,7 +5,7 @@ namespace KvIlgpu.Compression;
 /// <summary>Runs one compression of one sequence: score every head's KVs, let the policy's selection rule plan
 /// (SPEC 3), compact. Where the backend offers device planning and the rule has a device form, the metrics never
 /// leave the device.</summary>
-public static class SequenceCompressor
+internal static class SequenceCompressor
 {
     /// <summary>Compresses one sequence of the cache to its budget.</summary>
     /// <param name="cache">The paged cache holding the sequence.</param>

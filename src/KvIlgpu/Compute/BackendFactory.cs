@@ -1,7 +1,7 @@
 namespace KvIlgpu.Compute;
 
 /// <summary>Creates the backend for a device choice. Auto prefers CUDA and falls back to the managed CPU backend.</summary>
-public static class BackendFactory
+internal static class BackendFactory
 {
     public static IComputeBackend Create(DeviceKind kind, int? cpuThreads = null)
     {
@@ -24,14 +24,4 @@ public static class BackendFactory
                 return new ManagedSimdBackend(cpuThreads);
         }
     }
-
-    /// <summary>Parses a --device value: auto, cpu, cuda or ilgpu-cpu.</summary>
-    public static DeviceKind Parse(string value) => value.ToLowerInvariant() switch
-    {
-        "auto" => DeviceKind.Auto,
-        "cpu" => DeviceKind.Cpu,
-        "cuda" or "gpu" => DeviceKind.Cuda,
-        "ilgpu-cpu" => DeviceKind.IlgpuCpu,
-        _ => throw new InvalidOptionException("Device", $"Device: unknown device '{value}' (expected auto, cpu, cuda or ilgpu-cpu)"),
-    };
 }

@@ -2,7 +2,7 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Compute;
 
-public static class ComputeBackendExtensions
+internal static class ComputeBackendExtensions
 {
     public static DeviceRope UploadRope(this IComputeBackend backend, RopeTable table)
     {

@@ -3,7 +3,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Compute;
 
 /// <summary>A float32 activation buffer living on a backend's device.</summary>
-public abstract class DeviceBuffer : IDisposable
+internal abstract class DeviceBuffer : IDisposable
 {
     public int Length { get; protected init; }
     public abstract void Dispose();

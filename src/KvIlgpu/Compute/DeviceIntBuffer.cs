@@ -3,7 +3,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Compute;
 
 /// <summary>An int32 buffer on a backend's device (block tables, lengths, positions, row descriptors).</summary>
-public abstract class DeviceIntBuffer : IDisposable
+internal abstract class DeviceIntBuffer : IDisposable
 {
     public int Length { get; protected init; }
     public abstract void Dispose();

@@ -3,7 +3,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Compute;
 
 /// <summary>A RoPE cos/sin table on a backend's device.</summary>
-public sealed class DeviceRope(DeviceBuffer cos, DeviceBuffer sin, int halfDim) : IDisposable
+internal sealed class DeviceRope(DeviceBuffer cos, DeviceBuffer sin, int halfDim) : IDisposable
 {
     public DeviceBuffer Cos { get; } = cos;
     public DeviceBuffer Sin { get; } = sin;

@@ -3,7 +3,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Compute;
 
 /// <summary>A weight matrix [Rows, Cols] on a backend's device, in its stored precision.</summary>
-public abstract class DeviceWeight : IDisposable
+internal abstract class DeviceWeight : IDisposable
 {
     public int Rows { get; protected init; }
     public int Cols { get; protected init; }

@@ -5,7 +5,7 @@ namespace KvIlgpu.Compute;
 /// <summary>The operations a Llama forward pass needs. Every backend (ILGPU on CUDA or the CPU accelerator,
 /// managed SIMD on the CPU) implements them with the same semantics; tests hold each to a plain C# reference.
 /// Matrices are row-major; a batch of activations is [rows, width].</summary>
-public interface IComputeBackend : IDisposable
+internal interface IComputeBackend : IDisposable
 {
     string Name { get; }
     DeviceKind Kind { get; }

@@ -3,7 +3,7 @@ namespace KvIlgpu.Compute;
 /// <summary>A backend's ability to plan KV-Compress's eviction (SPEC 3: chunks ranked across all heads and layers) where
 /// its cache lives, so the metrics never leave the device. A backend that offers it returns one from
 /// <see cref="IComputeBackend.EvictionPlanner"/>; selection rules with a device form use it.</summary>
-public interface IDeviceEvictionPlanner
+internal interface IDeviceEvictionPlanner
 {
     /// <summary>For the heads firstHead .. firstHead + lengths.Length - 1 of a paged cache (one sequence's, in
     /// (layer, KV head) order, each with its length), the logical slots each head evicts: positions at or after

@@ -8,7 +8,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Compute;
 
 /// <summary>Runs the ILGPU kernels on one accelerator: a CUDA GPU, or ILGPU's CPU accelerator for tests.</summary>
-public sealed class IlgpuBackend : IComputeBackend
+internal sealed class IlgpuBackend : IComputeBackend
 {
     private sealed class Buffer : DeviceBuffer
     {

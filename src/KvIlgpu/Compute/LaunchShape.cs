@@ -6,7 +6,7 @@ namespace KvIlgpu.Compute;
 /// <summary>How kernels are launched on one accelerator. Every kernel loops grid-stride, so any shape covers any
 /// size; the shape is chosen for speed. A GPU wants many wide groups; ILGPU's CPU accelerator simulates each
 /// thread and group, so it wants few groups of few threads.</summary>
-public sealed record LaunchShape(int GroupSize, int MaxGroups, int WarpSize, int Tile, bool ThreadPerOutput = false)
+internal sealed record LaunchShape(int GroupSize, int MaxGroups, int WarpSize, int Tile, bool ThreadPerOutput = false)
 {
     public static LaunchShape For(Accelerator accelerator)
     {

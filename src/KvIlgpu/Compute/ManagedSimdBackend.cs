@@ -5,7 +5,7 @@ namespace KvIlgpu.Compute;
 
 /// <summary>The fast CPU path: every op in managed code with Vector256/TensorPrimitives, matrix products
 /// split across cores. Weights stay in their stored precision and are widened in registers.</summary>
-public sealed class ManagedSimdBackend : IComputeBackend
+internal sealed class ManagedSimdBackend : IComputeBackend
 {
     private sealed class HostBuffer : DeviceBuffer
     {

@@ -2,7 +2,7 @@ namespace KvIlgpu.Compute;
 
 /// <summary>What a decode row adds to the eviction metric of the slots it attends to, chosen per row so that one batched
 /// step can serve requests with different policies and metrics (the values are what the kernels read).</summary>
-public enum MetricAccumulation
+internal enum MetricAccumulation
 {
     /// <summary>The row adds nothing (no compression, or a policy whose metric is fixed after prefill).</summary>
     None = 0,

@@ -22,9 +22,13 @@ public sealed class InferenceEngine : IDisposable
     private readonly PagedKvCache _cache;
     private readonly Scheduler _scheduler;
 
+    /// <summary>The loaded model's shape.</summary>
     public ModelConfig Config => _model.Config;
+    /// <summary>The model's tokenizer, when one was found.</summary>
     public ITextTokenizer? Tokenizer { get; }
+    /// <summary>Where the model runs, in words.</summary>
     public string DeviceName => _backend.Name;
+    /// <summary>Engine-wide counters: blocks, batches, preemptions, throughput.</summary>
     public SchedulerStats Stats => _scheduler.Stats;
     internal PagedKvCache Cache => _cache;
 
@@ -51,6 +55,7 @@ public sealed class InferenceEngine : IDisposable
         return FromWeights(weights, options, tokenizer, progress);
     }
 
+    /// <summary>Puts loaded weights onto the chosen device, with an optional tokenizer.</summary>
     public static InferenceEngine FromWeights(LlamaWeights weights, EngineOptions? options = null, ITextTokenizer? tokenizer = null, IProgress<LoadProgress>? progress = null)
     {
         options ??= new EngineOptions();
@@ -83,6 +88,7 @@ public sealed class InferenceEngine : IDisposable
     public GenerationHandle Submit(string prompt, GenerationOptions? options = null, string? id = null, CancellationToken cancellationToken = default) =>
         Submit(Encode(prompt), options, id, cancellationToken);
 
+    /// <summary>Streams generated tokens for a text prompt (encoded with the model's tokenizer).</summary>
     public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
         GenerateAsync(Encode(prompt), options, cancellationToken);
 
@@ -101,6 +107,7 @@ public sealed class InferenceEngine : IDisposable
         await handle.Completion.ConfigureAwait(false); // surfaces a failure that ended the stream
     }
 
+    /// <summary>Stops the scheduler (running requests fail with ObjectDisposedException) and frees device memory.</summary>
     public void Dispose()
     {
         _scheduler.Dispose();

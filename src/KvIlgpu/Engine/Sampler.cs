@@ -4,7 +4,7 @@ namespace KvIlgpu.Engine;
 
 /// <summary>Draws tokens from logits: greedy, or temperature-scaled softmax restricted by top-k then top-p
 /// (as in llama.cpp and Hugging Face), from a seeded generator so runs repeat.</summary>
-public sealed class Sampler
+internal sealed class Sampler
 {
     private readonly SamplingOptions _options;
     private readonly Random _random;

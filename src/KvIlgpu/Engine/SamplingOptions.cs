@@ -1,11 +1,13 @@
 namespace KvIlgpu.Engine;
 
 /// <summary>How the next token is drawn. Temperature 0 means greedy (argmax).</summary>
+/// <param name="Temperature">Softmax temperature; 0 is greedy.</param>
 /// <param name="TopK">Keep only the K most likely tokens (0: all).</param>
 /// <param name="TopP">Keep the smallest set of tokens whose probability reaches P (1: all).</param>
 /// <param name="Seed">Seed of the random draw; the same seed gives the same tokens.</param>
 public sealed record SamplingOptions(float Temperature = 0f, int TopK = 0, float TopP = 1f, int Seed = 0)
 {
+    /// <summary>Greedy decoding: always the most likely token.</summary>
     public static SamplingOptions Greedy { get; } = new();
 
     /// <summary>Throws <see cref="InvalidOptionException"/> naming the first property that has a bad value.</summary>

@@ -10,6 +10,7 @@ namespace KvIlgpu.Evaluation;
 /// (teacher forcing and a logits tap on the scheduler).</summary>
 public static class Evaluator
 {
+    /// <summary>Evaluates every policy at every budget (and the full cache) on the corpus segments and, with PasskeyTrials, the retrieval tasks; a fresh engine from newEngine serves each policy and budget. Options are validated first (<see cref="InvalidOptionException"/>).</summary>
     public static List<EvaluationRow> Run(Func<InferenceEngine> newEngine, IReadOnlyList<int> corpus, EvaluationOptions options,
         IProgress<(string Stage, int Done, int Total)>? progress = null)
     {

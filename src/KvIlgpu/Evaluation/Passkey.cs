@@ -90,6 +90,7 @@ public static class Passkey
         return result;
     }
 
+    /// <summary>A passkey prompt of about length tokens: filler, the key's sentence at relative depth, then the question.</summary>
     public static List<int> Build(ITextTokenizer tok, int length, double depth, string key)
     {
         var filler = tok.Encode(Filler);

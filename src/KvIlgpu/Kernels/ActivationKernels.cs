@@ -4,7 +4,7 @@ using ILGPU.Algorithms;
 namespace KvIlgpu.Kernels;
 
 /// <summary>Elementwise kernels: SwiGLU, residual add, bias add.</summary>
-public static class ActivationKernels
+internal static class ActivationKernels
 {
     /// <summary>gate = silu(gate) * up.</summary>
     public static void SwiGlu(ArrayView<float> gate, ArrayView<float> up, int count)

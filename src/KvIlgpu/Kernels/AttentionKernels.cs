@@ -4,12 +4,12 @@ using ILGPU.Algorithms;
 namespace KvIlgpu.Kernels;
 
 /// <summary>Sizes of a causal attention launch over a dense per-layer cache [position, kvHeads * headDim].</summary>
-public struct AttentionParams
+internal struct AttentionParams
 {
     public int Rows, StartPosition, Heads, KvHeads, HeadDim, CacheOffset, ScoreStride;
 }
 
-public static class AttentionKernels
+internal static class AttentionKernels
 {
     /// <summary>Causal grouped-query attention, one warp per (query row, query head). Query row r sits at position
     /// StartPosition + r and attends keys 0 ..= that position of KV head h / (Heads / KvHeads). Lanes stride over

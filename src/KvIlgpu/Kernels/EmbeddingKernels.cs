@@ -2,7 +2,7 @@ using ILGPU;
 
 namespace KvIlgpu.Kernels;
 
-public static class EmbeddingKernels
+internal static class EmbeddingKernels
 {
     /// <summary>y[r, :] = table[tokens[r], :], widened to f32.</summary>
     public static void Embed<T, TDecoder>(ArrayView<T> table, ArrayView<int> tokens, ArrayView<float> y, int rows, int dim)

@@ -7,7 +7,7 @@ namespace KvIlgpu.Kernels;
 /// 0..H-1 (global cache head firstHead + h); slot i of the flat arrays belongs to head h when
 /// offsets[h] &lt;= i &lt; offsets[h + 1], at logical index i - offsets[h]. Sorting is done between these kernels by
 /// ILGPU.Algorithms' radix sort on 64-bit keys that carry every tie-break, so plans are deterministic.</summary>
-public static class EvictionKernels
+internal static class EvictionKernels
 {
     /// <summary>Metric bits that sort like the floats (for the non-negative metrics and +infinity used here, and for
     /// negative values too).</summary>

@@ -5,7 +5,7 @@ namespace KvIlgpu.Kernels;
 
 /// <summary>Training losses over rows of logits, one thread per row. Each row's gradient is scaled by rowScale[r]
 /// (1/rows for a mean, or per-token weights); the per-row loss is written unscaled.</summary>
-public static class LossKernels
+internal static class LossKernels
 {
     /// <summary>Cross-entropy of the target token: loss_r = logsumexp(z) - z_target; dz = (softmax(z) - onehot) * scale.</summary>
     public static void CrossEntropy(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> rowScale, ArrayView<float> dLogits,

@@ -4,7 +4,7 @@ using ILGPU.Runtime;
 namespace KvIlgpu.Kernels;
 
 /// <summary>y[r, n] = sum_k x[r, k] * w[n, k] for weights stored in any precision.</summary>
-public static class MatMulKernels
+internal static class MatMulKernels
 {
     /// <summary>Matrix-vector (and few-row) product: one warp per weight row, lanes striding over k so reads
     /// coalesce; the weight row is reused for every one of the rows activation rows.</summary>

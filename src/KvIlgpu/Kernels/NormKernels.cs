@@ -3,7 +3,7 @@ using ILGPU.Algorithms;
 
 namespace KvIlgpu.Kernels;
 
-public static class NormKernels
+internal static class NormKernels
 {
     /// <summary>RMSNorm, one warp per row: y = x / sqrt(mean(x^2) + eps) * weight.</summary>
     public static void RmsNorm(ArrayView<float> x, ArrayView<float> weight, ArrayView<float> y, int rows, int dim, float eps)

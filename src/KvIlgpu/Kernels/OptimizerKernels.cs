@@ -5,12 +5,12 @@ namespace KvIlgpu.Kernels;
 
 /// <summary>Hyper-parameters of one AdamW step. GradScale applies gradient clipping; C1 and C2 are the bias
 /// corrections 1 - beta^step; Decay is 0 for parameters without weight decay.</summary>
-public struct AdamWStep
+internal struct AdamWStep
 {
     public float LearningRate, Beta1, Beta2, Epsilon, C1, C2, GradScale, Decay;
 }
 
-public static class OptimizerKernels
+internal static class OptimizerKernels
 {
     /// <summary>AdamW with decoupled weight decay: m, v moments; p -= lr (m^ / (sqrt(v^) + eps) + decay p).</summary>
     public static void AdamW(ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v, int count, AdamWStep s)

@@ -7,7 +7,7 @@ namespace KvIlgpu.Kernels;
 /// appends in this step, this row's index among them, original position). Head lengths on the device already include
 /// the step's tokens, so row r appends at index length - count + offset and attends to length - count + offset + 1
 /// slots: every older slot, and the step's own tokens causally.</summary>
-public static class PagedAttentionKernels
+internal static class PagedAttentionKernels
 {
     /// <summary>What work item (row r, query head h) reads: its KV head's index and how many of its slots it sees.</summary>
     private static (int Head, int Visible) RowHead(PagedLayout p, ArrayView<int> lengths, ArrayView<int> rowInfo, int layer, int r, int h)

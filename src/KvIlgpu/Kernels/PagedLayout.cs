@@ -10,7 +10,7 @@ namespace KvIlgpu.Kernels;
 /// the K and V pools, and how wide they are, only <see cref="KeyOffset"/>, <see cref="ValueOffset"/>,
 /// <see cref="KeyWidth"/> and <see cref="ValueWidth"/> say: nothing outside the layout assumes one width for every
 /// cached head (today every head stores <see cref="HeadDim"/> features of K and of V).</summary>
-public readonly struct PagedLayout
+internal readonly struct PagedLayout
 {
     /// <summary>A layout from its dimensions; see <see cref="For"/> for a model's.</summary>
     public PagedLayout(int blockSize, int headDim, int heads, int kvHeads, int layers, int maxBlocksPerHead)

@@ -2,7 +2,7 @@ using ILGPU;
 
 namespace KvIlgpu.Kernels;
 
-public static class RopeKernels
+internal static class RopeKernels
 {
     /// <summary>Rotary position embedding in place over x [rows, heads * headDim]: pair i of every head is rotated
     /// by the angle for (positions[r], i) from the precomputed cos/sin tables [position, headDim/2].

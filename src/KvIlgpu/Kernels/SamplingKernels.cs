@@ -2,7 +2,7 @@ using ILGPU;
 
 namespace KvIlgpu.Kernels;
 
-public static class SamplingKernels
+internal static class SamplingKernels
 {
     /// <summary>Greedy sampling: the index of the largest of x[offset ..+count] (lowest index on ties), written to
     /// result[0]. Launched as a single warp.</summary>

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 namespace KvIlgpu.Models;
 
 /// <summary>Bit-level conversions between f32 and the 16-bit float formats.</summary>
-public static class FloatBits
+internal static class FloatBits
 {
     public static float FromBFloat16(ushort bits) => BitConverter.Int32BitsToSingle(bits << 16);
 

@@ -7,7 +7,7 @@ namespace KvIlgpu.Models;
 /// tokens through every layer (RMSNorm, QKV, RoPE, cache write, causal GQA attention, output projection,
 /// SwiGLU MLP) and returns logits. Long prompts are processed in chunks of at most MaxChunkRows tokens,
 /// so activation memory does not grow with prompt length.</summary>
-public sealed class LlamaModel : IDisposable
+internal sealed class LlamaModel : IDisposable
 {
     private sealed record DeviceLayer(
         DeviceWeight AttentionNorm, DeviceWeight Wq, DeviceWeight Wk, DeviceWeight Wv, DeviceWeight Wo,

@@ -3,15 +3,20 @@ namespace KvIlgpu.Models;
 /// <summary>A whole Llama-family model on the host: configuration plus every weight.</summary>
 public sealed class LlamaWeights
 {
+    /// <summary>The model's shape and hyper-parameters.</summary>
     public ModelConfig Config { get; }
+    /// <summary>The token embedding [vocab, dim].</summary>
     public WeightTensor TokenEmbedding { get; }
+    /// <summary>The decoder layers' weights, first to last.</summary>
     public IReadOnlyList<LayerWeights> Layers { get; }
+    /// <summary>The RMSNorm weight before the classifier.</summary>
     public WeightTensor FinalNorm { get; }
     /// <summary>The classifier; the token embedding itself when the model ties them.</summary>
     public WeightTensor Output { get; }
     /// <summary>The file or folder the weights came from.</summary>
     public string Source { get; }
 
+    /// <summary>A model from its weights; every shape is checked against the config (an error names the tensor).</summary>
     public LlamaWeights(ModelConfig config, WeightTensor tokenEmbedding, IReadOnlyList<LayerWeights> layers,
         WeightTensor finalNorm, WeightTensor output, string source)
     {
@@ -22,8 +27,10 @@ public sealed class LlamaWeights
     /// <summary>Parameters, counting a tied embedding once.</summary>
     public long ParameterCount => AllTensors().Distinct().Sum(t => t.Length);
 
+    /// <summary>Bytes of all weights as stored, counting a tied embedding once.</summary>
     public long ByteSize => AllTensors().Distinct().Sum(t => t.ByteSize);
 
+    /// <summary>Every tensor (a tied embedding twice, as embedding and output).</summary>
     public IEnumerable<WeightTensor> AllTensors()
     {
         yield return TokenEmbedding;

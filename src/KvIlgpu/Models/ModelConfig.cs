@@ -5,28 +5,44 @@ public sealed record ModelConfig
 {
     /// <summary>Where the model came from: "llama", "mistral", "qwen2", "llama2c", ...</summary>
     public string Architecture { get; init; } = "llama";
+    /// <summary>Model width (hidden size).</summary>
     public required int Dim { get; init; }
+    /// <summary>Width of the SwiGLU feed-forward layer (intermediate size).</summary>
     public required int HiddenDim { get; init; }
+    /// <summary>Decoder layers.</summary>
     public required int Layers { get; init; }
+    /// <summary>Query heads per layer.</summary>
     public required int Heads { get; init; }
+    /// <summary>Key/value heads per layer (fewer than Heads: grouped-query attention).</summary>
     public required int KvHeads { get; init; }
+    /// <summary>Tokens of the vocabulary (rows of the embedding).</summary>
     public required int VocabSize { get; init; }
     /// <summary>The context length: prompt and generated tokens together never exceed it.</summary>
     public required int MaxSeqLen { get; init; }
     /// <summary>Per-head feature size; Dim / Heads unless the checkpoint says otherwise.</summary>
     public int HeadDim { get; init; }
+    /// <summary>The epsilon of every RMSNorm.</summary>
     public float RmsNormEps { get; init; } = 1e-5f;
+    /// <summary>RoPE base frequency.</summary>
     public float RopeTheta { get; init; } = 10000f;
+    /// <summary>How RoPE pairs the features of a head (interleaved pairs as llama2.c and GGUF, or halves as HF).</summary>
     public RopeLayout RopeLayout { get; init; } = RopeLayout.InterleavedPairs;
+    /// <summary>Llama 3.1-style frequency scaling for long contexts; null for none.</summary>
     public RopeScaling? RopeScaling { get; init; }
     /// <summary>True when q/k/v projections carry biases (Qwen2).</summary>
     public bool AttentionBias { get; init; }
+    /// <summary>Whether the output head shares the token embedding.</summary>
     public bool TiedEmbeddings { get; init; }
+    /// <summary>The beginning-of-sequence token, when the model has one.</summary>
     public int? BosTokenId { get; init; }
+    /// <summary>Tokens that end generation.</summary>
     public IReadOnlyList<int> EosTokenIds { get; init; } = [];
 
+    /// <summary>Width of all query heads together.</summary>
     public int QDim => Heads * HeadDim;
+    /// <summary>Width of all key (or value) heads together.</summary>
     public int KvDim => KvHeads * HeadDim;
+    /// <summary>Query heads per key/value head.</summary>
     public int GroupSize => Heads / KvHeads;
 
     /// <summary>Fills defaults and checks that the numbers fit together.</summary>

@@ -2,7 +2,7 @@ namespace KvIlgpu.Models;
 
 /// <summary>RoPE rotation angles for every position: cos and sin tables of [MaxSeqLen, HeadDim/2],
 /// with the model's frequency scaling applied. Index i is the i-th frequency, theta^(-2i/d).</summary>
-public sealed class RopeTable
+internal sealed class RopeTable
 {
     public int Positions { get; }
     public int HalfDim { get; }

@@ -6,16 +6,22 @@ namespace KvIlgpu.Models;
 /// f16 and bf16 keep their raw 16-bit patterns; quantised formats are dequantised to f32 at load.</summary>
 public sealed class WeightTensor
 {
+    /// <summary>The tensor's name in its file.</summary>
     public string Name { get; }
+    /// <summary>Rows (output features of a matrix; 1 for a vector).</summary>
     public int Rows { get; }
+    /// <summary>Columns (input features).</summary>
     public int Cols { get; }
+    /// <summary>How the elements are stored.</summary>
     public WeightType Type { get; }
     /// <summary>Elements when Type is F32.</summary>
     public float[]? F32 { get; }
     /// <summary>Raw 16-bit patterns when Type is F16 or BF16.</summary>
     public ushort[]? Bits16 { get; }
 
+    /// <summary>Elements.</summary>
     public long Length => (long)Rows * Cols;
+    /// <summary>Bytes of the elements as stored.</summary>
     public long ByteSize => Length * (Type == WeightType.F32 ? 4 : 2);
 
     private WeightTensor(string name, int rows, int cols, WeightType type, float[]? f32, ushort[]? bits)
@@ -23,6 +29,7 @@ public sealed class WeightTensor
         Name = name; Rows = rows; Cols = cols; Type = type; F32 = f32; Bits16 = bits;
     }
 
+    /// <summary>A float32 tensor of shape [rows, cols] over data (not copied).</summary>
     public static WeightTensor FromF32(string name, int rows, int cols, float[] data)
     {
         if (data.LongLength != (long)rows * cols)
@@ -30,6 +37,7 @@ public sealed class WeightTensor
         return new(name, rows, cols, WeightType.F32, data, null);
     }
 
+    /// <summary>An f16 or bf16 tensor of shape [rows, cols] over raw 16-bit patterns (not copied).</summary>
     public static WeightTensor From16(string name, int rows, int cols, WeightType type, ushort[] bits)
     {
         if (type == WeightType.F32) throw new ArgumentException("use FromF32 for f32 tensors");
@@ -59,6 +67,7 @@ public sealed class WeightTensor
         return From16(Name, Rows, Cols, type, bits);
     }
 
+    /// <summary>The same elements seen as [rows, cols] (rows * cols must equal Length).</summary>
     public WeightTensor Reshaped(int rows, int cols) =>
         new(Name, rows, cols, Type, F32, Bits16);
 

@@ -8,7 +8,7 @@ namespace KvIlgpu.Tasks;
 /// Pass keys are 5-digit numbers from 10000 to 99998 (the eval harness has drawn from this range since its first
 /// run; the default model's training stages drew up to 99999), needle values 4-digit numbers, needle names six
 /// lowercase letters.</summary>
-public static class RetrievalTemplates
+internal static class RetrievalTemplates
 {
     /// <summary>The passkey sentence, stated once in the filler.</summary>
     public static string PasskeyNeedle(string key) => $" The pass key is {key}. Remember it. {key} is the pass key. ";

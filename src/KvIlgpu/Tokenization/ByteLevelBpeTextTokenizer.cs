@@ -6,7 +6,7 @@ namespace KvIlgpu.Tokenization;
 
 /// <summary>A Hugging Face tokenizer.json with a byte-level BPE model (Llama 3, Qwen2, SmolLM2, GPT-2 style):
 /// its vocab, merges, pre-tokenizer regex and special tokens adapted into Microsoft.ML.Tokenizers' BpeTokenizer.</summary>
-public sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
+internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
 {
     /// <summary>GPT-2's pre-tokenizer pattern, used by ByteLevel pre-tokenizers with use_regex = true.</summary>
     public const string Gpt2Pattern = @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";

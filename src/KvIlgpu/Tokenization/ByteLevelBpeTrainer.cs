@@ -8,7 +8,7 @@ namespace KvIlgpu.Tokenization;
 /// merges of the most frequent adjacent pair) and writes it as a Hugging Face tokenizer.json that
 /// ByteLevelBpeTextTokenizer (Microsoft.ML.Tokenizers) loads. Pair counts are updated incrementally, so thousands of
 /// merges over a million words take seconds.</summary>
-public static class ByteLevelBpeTrainer
+internal static class ByteLevelBpeTrainer
 {
     public sealed record Result(IReadOnlyList<string> Vocabulary, IReadOnlyList<(string, string)> Merges, IReadOnlyList<string> SpecialTokens);
 
@@ -104,6 +104,6 @@ public static class ByteLevelBpeTrainer
             decoder = new { type = "ByteLevel" },
             model = new { type = "BPE", vocab, merges = r.Merges.Select(m => $"{m.Item1} {m.Item2}").ToArray() },
         };
-        File.WriteAllText(path, JsonSerializer.Serialize(json, new JsonSerializerOptions { WriteIndented = false }));
+        File.WriteAllText(path, JsonSerializer.Serialize(json));
     }
 }

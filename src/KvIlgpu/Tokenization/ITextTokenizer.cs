@@ -9,7 +9,10 @@ public interface ITextTokenizer
     string Decode(IEnumerable<int> ids);
     /// <summary>The vocabulary string of each id, as stored.</summary>
     string Piece(int id);
+    /// <summary>The beginning-of-sequence token, if the tokenizer has one.</summary>
     int? BosId { get; }
+    /// <summary>The end-of-sequence token, if the tokenizer has one.</summary>
     int? EosId { get; }
+    /// <summary>Ids the tokenizer knows (0 .. VocabularySize - 1).</summary>
     int VocabularySize { get; }
 }

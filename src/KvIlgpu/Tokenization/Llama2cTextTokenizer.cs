@@ -7,7 +7,7 @@ namespace KvIlgpu.Tokenization;
 /// tokenizer inside a GGUF file (tokenizer.ggml.tokens and .scores, spaces as U+2581). Encoding follows run.c and
 /// llama.cpp: a dummy-prefix space, one token per UTF-8 character (byte tokens &lt;0xXX&gt; when the character is
 /// unknown), then repeatedly merge the adjacent pair with the best score. No library reads these formats directly.</summary>
-public sealed class Llama2cTextTokenizer : ITextTokenizer
+internal sealed class Llama2cTextTokenizer : ITextTokenizer
 {
     private readonly string[] _vocab;
     private readonly float[] _scores;
@@ -35,7 +35,7 @@ public sealed class Llama2cTextTokenizer : ITextTokenizer
         {
             _ids.TryAdd(_vocab[i], i);
             var p = _vocab[i];
-            if (p.Length == 6 && p.StartsWith("<0x") && p.EndsWith('>')) _byteTokens[Convert.ToByte(p.Substring(3, 2), 16)] = i;
+            if (p.Length == 6 && p.StartsWith("<0x", StringComparison.Ordinal) && p.EndsWith('>')) _byteTokens[Convert.ToByte(p.Substring(3, 2), 16)] = i;
         }
     }
 
@@ -113,7 +113,7 @@ public sealed class Llama2cTextTokenizer : ITextTokenizer
         {
             if (id == BosId || id == EosId) { prev = id; continue; }
             var piece = _vocab[id];
-            if (piece.Length == 6 && piece.StartsWith("<0x") && piece.EndsWith('>'))
+            if (piece.Length == 6 && piece.StartsWith("<0x", StringComparison.Ordinal) && piece.EndsWith('>'))
                 bytes.Add(Convert.ToByte(piece.Substring(3, 2), 16));
             else bytes.AddRange(Encoding.UTF8.GetBytes(piece.Replace(_space, " ")));
             prev = id;

@@ -3,7 +3,7 @@ using Microsoft.ML.Tokenizers;
 namespace KvIlgpu.Tokenization;
 
 /// <summary>A SentencePiece tokenizer.model (Llama 2, Mistral) through Microsoft.ML.Tokenizers.</summary>
-public sealed class SentencePieceTextTokenizer : ITextTokenizer
+internal sealed class SentencePieceTextTokenizer : ITextTokenizer
 {
     private readonly SentencePieceTokenizer _tokenizer;
     private readonly Dictionary<int, string> _pieces;

@@ -3,7 +3,7 @@ namespace KvIlgpu.Tokenization;
 /// <summary>Turns a growing list of ids into text pieces, emitting only complete characters. Decoding starts a few
 /// prompt tokens earlier and emits only what follows their text, so the space before the first generated word survives
 /// (SentencePiece decoders drop the leading space of whatever they decode first).</summary>
-public sealed class TextStreamer
+internal sealed class TextStreamer
 {
     private const int ContextTokens = 4;
     private readonly ITextTokenizer _tokenizer;

@@ -19,7 +19,7 @@ public static class TokenizerLoader
 
     /// <summary>The tokenizer embedded in a GGUF file: "llama" (SentencePiece pieces with scores) or "gpt2" (byte-level
     /// BPE with merges); null when the file has none.</summary>
-    public static ITextTokenizer? FromGguf(Models.Loading.GgufFile f)
+    internal static ITextTokenizer? FromGguf(Models.Loading.GgufFile f)
     {
         string? model = f.Get<string>("tokenizer.ggml.model");
         if (model == null) return null;

@@ -4,7 +4,7 @@ namespace KvIlgpu.Training;
 
 /// <summary>AdamW (decoupled weight decay, not applied to norm weights) with global-norm gradient clipping and a
 /// cosine learning-rate schedule with linear warmup. The update runs on the model's training backend.</summary>
-public sealed class AdamW(float learningRate, float weightDecay = 0.1f, float beta1 = 0.9f, float beta2 = 0.95f, float eps = 1e-8f,
+internal sealed class AdamW(float learningRate, float weightDecay = 0.1f, float beta1 = 0.9f, float beta2 = 0.95f, float eps = 1e-8f,
     float clipNorm = 1f, int warmupSteps = 0, int totalSteps = 0, float minLearningRateFraction = 0.1f)
 {
     private readonly Dictionary<string, (TrainingTensor M, TrainingTensor V)> _state = [];

@@ -10,6 +10,10 @@ namespace KvIlgpu.Training;
 /// restored, giving plain English text (about 1M words).</summary>
 public static partial class BrownCorpus
 {
+    /// <summary>One document of the corpus.</summary>
+    /// <param name="Name">Its file name in the archive (for example ca01).</param>
+    /// <param name="Category">Its Brown genre letter.</param>
+    /// <param name="Text">Its running text, tags removed.</param>
     public sealed record Document(string Name, string Category, string Text);
 
     /// <summary>The documents of the corpus in file-name order (category letter = the second character).</summary>

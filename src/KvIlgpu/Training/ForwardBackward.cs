@@ -6,7 +6,7 @@ namespace KvIlgpu.Training;
 /// <summary>Forward and backward passes of every op of the Llama model, on the CPU, for training. Shapes are row-major:
 /// x [M, K], w [N, K] (out_features x in_features, as in the model), y [M, N]. Backward functions ADD into their
 /// gradient outputs, so gradients accumulate over uses and micro-batches.</summary>
-public static class ForwardBackward
+internal static class ForwardBackward
 {
     /// <summary>y = x w^T.</summary>
     public static void MatMul(ReadOnlySpan<float> x, ReadOnlySpan<float> w, Span<float> y, int m, int k, int n)

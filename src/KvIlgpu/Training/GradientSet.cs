@@ -3,7 +3,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Training;
 
 /// <summary>ForwardBackward of every parameter, as tensors on a training backend.</summary>
-public sealed class GradientSet(ITrainingOps ops, Dictionary<string, TrainingTensor> tensors) : IDisposable
+internal sealed class GradientSet(ITrainingOps ops, Dictionary<string, TrainingTensor> tensors) : IDisposable
 {
     public TrainingTensor this[string name] => tensors[name];
     public IEnumerable<string> Names => tensors.Keys;

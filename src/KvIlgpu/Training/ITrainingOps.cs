@@ -8,7 +8,7 @@ namespace KvIlgpu.Training;
 /// (<see cref="ManagedTrainingOps"/>, over <see cref="ForwardBackward"/>) or ILGPU kernels (<see cref="IlgpuTrainingOps"/>, CUDA
 /// or the CPU accelerator). Shapes are row-major as in ForwardBackward; backward ops ADD into their gradient outputs; a null
 /// gradient output is skipped. RoPE runs at positions 0..rows-1 (training sees whole sequences).</summary>
-public interface ITrainingOps : IDisposable
+internal interface ITrainingOps : IDisposable
 {
     string Name { get; }
     /// <summary>Whether independent micro-batches may run on threads of their own (the managed CPU backend), rather

@@ -10,7 +10,7 @@ namespace KvIlgpu.Training;
 /// accelerator in tests). Tensors stay on the device for a whole forward and backward pass; only token ids, per-row
 /// loss scales and losses cross to and from the host. Every kernel gives each output element to one thread, so results
 /// do not depend on the launch shape and there are no atomics.</summary>
-public sealed class IlgpuTrainingOps : ITrainingOps
+internal sealed class IlgpuTrainingOps : ITrainingOps
 {
     private sealed class Tensor : TrainingTensor
     {

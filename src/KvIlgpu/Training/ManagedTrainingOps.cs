@@ -5,7 +5,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Training;
 
 /// <summary>Training ops on the CPU with managed SIMD (the ForwardBackward functions); tensors wrap host arrays.</summary>
-public sealed class ManagedTrainingOps : ITrainingOps
+internal sealed class ManagedTrainingOps : ITrainingOps
 {
     public static ManagedTrainingOps Instance { get; } = new();
 

@@ -6,8 +6,10 @@ namespace KvIlgpu.Training;
 
 /// <summary>Writes a model as a Hugging Face folder (config.json, model.safetensors, and the tokenizer when given),
 /// which every loader of this project, and HF transformers, reads back.</summary>
-public static class ModelSaver
+internal static class ModelSaver
 {
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
+
     public static void Save(string dir, LlamaWeights w, string? tokenizerJson = null)
     {
         var c = w.Config;
@@ -22,7 +24,7 @@ public static class ModelSaver
             ["rope_theta"] = c.RopeTheta, ["tie_word_embeddings"] = c.TiedEmbeddings, ["torch_dtype"] = "float32",
             ["bos_token_id"] = c.BosTokenId, ["eos_token_id"] = c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null,
         };
-        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
+        File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(config, Indented));
         var tensors = new List<(string, WeightTensor, long[])>();
         void Add(string name, WeightTensor t) => tensors.Add((name, t, t.Rows == 1 ? [t.Cols] : [t.Rows, t.Cols]));
         Add("model.embed_tokens.weight", w.TokenEmbedding);

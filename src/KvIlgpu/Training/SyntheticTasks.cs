@@ -8,7 +8,7 @@ namespace KvIlgpu.Training;
 /// <summary>Long-range tasks that make attention reach far back, written as plain text around corpus filler:
 /// passkey retrieval, multi-key needle retrieval and repeated-span copying. Each sample ends with its answer, so the
 /// same text trains (next-token prediction) and evaluates (prompt = text before the answer).</summary>
-public static class SyntheticTasks
+internal static class SyntheticTasks
 {
     public sealed record Sample(string Prompt, string Answer)
     {

@@ -5,7 +5,7 @@ namespace KvIlgpu.Training;
 /// <summary>A Llama model's f32 parameters with gradients, and its forward and backward pass over one token sequence
 /// on the CPU (ForwardBackward' ops). Parameters are addressed by Hugging Face names, and IsTrainable picks which ones get
 /// gradients, so the same core trains a whole model or a subset against a frozen one.</summary>
-public sealed class TrainableLlama
+internal sealed class TrainableLlama
 {
     public ModelConfig Config { get; }
     public Dictionary<string, float[]> Parameters { get; } = [];

@@ -1,3 +1,4 @@
+using KvIlgpu.Compute;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -15,12 +16,28 @@ namespace KvIlgpu.Training;
 /// Checkpoints (model, optimizer moments, step) go to the output folder every checkpoint_every steps.</summary>
 public static class Trainer
 {
+    /// <summary>The tokenizer's beginning- and end-of-sequence tokens.</summary>
     public const string Bos = "<|bos|>", Eos = "<|eos|>";
+
+    /// <summary>Trains (or resumes) a model and its tokenizer into an HF folder, outDir.</summary>
+    /// <param name="cfg">The training config (see <see cref="TrainingConfig"/>).</param>
+    /// <param name="outDir">The output folder; a checkpoint in it is resumed exactly.</param>
+    /// <param name="progress">Receives each stage and every step's loss, validation loss and speed.</param>
+    /// <param name="device">Where the forward and backward passes run: <see cref="DeviceKind.Cpu"/> the managed SIMD
+    /// trainer, <see cref="DeviceKind.Cuda"/> or <see cref="DeviceKind.IlgpuCpu"/> the ILGPU training kernels,
+    /// <see cref="DeviceKind.Auto"/> CUDA when present.</param>
+    /// <param name="ct">Stops the run (the last checkpoint stays).</param>
+    public static void Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, DeviceKind device = DeviceKind.Cpu,
+        CancellationToken ct = default)
+    {
+        using var ops = TrainingBackends.Create(device);
+        Train(cfg, outDir, progress, ops, ct);
+    }
 
     /// <summary>Trains (or resumes) into outDir. ops picks where the forward and backward run: the managed SIMD CPU
     /// code when null, or ILGPU kernels (CUDA, CPU accelerator) through an <see cref="IlgpuTrainingOps"/>.</summary>
-    public static TrainableLlama Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, CancellationToken ct = default,
-        ITrainingOps? ops = null)
+    internal static TrainableLlama Train(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, ITrainingOps? ops = null,
+        CancellationToken ct = default)
     {
         Directory.CreateDirectory(outDir);
         progress?.Report(new TrainingProgress("reading corpus", 0, cfg.LastStep, 0, null, 0, 0));
@@ -158,14 +175,14 @@ public static class Trainer
     }
 
     /// <summary>Mean next-token loss over fixed windows of the held-out documents.</summary>
-    public static float ValidationLoss(TrainableLlama model, int[] stream, int sequenceLength, int windows = 8)
+    internal static float ValidationLoss(TrainableLlama model, int[] stream, int sequenceLength, int windows = 8)
     {
         int len = Math.Min(sequenceLength + 1, stream.Length);
         var losses = new float[windows];
         Parallel.For(0, windows, new ParallelOptions { MaxDegreeOfParallelism = model.Ops.ParallelMicroBatches ? -1 : 1 }, i =>
         {
             int start = (int)((long)(stream.Length - len) * i / Math.Max(1, windows - 1));
-            var seq = stream[start..(start + len)];
+            var seq = stream.AsSpan(start, len);
             var logits = model.Logits(seq[..^1]);
             losses[i] = ForwardBackward.CrossEntropy(logits, seq[1..], new float[logits.Length], model.Config.VocabSize);
         });

@@ -3,7 +3,7 @@ using KvIlgpu.Compute;
 namespace KvIlgpu.Training;
 
 /// <summary>Where training's forward and backward passes run, for a device choice.</summary>
-public static class TrainingBackends
+internal static class TrainingBackends
 {
     /// <summary>The ILGPU training kernels on CUDA or ILGPU's CPU accelerator, or null for the managed CPU trainer:
     /// <see cref="DeviceKind.Cpu"/> is the managed trainer, <see cref="DeviceKind.Auto"/> is CUDA when a device is

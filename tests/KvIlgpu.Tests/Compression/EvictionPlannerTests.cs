@@ -49,7 +49,7 @@ public class EvictionPlannerTests
         }).ToArray();
     }
 
-    public static List<HeadSlots> RandomHeads(Random rng, int count, int seqLen, bool ties)
+    internal static List<HeadSlots> RandomHeads(Random rng, int count, int seqLen, bool ties)
     {
         return Enumerable.Range(0, count).Select(i =>
         {

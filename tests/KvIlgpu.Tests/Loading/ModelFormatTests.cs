@@ -59,10 +59,10 @@ public class ModelFormatTests
     }
 
     [Theory]
-    [InlineData(TestModels.GgufType.F32, "cpu", 1e-4)]
-    [InlineData(TestModels.GgufType.F16, "ilgpu-cpu", 5e-3)]
-    [InlineData(TestModels.GgufType.Q8_0, "cpu", 3e-2)]
-    public void Gguf_round_trips(TestModels.GgufType type, string backend, double tolerance)
+    [InlineData(GgufType.F32, "cpu", 1e-4)]
+    [InlineData(GgufType.F16, "ilgpu-cpu", 5e-3)]
+    [InlineData(GgufType.Q8_0, "cpu", 3e-2)]
+    public void Gguf_round_trips(GgufType type, string backend, double tolerance)
     {
         var w = TestModels.Random(TestModels.Config(dim: 64, hidden: 96), seed: 13);
         using var dir = new TempDir();

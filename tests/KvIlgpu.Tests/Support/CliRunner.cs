@@ -3,7 +3,7 @@ using System.Diagnostics;
 namespace KvIlgpu.Tests.Support;
 
 /// <summary>Runs the real kvilgpu CLI (built beside the tests) as a separate process.</summary>
-public static class CliRunner
+internal static class CliRunner
 {
     public static (int ExitCode, string Stdout, string Stderr) Run(params string[] args)
     {

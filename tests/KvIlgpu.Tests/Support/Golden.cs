@@ -3,7 +3,7 @@ using System.Text.Json;
 namespace KvIlgpu.Tests.Support;
 
 /// <summary>../shared/golden/tiny-gqa.json: tokens and logits from llama2.c's run.c (fp32, greedy).</summary>
-public sealed class GoldenRun
+internal sealed class GoldenRun
 {
     public int[] Prompt = [];
     public int[] Tokens = [];
@@ -23,7 +23,7 @@ public sealed class GoldenRun
     }
 }
 
-public static class Compare
+internal static class Compare
 {
     /// <summary>Largest |actual - expected| relative to the largest |expected|.</summary>
     public static double RelativeError(ReadOnlySpan<float> actual, ReadOnlySpan<float> expected)

@@ -5,7 +5,7 @@ namespace KvIlgpu.Tests.Support;
 /// <summary>A deliberately plain forward pass, written straight from the llama2.c / Hugging Face definitions with
 /// scalar loops in double precision and its own RoPE. It shares no code with the engine's kernels, so agreement
 /// with it is evidence, not tautology. Weights are taken in llama2.c layout (interleaved-pair RoPE).</summary>
-public sealed class ReferenceLlama
+internal sealed class ReferenceLlama
 {
     public int Dim, Hidden, Layers, Heads, KvHeads, Vocab, HeadDim;
     public float Eps = 1e-5f, Theta = 10000f;

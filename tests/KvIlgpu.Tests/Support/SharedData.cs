@@ -2,7 +2,7 @@ namespace KvIlgpu.Tests.Support;
 
 /// <summary>Finds the team's shared folder (../shared beside the checkout). Tests that need it skip with a
 /// stated reason when it is absent, as in a user's own clone.</summary>
-public static class SharedData
+internal static class SharedData
 {
     public static readonly string? Root = Find();
 
@@ -27,12 +27,12 @@ public static class SharedData
 }
 
 /// <summary>A fact that needs ../shared; skipped with a reason when it is absent.</summary>
-public sealed class SharedFactAttribute : FactAttribute
+internal sealed class SharedFactAttribute : FactAttribute
 {
     public SharedFactAttribute() { if (SharedData.Root == null) Skip = SharedData.MissingReason; }
 }
 
-public sealed class SharedTheoryAttribute : TheoryAttribute
+internal sealed class SharedTheoryAttribute : TheoryAttribute
 {
     public SharedTheoryAttribute() { if (SharedData.Root == null) Skip = SharedData.MissingReason; }
 }

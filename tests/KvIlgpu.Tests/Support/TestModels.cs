@@ -8,8 +8,10 @@ namespace KvIlgpu.Tests.Support;
 
 /// <summary>Random models and writers for the formats the engine reads. The writers follow each format's
 /// specification (llama2.c export, HF safetensors + config.json with HF's q/k permutation, GGUF v3).</summary>
-public static class TestModels
+internal static class TestModels
 {
+    private static readonly string[] Architectures = ["LlamaForCausalLM"];
+
     public static ModelConfig Config(int dim = 48, int hidden = 80, int layers = 2, int heads = 4, int kvHeads = 2, int vocab = 64, int seq = 64) =>
         new ModelConfig { Architecture = "llama2c", Dim = dim, HiddenDim = hidden, Layers = layers, Heads = heads, KvHeads = kvHeads, VocabSize = vocab, MaxSeqLen = seq, BosTokenId = 1, EosTokenIds = [2] }.Validated("test");
 
@@ -71,7 +73,7 @@ public static class TestModels
         Directory.CreateDirectory(dir);
         File.WriteAllText(Path.Combine(dir, "config.json"), JsonSerializer.Serialize(new Dictionary<string, object>
         {
-            ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama",
+            ["architectures"] = Architectures, ["model_type"] = "llama",
             ["hidden_size"] = c.Dim, ["intermediate_size"] = c.HiddenDim, ["num_hidden_layers"] = c.Layers,
             ["num_attention_heads"] = c.Heads, ["num_key_value_heads"] = c.KvHeads, ["vocab_size"] = c.VocabSize,
             ["max_position_embeddings"] = c.MaxSeqLen, ["rms_norm_eps"] = c.RmsNormEps, ["rope_theta"] = c.RopeTheta,
@@ -110,7 +112,6 @@ public static class TestModels
         File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), JsonSerializer.Serialize(new { metadata = new { }, weight_map = map }));
     }
 
-    public enum GgufType { F32 = 0, F16 = 1, Q8_0 = 8 }
 
     /// <summary>GGUF v3 with llama metadata; matrices in the requested ggml type, norms f32; dims as ggml ne[] (cols first).</summary>
     public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null)
@@ -203,3 +204,6 @@ public static class TestModels
         }
     }
 }
+
+/// <summary>The GGUF tensor types the test writer emits (ggml type ids).</summary>
+public enum GgufType { F32 = 0, F16 = 1, Q8_0 = 8 }

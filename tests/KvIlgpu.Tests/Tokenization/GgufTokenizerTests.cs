@@ -25,7 +25,7 @@ public class GgufTokenizerTests
         var vocab = SentencePieceVocabulary();
         var w = TestModels.Random(TestModels.Config(vocab: vocab.Tokens.Length), seed: 9);
         using var dir = new TempDir();
-        TestModels.WriteGguf(dir.File("m.gguf"), w, TestModels.GgufType.F32, vocab);
+        TestModels.WriteGguf(dir.File("m.gguf"), w, GgufType.F32, vocab);
         var tok = TokenizerLoader.ForModel(dir.File("m.gguf"), vocab.Tokens.Length, 1, 2)!;
         var ids = tok.Encode("hello world");
         Assert.Equal(["▁hello", "▁w", "or", "l", "d"], ids.Select(tok.Piece).ToArray());

@@ -70,7 +70,7 @@ public class TokenizerTests
         Assert.Equal(264, tok.Encode("x", addBos: true)[0]);
     }
 
-    public static string WriteLlama2cTokenizer(TempDir dir, out int vocabSize)
+    internal static string WriteLlama2cTokenizer(TempDir dir, out int vocabSize)
     {
         // Layout of llama2.c's tokenizer: <unk>, <s>, </s>, 256 byte tokens, then pieces with merge scores.
         var pieces = new List<(string, float)> { ("<unk>", 0), ("<s>", 0), ("</s>", 0) };

@@ -10,7 +10,7 @@ namespace KvIlgpu.Tests.Training;
 public class TrainCommandTests
 {
     /// <summary>A small corpus in the Brown package's format: package/cXNN files of tab-indented tagged sentences.</summary>
-    public static string WriteTinyBrown(TempDir dir)
+    internal static string WriteTinyBrown(TempDir dir)
     {
         var path = dir.File("brown.tgz");
         using var gz = new GZipStream(File.Create(path), CompressionLevel.Fastest);
@@ -45,13 +45,13 @@ public class TrainCommandTests
     {
         using var dir = new TempDir();
         var corpus = WriteTinyBrown(dir);
-        Trainer.Run(TrainingConfig.Load(WriteConfig(dir, corpus, 3)), dir.File("base"));
+        Trainer.Train(TrainingConfig.Load(WriteConfig(dir, corpus, 3)), dir.File("base"));
         var extra = new Dictionary<string, object>
         {
             ["init_from"] = dir.File("base"), ["task_fraction"] = 0.8, ["task_min_length"] = 16, ["task_weights"] = new[] { 2.0, 1.0, 0.0 }, ["answer_weight"] = 5.0,
         };
         var path = WriteConfig(dir, corpus, 4, extra, "continued");
-        var managed = Trainer.Run(TrainingConfig.Load(path), dir.File("managed"));
+        var managed = Trainer.Train(TrainingConfig.Load(path), dir.File("managed"));
         var (code, _, stderr) = CliRunner.Run("train", "--config", path, "--out", dir.File("ilgpu"), "--device", "ilgpu-cpu");
         Assert.True(code == 0, stderr);
         // Another process, another backend: the same data (the step seeds do not depend on the process) and the same
@@ -77,11 +77,11 @@ public class TrainCommandTests
         var corpus = WriteTinyBrown(dir);
         var cfg = TrainingConfig.Load(WriteConfig(dir, corpus, 6));
 
-        var whole = Trainer.Run(cfg, dir.File("whole"));
+        var whole = Trainer.Train(cfg, dir.File("whole"));
         using var cts = new CancellationTokenSource();
         Assert.ThrowsAny<OperationCanceledException>(() =>
-            Trainer.Run(cfg, dir.File("resumed"), new Progress(p => { if (p.Step == 3) cts.Cancel(); }), cts.Token));
-        var resumed = Trainer.Run(cfg, dir.File("resumed"));
+            Trainer.Train(cfg, dir.File("resumed"), new Progress(p => { if (p.Step == 3) cts.Cancel(); }), ct: cts.Token));
+        var resumed = Trainer.Train(cfg, dir.File("resumed"));
         foreach (var (name, values) in whole.Parameters) Assert.Equal(values, resumed.Parameters[name]);
 
         foreach (var f in new[] { "config.json", "model.safetensors", "tokenizer.json", "training_log.csv", "loss.svg", "optimizer.safetensors" })
@@ -99,16 +99,16 @@ public class TrainCommandTests
     {
         using var dir = new TempDir();
         var corpus = WriteTinyBrown(dir);
-        var whole = Trainer.Run(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("whole"));
+        var whole = Trainer.Train(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("whole"));
         var stopped = TrainingConfig.Load(WriteConfig(dir, corpus, 6, new() { ["stop_after"] = 3 }, "stopped"));
-        Trainer.Run(stopped, dir.File("run"));
+        Trainer.Train(stopped, dir.File("run"));
         Assert.Equal(4, File.ReadAllLines(Path.Combine(dir.File("run"), "training_log.csv")).Length); // header + 3 steps
         var state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("run"), "trainer_state.json"))).RootElement;
         long tokensAt3 = state.GetProperty("tokens").GetInt64();
         Assert.True(tokensAt3 > 0 && state.GetProperty("seconds").GetDouble() >= 0);
         Assert.Equal("managed SIMD CPU", state.GetProperty("device").GetString());
 
-        var continued = Trainer.Run(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("run"));
+        var continued = Trainer.Train(TrainingConfig.Load(WriteConfig(dir, corpus, 6)), dir.File("run"));
         foreach (var (name, values) in whole.Parameters) Assert.Equal(values, continued.Parameters[name]);
         state = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir.File("run"), "trainer_state.json"))).RootElement;
         Assert.True(state.GetProperty("tokens").GetInt64() > tokensAt3); // summed over the two parts

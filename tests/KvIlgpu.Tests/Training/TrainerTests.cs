@@ -57,8 +57,8 @@ public class TrainerTests
 
     private static double Loss(TrainableLlama m, int[] seq)
     {
-        var logits = m.Logits(seq[..^1]);
-        return ForwardBackward.CrossEntropy(logits, seq[1..], new float[logits.Length], m.Config.VocabSize);
+        var logits = m.Logits(seq.AsSpan(0, seq.Length - 1));
+        return ForwardBackward.CrossEntropy(logits, seq.AsSpan(1), new float[logits.Length], m.Config.VocabSize);
     }
 
     [Fact]

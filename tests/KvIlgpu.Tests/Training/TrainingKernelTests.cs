@@ -336,7 +336,7 @@ public class TrainingKernelTests
             double L()
             {
                 model.SyncFromHost();
-                var logits = model.Logits(seq[..^1]);
+                var logits = model.Logits(seq.AsSpan(0, seq.Length - 1));
                 double sum = 0;
                 for (int r = 0; r < t; r++) sum += (r >= t - answer ? answerWeight : promptWeight) * RowLoss(logits, seq[1..], r, model.Config.VocabSize);
                 return weight * sum / (t - answer + answer * answerWeight);

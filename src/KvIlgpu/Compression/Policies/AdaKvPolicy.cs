@@ -4,5 +4,5 @@ namespace KvIlgpu.Compression;
 /// for Efficient LLM Inference", arXiv 2407.11550). Scorer: SnapKV's (plain attention, window 8, pool 7, prefill
 /// only). Selection: each layer's budget goes to its best KVs across heads, with a floor of 20% of the per-head budget
 /// for every head.</summary>
-public sealed record AdaKvPolicy() : EvictionPolicy("adakv",
+internal sealed record AdaKvPolicy() : EvictionPolicy("adakv",
     new KvScorer(Squared: false, ObservationWindow: 8, PoolKernel: 7, AccumulateDuringDecode: false), new AdaptiveLayerSelection(Floor: 0.2));

@@ -2,7 +2,7 @@ namespace KvIlgpu.Compression;
 
 /// <summary>The registered policies by name. A new policy is one file (a scorer plus a selection rule) and one line
 /// here; the generic policy tests run every policy listed.</summary>
-public static class EvictionPolicies
+internal static class EvictionPolicies
 {
     /// <summary>Every policy, by name, in the order the help text and the tests list them.</summary>
     public static IReadOnlyDictionary<string, EvictionPolicy> All { get; } = new EvictionPolicy[]

@@ -10,7 +10,7 @@ namespace KvIlgpu.Compression;
 /// <param name="Scorer">How cached KVs are scored.</param>
 /// <param name="Selection">How the budget is split across heads and layers.</param>
 /// <param name="Sinks">First positions the policy always keeps, on top of the budget's own sinks.</param>
-public abstract record EvictionPolicy(string Name, KvScorer Scorer, ISelectionRule Selection, int Sinks = 0)
+internal abstract record EvictionPolicy(string Name, KvScorer Scorer, ISelectionRule Selection, int Sinks = 0)
 {
     /// <summary>Whether the policy ever evicts (false only for the full cache).</summary>
     public bool Evicts => Selection.Evicts;

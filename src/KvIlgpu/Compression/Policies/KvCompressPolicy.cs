@@ -4,5 +4,5 @@ namespace KvIlgpu.Compression;
 /// Rates per Attention Head", arXiv 2410.00161). Scorer: squared attention of the last 8 prompt queries, max-pooled
 /// with kernel 7, then every decode query's squared attention added. Selection: block-granular chunks ranked across
 /// all heads and layers of the sequence (SPEC 3), so heads end with different lengths.</summary>
-public sealed record KvCompressPolicy() : EvictionPolicy("kvcompress",
+internal sealed record KvCompressPolicy() : EvictionPolicy("kvcompress",
     new KvScorer(Squared: true, ObservationWindow: 8, PoolKernel: 7, AccumulateDuringDecode: true), new CrossHeadChunkSelection());

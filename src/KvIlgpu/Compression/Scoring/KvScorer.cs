@@ -9,7 +9,7 @@ namespace KvIlgpu.Compression;
 /// query).</param>
 /// <param name="PoolKernel">Max-pool width along the keys of the prefill metric (odd; 1: no pooling).</param>
 /// <param name="AccumulateDuringDecode">Whether every decode query keeps adding its attention to the metric.</param>
-public record KvScorer(bool Squared, int ObservationWindow, int PoolKernel, bool AccumulateDuringDecode)
+internal record KvScorer(bool Squared, int ObservationWindow, int PoolKernel, bool AccumulateDuringDecode)
 {
     /// <summary>Whether the scores are the metrics themselves, so a selection rule may rank the metrics where the cache
     /// keeps them (on the device).</summary>

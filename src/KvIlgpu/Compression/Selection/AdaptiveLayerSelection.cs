@@ -5,7 +5,7 @@ namespace KvIlgpu.Compression;
 /// <summary>Each layer's budget (the per-head budget times its heads) goes to the layer's highest-scoring KVs across
 /// its heads, with every head guaranteed a floor of <see cref="Floor"/> of the per-head budget (Ada-KV).</summary>
 /// <param name="Floor">Share of the per-head budget every head keeps of its own best KVs (default 0.2).</param>
-public sealed record AdaptiveLayerSelection(double Floor = 0.2) : ISelectionRule
+internal sealed record AdaptiveLayerSelection(double Floor = 0.2) : ISelectionRule
 {
     /// <inheritdoc/>
     public EvictionPlan Select(IReadOnlyList<HeadSlots> heads, SelectionContext context)

@@ -10,7 +10,7 @@ namespace KvIlgpu.Compression;
 /// 3. all chunks of the sequence are ranked together by score and the lowest are evicted until the budget holds, so
 ///    each head loses a prefix of its own sorted list.
 /// Ties go to the lower slot index, then the lower head, then the lower chunk, so plans are deterministic.</summary>
-public sealed class CrossHeadChunkSelection : ISelectionRule
+internal sealed class CrossHeadChunkSelection : ISelectionRule
 {
     /// <inheritdoc/>
     public bool BoundsSequenceTotal => true;
@@ -29,6 +29,10 @@ public sealed class CrossHeadChunkSelection : ISelectionRule
 
     private readonly record struct Chunk(float Score, int Head, int Index, int Evicts);
 
+    /// <summary>The plan for the heads of one sequence (their metrics, in slot order).</summary>
+    /// <param name="heads">Every head of the sequence.</param>
+    /// <param name="blockSize">Tokens per cache block.</param>
+    /// <param name="budget">How many KVs may stay, and which are protected.</param>
     /// <param name="sequenceLength">Tokens the sequence has seen (positions 0 .. sequenceLength-1).</param>
     public static EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget)
     {

@@ -6,7 +6,7 @@ namespace KvIlgpu.Compression;
 /// <summary>How a policy splits its budget: given every head of one sequence with a score per cached KV (higher is
 /// worth more; <see cref="HeadSlots.Metric"/> holds the policy scorer's scores), which KVs each head evicts. A rule
 /// returns a plan and never touches memory; the <see cref="Compactor"/> carries plans out.</summary>
-public interface ISelectionRule
+internal interface ISelectionRule
 {
     /// <summary>Whether the budget bounds the sequence's KVs in total (so a sequence within it needs no plan at all)
     /// rather than each head's or each layer's.</summary>

@@ -3,7 +3,7 @@ using KvIlgpu.Cache;
 namespace KvIlgpu.Compression;
 
 /// <summary>The full cache: nothing is ever evicted.</summary>
-public sealed class KeepAllSelection : ISelectionRule
+internal sealed class KeepAllSelection : ISelectionRule
 {
     /// <inheritdoc/>
     public bool Evicts => false;

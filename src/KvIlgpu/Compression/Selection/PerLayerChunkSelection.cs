@@ -4,7 +4,7 @@ namespace KvIlgpu.Compression;
 
 /// <summary>KV-Compress's chunks ranked within each layer only (SPEC 3 "even-per-layer" ablation): every layer is held
 /// to the budget on its own, so the heads of a layer still compete but layers do not.</summary>
-public sealed class PerLayerChunkSelection : ISelectionRule
+internal sealed class PerLayerChunkSelection : ISelectionRule
 {
     /// <inheritdoc/>
     public EvictionPlan Select(IReadOnlyList<HeadSlots> heads, SelectionContext context)

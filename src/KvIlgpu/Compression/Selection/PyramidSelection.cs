@@ -6,7 +6,7 @@ namespace KvIlgpu.Compression;
 /// <see cref="FirstLayerScale"/> at the first layer down to 2 - FirstLayerScale at the last, so the average is kept;
 /// each head then keeps its best-scoring KVs.</summary>
 /// <param name="FirstLayerScale">Budget of the first layer relative to the average (default 1.5: 1.5x down to 0.5x).</param>
-public sealed record PyramidSelection(double FirstLayerScale = 1.5) : ISelectionRule
+internal sealed record PyramidSelection(double FirstLayerScale = 1.5) : ISelectionRule
 {
     /// <inheritdoc/>
     public EvictionPlan Select(IReadOnlyList<HeadSlots> heads, SelectionContext context)

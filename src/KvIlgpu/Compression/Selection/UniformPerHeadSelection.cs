@@ -4,7 +4,7 @@ namespace KvIlgpu.Compression;
 
 /// <summary>The same budget for every head: each keeps its best-scoring KVs (SnapKV, H2O, StreamingLLM and the
 /// uniform ablation of KV-Compress).</summary>
-public sealed class UniformPerHeadSelection : ISelectionRule
+internal sealed class UniformPerHeadSelection : ISelectionRule
 {
     /// <inheritdoc/>
     public EvictionPlan Select(IReadOnlyList<HeadSlots> heads, SelectionContext context) =>

@@ -1,15 +1,16 @@
+using System.Globalization;
 using System.Text;
 
 namespace KvIlgpu.Models.Loading;
 
 /// <summary>ggml tensor types this loader understands (subset of ggml_type).</summary>
-public enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, BF16 = 30 }
+internal enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, BF16 = 30 }
 
-public sealed record GgufTensorInfo(string Name, ulong[] Dims, uint Type, ulong Offset);
+internal sealed record GgufTensorInfo(string Name, ulong[] Dims, uint Type, ulong Offset);
 
 /// <summary>Reads the GGUF container (versions 2 and 3): metadata key/values, tensor infos, aligned data.
 /// Tensor dims are ggml's ne[]: ne[0] is the contiguous (column) axis.</summary>
-public sealed class GgufFile
+internal sealed class GgufFile
 {
     public string Path { get; }
     public uint Version { get; }
@@ -49,7 +50,7 @@ public sealed class GgufFile
             ulong offset = r.ReadUInt64($"tensor {name} offset");
             tensors[name] = new GgufTensorInfo(name, dims, ttype, offset);
         }
-        long alignment = meta.TryGetValue("general.alignment", out var a) ? Convert.ToInt64(a) : 32;
+        long alignment = meta.TryGetValue("general.alignment", out var a) ? Convert.ToInt64(a, CultureInfo.InvariantCulture) : 32;
         long dataStart = (r.Position + alignment - 1) / alignment * alignment;
         return new GgufFile(path, version, meta, tensors, dataStart);
     }
@@ -136,7 +137,7 @@ public sealed class GgufFile
         return result;
     }
 
-    public long TensorByteSize(GgufTensorInfo info)
+    public static long TensorByteSize(GgufTensorInfo info)
     {
         long count = info.Dims.Aggregate(1L, (a, d) => a * (long)d);
         return (GgmlType)info.Type switch

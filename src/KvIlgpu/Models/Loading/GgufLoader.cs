@@ -2,7 +2,7 @@ namespace KvIlgpu.Models.Loading;
 
 /// <summary>Loads llama-architecture GGUF files (llama.cpp's convert output): f32, f16, bf16 and q8_0 tensors.
 /// llama.cpp stores Q and K in the interleaved-pair RoPE order, so no un-permuting is needed.</summary>
-public static class GgufLoader
+internal static class GgufLoader
 {
     public static LlamaWeights Load(string path, IProgress<LoadProgress>? progress = null) => Load(GgufFile.Open(path), progress);
 
@@ -47,11 +47,11 @@ public static class GgufLoader
     public static LlamaWeights Load(GgufFile f, IProgress<LoadProgress>? progress)
     {
         var config = ReadConfig(f);
-        long total = f.Tensors.Values.Sum(f.TensorByteSize), done = 0;
+        long total = f.Tensors.Values.Sum(GgufFile.TensorByteSize), done = 0;
         WeightTensor Read(string name)
         {
             var t = f.Read(name, progress, done, total);
-            done += f.TensorByteSize(f.Tensors[name]);
+            done += GgufFile.TensorByteSize(f.Tensors[name]);
             return t;
         }
         static WeightTensor F32(WeightTensor t) => t.ConvertTo(WeightType.F32);

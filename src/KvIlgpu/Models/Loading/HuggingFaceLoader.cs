@@ -4,7 +4,7 @@ namespace KvIlgpu.Models.Loading;
 
 /// <summary>Loads a Hugging Face model directory: config.json (llama, mistral, qwen2) with
 /// model.safetensors or a sharded model.safetensors.index.json, in f32, f16 or bf16.</summary>
-public static class HuggingFaceLoader
+internal static class HuggingFaceLoader
 {
     private static readonly string[] SupportedTypes = ["llama", "mistral", "qwen2"];
 

@@ -2,7 +2,7 @@ namespace KvIlgpu.Models.Loading;
 
 /// <summary>Loads karpathy/llama2.c checkpoints: the legacy format (7-int header, f32 tensors, negative
 /// vocab size meaning a separate classifier) and export version 1 (magic "ak42", f32).</summary>
-public static class Llama2cLoader
+internal static class Llama2cLoader
 {
     private const uint Magic = 0x616b3432; // "ak42"
 

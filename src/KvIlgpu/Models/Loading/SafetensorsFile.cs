@@ -3,11 +3,11 @@ using System.Text.Json;
 namespace KvIlgpu.Models.Loading;
 
 /// <summary>One entry of a safetensors header.</summary>
-public sealed record SafetensorsEntry(string Name, string DType, long[] Shape, long Begin, long End);
+internal sealed record SafetensorsEntry(string Name, string DType, long[] Shape, long Begin, long End);
 
 /// <summary>Reads the safetensors format: an 8-byte little-endian header length, a JSON header mapping
 /// tensor names to dtype, shape and data_offsets, then the raw data (offsets relative to its start).</summary>
-public sealed class SafetensorsFile
+internal sealed class SafetensorsFile
 {
     public string Path { get; }
     public IReadOnlyDictionary<string, SafetensorsEntry> Entries { get; }

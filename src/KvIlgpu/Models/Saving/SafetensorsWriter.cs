@@ -5,7 +5,7 @@ using System.Text.Json;
 namespace KvIlgpu.Models.Saving;
 
 /// <summary>Writes tensors in the safetensors format (8-byte header length, JSON header, raw little-endian data).</summary>
-public static class SafetensorsWriter
+internal static class SafetensorsWriter
 {
     public static void Write(string path, IEnumerable<(string Name, WeightTensor Tensor, long[] Shape)> tensors)
     {
