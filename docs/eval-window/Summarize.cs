@@ -16,7 +16,8 @@ string outDir = args[0];
 var klSeries = new Dictionary<string, IReadOnlyList<(double X, double Y)>>();
 var passkeySeries = new Dictionary<string, IReadOnlyList<(double X, double Y)>>();
 
-Console.WriteLine($"| window | metric | KL: KV-Compress / best baseline at {string.Join(", ", budgets)} | passkey: KV-Compress - best baseline (points) |");
+Console.WriteLine($"| window | metric | KL: KV-Compress / best baseline at {string.Join(", ", budgets)} | passkey: KV-Compress - best " +
+    $"baseline (points) |");
 Console.WriteLine("|---|---|---|---|");
 foreach (var run in args.Skip(1))
 {
@@ -29,10 +30,12 @@ foreach (var run in args.Skip(1))
     foreach (var v in variants.Where(v => rows.ContainsKey((v, "1/2"))))
     {
         var kl = budgets.Select(b => Value((v, b), "kl_to_full") / baselines.Min(p => Value((p, b), "kl_to_full"))).ToList();
-        var passkey = budgets.Select(b => 100 * (Value((v, b), "passkey_accuracy") - baselines.Max(p => Value((p, b), "passkey_accuracy")))).ToList();
+        var passkey = budgets.Select(b => 100 * (Value((v, b), "passkey_accuracy") - baselines.Max(p => Value((p, b),
+            "passkey_accuracy")))).ToList();
         string metric = v.Contains(':') ? v[(v.IndexOf(':') + 1)..] : "squared (SPEC)";
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"| {window} | {metric} | {string.Join(" / ", kl.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} | {string.Join(" / ", passkey.Select(x => x.ToString("+0;-0;+0", CultureInfo.InvariantCulture)))} |"));
+            $"| {window} | {metric} | {string.Join(" / ", kl.Select(x => x.ToString("F2", CultureInfo.InvariantCulture)))} | " +
+                $"{string.Join(" / ", passkey.Select(x => x.ToString("+0;-0;+0", CultureInfo.InvariantCulture)))} |"));
         if (v != "kvcompress") continue;
         var ratios = budgets.Select(b => double.Parse(b[2..], CultureInfo.InvariantCulture)).ToList();
         klSeries[$"window {window}"] = ratios.Zip(kl).ToList();

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
-using KvIlgpu.Models;
 using KvIlgpu.Evaluation;
+using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
 
 namespace KvIlgpu.Benchmarks;
@@ -16,7 +16,8 @@ internal static class BatchThroughput
     {
         var w = ModelLoader.Load(path);
         var c = w.Config;
-        Console.WriteLine($"model: {path}  dim={c.Dim} layers={c.Layers} heads={c.Heads}/{c.KvHeads} context={c.MaxSeqLen}; {tokens} tokens per request, prompt 16 tokens");
+        Console.WriteLine($"model: {path}  dim={c.Dim} layers={c.Layers} heads={c.Heads}/{c.KvHeads} context={c.MaxSeqLen}; {tokens} " +
+            $"tokens per request, prompt 16 tokens");
 
         // Batch 1: dense cache vs paged cache, same model, same greedy path.
         using (var model = new LlamaModel(w, new ManagedSimdBackend(threads)))
@@ -25,7 +26,8 @@ internal static class BatchThroughput
             Console.WriteLine($"batch 1, dense cache path: {dense:F1} tok/s (last token {last})");
         }
         var rows = new List<(int Batch, double Tps, int MaxBatch, long Steps)>();
-        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, threads, KvMemoryBytes: 512L << 20, MaxBatchSize: 64, MaxTokensPerStep: 256));
+        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, threads, KvMemoryBytes: 512L << 20,
+            MaxBatchSize: 64, MaxTokensPerStep: 256));
         // Warm-up (tiered JIT) through the same engine.
         Drive(engine, 8, 128);
         foreach (int batch in new[] { 1, 2, 4, 8, 16, 32, 64 })
@@ -35,7 +37,8 @@ internal static class BatchThroughput
             Drive(engine, batch, tokens);
             double seconds = sw.Elapsed.TotalSeconds;
             var after = engine.Stats;
-            rows.Add((batch, (after.GeneratedTokens - before.GeneratedTokens) / seconds, after.MaxBatchReached, after.Steps - before.Steps));
+            rows.Add((batch, (after.GeneratedTokens - before.GeneratedTokens) / seconds, after.MaxBatchReached,
+                after.Steps - before.Steps));
         }
         Console.WriteLine();
         Console.WriteLine("| batch | tokens/s (all requests) | per request tok/s | vs batch 1 |");
@@ -44,7 +47,8 @@ internal static class BatchThroughput
             Console.WriteLine($"| {r.Batch} | {r.Tps:F1} | {r.Tps / r.Batch:F1} | {r.Tps / rows[0].Tps:F2}x |");
         Console.WriteLine($"batch 1 through the paged cache and scheduler: {rows[0].Tps:F1} tok/s (includes the 16-token prefill)");
         var svg = Path.Combine("docs", "batch-throughput.svg");
-        SvgPlot.Write(svg, $"Batched decode, {c.Dim}-dim {c.Layers}-layer model, cpu backend", "batch size (requests decoded together)", "tokens/s, all requests",
+        SvgPlot.Write(svg, $"Batched decode, {c.Dim}-dim {c.Layers}-layer model, cpu backend", "batch size (requests decoded together)",
+            "tokens/s, all requests",
             rows.Select(r => ((double)r.Batch, r.Tps)).ToList());
         Console.WriteLine($"plot: {svg}");
     }

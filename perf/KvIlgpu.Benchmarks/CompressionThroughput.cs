@@ -18,16 +18,21 @@ internal static class CompressionThroughput
         var w = ModelLoader.Load(path);
         var c = w.Config;
         int blockSize = 16, total = prompt + output;
-        long perSequence = (long)c.Layers * c.KvHeads * ((total + blockSize - 1) / blockSize) * (2L * blockSize * c.HeadDim * 4 + blockSize * 8);
+        long perSequence = (long)c.Layers * c.KvHeads * ((total + blockSize - 1) / blockSize) * (2L * blockSize * c.HeadDim * 4
+            + blockSize * 8);
         long memory = perSequence * memorySequences + (1 << 20);
-        Console.WriteLine($"model: {path}; {requests} requests, {prompt}-token prompts, {output} tokens out; KV memory {memory / 1e6:F1} MB " +
+        Console.WriteLine($"model: {path}; {requests} requests, {prompt}-token prompts, {output} tokens out; KV memory " +
+            $"{memory / 1e6:F1} MB " +
             $"(room for {memorySequences} uncompressed sequences); protected window 8, observation window 8, block size {blockSize}");
         var rows = new List<(string Name, double Ratio, double Tps, int MaxBatch, long Preemptions, long Evicted)>();
-        foreach (var (name, ratio) in new[] { ("full", 1.0), ("kvcompress", 1), ("kvcompress", 2), ("kvcompress", 4), ("kvcompress", 8), ("kvcompress", 16), ("kvcompress", 32), ("kvcompress", 64) })
+        foreach (var (name, ratio) in new[] { ("full", 1.0), ("kvcompress", 1), ("kvcompress", 2), ("kvcompress", 4), ("kvcompress", 8),
+            ("kvcompress", 16), ("kvcompress", 32), ("kvcompress", 64) })
         {
-            using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: memory, BlockSize: blockSize, MaxBatchSize: 64, MaxTokensPerStep: 256));
+            using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: memory,
+                BlockSize: blockSize, MaxBatchSize: 64, MaxTokensPerStep: 256));
             CompressionOptions? compression = name == "full" ? null
-                : new CompressionOptions(new EvictionBudget(MaxCacheTokens: (int)Math.Max(1, total / ratio), ProtectedWindow: 8), ObservationWindow: 8);
+                : new CompressionOptions(new EvictionBudget(MaxCacheTokens: (int)Math.Max(1, total / ratio), ProtectedWindow: 8),
+                    ObservationWindow: 8);
             var rng = new Random(1);
             var sw = Stopwatch.StartNew();
             var handles = Enumerable.Range(0, requests).Select(_ =>
@@ -44,7 +49,8 @@ internal static class CompressionThroughput
         Console.WriteLine("| cache | compression | output tok/s | vs full | largest decode batch | preemptions | KVs evicted |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var r in rows)
-            Console.WriteLine($"| {r.Name} | {(r.Name == "full" ? "-" : $"{r.Ratio}x")} | {r.Tps:F1} | {r.Tps / baseline:F2}x | {r.MaxBatch} | {r.Preemptions} | {r.Evicted:N0} |");
+            Console.WriteLine($"| {r.Name} | {(r.Name == "full" ? "-" : $"{r.Ratio}x")} | {r.Tps:F1} | {r.Tps / baseline:F2}x | " +
+                $"{r.MaxBatch} | {r.Preemptions} | {r.Evicted:N0} |");
         var svg = Path.Combine("docs", "compression-throughput.svg");
         SvgPlot.Write(svg, "KV-Compress under a fixed KV memory (cpu backend)", "compression ratio", "output tokens/s",
             rows.Skip(1).Select(r => (r.Ratio, r.Tps)).ToList());

@@ -19,10 +19,12 @@ internal static class DecodeTimer
         var f32 = ModelLoader.Load(path);
         var c = f32.Config;
         tokens = Math.Min(tokens, c.MaxSeqLen - 16);
-        Console.WriteLine($"model: {path}  dim={c.Dim} layers={c.Layers} heads={c.Heads}/{c.KvHeads} vocab={c.VocabSize} params={f32.ParameterCount / 1e6:F1}M, {tokens} decode steps, {n} threads");
+        Console.WriteLine($"model: {path}  dim={c.Dim} layers={c.Layers} heads={c.Heads}/{c.KvHeads} vocab={c.VocabSize} " +
+            $"params={f32.ParameterCount / 1e6:F1}M, {tokens} decode steps, {n} threads");
         double bandwidth = MeasureReadBandwidth(f32.ByteSize, n);
         var rows = new List<(string Name, double MB, double Tps, int Last)>();
-        foreach (var (name, flags) in new[] { ("C -O3 -fopenmp (llama2.c build)", "-O3 -march=native -fopenmp"), ("C -O3 -ffast-math -fopenmp", "-O3 -march=native -ffast-math -fopenmp") })
+        foreach (var (name, flags) in new[] { ("C -O3 -fopenmp (llama2.c build)", "-O3 -march=native -fopenmp"),
+            ("C -O3 -ffast-math -fopenmp", "-O3 -march=native -ffast-math -fopenmp") })
             if (RunC(path, tokens, n, flags) is { } r) rows.Add((name, f32.ByteSize / 1e6, r.Tps, r.Last));
         var backend = new ManagedSimdBackend(n);
         foreach (var type in new[] { WeightType.F32, WeightType.F16, WeightType.BF16 })
@@ -33,12 +35,14 @@ internal static class DecodeTimer
             rows.Add(($"KvIlgpu cpu, {type} weights", w.ByteSize / 1e6, tps, last));
         }
         double baseline = rows.FirstOrDefault(r => r.Name.StartsWith("C -O3 -fopenmp", StringComparison.Ordinal)).Tps;
-        Console.WriteLine($"read bandwidth, measured in this run (parallel SIMD sum over {f32.ByteSize / 1e6:F0} MB): {bandwidth / 1e9:F1} GB/s");
+        Console.WriteLine($"read bandwidth, measured in this run (parallel SIMD sum over {f32.ByteSize / 1e6:F0} MB): " +
+            $"{bandwidth / 1e9:F1} GB/s");
         Console.WriteLine();
         Console.WriteLine("| decoder | weights MB | tok/s | GB/s of weights | of read bandwidth | vs C -O3 | last token |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var r in rows)
-            Console.WriteLine($"| {r.Name} | {r.MB:F0} | {r.Tps:F1} | {r.Tps * r.MB / 1e3:F1} | {r.Tps * r.MB * 1e6 / bandwidth:P0} | {(baseline > 0 ? $"{r.Tps / baseline:F2}x" : "-")} | {r.Last} |");
+            Console.WriteLine($"| {r.Name} | {r.MB:F0} | {r.Tps:F1} | {r.Tps * r.MB / 1e3:F1} | {r.Tps * r.MB * 1e6 / bandwidth:P0} | " +
+                $"{(baseline > 0 ? $"{r.Tps / baseline:F2}x" : "-")} | {r.Last} |");
     }
 
     /// <summary>Greedy decode from token 1: warm-up steps first (tiered JIT needs a few hundred calls to fully

@@ -4,12 +4,14 @@ using KvIlgpu.Benchmarks;
 
 if (args.Length > 0 && args[0] == "decode")
 {
-    DecodeTimer.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 256, args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : null);
+    DecodeTimer.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 256,
+        args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : null);
     return;
 }
 if (args.Length > 0 && args[0] == "batch")
 {
-    BatchThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 128, args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : null);
+    BatchThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture)
+        : 128, args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : null);
     return;
 }
 if (args.Length > 0 && args[0] == "compress-throughput")
@@ -20,7 +22,8 @@ if (args.Length > 0 && args[0] == "compress-throughput")
 }
 if (args.Length > 0 && args[0] == "train-throughput")
 {
-    TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024, args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3);
+    TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024, args.Length > 2 ? int.Parse(args[2],
+        CultureInfo.InvariantCulture) : 3);
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);

@@ -18,9 +18,11 @@ internal static class TrainingThroughput
             Dim = 128, HiddenDim = 344, Layers = 4, Heads = 8, KvHeads = 2, VocabSize = 4258, MaxSeqLen = Math.Max(1024, sequenceLength),
             TiedEmbeddings = true, BosTokenId = 4256, EosTokenIds = [4257],
         }.Validated("default shape");
-        Console.WriteLine($"default model shape (1.24M parameters), {sequenceLength} tokens per sequence, 4 sequences per step, {steps} timed steps after 1 warm-up");
+        Console.WriteLine($"default model shape (1.24M parameters), {sequenceLength} tokens per sequence, 4 sequences per step, {steps} " +
+            $"timed steps after 1 warm-up");
         double flops = FlopsPerToken(config, sequenceLength), managed = Measure(config, null, sequenceLength, steps);
-        Console.WriteLine($"managed SIMD CPU: {managed:F0} tokens/s = {managed * flops / 1e9:F1} GFLOP/s ({flops / 1e6:F1} MFLOP per token, forward + backward)");
+        Console.WriteLine($"managed SIMD CPU: {managed:F0} tokens/s = {managed * flops / 1e9:F1} GFLOP/s ({flops / 1e6:F1} MFLOP per " +
+            $"token, forward + backward)");
         var cuda = IlgpuBackend.TryCreate(DeviceKind.Cuda);
         if (cuda != null)
         {
@@ -31,7 +33,8 @@ internal static class TrainingThroughput
         {
             using var ops = new IlgpuTrainingOps(IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu)!, ownsBackend: true);
             int shortLength = Math.Min(sequenceLength, 64);
-            Console.WriteLine($"no CUDA device; ILGPU kernels on the CPU accelerator at {shortLength} tokens: {Measure(config, ops, shortLength, 1):F0} tokens/s " +
+            Console.WriteLine($"no CUDA device; ILGPU kernels on the CPU accelerator at {shortLength} tokens: " +
+                $"{Measure(config, ops, shortLength, 1):F0} tokens/s " +
                 $"(managed at {shortLength}: {Measure(config, null, shortLength, steps):F0})");
         }
     }
@@ -40,7 +43,8 @@ internal static class TrainingThroughput
     /// 2 x 2 per causal attention score pair (QK^T and PV, half the sequence on average), times 3 for the backward.</summary>
     public static double FlopsPerToken(ModelConfig c, int length)
     {
-        double linear = c.Layers * ((double)c.Dim * (c.QDim + 2 * c.KvDim) + c.QDim * c.Dim + 3.0 * c.Dim * c.HiddenDim) + (double)c.VocabSize * c.Dim;
+        double linear = c.Layers * ((double)c.Dim * (c.QDim + 2 * c.KvDim) + c.QDim * c.Dim + 3.0 * c.Dim * c.HiddenDim)
+            + (double)c.VocabSize * c.Dim;
         double attention = c.Layers * 2.0 * 2 * (length + 1) / 2 * c.QDim;
         return 3 * (2 * linear + attention);
     }
@@ -51,7 +55,8 @@ internal static class TrainingThroughput
         if (ops != null) model.UseOps(ops);
         var opt = new AdamW(1e-3f);
         var rng = new Random(1);
-        var batch = Enumerable.Range(0, 4).Select(_ => Enumerable.Range(0, length + 1).Select(_ => rng.Next(config.VocabSize)).ToArray()).ToArray();
+        var batch = Enumerable.Range(0, 4).Select(_ => Enumerable.Range(0, length + 1).Select(_ =>
+            rng.Next(config.VocabSize)).ToArray()).ToArray();
         void Step()
         {
             model.ZeroGrad();

@@ -12,15 +12,25 @@ internal static class BatchCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
-        var requests = new Option<string>("--requests") { Description = "JSONL file, one request a line: {\"id\", \"prompt\" or \"prompt_ids\", \"max_tokens\", \"temperature\", \"top_p\", \"top_k\", \"seed\"}", Required = true };
+        var requests = new Option<string>("--requests")
+        {
+            Description = "JSONL file, one request a line: {\"id\", \"prompt\" or \"prompt_ids\", \"max_tokens\", \"temperature\", " +
+                "\"top_p\", \"top_k\", \"seed\"}",
+            Required = true,
+        };
         var kvMemory = new Option<long?>("--kv-memory") { Description = "KV cache budget in bytes (blocks plus metadata)" };
         var blockSize = new Option<int>("--block-size") { Description = "tokens per KV block", DefaultValueFactory = _ => 16 };
         var maxBatch = new Option<int>("--max-batch") { Description = "most sequences decoded together", DefaultValueFactory = _ => 32 };
-        var maxStep = new Option<int>("--max-tokens-per-step") { Description = "most tokens in one forward step", DefaultValueFactory = _ => 256 };
+        var maxStep = new Option<int>("--max-tokens-per-step")
+        {
+            Description = "most tokens in one forward step",
+            DefaultValueFactory = _ => 256,
+        };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer file when it is not beside the model" };
         var json = new Option<bool>("--json") { Description = "JSON lines only (no progress)" };
-        var cmd = new Command("batch", "run many requests together with continuous batching") { model, requests, kvMemory, blockSize, maxBatch, maxStep, device, tokenizer, json };
+        var cmd = new Command("batch", "run many requests together with continuous batching") { model, requests, kvMemory, blockSize,
+            maxBatch, maxStep, device, tokenizer, json };
         var compression = new CompressionCliOptions();
         compression.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
@@ -65,7 +75,8 @@ internal static class BatchCommand
                 {
                     requests = handles.Count, failed, generated_tokens = stats.GeneratedTokens, elapsed_s = Math.Round(seconds, 3),
                     throughput_tokens_per_s = Math.Round(stats.GeneratedTokens / seconds, 2), max_batch_size = stats.MaxBatchReached,
-                    preemptions = stats.Preemptions, evicted_kvs = stats.EvictedKvs, steps = stats.Steps, peak_kv_bytes = stats.PeakKvBytes, kv_bytes_total = stats.KvBytesTotal,
+                    preemptions = stats.Preemptions, evicted_kvs = stats.EvictedKvs, steps = stats.Steps,
+                    peak_kv_bytes = stats.PeakKvBytes, kv_bytes_total = stats.KvBytesTotal,
                     blocks_total = stats.BlocksTotal, block_size = r.GetValue(blockSize), device = engine.DeviceName,
                 },
             }));
@@ -76,7 +87,8 @@ internal static class BatchCommand
 
     private sealed record ParsedRequest(string Id, IReadOnlyList<int> Prompt, GenerationOptions Options);
 
-    private static List<ParsedRequest> ReadRequests(string path, InferenceEngine engine, Func<JsonElement, KvIlgpu.Compression.CompressionOptions?> compression)
+    private static List<ParsedRequest> ReadRequests(string path, InferenceEngine engine, Func<JsonElement,
+        KvIlgpu.Compression.CompressionOptions?> compression)
     {
         var list = new List<ParsedRequest>();
         int lineNo = 0;
@@ -88,7 +100,8 @@ internal static class BatchCommand
             JsonElement e;
             try { e = JsonDocument.Parse(raw).RootElement; }
             catch (JsonException ex) { throw new InvalidDataException($"{where}: not valid JSON ({ex.Message})"); }
-            string id = e.TryGetProperty("id", out var idEl) ? (idEl.ValueKind == JsonValueKind.String ? idEl.GetString()! : idEl.GetRawText()) : $"line-{lineNo}";
+            string id = e.TryGetProperty("id", out var idEl) ? (idEl.ValueKind == JsonValueKind.String ? idEl.GetString()!
+                : idEl.GetRawText()) : $"line-{lineNo}";
             IReadOnlyList<int> prompt;
             if (e.TryGetProperty("prompt_ids", out var ids)) prompt = ids.EnumerateArray().Select(x => x.GetInt32()).ToArray();
             else if (e.TryGetProperty("prompt", out var text)) prompt = engine.Encode(text.GetString() ?? "");
@@ -97,10 +110,16 @@ internal static class BatchCommand
             int I(string k, int d) => e.TryGetProperty(k, out var v) ? v.GetInt32() : d;
             var sampling = new SamplingOptions(F("temperature", 0f), I("top_k", 0), F("top_p", 1f), I("seed", 0));
             try { sampling.Validate(); }
-            catch (InvalidOptionException ex) { throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}"); }
+            catch (InvalidOptionException ex)
+            {
+                throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}");
+            }
             KvIlgpu.Compression.CompressionOptions? c;
             try { c = compression(e); }
-            catch (InvalidOptionException ex) { throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}"); }
+            catch (InvalidOptionException ex)
+            {
+                throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}");
+            }
             catch (ArgumentException ex) { throw new InvalidDataException($"{where}: {ex.Message}"); }
             list.Add(new ParsedRequest(id, prompt, new GenerationOptions(I("max_tokens", 128), sampling, Compression: c)));
         }

@@ -7,14 +7,39 @@ namespace KvIlgpu.Cli;
 /// <summary>The KV compression options shared by generate and batch.</summary>
 internal sealed class CompressionCliOptions
 {
-    public readonly Option<string> Policy = new("--kv-policy") { Description = $"one of {string.Join(", ", CompressionOptions.Policies)}", DefaultValueFactory = _ => "full" };
+    public readonly Option<string> Policy = new("--kv-policy")
+    {
+        Description = $"one of {string.Join(", ", CompressionOptions.Policies)}",
+        DefaultValueFactory = _ => "full",
+    };
     public readonly Option<int?> Budget = new("--kv-budget") { Description = "most cached tokens per KV head on average" };
-    public readonly Option<double?> KeepRate = new("--kv-keep-rate") { Description = "fraction of unprotected KVs to keep (instead of --kv-budget)" };
-    public readonly Option<int> Protected = new("--protected-window") { Description = "most recent tokens never evicted", DefaultValueFactory = _ => 32 };
-    public readonly Option<int> Sinks = new("--kv-sinks") { Description = "first tokens of the sequence never evicted (attention sinks; StreamingLLM keeps at least 4)", DefaultValueFactory = _ => 0 };
-    public readonly Option<int?> Window = new("--observation-window") { Description = "last prompt queries that seed the metric (0 = all; default: the policy's)" };
-    public readonly Option<int> Interval = new("--compression-interval") { Description = "compress every N decode steps", DefaultValueFactory = _ => 1 };
-    public readonly Option<string?> Metric = new("--kv-metric") { Description = "eviction metric: squared, plain, squared-average or plain-average (default: the policy's)" };
+    public readonly Option<double?> KeepRate = new("--kv-keep-rate")
+    {
+        Description = "fraction of unprotected KVs to keep (instead of --kv-budget)",
+    };
+    public readonly Option<int> Protected = new("--protected-window")
+    {
+        Description = "most recent tokens never evicted",
+        DefaultValueFactory = _ => 32
+    };
+    public readonly Option<int> Sinks = new("--kv-sinks")
+    {
+        Description = "first tokens of the sequence never evicted (attention sinks; StreamingLLM keeps at least 4)",
+        DefaultValueFactory = _ => 0,
+    };
+    public readonly Option<int?> Window = new("--observation-window")
+    {
+        Description = "last prompt queries that seed the metric (0 = all; default: the policy's)",
+    };
+    public readonly Option<int> Interval = new("--compression-interval")
+    {
+        Description = "compress every N decode steps",
+        DefaultValueFactory = _ => 1,
+    };
+    public readonly Option<string?> Metric = new("--kv-metric")
+    {
+        Description = "eviction metric: squared, plain, squared-average or plain-average (default: the policy's)",
+    };
 
     public void AddTo(Command command)
     {
@@ -36,18 +61,22 @@ internal sealed class CompressionCliOptions
         int I(string key, Option<int> o) => line.TryGetProperty(key, out var v) ? v.GetInt32() : r.GetValue(o);
         int? window = line.TryGetProperty("observation_window", out var wv) ? wv.GetInt32() : r.GetValue(Window);
         string? metric = line.TryGetProperty("kv_metric", out var mv) ? mv.GetString() : r.GetValue(Metric);
-        return Make(policy, budget, keep, I("protected_window", Protected), I("kv_sinks", Sinks), window, I("compression_interval", Interval), metric);
+        return Make(policy, budget, keep, I("protected_window", Protected), I("kv_sinks", Sinks), window, I("compression_interval",
+            Interval), metric);
     }
 
-    private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int sinks, int? window, int interval, string? metric)
+    private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int sinks, int? window,
+        int interval, string? metric)
     {
         var (squared, average) = CompressionOptions.ParseMetric(metric);
         if (policy == "full")
         {
-            if (budget != null || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need a --kv-policy other than full");
+            if (budget != null
+                || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need a --kv-policy other than full");
             return null;
         }
-        var options = new CompressionOptions(new EvictionBudget(budget, keepRate, protectedWindow, sinks), policy, window, squared, Interval: interval,
+        var options = new CompressionOptions(new EvictionBudget(budget, keepRate, protectedWindow, sinks), policy, window, squared,
+            Interval: interval,
             Average: average);
         options.Validate();
         return options;

@@ -9,7 +9,10 @@ internal static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string?>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin (default: the shipped default model)" };
+        var model = new Option<string?>("--model")
+        {
+            Description = "model: HF folder, .gguf or llama2.c .bin (default: the shipped default model)",
+        };
         var prompt = new Option<string?>("--prompt") { Description = "prompt text (needs a tokenizer)" };
         var promptIds = new Option<string?>("--prompt-ids") { Description = "prompt as comma-separated token ids, e.g. 1,5,9" };
         var maxTokens = new Option<int>("--max-tokens") { Description = "most tokens to generate", DefaultValueFactory = _ => 256 };
@@ -20,7 +23,8 @@ internal static class GenerateCommand
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer file when it is not beside the model" };
         var json = new Option<bool>("--json") { Description = "print one JSON object instead of streaming text" };
-        var cmd = new Command("generate", "generate text from a prompt") { model, prompt, promptIds, maxTokens, temperature, topP, topK, seed, device, tokenizer, json };
+        var cmd = new Command("generate", "generate text from a prompt") { model, prompt, promptIds, maxTokens, temperature, topP, topK,
+            seed, device, tokenizer, json };
         var compression = new CompressionCliOptions();
         compression.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
@@ -34,7 +38,8 @@ internal static class GenerateCommand
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
             if (r.GetValue(model) == null && !Directory.Exists(modelPath))
                 throw new FileNotFoundException($"no --model given and the default model is missing at {modelPath}");
-            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p, r.GetValue(tokenizer)));
+            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p,
+                r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliErrors.ParseIds(ids) : engine.Encode(text!);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compression.Build(r));
             var generated = new List<int>();
@@ -65,7 +70,8 @@ internal static class GenerateCommand
             else
             {
                 Console.WriteLine();
-                Console.Error.WriteLine($"[{stats.TokenIds.Count} tokens, stop: {stats.StopReason}] prefill {stats.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s on {engine.DeviceName}");
+                Console.Error.WriteLine($"[{stats.TokenIds.Count} tokens, stop: {stats.StopReason}] prefill " +
+                    $"{stats.PrefillTokensPerSecond:F1} tok/s, decode {stats.DecodeTokensPerSecond:F1} tok/s on {engine.DeviceName}");
             }
             return 0;
         }));

@@ -13,12 +13,21 @@ internal static class PasskeyCommand
     public static Command Create()
     {
         var model = new Option<string?>("--model") { Description = "model (default: the shipped default model)" };
-        var lengths = new Option<string>("--lengths") { Description = "comma-separated prompt lengths in tokens", DefaultValueFactory = _ => "256,512,1024" };
-        var depths = new Option<string>("--depths") { Description = "comma-separated needle depths (0..1)", DefaultValueFactory = _ => "0.1,0.3,0.5,0.7,0.9" };
+        var lengths = new Option<string>("--lengths")
+        {
+            Description = "comma-separated prompt lengths in tokens",
+            DefaultValueFactory = _ => "256,512,1024",
+        };
+        var depths = new Option<string>("--depths")
+        {
+            Description = "comma-separated needle depths (0..1)",
+            DefaultValueFactory = _ => "0.1,0.3,0.5,0.7,0.9",
+        };
         var trials = new Option<int>("--trials") { Description = "trials per cell", DefaultValueFactory = _ => 10 };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the cells as JSON" };
-        var cmd = new Command("passkey", "passkey retrieval accuracy by context length and needle depth") { model, lengths, depths, trials, device, json };
+        var cmd = new Command("passkey", "passkey retrieval accuracy by context length and needle depth") { model, lengths, depths,
+            trials, device, json };
         var compression = new CompressionCliOptions();
         compression.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
@@ -26,18 +35,29 @@ internal static class PasskeyCommand
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
             var ls = r.GetValue(lengths)!.Split(',').Select(s => int.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
             var ds = r.GetValue(depths)!.Split(',').Select(s => double.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
-            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
+            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
+                new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
             var options = compression.Build(r);
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
-            if (r.GetValue(json)) { Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy }))); return Task.FromResult(0); }
-            Console.WriteLine("| length \\ depth | " + string.Join(" | ", ds.Select(d => d.ToString("0.0", CultureInfo.InvariantCulture))) + " | mean |");
+            if (r.GetValue(json))
+            {
+                Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new
+                {
+                    length = g.Length, depth = g.Depth,
+                    accuracy = g.Accuracy
+                }))); return Task.FromResult(0);
+            }
+            Console.WriteLine("| length \\ depth | " + string.Join(" | ", ds.Select(d => d.ToString("0.0", CultureInfo.InvariantCulture)))
+                + " | mean |");
             Console.WriteLine("|---|" + string.Concat(ds.Select(_ => "---|")) + "---|");
             foreach (var l in ls)
             {
                 var row = grid.Where(g => g.Length == l).ToList();
-                Console.WriteLine($"| {l} | " + string.Join(" | ", row.Select(g => g.Accuracy.ToString("P0", CultureInfo.InvariantCulture))) + $" | {row.Average(g => g.Accuracy).ToString("P0", CultureInfo.InvariantCulture)} |");
+                Console.WriteLine($"| {l} | " + string.Join(" | ", row.Select(g => g.Accuracy.ToString("P0",
+                    CultureInfo.InvariantCulture))) + $" | {row.Average(g => g.Accuracy).ToString("P0", CultureInfo.InvariantCulture)} |");
             }
-            Console.WriteLine($"overall: {grid.Average(g => g.Accuracy).ToString("P1", CultureInfo.InvariantCulture)} over {grid.Count * r.GetValue(trials)} trials");
+            Console.WriteLine($"overall: {grid.Average(g => g.Accuracy).ToString("P1", CultureInfo.InvariantCulture)} over " +
+                $"{grid.Count * r.GetValue(trials)} trials");
             return Task.FromResult(0);
         }));
         return cmd;

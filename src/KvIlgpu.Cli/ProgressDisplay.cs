@@ -17,13 +17,15 @@ internal static class ProgressDisplay
             return load(new Progress<LoadProgress>(_ => { }));
         }
         T result = default!;
-        Err.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new SpinnerColumn())
+        Err.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+            new SpinnerColumn())
             .Start(ctx =>
             {
                 var tasks = new Dictionary<string, ProgressTask>();
                 var progress = new SyncProgress<LoadProgress>(p =>
                 {
-                    if (!tasks.TryGetValue(p.Stage, out var t)) tasks[p.Stage] = t = ctx.AddTask(p.Stage, maxValue: Math.Max(1, p.BytesTotal));
+                    if (!tasks.TryGetValue(p.Stage, out var t)) tasks[p.Stage] = t = ctx.AddTask(p.Stage, maxValue: Math.Max(1,
+                        p.BytesTotal));
                     t.MaxValue = Math.Max(1, p.BytesTotal);
                     t.Value = p.BytesDone;
                 });

@@ -25,8 +25,10 @@ internal static class TokenizeCommand
             else
             {
                 var w = ModelLoader.Load(m!);
-                tok = TokenizerLoader.ForModel(m!, w.Config.VocabSize, w.Config.BosTokenId, w.Config.EosTokenIds.Count > 0 ? w.Config.EosTokenIds[0] : null)
-                    ?? throw new FileNotFoundException($"{m}: no tokenizer found beside the model (tokenizer.model, tokenizer.json or tokenizer.bin); pass --tokenizer");
+                tok = TokenizerLoader.ForModel(m!, w.Config.VocabSize, w.Config.BosTokenId,
+                    w.Config.EosTokenIds.Count > 0 ? w.Config.EosTokenIds[0] : null)
+                    ?? throw new FileNotFoundException($"{m}: no tokenizer found beside the model (tokenizer.model, tokenizer.json or " +
+                        $"tokenizer.bin); pass --tokenizer");
             }
             var ids = tok.Encode(r.GetValue(text)!, r.GetValue(bos));
             var pieces = ids.Select(tok.Piece).ToList();

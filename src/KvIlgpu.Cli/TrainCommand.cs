@@ -13,8 +13,14 @@ internal static class TrainCommand
     {
         var config = new Option<string>("--config") { Description = "training config (JSON)", Required = true };
         var output = new Option<string>("--out") { Description = "output folder (resumed when it holds a checkpoint)", Required = true };
-        var device = new Option<string>("--device") { Description = "where the forward and backward run: auto (CUDA if present, else cpu), cpu (managed SIMD), cuda or ilgpu-cpu (ILGPU kernels)", DefaultValueFactory = _ => "auto" };
-        var cmd = new Command("train", "train a model and its tokenizer on the Brown corpus plus long-range tasks") { config, output, device };
+        var device = new Option<string>("--device")
+        {
+            Description = "where the forward and backward run: auto (CUDA if present, else cpu), cpu (managed SIMD), cuda or ilgpu-cpu " +
+                "(ILGPU kernels)",
+            DefaultValueFactory = _ => "auto",
+        };
+        var cmd = new Command("train", "train a model and its tokenizer on the Brown corpus plus long-range tasks") { config, output,
+            device };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             var cfg = TrainingConfig.Load(r.GetValue(config)!);
@@ -48,5 +54,6 @@ internal static class TrainCommand
     }
 
     private static string Line(TrainingProgress p) =>
-        $"step {p.Step}/{p.Steps} loss {p.Loss:F3}" + (p.ValidationLoss is float v ? $" val {v:F3}" : "") + $" {p.TokensPerSecond:F0} tok/s lr {p.LearningRate:G3}";
+        $"step {p.Step}/{p.Steps} loss {p.Loss:F3}" + (p.ValidationLoss is float v ? $" val {v:F3}" : "") + $" {p.TokensPerSecond:F0} " +
+            $"tok/s lr {p.LearningRate:G3}";
 }

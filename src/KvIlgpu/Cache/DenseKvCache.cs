@@ -17,7 +17,8 @@ internal sealed class DenseKvCache : IDisposable
     {
         Layers = layers; Capacity = capacity; KvDim = kvDim;
         long total = (long)layers * capacity * kvDim;
-        if (total > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(capacity), $"a dense cache of {total} floats per tensor is too large; use a shorter context");
+        if (total > int.MaxValue) throw new ArgumentOutOfRangeException(nameof(capacity),
+            $"a dense cache of {total} floats per tensor is too large; use a shorter context");
         Keys = backend.Allocate((int)total);
         Values = backend.Allocate((int)total);
     }

@@ -35,7 +35,8 @@ internal sealed class PagedKvCache : IDisposable
 
     public PagedKvCache(IComputeBackend backend, ModelConfig config, PagedCacheOptions options)
     {
-        if (options.BlockSize <= 0) throw new InvalidOptionException(nameof(options.BlockSize), $"{nameof(options.BlockSize)} must be positive (got {options.BlockSize})");
+        if (options.BlockSize <= 0) throw new InvalidOptionException(nameof(options.BlockSize),
+            $"{nameof(options.BlockSize)} must be positive (got {options.BlockSize})");
         if (options.MaxSequences <= 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxSequences must be positive");
         _backend = backend;
         Layout = PagedLayout.For(config, options.BlockSize);
@@ -47,13 +48,17 @@ internal sealed class PagedKvCache : IDisposable
         long blocks = (budget - MetadataBytes) / BytesPerBlock;
         if (blocks < HeadsPerSequence)
             throw new InvalidOptionException("KvMemoryBytes",
-                $"KvMemoryBytes {budget} holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of metadata; one token of one sequence needs {HeadsPerSequence} blocks ({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
+                $"KvMemoryBytes {budget} holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of " +
+                    $"metadata; one token of one sequence needs {HeadsPerSequence} blocks " +
+                        $"({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
         if (Layout.PoolFloats(blocks) > int.MaxValue)
             blocks = int.MaxValue / Layout.PoolFloats(1);
         Pool = new BlockPool((int)blocks);
         int slots = (int)blocks * options.BlockSize;
-        Buffers = new PagedKvBuffers(Layout, backend.Allocate((int)Layout.PoolFloats(blocks)), backend.Allocate((int)Layout.PoolFloats(blocks)),
-            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * Layout.MaxBlocksPerHead), backend.AllocateInts(heads));
+        Buffers = new PagedKvBuffers(Layout, backend.Allocate((int)Layout.PoolFloats(blocks)),
+            backend.Allocate((int)Layout.PoolFloats(blocks)),
+            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * Layout.MaxBlocksPerHead),
+                backend.AllocateInts(heads));
         _tables = new int[heads * Layout.MaxBlocksPerHead];
         _lengths = new int[heads];
         _blockCounts = new int[heads];
@@ -107,7 +112,8 @@ internal sealed class PagedKvCache : IDisposable
         {
             int head = sequence * HeadsPerSequence + h;
             int want = Layout.BlocksFor(_lengths[head] + extraTokens);
-            if (want > Layout.MaxBlocksPerHead) throw new ContextOverflowException(_lengths[head] + extraTokens, Layout.MaxBlocksPerHead * Layout.BlockSize);
+            if (want > Layout.MaxBlocksPerHead) throw new ContextOverflowException(_lengths[head] + extraTokens,
+                Layout.MaxBlocksPerHead * Layout.BlockSize);
             needed += Math.Max(0, want - _blockCounts[head]);
         }
         if (needed > Pool.Free) return false;
@@ -123,7 +129,8 @@ internal sealed class PagedKvCache : IDisposable
                 _tables[Layout.BlockEntry(head, _blockCounts[head]++)] = one[0];
             }
             if (want > first)
-                _backend.WriteInts(Buffers.Tables, _tables.AsSpan(Layout.BlockEntry(head, first), want - first), Layout.BlockEntry(head, first));
+                _backend.WriteInts(Buffers.Tables, _tables.AsSpan(Layout.BlockEntry(head, first), want - first), Layout.BlockEntry(head,
+                    first));
         }
         PeakBlocksUsed = Math.Max(PeakBlocksUsed, Pool.Used);
         return true;
@@ -162,7 +169,8 @@ internal sealed class PagedKvCache : IDisposable
     public int PhysicalSlot(int sequence, int layer, int kvHead, int index)
     {
         int head = Head(sequence, layer, kvHead);
-        if ((uint)index >= (uint)_lengths[head]) throw new ArgumentOutOfRangeException(nameof(index), $"slot {index} of a head of length {_lengths[head]}");
+        if ((uint)index >= (uint)_lengths[head]) throw new ArgumentOutOfRangeException(nameof(index),
+            $"slot {index} of a head of length {_lengths[head]}");
         return (int)Layout.Slot(_tables[Layout.TableIndex(head, index)], index);
     }
 
@@ -222,7 +230,8 @@ internal sealed class PagedKvCache : IDisposable
         for (int b = 0; b * Layout.BlockSize < values.Length; b++)
         {
             int count = Math.Min(Layout.BlockSize, values.Length - b * Layout.BlockSize);
-            _backend.Write(Buffers.Metric, values.Slice(b * Layout.BlockSize, count), (int)Layout.Slot(_tables[Layout.BlockEntry(head, b)], 0));
+            _backend.Write(Buffers.Metric, values.Slice(b * Layout.BlockSize, count), (int)Layout.Slot(_tables[Layout.BlockEntry(head,
+                b)], 0));
         }
     }
 
@@ -258,12 +267,14 @@ internal sealed class PagedKvCache : IDisposable
         int held = 0;
         for (int head = 0; head < _lengths.Length; head++)
         {
-            if (_lengths[head] > _blockCounts[head] * Layout.BlockSize) throw new InvalidOperationException($"head {head} is longer than its blocks");
+            if (_lengths[head] > _blockCounts[head] * Layout.BlockSize) throw new InvalidOperationException($"head {head} is longer " +
+                $"than its blocks");
             for (int i = 0; i < _blockCounts[head]; i++)
             {
                 int b = _tables[Layout.BlockEntry(head, i)];
                 if (!seen.Add(b)) throw new InvalidOperationException($"block {b} appears in two tables");
-                if (Pool.OwnerOf(b) != head) throw new InvalidOperationException($"block {b} in head {head}'s table is owned by {Pool.OwnerOf(b)}");
+                if (Pool.OwnerOf(b) != head) throw new InvalidOperationException($"block {b} in head {head}'s table is owned by " +
+                    $"{Pool.OwnerOf(b)}");
                 held++;
             }
         }

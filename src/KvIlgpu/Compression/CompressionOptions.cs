@@ -31,8 +31,10 @@ public sealed record CompressionOptions(
         if (!Policies.Contains(Policy))
             throw new InvalidOptionException(nameof(Policy), $"unknown {nameof(Policy)} '{Policy}' (known: {string.Join(", ", Policies)})");
         Budget.Validate();
-        if (ObservationWindow < 0) throw new InvalidOptionException(nameof(ObservationWindow), $"{nameof(ObservationWindow)} must be >= 0 (got {ObservationWindow})");
-        if (PoolKernel is < 1 || PoolKernel % 2 == 0) throw new InvalidOptionException(nameof(PoolKernel), $"{nameof(PoolKernel)} must be odd and >= 1 (got {PoolKernel})");
+        if (ObservationWindow < 0) throw new InvalidOptionException(nameof(ObservationWindow),
+            $"{nameof(ObservationWindow)} must be >= 0 (got {ObservationWindow})");
+        if (PoolKernel is < 1 || PoolKernel % 2 == 0) throw new InvalidOptionException(nameof(PoolKernel),
+            $"{nameof(PoolKernel)} must be odd and >= 1 (got {PoolKernel})");
         if (Interval < 1) throw new InvalidOptionException(nameof(Interval), $"{nameof(Interval)} must be >= 1 (got {Interval})");
     }
 

@@ -12,10 +12,12 @@ public sealed record EvictionBudget(int? MaxCacheTokens = null, double? KeepRate
     {
         if ((MaxCacheTokens == null) == (KeepRate == null))
             throw new InvalidOptionException(nameof(MaxCacheTokens), $"give exactly one of {nameof(MaxCacheTokens)} or {nameof(KeepRate)}");
-        if (MaxCacheTokens is < 1) throw new InvalidOptionException(nameof(MaxCacheTokens), $"{nameof(MaxCacheTokens)} must be >= 1 (got {MaxCacheTokens})");
+        if (MaxCacheTokens is < 1) throw new InvalidOptionException(nameof(MaxCacheTokens),
+            $"{nameof(MaxCacheTokens)} must be >= 1 (got {MaxCacheTokens})");
         if (KeepRate is not null and (< 0 or > 1 or double.NaN))
             throw new InvalidOptionException(nameof(KeepRate), $"{nameof(KeepRate)} must be in [0, 1] (got {KeepRate})");
-        if (ProtectedWindow < 0) throw new InvalidOptionException(nameof(ProtectedWindow), $"{nameof(ProtectedWindow)} must be >= 0 (got {ProtectedWindow})");
+        if (ProtectedWindow < 0) throw new InvalidOptionException(nameof(ProtectedWindow),
+            $"{nameof(ProtectedWindow)} must be >= 0 (got {ProtectedWindow})");
         if (Sinks < 0) throw new InvalidOptionException(nameof(Sinks), $"{nameof(Sinks)} must be >= 0 (got {Sinks})");
     }
 }

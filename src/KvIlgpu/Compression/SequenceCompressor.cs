@@ -59,7 +59,8 @@ internal static class SequenceCompressor
 
     /// <summary>Writes the prefill metric (observation window) into a freshly prefilled sequence, whose slots are
     /// still in position order.</summary>
-    public static void SeedMetric(PagedKvCache cache, int sequence, ObservationWindowMetric window, CompressionOptions options, int groupSize)
+    public static void SeedMetric(PagedKvCache cache, int sequence, ObservationWindowMetric window, CompressionOptions options,
+        int groupSize)
     {
         for (int layer = 0; layer < cache.Layout.Layers; layer++)
             for (int h = 0; h < cache.Layout.KvHeads; h++)

@@ -9,5 +9,6 @@ internal interface IDeviceEvictionPlanner
     /// (layer, KV head) order, each with its length), the logical slots each head evicts: positions at or after
     /// recentFrom and before sinks are protected; the budget is maxCacheTokens per head on average, or keepRate of
     /// the evictable KVs. It selects exactly what the host's <c>CrossHeadChunkSelection</c> selects.</summary>
-    int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens, double? keepRate);
+    int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens,
+        double? keepRate);
 }

@@ -48,7 +48,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _gemvF32;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int> _gemvBf16, _gemvF16;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _perOutputF32;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int> _perOutputBf16, _perOutputF16;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int> _perOutputBf16,
+        _perOutputF16;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _gemmF32;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int> _gemmBf16, _gemmF16;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> _embedF32;
@@ -57,14 +58,19 @@ internal sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _swiGlu, _add;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionParams> _attention;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        AttentionParams> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
+        ArrayView<float>,
         ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout> _pagedWrite;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+        ArrayView<int>,
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, PagedLayout> _moveSlots;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int,
+        PagedLayout> _moveSlots;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+        ArrayView<float>,
         int, int, int, PagedLayout> _accumulateMetric;
 
     /// <summary>Rows up to which a matrix product runs as warp-per-row GEMV rather than the tiled GEMM.</summary>
@@ -79,29 +85,46 @@ internal sealed class IlgpuBackend : IComputeBackend
         _shape = LaunchShape.For(accelerator);
         _ints = accelerator.Allocate1D<int>(4096);
         var a = accelerator;
-        _gemvF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<float, F32Decoder>);
-        _gemvBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort, BF16Decoder>);
-        _gemvF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort, F16Decoder>);
-        _perOutputF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<float, F32Decoder>);
-        _perOutputBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<ushort, BF16Decoder>);
-        _perOutputF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<ushort, F16Decoder>);
-        _gemmF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<float, F32Decoder>);
-        _gemmBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<ushort, BF16Decoder>);
-        _gemmF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int, int>(MatMulKernels.TiledGemm<ushort, F16Decoder>);
-        _embedF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float, F32Decoder>);
-        _embedBf16 = a.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<ushort, BF16Decoder>);
-        _embedF16 = a.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<ushort, F16Decoder>);
+        _gemvF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<float,
+            F32Decoder>);
+        _gemvBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort,
+            BF16Decoder>);
+        _gemvF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<ushort,
+            F16Decoder>);
+        _perOutputF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            int>(MatMulKernels.GemvThreadPerOutput<float, F32Decoder>);
+        _perOutputBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int,
+            int>(MatMulKernels.GemvThreadPerOutput<ushort, BF16Decoder>);
+        _perOutputF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int,
+            int>(MatMulKernels.GemvThreadPerOutput<ushort, F16Decoder>);
+        _gemmF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int,
+            int>(MatMulKernels.TiledGemm<float, F32Decoder>);
+        _gemmBf16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int,
+            int>(MatMulKernels.TiledGemm<ushort, BF16Decoder>);
+        _gemmF16 = a.LoadStreamKernel<ArrayView<float>, ArrayView<ushort>, ArrayView<float>, int, int, int,
+            int>(MatMulKernels.TiledGemm<ushort, F16Decoder>);
+        _embedF32 = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float,
+            F32Decoder>);
+        _embedBf16 = a.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<ushort,
+            BF16Decoder>);
+        _embedF16 = a.LoadStreamKernel<ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<ushort,
+            F16Decoder>);
         _rmsNorm = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(NormKernels.RmsNorm);
-        _rope = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RopeKernels.Rope);
+        _rope = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int,
+            int>(RopeKernels.Rope);
         _swiGlu = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGlu);
         _add = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Add);
         _addBias = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ActivationKernels.AddBias);
-        _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, AttentionParams>(AttentionKernels.CausalAttention);
+        _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            AttentionParams>(AttentionKernels.CausalAttention);
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
-        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>,
+        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
+            ArrayView<float>,
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
-        _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int, PagedLayout>(PagedAttentionKernels.MoveSlots);
-        _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>,
+        _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int,
+            PagedLayout>(PagedAttentionKernels.MoveSlots);
+        _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+            ArrayView<float>,
             int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
             ? a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
@@ -145,7 +168,8 @@ internal sealed class IlgpuBackend : IComputeBackend
         }
     }
 
-    public string Name => $"{(Kind == DeviceKind.Cuda ? "cuda" : "ilgpu-cpu")} ({_accelerator.Name}, {_accelerator.MemorySize / (1 << 20)} MiB)";
+    public string Name =>
+        $"{(Kind == DeviceKind.Cuda ? "cuda" : "ilgpu-cpu")} ({_accelerator.Name}, {_accelerator.MemorySize / (1 << 20)} MiB)";
     public DeviceKind Kind { get; }
     public long MemoryBytes => Kind == DeviceKind.Cuda ? _accelerator.MemorySize : GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
     public Accelerator Accelerator => _accelerator;
@@ -206,7 +230,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     {
         var t = (Weight)table;
         foreach (var id in tokens)
-            if ((uint)id >= (uint)t.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {id} is outside the vocabulary (0..{t.Rows - 1})");
+            if ((uint)id >= (uint)t.Rows) throw new ArgumentOutOfRangeException(nameof(tokens),
+                $"token id {id} is outside the vocabulary (0..{t.Rows - 1})");
         var ids = UploadInts(tokens);
         var cfg = _shape.Elementwise((long)tokens.Length * t.Cols);
         switch (t.Type)
@@ -331,7 +356,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
     {
         if (count == 0) return;
-        _moveSlots(_shape.Elementwise((long)count * c.Layout.HeadDim), V(c.Keys), V(c.Values), IV(c.Positions), V(c.Metric), IV(pairs), count, c.Layout);
+        _moveSlots(_shape.Elementwise((long)count * c.Layout.HeadDim), V(c.Keys), V(c.Values), IV(c.Positions), V(c.Metric), IV(pairs),
+            count, c.Layout);
     }
 
     public int ArgMax(DeviceBuffer x, int offset, int count)

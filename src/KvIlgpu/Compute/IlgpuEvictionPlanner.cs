@@ -17,9 +17,11 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
 {
     private readonly Accelerator _a;
     private readonly LaunchShape _shape;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, ArrayView<int>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>,
+        ArrayView<int>, ArrayView<int>,
         int, int, PagedLayout, int, int> _sortKeys;
-    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int, int> _chunkKeys;
+    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int,
+        int> _chunkKeys;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<int>, int> _evictsInOrder;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, int, int> _takeChunks;
     private readonly RadixSortPairs<ulong, Stride1D.Dense, int, Stride1D.Dense> _sortPairs;
@@ -30,9 +32,11 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
     {
         _a = accelerator;
         _shape = shape;
-        _sortKeys = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, ArrayView<int>,
+        _sortKeys = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>,
+            ArrayView<int>, ArrayView<int>,
             int, int, PagedLayout, int, int>(EvictionKernels.SortKeys);
-        _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int, int>(EvictionKernels.ChunkKeys);
+        _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int,
+            int>(EvictionKernels.ChunkKeys);
         _evictsInOrder = _a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<int>, int>(EvictionKernels.EvictsInOrder);
         _takeChunks = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, int, int>(EvictionKernels.TakeChunks);
         _sortPairs = _a.CreateRadixSortPairs<ulong, Stride1D.Dense, int, Stride1D.Dense, AscendingUInt64>();
@@ -40,7 +44,8 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
     }
 
     /// <inheritdoc/>
-    public int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens, double? keepRate)
+    public int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens,
+        double? keepRate)
     {
         if ((maxCacheTokens == null) == (keepRate == null)) throw new ArgumentException("give exactly one of maxCacheTokens or keepRate");
         int heads = lengths.Length, b = cache.Layout.BlockSize;
@@ -63,14 +68,16 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
         using var slots = _a.Allocate1D<int>(total);
         using var counters = _a.Allocate1D<int>(1);
         counters.MemSetToZero();
-        _sortKeys(_shape.Elementwise(total), IlgpuBackend.View(buffers.Metric), IlgpuBackend.View(buffers.Positions), IlgpuBackend.View(buffers.Tables),
+        _sortKeys(_shape.Elementwise(total), IlgpuBackend.View(buffers.Metric), IlgpuBackend.View(buffers.Positions),
+            IlgpuBackend.View(buffers.Tables),
             offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, cache.Layout, recentFrom, sinks);
         Sort(keys.View, slots.View);
 
         using var chunkKeys = _a.Allocate1D<ulong>(chunks);
         using var chunkIds = _a.Allocate1D(Enumerable.Range(0, chunks).ToArray());
         using var chunkEvicts = _a.Allocate1D<int>(chunks);
-        _chunkKeys(_shape.Elementwise(heads), keys.View, offsetBuffer.View, chunkOffsetBuffer.View, chunkKeys.View, chunkEvicts.View, heads, b);
+        _chunkKeys(_shape.Elementwise(heads), keys.View, offsetBuffer.View, chunkOffsetBuffer.View, chunkKeys.View, chunkEvicts.View,
+            heads, b);
         Sort(chunkKeys.View, chunkIds.View);
         using var inOrder = _a.Allocate1D<int>(chunks);
         using var before = _a.Allocate1D<int>(chunks);

@@ -54,7 +54,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
 
     public ManagedSimdBackend(int? threads = null) => _threads = Math.Max(1, threads ?? Environment.ProcessorCount);
 
-    public string Name => $"cpu (managed SIMD, {_threads} threads, {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar")})";
+    public string Name =>
+        $"cpu (managed SIMD, {_threads} threads, {(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar")})";
     public DeviceKind Kind => DeviceKind.Cpu;
     /// <summary>None: the managed backend plans eviction on the host, where its cache already is.</summary>
     public IDeviceEvictionPlanner? EvictionPlanner => null;
@@ -88,7 +89,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         var o = D(output);
         for (int r = 0; r < tokens.Length; r++)
         {
-            if ((uint)tokens[r] >= (uint)t.Rows) throw new ArgumentOutOfRangeException(nameof(tokens), $"token id {tokens[r]} is outside the vocabulary (0..{t.Rows - 1})");
+            if ((uint)tokens[r] >= (uint)t.Rows) throw new ArgumentOutOfRangeException(nameof(tokens),
+                $"token id {tokens[r]} is outside the vocabulary (0..{t.Rows - 1})");
             t.RowToFloat(tokens[r], o.AsSpan(r * t.Cols, t.Cols));
         }
     }
@@ -197,13 +199,15 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0) => src.CopyTo(I(dst).AsSpan(dstOffset));
     public void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0) => I(src).AsSpan(srcOffset, dst.Length).CopyTo(dst);
 
-    private static int SlotOf(in Kernels.PagedLayout p, int[] tables, int head, int index) => (int)p.Slot(tables[p.TableIndex(head, index)], index);
+    private static int SlotOf(in Kernels.PagedLayout p, int[] tables, int head, int index) => (int)p.Slot(tables[p.TableIndex(head,
+        index)], index);
 
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer)
     {
         var p = cache.Layout;
         var ks = D(k); var vs = D(v); var kp = D(cache.Keys); var vp = D(cache.Values);
-        var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
+        var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths =
+            I(cache.Lengths); var info = I(rowInfo);
         int d = p.HeadDim;
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < p.KvHeads; h++)
@@ -240,7 +244,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 var dst = o.AsSpan((r * p.Heads + h) * d, d);
                 dst.Clear();
                 for (int t = 0; t < len; t++)
-                    TensorPrimitives.MultiplyAdd(vp.AsSpan((int)p.ValueOffset(SlotOf(p, tables, head, t)), vw), sc[t], dst[..vw], dst[..vw]);
+                    TensorPrimitives.MultiplyAdd(vp.AsSpan((int)p.ValueOffset(SlotOf(p, tables, head, t)), vw), sc[t], dst[..vw],
+                        dst[..vw]);
             }
         });
     }

@@ -36,11 +36,13 @@ internal static class SimdMath
     /// <summary>Two dot products sharing one weight row: each weight chunk is loaded (and widened) once for both
     /// activation rows. Each row's accumulation order is exactly that of Dot, so results are bitwise identical to two
     /// Dot calls: batching never changes a sequence's numbers.</summary>
-    public static (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> wf, ReadOnlySpan<ushort> w16, WeightKind kind)
+    public static (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> wf, ReadOnlySpan<ushort> w16,
+        WeightKind kind)
     {
         int n = x0.Length, i = 0;
         if (!Vector256.IsHardwareAccelerated || (kind == WeightKind.F32 && n < 32))
-            return kind == WeightKind.F32 ? (Dot(x0, wf), Dot(x1, wf)) : (Dot(x0, w16, kind == WeightKind.BF16), Dot(x1, w16, kind == WeightKind.BF16));
+            return kind == WeightKind.F32 ? (Dot(x0, wf), Dot(x1, wf)) : (Dot(x0, w16, kind == WeightKind.BF16), Dot(x1, w16,
+                kind == WeightKind.BF16));
         ref float xr0 = ref MemoryMarshal.GetReference(x0);
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
@@ -73,7 +75,13 @@ internal static class SimdMath
         float s0 = Vector256.Sum((a0 + a1) + (a2 + a3)), s1 = Vector256.Sum((b0 + b1) + (b2 + b3));
         for (; i < n; i++)
         {
-            float w = kind switch { WeightKind.F32 => wf[i], WeightKind.BF16 => Models.FloatBits.FromBFloat16(w16[i]), _ => Models.FloatBits.FromHalf(w16[i]) };
+            float w = kind switch
+            {
+                WeightKind.F32 => wf[i],
+                WeightKind.BF16 => Models.FloatBits.FromBFloat16(w16[i]),
+                _ =>
+                Models.FloatBits.FromHalf(w16[i])
+            };
             s0 += x0[i] * w;
             s1 += x1[i] * w;
         }

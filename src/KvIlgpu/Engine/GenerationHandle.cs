@@ -8,6 +8,7 @@ public sealed class GenerationHandle
     public string Id { get; }
     /// <summary>Tokens as they are generated; ends when the request finishes, throws if it failed or was cancelled.</summary>
     public IAsyncEnumerable<GeneratedToken> Tokens { get; }
-    /// <summary>The request's result, with its stop reason, timing and KV usage; faults if the request failed, is cancelled if it was.</summary>
+    /// <summary>The request's result, with its stop reason, timing and KV usage; faults if the request failed, is
+    /// cancelled if it was.</summary>
     public Task<GenerationResult> Completion { get; }
 }

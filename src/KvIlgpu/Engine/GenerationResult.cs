@@ -16,7 +16,8 @@ public sealed record GenerationResult(string Id, IReadOnlyList<int> TokenIds, st
     /// <summary>KVs this request's compression evicted.</summary>
     public long EvictedKvs => KvUsage.EvictedKvs;
     /// <summary>Generated tokens after the first, per second after the first.</summary>
-    public double DecodeTokensPerSecond => TokenIds.Count <= 1 ? 0 : (TokenIds.Count - 1) / Math.Max((Total - TimeToFirstToken).TotalSeconds, 1e-9);
+    public double DecodeTokensPerSecond => TokenIds.Count <= 1 ? 0
+        : (TokenIds.Count - 1) / Math.Max((Total - TimeToFirstToken).TotalSeconds, 1e-9);
     /// <summary>Prompt tokens per second of the time to the first token.</summary>
     public double PrefillTokensPerSecond => PromptTokens / Math.Max(TimeToFirstToken.TotalSeconds, 1e-9);
 }

@@ -37,14 +37,17 @@ public sealed class InferenceEngine : IDisposable
         _model = model; _backend = backend; Tokenizer = tokenizer;
         var c = model.Config;
         long perSequence = Kernels.PagedLayout.For(c, options.BlockSize).FullSequenceBytes;
-        long memory = options.KvMemoryBytes ?? Math.Min(8 * perSequence + (1 << 20), (long)(backend.MemoryBytes * options.KvMemoryFraction));
-        _cache = new PagedKvCache(backend, c, new PagedCacheOptions(memory, options.KvMemoryFraction, options.BlockSize, options.MaxBatchSize));
+        long memory = options.KvMemoryBytes ?? Math.Min(8 * perSequence + (1 << 20),
+            (long)(backend.MemoryBytes * options.KvMemoryFraction));
+        _cache = new PagedKvCache(backend, c, new PagedCacheOptions(memory, options.KvMemoryFraction, options.BlockSize,
+            options.MaxBatchSize));
         try { _scheduler = new Scheduler(model, _cache, new SchedulerOptions(options.MaxBatchSize, options.MaxTokensPerStep), tokenizer); }
         catch { _cache.Dispose(); throw; }
     }
 
     /// <summary>Loads a model (HF folder, .gguf or llama2.c .bin) onto the chosen device.</summary>
-    public static InferenceEngine Load(string modelPath, EngineOptions? options = null, IProgress<LoadProgress>? progress = null, string? tokenizerPath = null)
+    public static InferenceEngine Load(string modelPath, EngineOptions? options = null, IProgress<LoadProgress>? progress = null,
+        string? tokenizerPath = null)
     {
         var weights = ModelLoader.Load(modelPath, progress);
         var c = weights.Config;
@@ -56,14 +59,16 @@ public sealed class InferenceEngine : IDisposable
     }
 
     /// <summary>Puts loaded weights onto the chosen device, with an optional tokenizer.</summary>
-    public static InferenceEngine FromWeights(LlamaWeights weights, EngineOptions? options = null, ITextTokenizer? tokenizer = null, IProgress<LoadProgress>? progress = null)
+    public static InferenceEngine FromWeights(LlamaWeights weights, EngineOptions? options = null, ITextTokenizer? tokenizer = null,
+        IProgress<LoadProgress>? progress = null)
     {
         options ??= new EngineOptions();
         var backend = BackendFactory.Create(options.Device, options.CpuThreads);
         LlamaModel? model = null;
         try
         {
-            var upload = progress == null ? null : new Progress<(int Done, int Total)>(p => progress.Report(new LoadProgress("uploading to " + backend.Kind, p.Done, p.Total)));
+            var upload = progress == null ? null : new Progress<(int Done, int Total)>(p =>
+                progress.Report(new LoadProgress("uploading to " + backend.Kind, p.Done, p.Total)));
             model = new LlamaModel(weights, backend, options.MaxTokensPerStep, upload);
             return new InferenceEngine(model, backend, tokenizer, options);
         }
@@ -77,19 +82,23 @@ public sealed class InferenceEngine : IDisposable
 
     /// <summary>Encodes a prompt with the model's tokenizer (BOS first when the model has one).</summary>
     public IReadOnlyList<int> Encode(string prompt) =>
-        (Tokenizer ?? throw new InvalidOperationException("this model has no tokenizer: pass token ids instead")).Encode(prompt, addBos: Tokenizer.BosId != null);
+        (Tokenizer ?? throw new InvalidOperationException("this model has no tokenizer: pass token ids instead")).Encode(prompt,
+            addBos: Tokenizer.BosId != null);
 
     /// <summary>Queues a request and returns at once; thread-safe. Its tokens stream through the handle.</summary>
-    public GenerationHandle Submit(IReadOnlyList<int> promptIds, GenerationOptions? options = null, string? id = null, CancellationToken cancellationToken = default) =>
+    public GenerationHandle Submit(IReadOnlyList<int> promptIds, GenerationOptions? options = null, string? id = null,
+        CancellationToken cancellationToken = default) =>
         _scheduler.Submit(promptIds, options ?? new GenerationOptions(), id, cancellationToken);
 
     /// <summary>Queues a text prompt (encoded with the model's tokenizer, BOS first when it has one); see
     /// <see cref="Submit(IReadOnlyList{int}, GenerationOptions?, string?, CancellationToken)"/>.</summary>
-    public GenerationHandle Submit(string prompt, GenerationOptions? options = null, string? id = null, CancellationToken cancellationToken = default) =>
+    public GenerationHandle Submit(string prompt, GenerationOptions? options = null, string? id = null,
+        CancellationToken cancellationToken = default) =>
         Submit(Encode(prompt), options, id, cancellationToken);
 
     /// <summary>Streams generated tokens for a text prompt (encoded with the model's tokenizer).</summary>
-    public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null, CancellationToken cancellationToken = default) =>
+    public IAsyncEnumerable<GeneratedToken> GenerateAsync(string prompt, GenerationOptions? options = null,
+        CancellationToken cancellationToken = default) =>
         GenerateAsync(Encode(prompt), options, cancellationToken);
 
     /// <summary>Streams generated tokens for a prompt of token ids. Stops at EOS, at MaxTokens, or when the context is

@@ -33,10 +33,12 @@ internal sealed class Scheduler : IDisposable
     public Scheduler(LlamaModel model, PagedKvCache cache, SchedulerOptions options, ITextTokenizer? tokenizer = null)
     {
         if (options.MaxBatchSize <= 0 || options.MaxBatchSize > cache.MaxSequences)
-            throw new InvalidOptionException(nameof(options.MaxBatchSize), $"{nameof(options.MaxBatchSize)} must be 1..{cache.MaxSequences} (got {options.MaxBatchSize})");
+            throw new InvalidOptionException(nameof(options.MaxBatchSize),
+                $"{nameof(options.MaxBatchSize)} must be 1..{cache.MaxSequences} (got {options.MaxBatchSize})");
         if (options.MaxTokensPerStep < options.MaxBatchSize || options.MaxTokensPerStep > model.MaxChunkRows)
             throw new InvalidOptionException(nameof(options.MaxTokensPerStep),
-                $"{nameof(options.MaxTokensPerStep)} must be in {options.MaxBatchSize}..{model.MaxChunkRows} (got {options.MaxTokensPerStep})");
+                $"{nameof(options.MaxTokensPerStep)} must be in {options.MaxBatchSize}..{model.MaxChunkRows} (got " +
+                    $"{options.MaxTokensPerStep})");
         _model = model; _cache = cache; _options = options; _tokenizer = tokenizer;
         _runner = new ModelRunner(model, cache);
         _thread = new Thread(Loop) { IsBackground = true, Name = "kvilgpu-scheduler" };
@@ -51,20 +53,24 @@ internal sealed class Scheduler : IDisposable
         {
             lock (_lock)
                 return new SchedulerStats(_cache.Pool.Total, _cache.Pool.Used, _cache.Pool.Free, _running.Count, _waiting.Count, _maxBatch,
-                    _preemptions, _generated, _steps, _generated / Math.Max(_uptime.Elapsed.TotalSeconds, 1e-9), _cache.TotalBytes, _cache.PeakBytes, _evicted);
+                    _preemptions, _generated, _steps, _generated / Math.Max(_uptime.Elapsed.TotalSeconds, 1e-9), _cache.TotalBytes,
+                        _cache.PeakBytes, _evicted);
         }
     }
 
     /// <summary>Queues a request. Invalid requests (empty prompt, prompt longer than the context, bad sampling options)
     /// throw here and never enter the queue.</summary>
-    public GenerationHandle Submit(IReadOnlyList<int> promptIds, GenerationOptions options, string? id = null, CancellationToken cancellationToken = default)
+    public GenerationHandle Submit(IReadOnlyList<int> promptIds, GenerationOptions options, string? id = null,
+        CancellationToken cancellationToken = default)
     {
         if (promptIds.Count == 0) throw new ArgumentException("the prompt is empty", nameof(promptIds));
         if (promptIds.Count > _model.Config.MaxSeqLen) throw new ContextOverflowException(promptIds.Count, _model.Config.MaxSeqLen);
-        if (options.MaxTokens < 0) throw new InvalidOptionException(nameof(options.MaxTokens), $"{nameof(options.MaxTokens)} must be >= 0 (got {options.MaxTokens})");
+        if (options.MaxTokens < 0) throw new InvalidOptionException(nameof(options.MaxTokens),
+            $"{nameof(options.MaxTokens)} must be >= 0 (got {options.MaxTokens})");
         foreach (var t in promptIds)
             if ((uint)t >= (uint)_model.Config.VocabSize)
-                throw new ArgumentOutOfRangeException(nameof(promptIds), $"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
+                throw new ArgumentOutOfRangeException(nameof(promptIds),
+                    $"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
         options.Compression?.Validate();
         var s = new Sequence
         {
@@ -76,7 +82,8 @@ internal sealed class Scheduler : IDisposable
         };
         if (_cache.BlocksFor(promptIds.Count) > _cache.Pool.Total)
             throw new InvalidOptionException("KvMemoryBytes",
-                $"the prompt needs {_cache.BlocksFor(promptIds.Count)} KV blocks but the whole cache has {_cache.Pool.Total}: raise KvMemoryBytes");
+                $"the prompt needs {_cache.BlocksFor(promptIds.Count)} KV blocks but the whole cache has {_cache.Pool.Total}: raise " +
+                    $"KvMemoryBytes");
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_stopping, this);
@@ -142,7 +149,8 @@ internal sealed class Scheduler : IDisposable
                 {
                     var window = s.Window!;
                     bool windowSquared = c.EffectiveSquared;
-                    batch.WindowRows.Add((batch.Rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1, windowSquared)));
+                    batch.WindowRows.Add((batch.Rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1,
+                        windowSquared)));
                 }
                 batch.Rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
             }
@@ -184,11 +192,16 @@ internal sealed class Scheduler : IDisposable
 
     private void DropCancelled()
     {
-        foreach (var s in _running.Where(s => s.Cancellation.IsCancellationRequested).ToList()) Finish(s, null, new OperationCanceledException(s.Cancellation));
+        foreach (var s in _running.Where(s => s.Cancellation.IsCancellationRequested).ToList()) Finish(s, null,
+            new OperationCanceledException(s.Cancellation));
         for (var node = _waiting.First; node != null;)
         {
             var next = node.Next;
-            if (node.Value.Cancellation.IsCancellationRequested) { _waiting.Remove(node); Complete(node.Value, null, new OperationCanceledException(node.Value.Cancellation)); }
+            if (node.Value.Cancellation.IsCancellationRequested)
+            {
+                _waiting.Remove(node); Complete(node.Value, null,
+                new OperationCanceledException(node.Value.Cancellation));
+            }
             node = next;
         }
     }
@@ -240,7 +253,8 @@ internal sealed class Scheduler : IDisposable
                 if (victim == s && _running.Count == 1)
                 {
                     Finish(s, null, new InvalidOperationException(
-                        $"request {s.Id}: {s.Tokens.Count} tokens need more KV blocks than the whole cache holds ({_cache.Pool.Total}); raise KvMemoryBytes"));
+                        $"request {s.Id}: {s.Tokens.Count} tokens need more KV blocks than the whole cache holds ({_cache.Pool.Total}); " +
+                            $"raise KvMemoryBytes"));
                     break;
                 }
                 Preempt(victim);

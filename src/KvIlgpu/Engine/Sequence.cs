@@ -14,7 +14,11 @@ internal sealed class Sequence
     public required GenerationOptions Options { get; init; }
     public required Sampler Sampler { get; init; }
     public required CancellationToken Cancellation { get; init; }
-    public Channel<GeneratedToken> Output { get; } = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions { SingleReader = true, SingleWriter = true });
+    public Channel<GeneratedToken> Output { get; } = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions
+    {
+        SingleReader =
+        true, SingleWriter = true
+    });
     public TaskCompletionSource<GenerationResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     public TextStreamer? Text { get; init; }
 

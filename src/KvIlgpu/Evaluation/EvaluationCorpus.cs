@@ -22,7 +22,8 @@ public static class EvaluationCorpus
             return [.. File.ReadAllText(path).Split([',', ' ', '\n', '\r', '\t'], StringSplitOptions.RemoveEmptyEntries)
                 .Select(v => int.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out var id) ? id
                     : throw new InvalidDataException($"{path}: '{v}' is not a token id"))];
-        if (tokenizer == null) throw new InvalidOptionException("Corpus", $"the model has no tokenizer to encode the text of {path}: give a .ids file of token ids");
+        if (tokenizer == null) throw new InvalidOptionException("Corpus",
+            $"the model has no tokenizer to encode the text of {path}: give a .ids file of token ids");
         return tokenizer.Encode(Text(path));
     }
 

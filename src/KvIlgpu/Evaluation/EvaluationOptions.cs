@@ -32,7 +32,8 @@ public sealed record EvaluationOptions(
             try { CompressionOptions.ForPolicy(p, new EvictionBudget(1)); }
             catch (InvalidOptionException)
             {
-                throw new InvalidOptionException(nameof(Policies), $"{nameof(Policies)}: '{p}' is not NAME or NAME:METRIC with NAME one of " +
+                throw new InvalidOptionException(nameof(Policies),
+                    $"{nameof(Policies)}: '{p}' is not NAME or NAME:METRIC with NAME one of " +
                     $"{string.Join(", ", CompressionOptions.Policies)} and METRIC squared, plain, squared-average or plain-average");
             }
         }
@@ -40,19 +41,25 @@ public sealed record EvaluationOptions(
         foreach (var b in Budgets) BudgetTokens(b, SegmentLength);
         int prefix = Math.Max(1, (int)(SegmentLength * PrefixFraction));
         if (!(PrefixFraction is > 0 and < 1) || prefix >= SegmentLength)
-            throw new InvalidOptionException(nameof(PrefixFraction), $"{nameof(PrefixFraction)}: {PrefixFraction} of a {SegmentLength}-token segment must leave " +
+            throw new InvalidOptionException(nameof(PrefixFraction),
+                $"{nameof(PrefixFraction)}: {PrefixFraction} of a {SegmentLength}-token segment must leave " +
                 "a prompt and at least one token to score (a share between 0 and 1, exclusive)");
         if (Segments < 0) throw new InvalidOptionException(nameof(Segments), $"{nameof(Segments)}: {Segments} is negative");
-        if (PasskeyTrials < 0) throw new InvalidOptionException(nameof(PasskeyTrials), $"{nameof(PasskeyTrials)}: {PasskeyTrials} is negative");
+        if (PasskeyTrials < 0) throw new InvalidOptionException(nameof(PasskeyTrials),
+            $"{nameof(PasskeyTrials)}: {PasskeyTrials} is negative");
         if (Segments == 0 && PasskeyTrials == 0)
-            throw new InvalidOptionException(nameof(Segments), $"{nameof(Segments)} 0 runs only the retrieval tasks, so it needs {nameof(PasskeyTrials)} N with N > 0");
+            throw new InvalidOptionException(nameof(Segments),
+                $"{nameof(Segments)} 0 runs only the retrieval tasks, so it needs {nameof(PasskeyTrials)} N with N > 0");
         foreach (var n in PasskeyLengths ?? [])
-            if (n <= 8) throw new InvalidOptionException(nameof(PasskeyLengths), $"{nameof(PasskeyLengths)}: {n} is not a prompt length above 8");
+            if (n <= 8) throw new InvalidOptionException(nameof(PasskeyLengths),
+                $"{nameof(PasskeyLengths)}: {n} is not a prompt length above 8");
         if (PasskeyDepths?.Any(d => !(d is >= 0 and <= 1)) == true)
             throw new InvalidOptionException(nameof(PasskeyDepths), $"{nameof(PasskeyDepths)} must lie in [0, 1]");
-        if (ProtectedWindow < 0) throw new InvalidOptionException(nameof(ProtectedWindow), $"{nameof(ProtectedWindow)} must be >= 0 (got {ProtectedWindow})");
+        if (ProtectedWindow < 0) throw new InvalidOptionException(nameof(ProtectedWindow),
+            $"{nameof(ProtectedWindow)} must be >= 0 (got {ProtectedWindow})");
         if (ProtectedShare is double share && !(share is >= 0 and <= 1))
-            throw new InvalidOptionException(nameof(ProtectedWindow), $"{nameof(ProtectedWindow)}: a share of {share} of the budget is not in [0, 1]");
+            throw new InvalidOptionException(nameof(ProtectedWindow),
+                $"{nameof(ProtectedWindow)}: a share of {share} of the budget is not in [0, 1]");
         if (Sinks < 0) throw new InvalidOptionException(nameof(Sinks), $"{nameof(Sinks)} must be >= 0 (got {Sinks})");
     }
 
@@ -78,7 +85,8 @@ public sealed record EvaluationOptions(
     {
         if (TryParseShare(value, out var p, out var q)) return (0, p / q);
         if (int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var n)) return (n, null);
-        throw new InvalidOptionException(nameof(ProtectedWindow), $"{nameof(ProtectedWindow)}: '{value}' is neither a token count nor a share P/Q (at most 1) of the budget");
+        throw new InvalidOptionException(nameof(ProtectedWindow),
+            $"{nameof(ProtectedWindow)}: '{value}' is neither a token count nor a share P/Q (at most 1) of the budget");
     }
 
     /// <summary>Reads a share of the whole written "P/Q" (any numbers with P from 0 to Q), the spelling of budgets ("1/N") and

@@ -21,7 +21,8 @@ public static class EvaluationReport
         }
         Save("results.md", Markdown(rows));
         Save("results.csv", Csv(rows));
-        if (rows.Any(x => x.KlToFull != null)) Draw("kl-vs-compression.svg", "KL to the full cache vs compression", "mean KL(full || compressed)", r => r.KlToFull);
+        if (rows.Any(x => x.KlToFull != null)) Draw("kl-vs-compression.svg", "KL to the full cache vs compression",
+            "mean KL(full || compressed)", r => r.KlToFull);
         if (rows.Any(x => x.PasskeyAccuracy != null))
         {
             Draw("passkey-vs-compression.svg", "Passkey accuracy vs compression", "passkey accuracy", x => x.PasskeyAccuracy);
@@ -34,12 +35,15 @@ public static class EvaluationReport
     public static string Markdown(IReadOnlyList<EvaluationRow> rows)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | mean KV bytes | peak KV bytes |");
+        sb.AppendLine("| policy | budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | mean " +
+            "KV bytes | peak KV bytes |");
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|");
         static string F(IFormattable? v, string format) => v?.ToString(format, CultureInfo.InvariantCulture) ?? "-";
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {F(r.Perplexity, "F3")} | {F(r.KlToFull, "F4")} | {F(r.Top1Agreement, "P1")} | {F(r.PasskeyAccuracy, "P0")} | {F(r.NeedleAccuracy, "P0")} | {F(r.MeanKvBytes, "N0")} | {F(r.PeakKvBytes, "N0")} |"));
+                $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {F(r.Perplexity, "F3")} | {F(r.KlToFull, "F4")} | " +
+                    $"{F(r.Top1Agreement, "P1")} | {F(r.PasskeyAccuracy, "P0")} | {F(r.NeedleAccuracy, "P0")} | " +
+                        $"{F(r.MeanKvBytes, "N0")} | {F(r.PeakKvBytes, "N0")} |"));
         return sb.ToString();
     }
 
@@ -47,17 +51,22 @@ public static class EvaluationReport
     public static string Csv(IReadOnlyList<EvaluationRow> rows)
     {
         static string C(IFormattable? v) => v?.ToString(v is double ? "R" : null, CultureInfo.InvariantCulture) ?? "";
-        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy,needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer\n");
+        var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy," +
+            "needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer\n");
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
-                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{C(r.Perplexity)},{C(r.KlToFull)},{C(r.Top1Agreement)},{C(r.PasskeyAccuracy)},{C(r.NeedleAccuracy)},{C(r.MeanKvBytes)},{C(r.PeakKvBytes)},{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}"));
+                $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{C(r.Perplexity)},{C(r.KlToFull)},{C(r.Top1Agreement)}," +
+                $"{C(r.PasskeyAccuracy)},{C(r.NeedleAccuracy)},{C(r.MeanKvBytes)},{C(r.PeakKvBytes)}," +
+                $"{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}"));
         return sb.ToString();
     }
 
 
     /// <summary>One score against compression ratio, one line per policy (rows without the score are left out).</summary>
-    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows, string title, string yLabel, Func<EvaluationRow, double?> score) =>
+    public static void Plot(string path, IReadOnlyList<EvaluationRow> rows, string title, string yLabel, Func<EvaluationRow,
+        double?> score) =>
         SvgPlot.Write(path, title, "compression ratio (full KVs / kept KVs)", yLabel,
             rows.Where(r => r.Policy != "full" && score(r) != null).GroupBy(r => r.Policy)
-                .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.Select(r => (r.CompressionRatio, score(r)!.Value)).ToList()));
+                .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.Select(r => (r.CompressionRatio,
+                    score(r)!.Value)).ToList()));
 }

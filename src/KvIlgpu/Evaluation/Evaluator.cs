@@ -10,7 +10,9 @@ namespace KvIlgpu.Evaluation;
 /// (teacher forcing and a logits tap on the scheduler).</summary>
 public static class Evaluator
 {
-    /// <summary>Evaluates every policy at every budget (and the full cache) on the corpus segments and, with PasskeyTrials, the retrieval tasks; a fresh engine from newEngine serves each policy and budget. Options are validated first (<see cref="InvalidOptionException"/>).</summary>
+    /// <summary>Evaluates every policy at every budget (and the full cache) on the corpus segments and, with
+    /// PasskeyTrials, the retrieval tasks; a fresh engine from newEngine serves each policy and budget. Options are
+    /// validated first (<see cref="InvalidOptionException"/>).</summary>
     public static List<EvaluationRow> Run(Func<InferenceEngine> newEngine, IReadOnlyList<int> corpus, EvaluationOptions options,
         IProgress<(string Stage, int Done, int Total)>? progress = null)
     {
@@ -20,7 +22,8 @@ public static class Evaluator
         var segments = Enumerable.Range(0, Math.Min(options.Segments, corpus.Count / options.SegmentLength))
             .Select(i => corpus.Skip(i * options.SegmentLength).Take(options.SegmentLength).ToArray()).ToList();
         if (segments.Count == 0 && options.Segments > 0)
-            throw new InvalidOptionException("Corpus", $"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
+            throw new InvalidOptionException("Corpus",
+                $"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
         var configs = new List<(string Policy, string Budget)> { ("full", "-") };
         foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) configs.Add((p, b));
         // One step per corpus segment and, with retrieval, one for each of its two tasks.
@@ -73,7 +76,8 @@ public static class Evaluator
             {
                 if (engine.Tokenizer != null) passkey = Passkey.Accuracy(engine, options, policy, budget, kvs: retrievalKvs);
                 progress?.Report(("passkey", ++done, total));
-                if (engine.Tokenizer != null) needle = Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle, retrievalKvs);
+                if (engine.Tokenizer != null) needle = Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle,
+                    retrievalKvs);
                 progress?.Report(("multi-key needle", ++done, total));
             }
             rows.Add(segments.Count > 0

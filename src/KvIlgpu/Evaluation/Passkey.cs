@@ -2,9 +2,8 @@ using System.Globalization;
 using System.Text;
 using KvIlgpu.Compression;
 using KvIlgpu.Engine;
-using KvIlgpu.Tokenization;
-
 using KvIlgpu.Tasks;
+using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Evaluation;
 
@@ -22,7 +21,8 @@ public static class Passkey
     /// another is given).</summary>
     public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null,
         KvTally? kvs = null) =>
-        Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9], options.PasskeyTrials,
+        Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9],
+            options.PasskeyTrials,
             promptLength => policy == "full" ? null
                 : CompressionOptions.ForPolicy(policy, options.Budget(budget, promptLength)),
             task: task, kvs: kvs)
@@ -36,7 +36,8 @@ public static class Passkey
     }
 
     /// <summary>The multi-key needle task: four "The value of NAME is NNNN." facts (fewer when they would fill more than
-    /// half the prompt), the one asked for at the depth and the others at random depths, then "What is the value of NAME? The value of NAME is".</summary>
+    /// half the prompt), the one asked for at the depth and the others at random depths, then "What is the value of
+    /// NAME? The value of NAME is".</summary>
     public static (List<int> Prompt, string Answer) MultiKeyNeedle(ITextTokenizer tok, int length, double depth, Random rng)
     {
         var facts = Enumerable.Range(0, 4).Select(i => (Name: RetrievalTemplates.DrawNeedleName(rng),
@@ -59,8 +60,10 @@ public static class Passkey
     /// <summary>Accuracy for every (context length, depth) cell: trials prompts each, greedy answer must contain the key.
     /// compressionFor gives the compression for a prompt of that many tokens (null: full cache); kvs, when given, adds
     /// up the KVs every run held against a full cache.</summary>
-    public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths, IReadOnlyList<double> depths,
-        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null, TaskBuilder? task = null,
+    public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths,
+        IReadOnlyList<double> depths,
+        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null, TaskBuilder? task =
+            null,
         KvTally? kvs = null)
     {
         task ??= PasskeyTask;
@@ -75,7 +78,8 @@ public static class Passkey
                 var runs = Enumerable.Range(0, trials).Select(_ =>
                 {
                     var (prompt, key) = task(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, rng);
-                    return (Key: key, Handle: engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy, Compression: compressionFor(prompt.Count))));
+                    return (Key: key, Handle: engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy,
+                        Compression: compressionFor(prompt.Count))));
                 }).ToList();
                 int ok = 0;
                 foreach (var (key, handle) in runs)

@@ -40,7 +40,8 @@ internal static class ActivationKernels
     }
 
     /// <summary>Backward of SwiGLU: du += dy silu(g); dg += dy u sig(g) (1 + g (1 - sig(g))).</summary>
-    public static void SwiGluBackward(ArrayView<float> gate, ArrayView<float> up, ArrayView<float> dy, ArrayView<float> dGate, ArrayView<float> dUp, int count)
+    public static void SwiGluBackward(ArrayView<float> gate, ArrayView<float> up, ArrayView<float> dy, ArrayView<float> dGate,
+        ArrayView<float> dUp, int count)
     {
         for (int i = GridStride.Start; i < count; i += GridStride.Step)
         {

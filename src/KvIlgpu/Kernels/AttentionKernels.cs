@@ -55,7 +55,8 @@ internal static class AttentionKernels
 
     /// <summary>scores[h, j, i] = scale * a_i . b_j (a row i, head h; b row j, KV head of h) for j &lt;= i, 0 above the
     /// diagonal: the attention scores (a = q, b = k, scale 1/sqrt(d)) and, in the backward, dP (a = dO, b = v, scale 1).</summary>
-    public static void CausalScores(ArrayView<float> a, ArrayView<float> b, ArrayView<float> scores, int t, int heads, int kvHeads, int d, float scale)
+    public static void CausalScores(ArrayView<float> a, ArrayView<float> b, ArrayView<float> scores, int t, int heads, int kvHeads, int d,
+        float scale)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
         for (long idx = GridStride.Start; idx < (long)heads * t * t; idx += GridStride.Step)
@@ -82,7 +83,8 @@ internal static class AttentionKernels
 
     /// <summary>y[i, h*d + c] = (or, with accumulate, +=) sum_j w[h, j, i] b[j, kvh*d + c]; one thread per element: the
     /// attention output (w = probs, b = v) and, in the backward, dq (w = dS, b = k, accumulated).</summary>
-    public static void CausalWeightedSum(ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int t, int heads, int kvHeads, int d, int accumulate)
+    public static void CausalWeightedSum(ArrayView<float> w, ArrayView<float> b, ArrayView<float> y, int t, int heads, int kvHeads, int d,
+        int accumulate)
     {
         int group = heads / kvHeads, qDim = heads * d, kvDim = kvHeads * d;
         for (int idx = GridStride.Start; idx < t * qDim; idx += GridStride.Step)

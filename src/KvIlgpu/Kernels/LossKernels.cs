@@ -26,7 +26,8 @@ internal static class LossKernels
     }
 
     /// <summary>KL(teacher || student) from logits: loss_r = sum p_t (log p_t - log p_s); dz_s = (p_s - p_t) * scale.</summary>
-    public static void KlDivergence(ArrayView<float> teacher, ArrayView<float> student, ArrayView<float> rowScale, ArrayView<float> dStudent,
+    public static void KlDivergence(ArrayView<float> teacher, ArrayView<float> student, ArrayView<float> rowScale,
+        ArrayView<float> dStudent,
         ArrayView<float> losses, int rows, int vocab)
     {
         for (int r = GridStride.Start; r < rows; r += GridStride.Step)

@@ -46,7 +46,8 @@ internal static class NormKernels
     }
 
     /// <summary>Backward of RMSNorm for the weight, one thread per feature: dw_i += sum_r dy[r, i] x[r, i] inverse[r].</summary>
-    public static void RmsNormWeightGrad(ArrayView<float> x, ArrayView<float> inverse, ArrayView<float> dy, ArrayView<float> dw, int rows, int dim)
+    public static void RmsNormWeightGrad(ArrayView<float> x, ArrayView<float> inverse, ArrayView<float> dy, ArrayView<float> dw, int rows,
+        int dim)
     {
         for (int i = GridStride.Start; i < dim; i += GridStride.Step)
         {

@@ -16,7 +16,8 @@ internal static class PagedAttentionKernels
         return (head, PagedLayout.VisibleSlots(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
     }
 
-    private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, int index) => p.Slot(tables[p.TableIndex(head, index)], index);
+    private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, int index) => p.Slot(tables[p.TableIndex(head, index)],
+        index);
 
     /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]) into its own slot of every KV head, with the
     /// token's position and a zero eviction metric.</summary>

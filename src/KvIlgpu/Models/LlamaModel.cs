@@ -26,7 +26,8 @@ internal sealed class LlamaModel : IDisposable
     public int MaxChunkRows { get; }
     public long WeightBytes { get; }
 
-    public LlamaModel(LlamaWeights weights, IComputeBackend backend, int maxChunkRows = 64, IProgress<(int Done, int Total)>? progress = null)
+    public LlamaModel(LlamaWeights weights, IComputeBackend backend, int maxChunkRows = 64, IProgress<(int Done, int Total)>? progress =
+        null)
     {
         Config = weights.Config;
         Backend = backend;
@@ -126,7 +127,8 @@ internal sealed class LlamaModel : IDisposable
         }
         try
         {
-            RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest, metric, accumulate, Config.Heads), tokens, positions, logitRows);
+            RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest, metric, accumulate, Config.Heads), tokens, positions,
+                logitRows);
         }
         finally { accumulate?.Dispose(); }
         var result = new float[logitRows.Length * Config.VocabSize];
@@ -154,7 +156,8 @@ internal sealed class LlamaModel : IDisposable
         }
 
         public void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c) =>
-            b.Attention(q, Cache.Keys, Cache.Values, output, new AttentionShape(rows, Start, c.Heads, c.KvHeads, c.HeadDim, Cache.LayerOffset(layer)));
+            b.Attention(q, Cache.Keys, Cache.Values, output, new AttentionShape(rows, Start, c.Heads, c.KvHeads, c.HeadDim,
+                Cache.LayerOffset(layer)));
     }
 
     private sealed record PagedStep(PagedKvCache Cache, DeviceIntBuffer RowInfo, DeviceBuffer Probabilities, int Stride,
@@ -193,26 +196,26 @@ internal sealed class LlamaModel : IDisposable
         b.Embed(_embedding, tokens, _x);
         for (int l = 0; l < c.Layers; l++)
         {
-            var L = _layers[l];
-            b.RmsNorm(_x, L.AttentionNorm, _xb, rows, c.RmsNormEps);
-            b.MatMul(_xb, L.Wq, _q, rows);
-            b.MatMul(_xb, L.Wk, _k, rows);
-            b.MatMul(_xb, L.Wv, _v, rows);
-            if (L.Bq != null) b.AddBias(_q, L.Bq, rows);
-            if (L.Bk != null) b.AddBias(_k, L.Bk, rows);
-            if (L.Bv != null) b.AddBias(_v, L.Bv, rows);
+            var layerWeights = _layers[l];
+            b.RmsNorm(_x, layerWeights.AttentionNorm, _xb, rows, c.RmsNormEps);
+            b.MatMul(_xb, layerWeights.Wq, _q, rows);
+            b.MatMul(_xb, layerWeights.Wk, _k, rows);
+            b.MatMul(_xb, layerWeights.Wv, _v, rows);
+            if (layerWeights.Bq != null) b.AddBias(_q, layerWeights.Bq, rows);
+            if (layerWeights.Bk != null) b.AddBias(_k, layerWeights.Bk, rows);
+            if (layerWeights.Bv != null) b.AddBias(_v, layerWeights.Bv, rows);
             b.Rope(_q, rows, c.Heads, c.HeadDim, positions, c.RopeLayout, _rope);
             b.Rope(_k, rows, c.KvHeads, c.HeadDim, positions, c.RopeLayout, _rope);
             step.Write(b, l, _k, _v, rows, c.KvDim);
             step.Attend(b, l, _q, _att, rows, c);
-            b.MatMul(_att, L.Wo, _attOut, rows);
+            b.MatMul(_att, layerWeights.Wo, _attOut, rows);
             b.Add(_x, _attOut, rows * c.Dim);
 
-            b.RmsNorm(_x, L.FfnNorm, _xb, rows, c.RmsNormEps);
-            b.MatMul(_xb, L.WGate, _gate, rows);
-            b.MatMul(_xb, L.WUp, _up, rows);
+            b.RmsNorm(_x, layerWeights.FfnNorm, _xb, rows, c.RmsNormEps);
+            b.MatMul(_xb, layerWeights.WGate, _gate, rows);
+            b.MatMul(_xb, layerWeights.WUp, _up, rows);
             b.SwiGlu(_gate, _up, rows * c.HiddenDim);
-            b.MatMul(_gate, L.WDown, _down, rows);
+            b.MatMul(_gate, layerWeights.WDown, _down, rows);
             b.Add(_x, _down, rows * c.Dim);
         }
         if (logitRows.Length == 0) return;

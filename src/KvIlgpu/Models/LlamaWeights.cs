@@ -52,8 +52,13 @@ public sealed class LlamaWeights
         WeightTensor C(WeightTensor t) => t.ConvertTo(type);
         var layers = Layers.Select(l => l with
         {
-            Wq = C(l.Wq), Wk = C(l.Wk), Wv = C(l.Wv), Wo = C(l.Wo),
-            WGate = C(l.WGate), WDown = C(l.WDown), WUp = C(l.WUp),
+            Wq = C(l.Wq),
+            Wk = C(l.Wk),
+            Wv = C(l.Wv),
+            Wo = C(l.Wo),
+            WGate = C(l.WGate),
+            WDown = C(l.WDown),
+            WUp = C(l.WUp),
         }).ToList();
         var emb = C(TokenEmbedding);
         var output = Config.TiedEmbeddings ? emb : C(Output);

@@ -51,7 +51,9 @@ public sealed record ModelConfig
         var c = HeadDim == 0 && Heads > 0 ? this with { HeadDim = Dim / Heads } : this;
         void Require(bool ok, string what)
         {
-            if (!ok) throw new InvalidModelException(source, $"inconsistent model shape: {what} (dim={c.Dim}, hidden={c.HiddenDim}, layers={c.Layers}, heads={c.Heads}, kv_heads={c.KvHeads}, head_dim={c.HeadDim}, vocab={c.VocabSize}, context={c.MaxSeqLen})");
+            if (!ok) throw new InvalidModelException(source,
+                $"inconsistent model shape: {what} (dim={c.Dim}, hidden={c.HiddenDim}, layers={c.Layers}, heads={c.Heads}, " +
+                    $"kv_heads={c.KvHeads}, head_dim={c.HeadDim}, vocab={c.VocabSize}, context={c.MaxSeqLen})");
         }
         Require(c.Dim > 0 && c.HiddenDim > 0 && c.Layers > 0 && c.VocabSize > 0 && c.MaxSeqLen > 0, "sizes must be positive");
         Require(c.Heads > 0 && c.KvHeads > 0, "head counts must be positive");

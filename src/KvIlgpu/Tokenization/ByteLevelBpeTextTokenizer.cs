@@ -40,7 +40,8 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
     }
 
     /// <summary>Llama 3's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "llama-bpe").</summary>
-    public const string Llama3Pattern = @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+    public const string Llama3Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
     public ByteLevelBpeTextTokenizer(string path, int? bosId = null, int? eosId = null)
     {
@@ -51,9 +52,11 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
         string type = model.TryGetProperty("type", out var t) ? t.GetString() ?? "" : "";
         if (type != "BPE") throw new InvalidDataException($"{path}: tokenizer model type '{type}' is not supported (byte-level BPE is)");
         if (!IsByteLevel(root))
-            throw new InvalidDataException($"{path}: this BPE tokenizer is not byte-level; use the model's tokenizer.model (SentencePiece) instead");
+            throw new InvalidDataException($"{path}: this BPE tokenizer is not byte-level; use the model's tokenizer.model " +
+                $"(SentencePiece) instead");
 
-        var vocab = model.GetProperty("vocab").EnumerateObject().Select(p => new KeyValuePair<string, int>(p.Name, p.Value.GetInt32())).ToList();
+        var vocab = model.GetProperty("vocab").EnumerateObject().Select(p => new KeyValuePair<string, int>(p.Name,
+            p.Value.GetInt32())).ToList();
         var merges = model.GetProperty("merges").EnumerateArray()
             .Select(m => m.ValueKind == JsonValueKind.Array ? $"{m[0].GetString()} {m[1].GetString()}" : m.GetString()!).ToList();
         var special = new Dictionary<string, int>();
@@ -87,7 +90,8 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
     private static string? FindSplitPattern(JsonElement e)
     {
         if (e.ValueKind != JsonValueKind.Object) return null;
-        if (e.TryGetProperty("type", out var t) && t.GetString() == "Split" && e.TryGetProperty("pattern", out var p) && p.TryGetProperty("Regex", out var r))
+        if (e.TryGetProperty("type", out var t) && t.GetString() == "Split" && e.TryGetProperty("pattern", out var p)
+            && p.TryGetProperty("Regex", out var r))
             return r.GetString();
         if (e.TryGetProperty("pretokenizers", out var list))
             foreach (var item in list.EnumerateArray())

@@ -10,7 +10,8 @@ namespace KvIlgpu.Tokenization;
 /// merges over a million words take seconds.</summary>
 internal static class ByteLevelBpeTrainer
 {
-    public sealed record Result(IReadOnlyList<string> Vocabulary, IReadOnlyList<(string, string)> Merges, IReadOnlyList<string> SpecialTokens);
+    public sealed record Result(IReadOnlyList<string> Vocabulary, IReadOnlyList<(string, string)> Merges,
+        IReadOnlyList<string> SpecialTokens);
 
     /// <summary>GPT-2's bytes_to_unicode: printable bytes map to themselves, the others to U+0100 upwards.</summary>
     public static char[] ByteToChar()
@@ -25,7 +26,8 @@ internal static class ByteLevelBpeTrainer
         return map;
     }
 
-    public static Result Train(IEnumerable<string> texts, int merges, IReadOnlyList<string> specialTokens, IProgress<(int Done, int Total)>? progress = null)
+    public static Result Train(IEnumerable<string> texts, int merges, IReadOnlyList<string> specialTokens, IProgress<(int Done,
+        int Total)>? progress = null)
     {
         var byteChar = ByteToChar();
         var regex = new Regex(ByteLevelBpeTextTokenizer.Gpt2Pattern, RegexOptions.Compiled);
@@ -60,7 +62,8 @@ internal static class ByteLevelBpeTrainer
             (string, string) best = default;
             long bestCount = 0;
             foreach (var (p, c) in pairCounts)
-                if (c > bestCount || (c == bestCount && c > 0 && string.CompareOrdinal(p.Item1 + " " + p.Item2, best.Item1 + " " + best.Item2) < 0))
+                if (c > bestCount || (c == bestCount && c > 0 && string.CompareOrdinal(p.Item1 + " " + p.Item2, best.Item1 + " "
+                    + best.Item2) < 0))
                     (best, bestCount) = (p, c);
             if (bestCount < 2) break;
             mergeList.Add(best);
@@ -97,7 +100,8 @@ internal static class ByteLevelBpeTrainer
                 type = "Sequence",
                 pretokenizers = new object[]
                 {
-                    new { type = "Split", pattern = new { Regex = ByteLevelBpeTextTokenizer.Gpt2Pattern }, behavior = "Isolated", invert = false },
+                    new { type = "Split", pattern = new { Regex = ByteLevelBpeTextTokenizer.Gpt2Pattern }, behavior = "Isolated", invert =
+                        false },
                     new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false },
                 },
             },

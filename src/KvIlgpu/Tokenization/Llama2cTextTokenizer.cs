@@ -35,7 +35,8 @@ internal sealed class Llama2cTextTokenizer : ITextTokenizer
         {
             _ids.TryAdd(_vocab[i], i);
             var p = _vocab[i];
-            if (p.Length == 6 && p.StartsWith("<0x", StringComparison.Ordinal) && p.EndsWith('>')) _byteTokens[Convert.ToByte(p.Substring(3, 2), 16)] = i;
+            if (p.Length == 6 && p.StartsWith("<0x", StringComparison.Ordinal)
+                && p.EndsWith('>')) _byteTokens[Convert.ToByte(p.Substring(3, 2), 16)] = i;
         }
     }
 
@@ -76,7 +77,8 @@ internal sealed class Llama2cTextTokenizer : ITextTokenizer
             var ch = c == " " ? _space : c;
             if (_ids.TryGetValue(ch, out var id)) tokens.Add(id);
             else foreach (var b in Encoding.UTF8.GetBytes(ch))
-                    tokens.Add(_byteTokens.TryGetValue(b, out var bt) ? bt : throw new InvalidDataException($"the vocabulary has no piece for byte 0x{b:X2}"));
+                tokens.Add(_byteTokens.TryGetValue(b, out var bt) ? bt
+                    : throw new InvalidDataException($"the vocabulary has no piece for byte 0x{b:X2}"));
         }
         while (true)
         {

@@ -36,7 +36,8 @@ internal sealed class TextStreamer
         get
         {
             var full = _tokenizer.Decode(_ids);
-            return full.StartsWith(_contextText, StringComparison.Ordinal) ? full[_contextText.Length..] : _tokenizer.Decode(_ids.Skip(_context));
+            return full.StartsWith(_contextText, StringComparison.Ordinal) ? full[_contextText.Length..]
+                : _tokenizer.Decode(_ids.Skip(_context));
         }
     }
 }

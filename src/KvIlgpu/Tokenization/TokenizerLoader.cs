@@ -12,8 +12,10 @@ public static class TokenizerLoader
         {
             ".model" => new SentencePieceTextTokenizer(path),
             ".json" => new ByteLevelBpeTextTokenizer(path, bosId, eosId),
-            ".bin" => new Llama2cTextTokenizer(path, vocabSize ?? throw new ArgumentException($"{path}: a llama2.c tokenizer.bin needs the model's vocabulary size")),
-            _ => throw new InvalidDataException($"{path}: unknown tokenizer format (expected tokenizer.model, tokenizer.json or tokenizer.bin)"),
+            ".bin" => new Llama2cTextTokenizer(path, vocabSize
+                ?? throw new ArgumentException($"{path}: a llama2.c tokenizer.bin needs the model's vocabulary size")),
+            _ => throw new InvalidDataException($"{path}: unknown tokenizer format (expected tokenizer.model, tokenizer.json or " +
+                $"tokenizer.bin)"),
         };
     }
 

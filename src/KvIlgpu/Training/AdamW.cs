@@ -28,7 +28,8 @@ internal sealed class AdamW(float learningRate, float weightDecay = 0.1f, float 
     });
 
     /// <summary>Restores one parameter's moments (resuming a checkpoint).</summary>
-    public void ImportState(TrainableLlama model, string name, float[] m, float[] v) => _state[name] = (model.Ops.Wrap(m), model.Ops.Wrap(v));
+    public void ImportState(TrainableLlama model, string name, float[] m, float[] v) => _state[name] = (model.Ops.Wrap(m),
+        model.Ops.Wrap(v));
 
     /// <summary>One update of the trainable parameters; returns the gradient norm before clipping.</summary>
     public float Update(TrainableLlama model)
@@ -47,7 +48,8 @@ internal sealed class AdamW(float learningRate, float weightDecay = 0.1f, float 
             if (!_state.TryGetValue(n, out var s)) _state[n] = s = (ops.Allocate(p.Length), ops.Allocate(p.Length));
             ops.AdamW(p, model.Grads[n], s.M, s.V, new Kernels.AdamWStep
             {
-                LearningRate = lr, Beta1 = beta1, Beta2 = beta2, Epsilon = eps, C1 = 1 - MathF.Pow(beta1, Step), C2 = 1 - MathF.Pow(beta2, Step),
+                LearningRate = lr, Beta1 = beta1, Beta2 = beta2, Epsilon = eps, C1 = 1 - MathF.Pow(beta1, Step), C2 = 1 - MathF.Pow(beta2,
+                    Step),
                 GradScale = scale, Decay = n.Contains("norm") ? 0f : weightDecay,
             });
         }

@@ -17,7 +17,8 @@ internal static class ForwardBackward
     }
 
     /// <summary>dx += dy w; dw += dy^T x.</summary>
-    public static void MatMulBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, int m, int k, int n)
+    public static void MatMulBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx,
+        Span<float> dw, int m, int k, int n)
     {
         for (int r = 0; r < m; r++)
             for (int j = 0; j < n; j++)
@@ -41,7 +42,8 @@ internal static class ForwardBackward
     }
 
     /// <summary>With s = 1/rms: dx_i = s w_i dy_i - s^3 x_i / d * sum_j(dy_j w_j x_j); dw_i += dy_i x_i s.</summary>
-    public static void RmsNormBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx, Span<float> dw, int rows, float eps)
+    public static void RmsNormBackward(ReadOnlySpan<float> x, ReadOnlySpan<float> w, ReadOnlySpan<float> dy, Span<float> dx,
+        Span<float> dw, int rows, float eps)
     {
         int d = w.Length;
         for (int r = 0; r < rows; r++)
@@ -61,7 +63,8 @@ internal static class ForwardBackward
 
     /// <summary>RoPE in place on [rows, heads * headDim] (sign = +1), or its inverse / backward (sign = -1): rotation
     /// is orthogonal, so the gradient is the gradient rotated back.</summary>
-    public static void Rope(Span<float> x, int rows, int heads, int headDim, ReadOnlySpan<int> positions, RopeTable table, RopeLayout layout, int sign = 1)
+    public static void Rope(Span<float> x, int rows, int heads, int headDim, ReadOnlySpan<int> positions, RopeTable table,
+        RopeLayout layout, int sign = 1)
     {
         int half = headDim / 2;
         for (int r = 0; r < rows; r++)
@@ -112,7 +115,8 @@ internal static class ForwardBackward
             {
                 var p = probs.Slice((h * t + i) * t, t);
                 p.Clear();
-                for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(q.Slice(i * qDim + h * d, d), k.Slice(j * kvDim + kvh * d, d)) * scale;
+                for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(q.Slice(i * qDim + h * d, d), k.Slice(j * kvDim + kvh * d,
+                    d)) * scale;
                 TensorPrimitives.SoftMax(p[..(i + 1)], p[..(i + 1)]);
                 var o = output.Slice(i * qDim + h * d, d);
                 for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(v.Slice(j * kvDim + kvh * d, d), p[j], o, o);
@@ -167,7 +171,8 @@ internal static class ForwardBackward
 
     /// <summary>Cross-entropy per row with row r's gradient (softmax - onehot) scaled by rowScale[r] (1/rows when
     /// rowScale is empty). Returns the plain mean loss.</summary>
-    public static float CrossEntropy(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, int vocab, ReadOnlySpan<float> rowScale)
+    public static float CrossEntropy(ReadOnlySpan<float> logits, ReadOnlySpan<int> targets, Span<float> dLogits, int vocab,
+        ReadOnlySpan<float> rowScale)
     {
         double loss = 0;
         int rows = targets.Length;

@@ -42,7 +42,8 @@ internal interface ITrainingOps : IDisposable
     void SwiGluBackward(TrainingTensor g, TrainingTensor u, TrainingTensor dy, TrainingTensor dg, TrainingTensor du);
     /// <summary>Causal GQA attention of one sequence; probs (heads * t * t floats, in a layout each implementation
     /// chooses for its own backward) is kept for the backward.</summary>
-    void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d);
+    void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads,
+        int kvHeads, int d);
     void AttentionBackward(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor probs, TrainingTensor dOut,
         TrainingTensor dq, TrainingTensor dk, TrainingTensor dv, int t, int heads, int kvHeads, int d);
     /// <summary>Cross-entropy per row; row r's gradient is scaled by rowScale[r]. Returns the plain mean loss.</summary>

@@ -15,7 +15,11 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     private sealed class Tensor : TrainingTensor
     {
         public readonly MemoryBuffer1D<float, Stride1D.Dense> Memory;
-        public Tensor(Accelerator a, int length) { Memory = a.Allocate1D<float>(Math.Max(1, length)); Memory.MemSetToZero(); Length = length; }
+        public Tensor(Accelerator a, int length)
+        {
+            Memory = a.Allocate1D<float>(Math.Max(1, length)); Memory.MemSetToZero(); Length =
+            length;
+        }
         public ArrayView<float> View => Memory.View.SubView(0, Math.Max(1, Length));
         public override void Dispose() => Memory.Dispose();
     }
@@ -23,27 +27,34 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     private readonly IlgpuBackend _backend;
     private readonly Accelerator _a;
     private readonly LaunchShape _shape;
-    private readonly Dictionary<RopeTable, (MemoryBuffer1D<float, Stride1D.Dense> Cos, MemoryBuffer1D<float, Stride1D.Dense> Sin, MemoryBuffer1D<float, Stride1D.Dense> NegSin)> _ropeTables = [];
+    private readonly Dictionary<RopeTable, (MemoryBuffer1D<float, Stride1D.Dense> Cos, MemoryBuffer1D<float, Stride1D.Dense> Sin,
+        MemoryBuffer1D<float, Stride1D.Dense> NegSin)> _ropeTables = [];
     private MemoryBuffer1D<int, Stride1D.Dense> _ints;
     private MemoryBuffer1D<float, Stride1D.Dense> _floats, _scratch;
 
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _matMul, _matMulInputGrad, _matMulWeightGrad;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int> _matMul, _matMulInputGrad,
+        _matMulWeightGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> _rmsNorm;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, float> _rmsInverse;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _rmsInputGrad;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+        int> _rmsInputGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _rmsWeightGrad;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGlu, _sum;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int> _swiGluBackward;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        int> _swiGluBackward;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int> _embed;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int> _embeddingBackward;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float> _causalScores;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int> _causalWeightedSum;
     private readonly Action<KernelConfig, ArrayView<float>, int, int> _softmax;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int> _softmaxGrad;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int> _attentionKeyValueGrad;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _crossEntropy;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int> _kl;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+        ArrayView<float>, int, int, int, int> _attentionKeyValueGrad;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+        int> _crossEntropy;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+        int> _kl;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamWStep> _adamW;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _sumOfSquares;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _scaleKernel;
@@ -60,27 +71,42 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
         _ints = _a.Allocate1D<int>(1024);
         _floats = _a.Allocate1D<float>(1024);
         _scratch = _a.Allocate1D<float>(1024);
-        _matMul = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.GemvThreadPerOutput<float, F32Decoder>);
-        _matMulInputGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.MatMulInputGrad);
-        _matMulWeightGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(MatMulKernels.MatMulWeightGrad);
+        _matMul = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            int>(MatMulKernels.GemvThreadPerOutput<float, F32Decoder>);
+        _matMulInputGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            int>(MatMulKernels.MatMulInputGrad);
+        _matMulWeightGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int,
+            int>(MatMulKernels.MatMulWeightGrad);
         _rmsNorm = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float>(NormKernels.RmsNorm);
         _rmsInverse = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, float>(NormKernels.RmsInverse);
-        _rmsInputGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(NormKernels.RmsNormInputGrad);
-        _rmsWeightGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(NormKernels.RmsNormWeightGrad);
-        _rope = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int>(RopeKernels.Rope);
+        _rmsInputGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+            int>(NormKernels.RmsNormInputGrad);
+        _rmsWeightGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+            int>(NormKernels.RmsNormWeightGrad);
+        _rope = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int,
+            int>(RopeKernels.Rope);
         _swiGlu = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGluOut);
         _sum = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Sum);
-        _swiGluBackward = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGluBackward);
-        _embed = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float, F32Decoder>);
-        _embeddingBackward = _a.LoadStreamKernel<ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int>(EmbeddingKernels.EmbeddingBackward);
-        _causalScores = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttentionKernels.CausalScores);
+        _swiGluBackward = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            int>(ActivationKernels.SwiGluBackward);
+        _embed = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<float,
+            F32Decoder>);
+        _embeddingBackward = _a.LoadStreamKernel<ArrayView<int>, ArrayView<float>, ArrayView<float>, int,
+            int>(EmbeddingKernels.EmbeddingBackward);
+        _causalScores = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int,
+            float>(AttentionKernels.CausalScores);
         _softmax = _a.LoadStreamKernel<ArrayView<float>, int, int>(AttentionKernels.TrainingSoftmax);
-        _causalWeightedSum = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(AttentionKernels.CausalWeightedSum);
+        _causalWeightedSum = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int,
+            int>(AttentionKernels.CausalWeightedSum);
         _softmaxGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(AttentionKernels.AttentionSoftmaxGrad);
-        _attentionKeyValueGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionKeyValueGrad);
-        _crossEntropy = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.CrossEntropy);
-        _kl = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int>(LossKernels.KlDivergence);
-        _adamW = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, AdamWStep>(OptimizerKernels.AdamW);
+        _attentionKeyValueGrad = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            ArrayView<float>, ArrayView<float>, int, int, int, int>(AttentionKernels.AttentionKeyValueGrad);
+        _crossEntropy = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+            int>(LossKernels.CrossEntropy);
+        _kl = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+            int>(LossKernels.KlDivergence);
+        _adamW = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+            AdamWStep>(OptimizerKernels.AdamW);
         _sumOfSquares = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(OptimizerKernels.SumOfSquaresPartials);
         _scaleKernel = _a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Scale);
     }
@@ -93,8 +119,16 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
 
     public TrainingTensor Allocate(int length) => new Tensor(_a, length);
     public TrainingTensor Wrap(float[] host) { var t = new Tensor(_a, host.Length); FromHost(host, t); return t; }
-    public void ToHost(TrainingTensor tensor, float[] host) { if (tensor.Length > 0) V(tensor).SubView(0, tensor.Length).CopyToCPU(host.AsSpan(0, tensor.Length)); }
-    public void FromHost(ReadOnlySpan<float> host, TrainingTensor tensor) { if (host.Length > 0) V(tensor).SubView(0, host.Length).CopyFromCPU(host); }
+    public void ToHost(TrainingTensor tensor, float[] host)
+    {
+        if (tensor.Length > 0) V(tensor).SubView(0,
+        tensor.Length).CopyToCPU(host.AsSpan(0, tensor.Length));
+    }
+    public void FromHost(ReadOnlySpan<float> host, TrainingTensor tensor)
+    {
+        if (host.Length > 0) V(tensor).SubView(0,
+        host.Length).CopyFromCPU(host);
+    }
     public void Zero(TrainingTensor tensor) => ((Tensor)tensor).Memory.MemSetToZero();
     public void Add(TrainingTensor a, TrainingTensor b, TrainingTensor y) => _sum(Each(y.Length), V(a), V(b), V(y), y.Length);
 
@@ -115,7 +149,11 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
 
     private ArrayView<float> Floats(ReadOnlySpan<float> values)
     {
-        if (_floats.Length < values.Length) { _floats.Dispose(); _floats = _a.Allocate1D<float>(Math.Max(values.Length, 2 * _floats.Length)); }
+        if (_floats.Length < values.Length)
+        {
+            _floats.Dispose(); _floats = _a.Allocate1D<float>(Math.Max(values.Length,
+            2 * _floats.Length));
+        }
         ArrayView<float> view = _floats.View.SubView(0, Math.Max(1, values.Length));
         if (values.Length > 0) view.SubView(0, values.Length).CopyFromCPU(values);
         return view;
@@ -137,7 +175,8 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     public void MatMul(TrainingTensor x, TrainingTensor w, TrainingTensor y, int m, int k, int n) =>
         _matMul(Each((long)m * n), V(x), V(w), V(y), m, n, k);
 
-    public void MatMulBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor? dx, TrainingTensor? dw, int m, int k, int n)
+    public void MatMulBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor? dx, TrainingTensor? dw, int m,
+        int k, int n)
     {
         if (dx != null) _matMulInputGrad(Each((long)m * k), V(dy), V(w), V(dx), m, k, n);
         if (dw != null) _matMulWeightGrad(Each((long)n * k), V(dy), V(x), V(dw), m, k, n);
@@ -146,7 +185,8 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     public void RmsNorm(TrainingTensor x, TrainingTensor w, TrainingTensor y, int rows, float eps) =>
         _rmsNorm(_shape.WarpPerItem(rows), V(x), V(w), V(y), rows, w.Length, eps);
 
-    public void RmsNormBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor dx, TrainingTensor? dw, int rows, float eps)
+    public void RmsNormBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor dx, TrainingTensor? dw, int rows,
+        float eps)
     {
         var inverse = Scratch(rows);
         _rmsInverse(Each(rows), V(x), inverse, rows, w.Length, eps);
@@ -157,7 +197,8 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     public void Rope(TrainingTensor x, int rows, int heads, int headDim, RopeTable table, RopeLayout layout, int sign)
     {
         if (!_ropeTables.TryGetValue(table, out var t))
-            _ropeTables[table] = t = (_a.Allocate1D(table.Cos), _a.Allocate1D(table.Sin), _a.Allocate1D(table.Sin.Select(s => -s).ToArray()));
+            _ropeTables[table] = t = (_a.Allocate1D(table.Cos), _a.Allocate1D(table.Sin), _a.Allocate1D(table.Sin.Select(s =>
+                -s).ToArray()));
         if (rows > table.Cos.Length / (headDim / 2)) throw new ArgumentException($"{rows} positions exceed the RoPE table");
         var positions = Ints(Enumerable.Range(0, rows).ToArray());
         _rope(Each((long)rows * heads * headDim / 2), V(x), positions, t.Cos.View, sign > 0 ? t.Sin.View : t.NegSin.View,
@@ -168,7 +209,8 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     public void SwiGluBackward(TrainingTensor g, TrainingTensor u, TrainingTensor dy, TrainingTensor dg, TrainingTensor du) =>
         _swiGluBackward(Each(g.Length), V(g), V(u), V(dy), V(dg), V(du), g.Length);
 
-    public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d)
+    public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t,
+        int heads, int kvHeads, int d)
     {
         _causalScores(Each((long)heads * t * t), V(q), V(k), V(probs), t, heads, kvHeads, d, 1f / MathF.Sqrt(d));
         _softmax(Each((long)heads * t), V(probs), t, heads);
@@ -185,7 +227,8 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
         _attentionKeyValueGrad(Each((long)kvHeads * t * d), V(q), V(probs), dScores, V(dOut), V(dk), V(dv), t, heads, kvHeads, d);
     }
 
-    public float CrossEntropy(TrainingTensor logits, ReadOnlySpan<int> targets, ReadOnlySpan<float> rowScale, TrainingTensor dLogits, int vocab)
+    public float CrossEntropy(TrainingTensor logits, ReadOnlySpan<int> targets, ReadOnlySpan<float> rowScale, TrainingTensor dLogits,
+        int vocab)
     {
         int rows = targets.Length;
         var scale = rowScale.IsEmpty ? Enumerable.Repeat(1f / rows, rows).ToArray() : rowScale.ToArray();
@@ -214,10 +257,10 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
 
     public double SumOfSquares(TrainingTensor x)
     {
-        const int chunks = 256;
-        var partials = Scratch(chunks);
-        _sumOfSquares(Each(chunks), V(x), partials, x.Length, chunks);
-        var host = new float[chunks];
+        const int Chunks = 256;
+        var partials = Scratch(Chunks);
+        _sumOfSquares(Each(Chunks), V(x), partials, x.Length, Chunks);
+        var host = new float[Chunks];
         partials.CopyToCPU(host);
         return host.Sum(v => (double)v);
     }

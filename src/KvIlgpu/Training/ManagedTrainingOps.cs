@@ -36,11 +36,15 @@ internal sealed class ManagedTrainingOps : ITrainingOps
 
     public void EmbeddingBackward(ReadOnlySpan<int> tokens, TrainingTensor dy, TrainingTensor dTable, int dim) =>
         ForwardBackward.EmbeddingBackward(tokens, A(dy), A(dTable), dim);
-    public void MatMul(TrainingTensor x, TrainingTensor w, TrainingTensor y, int m, int k, int n) => ForwardBackward.MatMul(A(x), A(w), A(y), m, k, n);
-    public void MatMulBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor? dx, TrainingTensor? dw, int m, int k, int n) =>
+    public void MatMul(TrainingTensor x, TrainingTensor w, TrainingTensor y, int m, int k, int n) => ForwardBackward.MatMul(A(x), A(w),
+        A(y), m, k, n);
+    public void MatMulBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor? dx, TrainingTensor? dw, int m,
+        int k, int n) =>
         ForwardBackward.MatMulBackward(A(x), A(w), A(dy), S(dx), S(dw), m, k, n);
-    public void RmsNorm(TrainingTensor x, TrainingTensor w, TrainingTensor y, int rows, float eps) => ForwardBackward.RmsNorm(A(x), A(w), A(y), rows, eps);
-    public void RmsNormBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor dx, TrainingTensor? dw, int rows, float eps) =>
+    public void RmsNorm(TrainingTensor x, TrainingTensor w, TrainingTensor y, int rows, float eps) => ForwardBackward.RmsNorm(A(x), A(w),
+        A(y), rows, eps);
+    public void RmsNormBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor dx, TrainingTensor? dw, int rows,
+        float eps) =>
         ForwardBackward.RmsNormBackward(A(x), A(w), A(dy), A(dx), dw is null ? new float[w.Length] : A(dw), rows, eps);
 
     public void Rope(TrainingTensor x, int rows, int heads, int headDim, RopeTable table, RopeLayout layout, int sign) =>
@@ -57,12 +61,14 @@ internal sealed class ManagedTrainingOps : ITrainingOps
     public void SwiGlu(TrainingTensor g, TrainingTensor u, TrainingTensor y) => ForwardBackward.SwiGlu(A(g), A(u), A(y));
     public void SwiGluBackward(TrainingTensor g, TrainingTensor u, TrainingTensor dy, TrainingTensor dg, TrainingTensor du) =>
         ForwardBackward.SwiGluBackward(A(g), A(u), A(dy), A(dg), A(du));
-    public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t, int heads, int kvHeads, int d) =>
+    public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t,
+        int heads, int kvHeads, int d) =>
         ForwardBackward.Attention(A(q), A(k), A(v), A(output), A(probs), t, heads, kvHeads, d);
     public void AttentionBackward(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor probs, TrainingTensor dOut,
         TrainingTensor dq, TrainingTensor dk, TrainingTensor dv, int t, int heads, int kvHeads, int d) =>
         ForwardBackward.AttentionBackward(A(q), A(k), A(v), A(probs), A(dOut), A(dq), A(dk), A(dv), t, heads, kvHeads, d);
-    public float CrossEntropy(TrainingTensor logits, ReadOnlySpan<int> targets, ReadOnlySpan<float> rowScale, TrainingTensor dLogits, int vocab) =>
+    public float CrossEntropy(TrainingTensor logits, ReadOnlySpan<int> targets, ReadOnlySpan<float> rowScale, TrainingTensor dLogits,
+        int vocab) =>
         ForwardBackward.CrossEntropy(A(logits), targets, A(dLogits), vocab, rowScale);
     public float KlDivergence(TrainingTensor teacher, TrainingTensor student, TrainingTensor dStudent, int vocab) =>
         ForwardBackward.KlDivergence(A(teacher), A(student), A(dStudent), vocab);

@@ -30,13 +30,14 @@ internal static class ModelSaver
         Add("model.embed_tokens.weight", w.TokenEmbedding);
         for (int l = 0; l < c.Layers; l++)
         {
-            var L = w.Layers[l];
+            var layerWeights = w.Layers[l];
             string p = $"model.layers.{l}.";
-            Add(p + "input_layernorm.weight", L.AttentionNorm);
-            Add(p + "self_attn.q_proj.weight", L.Wq); Add(p + "self_attn.k_proj.weight", L.Wk);
-            Add(p + "self_attn.v_proj.weight", L.Wv); Add(p + "self_attn.o_proj.weight", L.Wo);
-            Add(p + "post_attention_layernorm.weight", L.FfnNorm);
-            Add(p + "mlp.gate_proj.weight", L.WGate); Add(p + "mlp.down_proj.weight", L.WDown); Add(p + "mlp.up_proj.weight", L.WUp);
+            Add(p + "input_layernorm.weight", layerWeights.AttentionNorm);
+            Add(p + "self_attn.q_proj.weight", layerWeights.Wq); Add(p + "self_attn.k_proj.weight", layerWeights.Wk);
+            Add(p + "self_attn.v_proj.weight", layerWeights.Wv); Add(p + "self_attn.o_proj.weight", layerWeights.Wo);
+            Add(p + "post_attention_layernorm.weight", layerWeights.FfnNorm);
+            Add(p + "mlp.gate_proj.weight", layerWeights.WGate); Add(p + "mlp.down_proj.weight", layerWeights.WDown); Add(p
+                + "mlp.up_proj.weight", layerWeights.WUp);
         }
         Add("model.norm.weight", w.FinalNorm);
         if (!c.TiedEmbeddings) Add("lm_head.weight", w.Output);

@@ -19,14 +19,16 @@ internal static class SyntheticTasks
     public static Sample Passkey(string filler, double depth, Random rng)
     {
         string key = RetrievalTemplates.DrawPasskey(rng);
-        return new Sample(Insert(filler, RetrievalTemplates.PasskeyNeedle(key), depth) + RetrievalTemplates.PasskeyQuestion, " " + key + ".");
+        return new Sample(Insert(filler, RetrievalTemplates.PasskeyNeedle(key), depth) + RetrievalTemplates.PasskeyQuestion, " " + key
+            + ".");
     }
 
     /// <summary>Several "key: value" facts scattered through the filler (each at depth u^depthPower, u uniform in 0..1);
     /// one key is asked for.</summary>
     public static Sample MultiKeyNeedle(string filler, int keys, Random rng, double depthPower = 1)
     {
-        var pairs = Enumerable.Range(0, keys).Select(_ => (Key: RetrievalTemplates.DrawNeedleName(rng), Value: RetrievalTemplates.DrawNeedleValue(rng)))
+        var pairs = Enumerable.Range(0, keys).Select(_ => (Key: RetrievalTemplates.DrawNeedleName(rng),
+            Value: RetrievalTemplates.DrawNeedleValue(rng)))
             .DistinctBy(p => p.Key).ToList();
         var text = filler;
         foreach (var (k, v) in pairs) text = Insert(text, RetrievalTemplates.NeedleFact(k, v), Math.Pow(rng.NextDouble(), depthPower));

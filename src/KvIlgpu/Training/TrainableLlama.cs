@@ -17,7 +17,8 @@ internal sealed class TrainableLlama
         Config = config with { RopeLayout = RopeLayout.HalfSplit };
         _rope = new RopeTable(Config);
         var rng = new Random(seed);
-        void Init(string name, int n, float std) => Parameters[name] = Enumerable.Range(0, n).Select(_ => (float)(Normal(rng) * std)).ToArray();
+        void Init(string name, int n, float std) => Parameters[name] = Enumerable.Range(0, n).Select(_ =>
+            (float)(Normal(rng) * std)).ToArray();
         var c = Config;
         float std = 0.02f, resid = 0.02f / MathF.Sqrt(2 * c.Layers);
         Init("model.embed_tokens.weight", c.VocabSize * c.Dim, std);
@@ -143,7 +144,8 @@ internal sealed class TrainableLlama
     /// weighted mean over tokens) and the others promptWeight times; the mean's divisor counts the others once whatever
     /// promptWeight is, so a sequence trained on its answer alone moves the answer exactly as much as one trained on
     /// everything. The returned loss is the plain mean.</summary>
-    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, GradientSet grads, int answerTokens = 0, float answerWeight = 1f,
+    public float AccumulateGradients(ReadOnlySpan<int> sequence, float weight, GradientSet grads, int answerTokens = 0,
+        float answerWeight = 1f,
         float promptWeight = 1f)
     {
         var c = Config;
@@ -229,7 +231,8 @@ internal sealed class TrainableLlama
                 o.MatMulBackward(a.X2n, P(p + "mlp.gate_proj.weight"), dGate, dX2n, Gr(p + "mlp.gate_proj.weight"), t, d, c.HiddenDim);
                 o.MatMulBackward(a.X2n, P(p + "mlp.up_proj.weight"), dUp, dX2n, Gr(p + "mlp.up_proj.weight"), t, d, c.HiddenDim);
                 var dX2 = dx; // the residual passes dx through; the norm's gradient adds to it
-                o.RmsNormBackward(a.X2, P(p + "post_attention_layernorm.weight"), dX2n, dX2, Gr(p + "post_attention_layernorm.weight"), t, c.RmsNormEps);
+                o.RmsNormBackward(a.X2, P(p + "post_attention_layernorm.weight"), dX2n, dX2, Gr(p + "post_attention_layernorm.weight"), t,
+                    c.RmsNormEps);
                 // Attention: x2 = x + o(att(q, k, v))
                 using var dAtt = o.Allocate(t * c.QDim);
                 o.MatMulBackward(a.Att, P(p + "self_attn.o_proj.weight"), dX2, dAtt, Gr(p + "self_attn.o_proj.weight"), t, c.QDim, d);
@@ -266,9 +269,11 @@ internal sealed class TrainableLlama
             return new LayerWeights(T(p + "input_layernorm.weight", 1, c.Dim), T(p + "self_attn.q_proj.weight", c.QDim, c.Dim),
                 T(p + "self_attn.k_proj.weight", c.KvDim, c.Dim), T(p + "self_attn.v_proj.weight", c.KvDim, c.Dim),
                 T(p + "self_attn.o_proj.weight", c.Dim, c.QDim), null, null, null, T(p + "post_attention_layernorm.weight", 1, c.Dim),
-                T(p + "mlp.gate_proj.weight", c.HiddenDim, c.Dim), T(p + "mlp.down_proj.weight", c.Dim, c.HiddenDim), T(p + "mlp.up_proj.weight", c.HiddenDim, c.Dim));
+                T(p + "mlp.gate_proj.weight", c.HiddenDim, c.Dim), T(p + "mlp.down_proj.weight", c.Dim, c.HiddenDim), T(p
+                    + "mlp.up_proj.weight", c.HiddenDim, c.Dim));
         }).ToList();
         var emb = T("model.embed_tokens.weight", c.VocabSize, c.Dim);
-        return new LlamaWeights(c, emb, layers, T("model.norm.weight", 1, c.Dim), c.TiedEmbeddings ? emb : T("lm_head.weight", c.VocabSize, c.Dim), source);
+        return new LlamaWeights(c, emb, layers, T("model.norm.weight", 1, c.Dim), c.TiedEmbeddings ? emb : T("lm_head.weight",
+            c.VocabSize, c.Dim), source);
     }
 }

@@ -1,7 +1,7 @@
-using KvIlgpu.Compute;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
+using KvIlgpu.Compute;
 using KvIlgpu.Evaluation;
 using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
@@ -27,7 +27,8 @@ public static class Trainer
     /// trainer, <see cref="DeviceKind.Cuda"/> or <see cref="DeviceKind.IlgpuCpu"/> the ILGPU training kernels,
     /// <see cref="DeviceKind.Auto"/> CUDA when present.</param>
     /// <param name="ct">Stops the run (the last checkpoint stays).</param>
-    public static void Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, DeviceKind device = DeviceKind.Cpu,
+    public static void Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, DeviceKind device =
+        DeviceKind.Cpu,
         CancellationToken ct = default)
     {
         using var ops = TrainingBackends.Create(device);
@@ -36,7 +37,8 @@ public static class Trainer
 
     /// <summary>Trains (or resumes) into outDir. ops picks where the forward and backward run: the managed SIMD CPU
     /// code when null, or ILGPU kernels (CUDA, CPU accelerator) through an <see cref="IlgpuTrainingOps"/>.</summary>
-    internal static TrainableLlama Train(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, ITrainingOps? ops = null,
+    internal static TrainableLlama Train(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null,
+        ITrainingOps? ops = null,
         CancellationToken ct = default)
     {
         Directory.CreateDirectory(outDir);
@@ -96,10 +98,19 @@ public static class Trainer
             tokens += batch.Sum(b => b.Ids.Length - 1);
             float loss = losses.Average();
             if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
-            log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{(lastVal is float v && ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep) ? v.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R},{tokens / clock.Elapsed.TotalSeconds:F1}"));
+            bool validated = (step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep;
+            string validation = lastVal is float v && validated ? v.ToString("R", CultureInfo.InvariantCulture) : "";
+            double tokensPerSecond = tokens / clock.Elapsed.TotalSeconds;
+            log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{validation},{lr:R},{tokensPerSecond:F1}"));
             if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.LastStep)
-                Checkpoint(outDir, model, opt, cfg, log, totals with { Tokens = totals.Tokens + tokens, Seconds = totals.Seconds + clock.Elapsed.TotalSeconds });
-            progress?.Report(new TrainingProgress("training", step + 1, cfg.LastStep, loss, lastVal, tokens / clock.Elapsed.TotalSeconds, lr));
+                Checkpoint(outDir, model, opt, cfg, log, totals with
+                {
+                    Tokens = totals.Tokens + tokens,
+                    Seconds = totals.Seconds
+                    + clock.Elapsed.TotalSeconds
+                });
+            progress?.Report(new TrainingProgress("training", step + 1, cfg.LastStep, loss, lastVal, tokens / clock.Elapsed.TotalSeconds,
+                lr));
         }
         return model;
     }
@@ -207,7 +218,8 @@ public static class Trainer
             step = opt.Step, tokens = totals.Tokens, seconds = Math.Round(totals.Seconds, 3), device = totals.Device, config = cfg,
         }));
         File.WriteAllLines(Path.Combine(outDir, "training_log.csv"), log.Prepend("step,loss,validation_loss,learning_rate,tokens_per_s"));
-        var points = log.Select(l => l.Split(',')).Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1], CultureInfo.InvariantCulture))).ToList();
+        var points = log.Select(l => l.Split(',')).Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[1],
+            CultureInfo.InvariantCulture))).ToList();
         var valPoints = log.Select(l => l.Split(',')).Where(f => f[2].Length > 0)
             .Select(f => (double.Parse(f[0], CultureInfo.InvariantCulture), double.Parse(f[2], CultureInfo.InvariantCulture))).ToList();
         SvgPlot.Write(Path.Combine(outDir, "loss.svg"), "Training loss", "step", "cross-entropy (nats)",
@@ -242,17 +254,17 @@ public static class Trainer
                 yield return ("model.embed_tokens.weight", w.TokenEmbedding.ToFloat());
                 for (int l = 0; l < w.Layers.Count; l++)
                 {
-                    var L = w.Layers[l];
+                    var layerWeights = w.Layers[l];
                     string p = $"model.layers.{l}.";
-                    yield return (p + "input_layernorm.weight", L.AttentionNorm.ToFloat());
-                    yield return (p + "post_attention_layernorm.weight", L.FfnNorm.ToFloat());
-                    yield return (p + "self_attn.q_proj.weight", L.Wq.ToFloat());
-                    yield return (p + "self_attn.k_proj.weight", L.Wk.ToFloat());
-                    yield return (p + "self_attn.v_proj.weight", L.Wv.ToFloat());
-                    yield return (p + "self_attn.o_proj.weight", L.Wo.ToFloat());
-                    yield return (p + "mlp.gate_proj.weight", L.WGate.ToFloat());
-                    yield return (p + "mlp.up_proj.weight", L.WUp.ToFloat());
-                    yield return (p + "mlp.down_proj.weight", L.WDown.ToFloat());
+                    yield return (p + "input_layernorm.weight", layerWeights.AttentionNorm.ToFloat());
+                    yield return (p + "post_attention_layernorm.weight", layerWeights.FfnNorm.ToFloat());
+                    yield return (p + "self_attn.q_proj.weight", layerWeights.Wq.ToFloat());
+                    yield return (p + "self_attn.k_proj.weight", layerWeights.Wk.ToFloat());
+                    yield return (p + "self_attn.v_proj.weight", layerWeights.Wv.ToFloat());
+                    yield return (p + "self_attn.o_proj.weight", layerWeights.Wo.ToFloat());
+                    yield return (p + "mlp.gate_proj.weight", layerWeights.WGate.ToFloat());
+                    yield return (p + "mlp.up_proj.weight", layerWeights.WUp.ToFloat());
+                    yield return (p + "mlp.down_proj.weight", layerWeights.WDown.ToFloat());
                 }
                 yield return ("model.norm.weight", w.FinalNorm.ToFloat());
                 if (!w.Config.TiedEmbeddings) yield return ("lm_head.weight", w.Output.ToFloat());

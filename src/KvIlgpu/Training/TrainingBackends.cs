@@ -14,7 +14,8 @@ internal static class TrainingBackends
         if (kind is DeviceKind.Cpu) return null;
         var backend = IlgpuBackend.TryCreate(kind is DeviceKind.Auto ? DeviceKind.Cuda : kind);
         if (backend is null && kind is DeviceKind.Auto) return null; // no GPU: the managed CPU code
-        if (backend is null) throw new InvalidOptionException("Device", $"no CUDA device was found for Device {kind.ToString().ToLowerInvariant()} (use cpu)");
+        if (backend is null) throw new InvalidOptionException("Device",
+            $"no CUDA device was found for Device {kind.ToString().ToLowerInvariant()} (use cpu)");
         return new IlgpuTrainingOps(backend, ownsBackend: true);
     }
 }

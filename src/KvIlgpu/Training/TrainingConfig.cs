@@ -104,9 +104,11 @@ public sealed record TrainingConfig
     public void Validate(string source)
     {
         void Require(bool ok, string what) { if (!ok) throw new InvalidDataException($"{source}: {what}"); }
-        Require(Dim > 0 && HiddenDim > 0 && Layers > 0 && Heads > 0 && KvHeads > 0 && Heads % KvHeads == 0 && Dim % Heads == 0 && Dim / Heads % 2 == 0, "inconsistent model shape");
+        Require(Dim > 0 && HiddenDim > 0 && Layers > 0 && Heads > 0 && KvHeads > 0 && Heads % KvHeads == 0 && Dim % Heads == 0
+            && Dim / Heads % 2 == 0, "inconsistent model shape");
         Require(SequenceLength >= 8 && SequenceLength <= Context, "sequence_length must be in 8..context");
-        Require(BatchSize > 0 && Accumulation > 0 && Steps > 0 && LearningRate > 0, "batch_size, accumulation, steps and learning_rate must be positive");
+        Require(BatchSize > 0 && Accumulation > 0 && Steps > 0 && LearningRate > 0,
+            "batch_size, accumulation, steps and learning_rate must be positive");
         Require(StopAfter is null or > 0, "stop_after must be positive");
         Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
         Require(Merges >= 0, "merges must be >= 0");
@@ -114,7 +116,9 @@ public sealed record TrainingConfig
         Require(RepeatedFiller is >= 0 and <= 1, "repeated_filler must be in 0..1");
         Require(NeedleDepthPower is > 0 and <= 10, "needle_depth_power must be in (0, 10]");
         Require(RepeatedFillerPromptWeight is >= 0 and <= 1, "repeated_filler_prompt_weight must be in 0..1");
-        Require(TaskMinLength is null || (TaskMinLength >= 16 && TaskMinLength <= SequenceLength), "task_min_length must be in 16..sequence_length");
-        Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0, "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
+        Require(TaskMinLength is null || (TaskMinLength >= 16 && TaskMinLength <= SequenceLength),
+            "task_min_length must be in 16..sequence_length");
+        Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0,
+            "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
     }
 }

@@ -10,4 +10,5 @@ using KvIlgpu.Tokenization;
 namespace KvIlgpu.Training;
 
 /// <summary>Where training stands, for progress display.</summary>
-public sealed record TrainingProgress(string Stage, int Step, int Steps, float Loss, float? ValidationLoss, double TokensPerSecond, float LearningRate);
+public sealed record TrainingProgress(string Stage, int Step, int Steps, float Loss, float? ValidationLoss, double TokensPerSecond,
+    float LearningRate);

@@ -39,7 +39,8 @@ public class BatchingTests
 
         // Alone: one request at a time with plenty of memory.
         var alone = new Dictionary<string, int[]>();
-        using (var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 1, MaxTokensPerStep: 64)))
+        using (var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 1,
+            MaxTokensPerStep: 64)))
             foreach (var r in requests)
             {
                 var ids = new List<int>();
@@ -62,7 +63,8 @@ public class BatchingTests
         Assert.Equal(16, results.Count);
         foreach (var r in requests)
         {
-            Assert.True(alone[r.Id].SequenceEqual(results[r.Id]), $"{r.Id}: alone [{string.Join(",", alone[r.Id])}] vs batched; output: {stdout}");
+            Assert.True(alone[r.Id].SequenceEqual(results[r.Id]),
+                $"{r.Id}: alone [{string.Join(",", alone[r.Id])}] vs batched; output: {stdout}");
         }
     }
 
@@ -78,34 +80,42 @@ public class BatchingTests
         var requests = KvIlgpu.Compression.CompressionOptions.Policies.Where(p => p != "full")
             .SelectMany(p => metrics.Select(m => (Policy: p, Metric: m)))
             .Prepend((Policy: "full", Metric: (string?)null))
-            .Select((x, i) => (Id: $"r{i}", x.Policy, x.Metric, Prompt: Enumerable.Range(0, rng.Next(30, 60)).Select(_ => rng.Next(3, 64)).ToArray(),
+            .Select((x, i) => (Id: $"r{i}", x.Policy, x.Metric, Prompt: Enumerable.Range(0, rng.Next(30, 60)).Select(_ => rng.Next(3,
+                64)).ToArray(),
                 MaxTokens: rng.Next(12, 30)))
             .ToList();
         using var dir = new TempDir();
         TestModels.WriteLlama2c(dir.File("m.bin"), w);
         File.WriteAllLines(dir.File("requests.jsonl"), requests.Select(r =>
         {
-            var line = new Dictionary<string, object> { ["id"] = r.Id, ["prompt_ids"] = r.Prompt, ["max_tokens"] = r.MaxTokens, ["kv_policy"] = r.Policy };
+            var line = new Dictionary<string, object>
+            {
+                ["id"] = r.Id, ["prompt_ids"] = r.Prompt, ["max_tokens"] = r.MaxTokens,
+                ["kv_policy"] = r.Policy
+            };
             if (r.Policy != "full") { line["kv_budget"] = 10; line["protected_window"] = 4; }
             if (r.Metric != null) line["kv_metric"] = r.Metric;
             return JsonSerializer.Serialize(line);
         }));
 
         var alone = new Dictionary<string, (int[] Tokens, long Evicted, long PeakBytes, double MeanBytes)>();
-        using (var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 1, MaxTokensPerStep: 64)))
+        using (var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 1,
+            MaxTokensPerStep: 64)))
             foreach (var r in requests)
             {
                 var (squared, average) = KvIlgpu.Compression.CompressionOptions.ParseMetric(r.Metric);
                 var compression = r.Policy == "full" ? null
                     : new KvIlgpu.Compression.CompressionOptions(new KvIlgpu.Compression.EvictionBudget(10, ProtectedWindow: 4), r.Policy,
                         Squared: squared, Average: average);
-                var result = await engine.Submit(r.Prompt, new GenerationOptions(r.MaxTokens, SamplingOptions.Greedy, Compression: compression)).Completion;
+                var result = await engine.Submit(r.Prompt, new GenerationOptions(r.MaxTokens, SamplingOptions.Greedy,
+                    Compression: compression)).Completion;
                 alone[r.Id] = ([.. result.TokenIds], result.EvictedKvs, result.KvUsage.PeakBytes, result.KvUsage.MeanBytes);
             }
         Assert.Contains(alone.Values, a => a.Evicted > 0);
 
         var (code, stdout, stderr) = CliRunner.Run("batch", "--model", dir.File("m.bin"), "--requests", dir.File("requests.jsonl"),
-            "--kv-memory", (8 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture), "--max-batch", "64", "--max-tokens-per-step", "256",
+            "--kv-memory", (8 << 20).ToString(System.Globalization.CultureInfo.InvariantCulture), "--max-batch", "64",
+                "--max-tokens-per-step", "256",
             "--device", "cpu", "--json");
         Assert.True(code == 0, stderr + stdout);
         var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
@@ -119,8 +129,10 @@ public class BatchingTests
             var got = results[r.Id];
             var tokens = got.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray();
             string what = $"{r.Id} ({r.Policy}:{r.Metric ?? "default"})";
-            Assert.True(alone[r.Id].Tokens.SequenceEqual(tokens), $"{what}: alone [{string.Join(",", alone[r.Id].Tokens)}] vs batched [{string.Join(",", tokens)}]");
-            Assert.True(alone[r.Id].Evicted == got.GetProperty("evicted_kvs").GetInt64(), $"{what}: evicted {alone[r.Id].Evicted} alone, {got.GetProperty("evicted_kvs")} batched");
+            Assert.True(alone[r.Id].Tokens.SequenceEqual(tokens),
+                $"{what}: alone [{string.Join(",", alone[r.Id].Tokens)}] vs batched [{string.Join(",", tokens)}]");
+            Assert.True(alone[r.Id].Evicted == got.GetProperty("evicted_kvs").GetInt64(),
+                $"{what}: evicted {alone[r.Id].Evicted} alone, {got.GetProperty("evicted_kvs")} batched");
             // Each request's own KV usage, not the pool's: the same as alone although dozens ran beside it.
             Assert.Equal(alone[r.Id].PeakBytes, got.GetProperty("peak_kv_bytes").GetInt64());
             Assert.Equal(alone[r.Id].MeanBytes, got.GetProperty("mean_kv_bytes").GetDouble(), 6);
@@ -131,7 +143,8 @@ public class BatchingTests
     public async Task Requests_submitted_from_many_threads_each_stream_their_own_tokens()
     {
         var (w, requests) = Workload();
-        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 8, MaxTokensPerStep: 64));
+        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 8 << 20, MaxBatchSize: 8,
+            MaxTokensPerStep: 64));
         var expected = new Dictionary<string, int[]>();
         foreach (var r in requests.Take(6))
         {

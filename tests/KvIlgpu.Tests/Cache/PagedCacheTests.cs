@@ -26,13 +26,15 @@ public class PagedCacheTests
         var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: layers, seq: 40);
         lock (Backends.Lock)
         {
-            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: blockSize, MaxSequences: sequences));
+            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: blockSize,
+                MaxSequences: sequences));
             // Scatter: a shuffled list of free blocks, dealt out to heads.
             var free = Enumerable.Range(0, cache.Pool.Total).OrderBy(_ => rng.Next()).ToList();
             int layer = 1;
             var keys = new Dictionary<(int, int), float[][]>();
             var values = new Dictionary<(int, int), float[][]>();
-            int[][] lengths = [new[] { 0, 1, 5, 13, 16, 7 }[..kvHeads], new[] { 9, 4, 1, 2, 3, 11 }[..kvHeads], new[] { 33, 2, 17, 8, 4, 1 }[..kvHeads]];
+            int[][] lengths = [new[] { 0, 1, 5, 13, 16, 7 }[..kvHeads], new[] { 9, 4, 1, 2, 3, 11 }[..kvHeads], new[] { 33, 2, 17, 8, 4,
+                1 }[..kvHeads]];
             var kPool = new float[cache.Pool.Total * blockSize * d];
             var vPool = new float[cache.Pool.Total * blockSize * d];
             for (int s = 0; s < sequences; s++)
@@ -75,7 +77,8 @@ public class PagedCacheTests
                     int kvh = h / (heads / kvHeads), s = rows[r], len = lengths[s][kvh];
                     var scores = new double[len];
                     for (int t = 0; t < len; t++)
-                        scores[t] = Enumerable.Range(0, d).Sum(i => (double)q[(r * heads + h) * d + i] * keys[(s, kvh)][t][i]) / Math.Sqrt(d);
+                        scores[t] = Enumerable.Range(0, d).Sum(i => (double)q[(r * heads + h) * d + i] * keys[(s,
+                            kvh)][t][i]) / Math.Sqrt(d);
                     double max = scores.Max(), sum = scores.Sum(x => Math.Exp(x - max));
                     var expected = new float[d];
                     var expectedP = scores.Select(x => (float)(Math.Exp(x - max) / sum)).ToArray();
@@ -97,7 +100,8 @@ public class PagedCacheTests
     {
         var rng = new Random(seed);
         var config = TestModels.Config(layers: 2, heads: 4, kvHeads: 2, seq: 64);
-        using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 60_000, BlockSize: 4, MaxSequences: 6));
+        using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 60_000, BlockSize: 4,
+            MaxSequences: 6));
         var live = new List<int>();
         for (int step = 0; step < 2000; step++)
         {

@@ -54,7 +54,8 @@ public class CliTests
 
     public static IEnumerable<object[]> BadInputs()
     {
-        yield return ["missing file", new Func<TempDir, string[]>(d => ["generate", "--model", d.File("nope.bin"), "--prompt-ids", "1"]), "nope.bin"];
+        yield return ["missing file", new Func<TempDir, string[]>(d => ["generate", "--model", d.File("nope.bin"), "--prompt-ids", "1"]),
+            "nope.bin"];
         yield return ["truncated llama2.c", new Func<TempDir, string[]>(d =>
         {
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));
@@ -102,7 +103,8 @@ public class CliTests
         yield return ["negative attention sinks", new Func<TempDir, string[]>(d =>
         {
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
-            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,2,3", "--kv-policy", "kvcompress", "--kv-budget", "8", "--kv-sinks", "-1"];
+            return ["generate", "--model", d.File("m.bin"), "--prompt-ids", "1,2,3", "--kv-policy", "kvcompress", "--kv-budget", "8",
+                "--kv-sinks", "-1"];
         }), "--kv-sinks must be >= 0 (got -1)"];
         yield return ["a budget below one token, named by its flag and not its library property", new Func<TempDir, string[]>(d =>
         {

@@ -9,7 +9,8 @@ public class DefaultModelTests
     [Fact]
     public void Generate_without_a_model_runs_the_shipped_default_model()
     {
-        var (code, stdout, stderr) = CliRunner.Run("generate", "--prompt", "The jury said that", "--max-tokens", "12", "--temperature", "0", "--json");
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--prompt", "The jury said that", "--max-tokens", "12", "--temperature",
+            "0", "--json");
         Assert.True(code == 0, stderr);
         var json = JsonDocument.Parse(stdout).RootElement;
         Assert.True(json.GetProperty("token_ids").GetArrayLength() > 0);

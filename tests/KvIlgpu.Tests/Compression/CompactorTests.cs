@@ -1,6 +1,6 @@
-using KvIlgpu.Compute;
 using KvIlgpu.Cache;
 using KvIlgpu.Compression;
+using KvIlgpu.Compute;
 using KvIlgpu.Tests.Support;
 
 namespace KvIlgpu.Tests.Compression;
@@ -22,7 +22,8 @@ public class CompactorTests
         var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: layers, seq: 64);
         lock (Backends.Lock)
         {
-            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize, MaxSequences: 2));
+            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize,
+                MaxSequences: 2));
             int seq = cache.TryAddSequence()!.Value;
             Assert.True(cache.TryReserve(seq, seqLen));
             cache.Append(seq, seqLen);
@@ -39,7 +40,8 @@ public class CompactorTests
                         K(l, h, t).CopyTo(kPool, s * d); V(l, h, t).CopyTo(vPool, s * d);
                         pos[s] = t; metric[s] = (float)rng.NextDouble();
                     }
-            b.Write(cache.Buffers.Keys, kPool); b.Write(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions, pos); b.Write(cache.Buffers.Metric, metric);
+            b.Write(cache.Buffers.Keys, kPool); b.Write(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions,
+                pos); b.Write(cache.Buffers.Metric, metric);
 
             var before = cache.ReadHeads(seq);
             var budget = new EvictionBudget(MaxCacheTokens: 15, ProtectedWindow: 6, Sinks: 1);

@@ -22,9 +22,11 @@ public class DeviceEvictionPlannerTests
         lock (Backends.Lock)
             for (int trial = 0; trial < 3; trial++) // the CPU accelerator simulates the radix sorts slowly
             {
-                int layers = rng.Next(1, 4), kvHeads = rng.Next(1, 3), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)], seqLen = rng.Next(1, 90);
+                int layers = rng.Next(1, 4), kvHeads = rng.Next(1, 3), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)], seqLen =
+                    rng.Next(1, 90);
                 var config = TestModels.Config(dim: 4 * kvHeads * 4, heads: 4 * kvHeads, kvHeads: kvHeads, layers: layers, seq: 128);
-                using var cache = new PagedKvCache(backend, config, new PagedCacheOptions(MemoryBytes: 4_000_000, BlockSize: blockSize, MaxSequences: 2));
+                using var cache = new PagedKvCache(backend, config, new PagedCacheOptions(MemoryBytes: 4_000_000, BlockSize: blockSize,
+                    MaxSequences: 2));
                 int other = cache.TryAddSequence()!.Value, seq = cache.TryAddSequence()!.Value;
                 Assert.True(cache.TryReserve(other, 5)); cache.Append(other, 5);
                 Assert.True(cache.TryReserve(seq, seqLen)); cache.Append(seq, seqLen);
@@ -51,10 +53,12 @@ public class DeviceEvictionPlannerTests
                     : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 10), Sinks: rng.Next(0, 3));
 
                 var host = CrossHeadChunkSelection.Plan(cache.ReadHeads(seq), blockSize, seqLen, budget);
-                var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(blockSize, seqLen, budget, layers))!;
+                var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(blockSize, seqLen,
+                    budget, layers))!;
                 for (int i = 0; i < host.Evicted.Count; i++)
                     Assert.True(host.Evicted[i].SequenceEqual(device.Evicted[i]),
-                        $"trial {trial}, head {i}: host [{string.Join(",", host.Evicted[i])}] device [{string.Join(",", device.Evicted[i])}]");
+                        $"trial {trial}, head {i}: host [{string.Join(",", host.Evicted[i])}] device " +
+                            $"[{string.Join(",", device.Evicted[i])}]");
             }
     }
 
@@ -72,7 +76,8 @@ public class DeviceEvictionPlannerTests
         Assert.Null(host.EvictionPlanner);
         lock (Backends.Lock)
         {
-            using var onDevice = new PagedKvCache(device, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4, MaxSequences: 1));
+            using var onDevice = new PagedKvCache(device, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4,
+                MaxSequences: 1));
             using var onHost = new PagedKvCache(host, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4, MaxSequences: 1));
             int seqLen = 70;
             var metric = Enumerable.Range(0, onHost.Pool.Total * 4).Select(_ => (float)rng.NextDouble()).ToArray();
@@ -82,7 +87,8 @@ public class DeviceEvictionPlannerTests
                 Assert.True(cache.TryReserve(seq, seqLen));
                 cache.Append(seq, seqLen);
                 var positions = new int[cache.Pool.Total * 4];
-                for (int l = 0; l < 2; l++) for (int h = 0; h < 2; h++) for (int t = 0; t < seqLen; t++) positions[cache.PhysicalSlot(seq, l, h, t)] = t;
+                for (int l = 0; l < 2; l++) for (int h = 0; h < 2; h++) for (int t = 0; t < seqLen; t++) positions[cache.PhysicalSlot(seq,
+                    l, h, t)] = t;
                 cache.Backend.WriteInts(cache.Buffers.Positions, positions);
                 cache.Backend.Write(cache.Buffers.Metric, metric);
             }

@@ -20,7 +20,8 @@ public class MetricPipelineTests
     {
         var c = TestModels.Config(dim: 48, heads: 6, kvHeads: 2, layers: 2, vocab: 50, seq: 64);
         var w = TestModels.Random(c, seed: 17);
-        var options = new CompressionOptions(new EvictionBudget(MaxCacheTokens: 64, ProtectedWindow: 0), ObservationWindow: window, PoolKernel: pool);
+        var options = new CompressionOptions(new EvictionBudget(MaxCacheTokens: 64, ProtectedWindow: 0), ObservationWindow: window,
+            PoolKernel: pool);
         int[] prompt = [1, 9, 4, 33, 21, 7, 15, 2, 44, 30, 12, 5, 19, 8, 27, 3, 40, 11, 6, 25];
         int next = 13;
         lock (Backends.Lock)
@@ -37,7 +38,8 @@ public class MetricPipelineTests
                 cache.Append(seq, n);
                 var rows = Enumerable.Range(0, n).Select(i => new BatchRow(seq, prompt[start + i], start + i, n, i)).ToArray();
                 var window_ = Enumerable.Range(0, n).Where(i => window == 0 || start + i >= prompt.Length - window)
-                    .Select(i => (i, (Action<int, float[], int>)((layer, probs, stride) => sums.Add(layer, probs, stride, start + i + 1, true)))).ToList();
+                    .Select(i => (i, (Action<int, float[], int>)((layer, probs, stride) => sums.Add(layer, probs, stride, start + i + 1,
+                        true)))).ToList();
                 model.ForwardBatch(cache, rows, [], new MetricRequest(new MetricAccumulation[n], window_));
             }
             SequenceCompressor.SeedMetric(cache, seq, sums, options, c.GroupSize);
@@ -59,24 +61,28 @@ public class MetricPipelineTests
                     for (int t = 0; t < prompt.Length; t++)
                     {
                         double m = double.NegativeInfinity;
-                        for (int j = Math.Max(0, t - pool / 2); j <= Math.Min(prompt.Length - 1, t + pool / 2); j++) m = Math.Max(m, windowSums[l, h, j]);
+                        for (int j = Math.Max(0, t - pool / 2); j <= Math.Min(prompt.Length - 1, t + pool / 2); j++) m = Math.Max(m,
+                            windowSums[l, h, j]);
                         expected[l, h / c.GroupSize, t] += m;
                     }
             var seeded = cache.ReadHeads(seq);
             foreach (var head in seeded)
-                Compare.Close(head.Metric, Enumerable.Range(0, prompt.Length).Select(t => (float)expected[head.Layer, head.KvHead, t]).ToArray(), 1e-4,
+                Compare.Close(head.Metric, Enumerable.Range(0, prompt.Length).Select(t => (float)expected[head.Layer, head.KvHead,
+                    t]).ToArray(), 1e-4,
                     $"prefill metric, layer {head.Layer} head {head.KvHead}");
 
             // One decode step accumulates its own squared probabilities, summed over the group.
             cache.Append(seq, 1);
-            model.ForwardBatch(cache, [new BatchRow(seq, next, prompt.Length, 1, 0)], [0], new MetricRequest([MetricAccumulation.Squared], []));
+            model.ForwardBatch(cache, [new BatchRow(seq, next, prompt.Length, 1, 0)], [0], new MetricRequest([MetricAccumulation.Squared],
+                []));
             reference.Step(next);
             foreach (var head in cache.ReadHeads(seq))
             {
                 var exp = Enumerable.Range(0, prompt.Length + 1).Select(t =>
                 {
                     double add = 0;
-                    for (int q = head.KvHead * c.GroupSize; q < (head.KvHead + 1) * c.GroupSize; q++) add += Math.Pow(reference.LastProbabilities[head.Layer][q][t], 2);
+                    for (int q = head.KvHead * c.GroupSize; q < (head.KvHead
+                        + 1) * c.GroupSize; q++) add += Math.Pow(reference.LastProbabilities[head.Layer][q][t], 2);
                     return (float)((t < prompt.Length ? expected[head.Layer, head.KvHead, t] : 0) + add);
                 }).ToArray();
                 Compare.Close(head.Metric, exp, 1e-4, $"decode metric, layer {head.Layer} head {head.KvHead}");
@@ -92,9 +98,11 @@ public class MetricPipelineTests
         var prompt = Enumerable.Range(0, 60).Select(i => 3 + i % 60).ToArray();
         async Task<(int[] Ids, GenerationResult Result, SchedulerStats Stats)> Run(CompressionOptions? compression)
         {
-            using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 4 << 20, BlockSize: 8, MaxBatchSize: 2, MaxTokensPerStep: 64));
+            using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 4 << 20, BlockSize: 8,
+                MaxBatchSize: 2, MaxTokensPerStep: 64));
             var ids = new List<int>();
-            var handle = engine.Submit(prompt, new GenerationOptions(40, SamplingOptions.Greedy, StopAtEos: false, Compression: compression));
+            var handle = engine.Submit(prompt, new GenerationOptions(40, SamplingOptions.Greedy, StopAtEos: false,
+                Compression: compression));
             await foreach (var t in handle.Tokens) ids.Add(t.Id);
             var stats = engine.Stats;
             engine.Cache.CheckInvariants();
@@ -121,7 +129,8 @@ public class MetricPipelineTests
         Assert.InRange(tight.Result.EvictedKvs, (100 - 24 - 8) * heads, (100 - 24) * heads);
         Assert.True(tight.Stats.PeakKvBytes < full.Stats.PeakKvBytes, $"{tight.Stats.PeakKvBytes} vs {full.Stats.PeakKvBytes}");
         // The tight run's heads hold at most the budget plus a block each once compressed, after every step.
-        Assert.True(tight.Result.KvUsage.BlocksHeld <= (24 * heads + 8 * heads) / 8 + heads, $"{tight.Result.KvUsage.BlocksHeld} blocks held");
+        Assert.True(tight.Result.KvUsage.BlocksHeld <= (24 * heads + 8 * heads) / 8 + heads,
+            $"{tight.Result.KvUsage.BlocksHeld} blocks held");
         Assert.All(tight.Result.KvUsage.KeptPerLayer, k => Assert.InRange(k, 1, 24 + 8));
     }
 }

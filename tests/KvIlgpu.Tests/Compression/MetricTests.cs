@@ -23,7 +23,8 @@ public class MetricTests
         var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: 1, seq: 32);
         lock (Backends.Lock)
         {
-            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize, MaxSequences: 3));
+            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize,
+                MaxSequences: 3));
             var free = Enumerable.Range(0, cache.Pool.Total).OrderBy(_ => rng.Next()).ToList();
             int[][] lengths = [[7, 13], [1, 16], [30, 5]];
             for (int s = 0; s < 3; s++)

@@ -32,7 +32,8 @@ public class PolicyReferenceTests
         return evictable.Where(t => Rank(score, evictable, t) < excess).ToArray();
     }
 
-    private static int[][] Reference(string policy, IReadOnlyList<HeadSlots> heads, int blockSize, int seqLen, EvictionBudget budget, int layers)
+    private static int[][] Reference(string policy, IReadOnlyList<HeadSlots> heads, int blockSize, int seqLen, EvictionBudget budget,
+        int layers)
     {
         int sinks = policy == "streamingllm" ? 4 : 0;
         switch (policy)
@@ -42,25 +43,28 @@ public class PolicyReferenceTests
             case "kvcompress":
                 return EvictionPlannerTests.Reference(heads, blockSize, seqLen, budget);
             case "kvcompress-layer": // SPEC 3 within each layer, each layer held to the per-head budget on its own
-            {
-                var result = new int[heads.Count][];
-                foreach (var layer in heads.Select((h, i) => (h, i)).GroupBy(x => x.h.Layer))
                 {
-                    var members = layer.ToList();
-                    var plan = EvictionPlannerTests.Reference(members.Select(x => x.h).ToList(), blockSize, seqLen, budget);
-                    for (int k = 0; k < members.Count; k++) result[members[k].i] = plan[k];
+                    var result = new int[heads.Count][];
+                    foreach (var layer in heads.Select((h, i) => (h, i)).GroupBy(x => x.h.Layer))
+                    {
+                        var members = layer.ToList();
+                        var plan = EvictionPlannerTests.Reference(members.Select(x => x.h).ToList(), blockSize, seqLen, budget);
+                        for (int k = 0; k < members.Count; k++) result[members[k].i] = plan[k];
+                    }
+                    return result;
                 }
-                return result;
-            }
             case "streamingllm": // sinks + the most recent: the oldest positions go first
-                return heads.Select(h => EvictLowest(h, UniformKeep(h, seqLen, budget, sinks), seqLen, budget, sinks, t => h.Positions[t])).ToArray();
+                return heads.Select(h => EvictLowest(h, UniformKeep(h, seqLen, budget, sinks), seqLen, budget, sinks, t =>
+                    h.Positions[t])).ToArray();
             case "h2o" or "snapkv" or "kvcompress-uniform": // the same budget per head, lowest metric first
-                return heads.Select(h => EvictLowest(h, UniformKeep(h, seqLen, budget, sinks), seqLen, budget, sinks, t => h.Metric[t])).ToArray();
+                return heads.Select(h => EvictLowest(h, UniformKeep(h, seqLen, budget, sinks), seqLen, budget, sinks, t =>
+                    h.Metric[t])).ToArray();
             case "pyramidkv": // budgets falling linearly from 1.5x at the first layer to 0.5x at the last
                 return heads.Select(h =>
                 {
                     double scale = layers == 1 ? 1 : 1.5 - h.Layer / (double)(layers - 1);
-                    return EvictLowest(h, (int)Math.Round(UniformKeep(h, seqLen, budget, sinks) * scale), seqLen, budget, sinks, t => h.Metric[t]);
+                    return EvictLowest(h, (int)Math.Round(UniformKeep(h, seqLen, budget, sinks) * scale), seqLen, budget, sinks, t =>
+                        h.Metric[t]);
                 }).ToArray();
             case "adakv":
                 return AdaKvReference(heads, seqLen, budget);
@@ -81,7 +85,8 @@ public class PolicyReferenceTests
         foreach (var layer in Enumerable.Range(0, heads.Count).GroupBy(i => heads[i].Layer))
         {
             var members = layer.ToList();
-            var evictable = members.ToDictionary(i => i, i => Enumerable.Range(0, heads[i].Length).Where(t => !IsProtected(heads[i], t, seqLen, budget, 0)).ToList());
+            var evictable = members.ToDictionary(i => i, i => Enumerable.Range(0, heads[i].Length).Where(t => !IsProtected(heads[i], t,
+                seqLen, budget, 0)).ToList());
             // Each head's evictable KVs best first (score descending, then slot).
             var best = members.ToDictionary(i => i, i => evictable[i].OrderByDescending(t => heads[i].Metric[t]).ThenBy(t => t).ToList());
             int left = members.Sum(i => UniformKeep(heads[i], seqLen, budget, 0));
@@ -101,7 +106,8 @@ public class PolicyReferenceTests
             {
                 int pick = -1;
                 foreach (var i in members)
-                    if (given[i] < best[i].Count && (pick < 0 || heads[i].Metric[best[i][given[i]]] > heads[pick].Metric[best[pick][given[pick]]]))
+                    if (given[i] < best[i].Count && (pick < 0
+                        || heads[i].Metric[best[i][given[i]]] > heads[pick].Metric[best[pick][given[pick]]]))
                         pick = i;
                 if (pick < 0) break;
                 given[pick]++;
@@ -131,7 +137,8 @@ public class PolicyReferenceTests
             var expected = Reference(name, heads, blockSize, seqLen, budget, layers);
             for (int i = 0; i < heads.Count; i++)
                 Assert.True(expected[i].Order().SequenceEqual(actual.Evicted[i].Order()),
-                    $"{name}, trial {trial}, head {i}: expected [{string.Join(",", expected[i].Order())}] got [{string.Join(",", actual.Evicted[i].Order())}]");
+                    $"{name}, trial {trial}, head {i}: expected [{string.Join(",", expected[i].Order())}] got " +
+                        $"[{string.Join(",", actual.Evicted[i].Order())}]");
         }
     }
 

@@ -24,13 +24,15 @@ public class PolicyTests
         for (int trial = 0; trial < 40; trial++)
         {
             int seqLen = rng.Next(10, 90);
-            using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 300_000, BlockSize: b, MaxSequences: 1));
+            using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 300_000, BlockSize: b,
+                MaxSequences: 1));
             int seq = cache.TryAddSequence()!.Value;
             Assert.True(cache.TryReserve(seq, seqLen));
             cache.Append(seq, seqLen);
             var metric = Enumerable.Range(0, cache.Pool.Total * b).Select(_ => (float)rng.NextDouble()).ToArray();
             var positions = new int[cache.Pool.Total * b];
-            for (int l = 0; l < layers; l++) for (int h = 0; h < kvHeads; h++) for (int t = 0; t < seqLen; t++) positions[cache.PhysicalSlot(seq, l, h, t)] = t;
+            for (int l = 0; l < layers; l++) for (int h = 0; h < kvHeads; h++) for (int t =
+                0; t < seqLen; t++) positions[cache.PhysicalSlot(seq, l, h, t)] = t;
             Backends.Get("cpu").Write(cache.Buffers.Metric, metric);
             Backends.Get("cpu").WriteInts(cache.Buffers.Positions, positions);
             var heads = cache.ReadHeads(seq);
@@ -50,24 +52,29 @@ public class PolicyTests
                 {
                     Assert.InRange(t, 0, heads[i].Length - 1);
                     int p = heads[i].Positions[t];
-                    Assert.True(p < seqLen - budget.ProtectedWindow && p >= (name == "kvcompress" ? budget.Sinks : sinks), $"{name} evicted protected position {p}");
+                    Assert.True(p < seqLen - budget.ProtectedWindow && p >= (name == "kvcompress" ? budget.Sinks : sinks),
+                        $"{name} evicted protected position {p}");
                 }
             }
             int protectedPerHead = Enumerable.Range(0, seqLen).Count(p => p >= seqLen - budget.ProtectedWindow || p < sinks);
             int kept = heads.Sum(h => h.Length) - plan.TotalEvicted;
             int limit = budget.MaxCacheTokens!.Value * heads.Count;
             if (name is "kvcompress" or "kvcompress-layer") // block-granular: within one block per head
-                Assert.True(kept <= Math.Max(limit, protectedPerHead * heads.Count + b * heads.Count), $"{name}: kept {kept} > budget {limit}");
+                Assert.True(kept <= Math.Max(limit, protectedPerHead * heads.Count + b * heads.Count),
+                    $"{name}: kept {kept} > budget {limit}");
             else
-                Assert.True(kept <= Math.Max(limit * 1.5, protectedPerHead * heads.Count) + heads.Count, $"{name}: kept {kept} for budget {limit}");
+                Assert.True(kept <= Math.Max(limit * 1.5, protectedPerHead * heads.Count) + heads.Count,
+                    $"{name}: kept {kept} for budget {limit}");
 
             Compactor.Apply(cache, seq, heads, plan);
             cache.CheckInvariants();
-            Assert.Equal(Enumerable.Range(0, layers).Sum(l => Enumerable.Range(0, kvHeads).Sum(h => (cache.Length(seq, l, h) + b - 1) / b)), cache.Pool.Used);
+            Assert.Equal(Enumerable.Range(0, layers).Sum(l => Enumerable.Range(0, kvHeads).Sum(h => (cache.Length(seq, l, h)
+                + b - 1) / b)), cache.Pool.Used);
         }
     }
 
-    private static HeadSlots Head(int layer, int kvHead, float[] metric) => new(layer, kvHead, metric, Enumerable.Range(0, metric.Length).ToArray());
+    private static HeadSlots Head(int layer, int kvHead, float[] metric) => new(layer, kvHead, metric, Enumerable.Range(0,
+        metric.Length).ToArray());
 
     [Fact]
     public void A_policy_spec_names_the_policy_and_optionally_its_metric_variant()
@@ -79,7 +86,8 @@ public class PolicyTests
         Assert.Equal(("kvcompress", false, true), (variant.Policy, variant.EffectiveSquared, variant.Average));
         var h2o = CompressionOptions.ForPolicy("h2o:squared", budget);
         Assert.Equal(("h2o", true, false), (h2o.Policy, h2o.EffectiveSquared, h2o.Average));
-        Assert.Contains("cubed", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("kvcompress:cubed", budget)).Message);
+        Assert.Contains("cubed", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("kvcompress:cubed",
+            budget)).Message);
         Assert.Contains("nope", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("nope", budget)).Message);
     }
 
@@ -87,7 +95,8 @@ public class PolicyTests
     public void StreamingLlm_keeps_the_four_sinks_and_the_most_recent_tokens()
     {
         var metric = Enumerable.Range(0, 40).Select(i => (float)(i * 7 % 13)).ToArray();
-        var plan = EvictionPolicies.All["streamingllm"].Plan([Head(0, 0, metric)], 4, 40, new EvictionBudget(MaxCacheTokens: 12, ProtectedWindow: 2), 1);
+        var plan = EvictionPolicies.All["streamingllm"].Plan([Head(0, 0, metric)], 4, 40, new EvictionBudget(MaxCacheTokens: 12,
+            ProtectedWindow: 2), 1);
         var keptPositions = Enumerable.Range(0, 40).Except(plan.Evicted[0]).OrderBy(p => p).ToArray();
         Assert.Equal([0, 1, 2, 3, 32, 33, 34, 35, 36, 37, 38, 39], keptPositions);
     }
@@ -96,14 +105,16 @@ public class PolicyTests
     public void Uniform_baselines_keep_each_heads_top_scores_and_pyramid_shrinks_with_depth()
     {
         var rng = new Random(3);
-        var heads = Enumerable.Range(0, 4).Select(i => Head(i / 2, i % 2, Enumerable.Range(0, 30).Select(_ => (float)rng.NextDouble()).ToArray())).ToList();
+        var heads = Enumerable.Range(0, 4).Select(i => Head(i / 2, i % 2, Enumerable.Range(0, 30).Select(_ =>
+            (float)rng.NextDouble()).ToArray())).ToList();
         var budget = new EvictionBudget(MaxCacheTokens: 10, ProtectedWindow: 0);
         foreach (var name in new[] { "snapkv", "h2o", "kvcompress-uniform" })
         {
             var plan = EvictionPolicies.All[name].Plan(heads, 4, 30, budget, 2);
             for (int i = 0; i < 4; i++)
             {
-                var expectedKept = heads[i].Metric.Select((m, t) => (m, t)).OrderByDescending(x => x.m).Take(10).Select(x => x.t).OrderBy(t => t);
+                var expectedKept = heads[i].Metric.Select((m, t) => (m, t)).OrderByDescending(x => x.m).Take(10).Select(x =>
+                    x.t).OrderBy(t => t);
                 Assert.Equal(expectedKept, Enumerable.Range(0, 30).Except(plan.Evicted[i]).OrderBy(t => t));
             }
         }
@@ -117,7 +128,8 @@ public class PolicyTests
         // Head 0 has all the high scores of layer 0; head 1 only low ones.
         var strong = Enumerable.Range(0, 20).Select(i => 10f + i).ToArray();
         var weak = Enumerable.Range(0, 20).Select(i => i * 0.01f).ToArray();
-        var plan = EvictionPolicies.All["adakv"].Plan([Head(0, 0, strong), Head(0, 1, weak)], 4, 20, new EvictionBudget(MaxCacheTokens: 10, ProtectedWindow: 0), 1);
+        var plan = EvictionPolicies.All["adakv"].Plan([Head(0, 0, strong), Head(0, 1, weak)], 4, 20,
+            new EvictionBudget(MaxCacheTokens: 10, ProtectedWindow: 0), 1);
         int keptStrong = 20 - plan.Evicted[0].Length, keptWeak = 20 - plan.Evicted[1].Length;
         Assert.Equal(20, keptStrong + keptWeak); // the layer's budget: 10 per head x 2 heads
         Assert.Equal(2, keptWeak);              // only its floor (20% of 10), its two best
@@ -129,7 +141,8 @@ public class PolicyTests
     public async Task Every_policy_runs_through_the_engine_and_bounds_memory(string name)
     {
         var w = TestModels.Random(TestModels.Config(vocab: 64, seq: 128), seed: 29);
-        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 4 << 20, BlockSize: 8, MaxBatchSize: 4, MaxTokensPerStep: 64));
+        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 4 << 20, BlockSize: 8,
+            MaxBatchSize: 4, MaxTokensPerStep: 64));
         var options = new GenerationOptions(30, SamplingOptions.Greedy, StopAtEos: false,
             new CompressionOptions(new EvictionBudget(MaxCacheTokens: 24, ProtectedWindow: 8), name));
         var ids = new List<int>();

@@ -14,7 +14,8 @@ public class EvalTests
         using var dir = new TempDir();
         TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: 64, seq: 64), seed: 3));
         File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 100).Select(i => 3 + i % 60)));
-        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"), "--policies", "kvcompress," + spec);
+        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"), "--policies",
+            "kvcompress," + spec);
         Assert.NotEqual(0, code);
         Assert.Contains("--policies", stderr);
         Assert.Contains(named, stderr);
@@ -27,10 +28,12 @@ public class EvalTests
     [InlineData("1/4", "100", 1024, 100, 25)]
     [InlineData("3/4", "1/8", 1024, 128, 96)]   // three quarters of each budget
     [InlineData("7/8", "1/32", 512, 16, 14)]
-    public void A_protected_window_is_a_token_count_or_a_share_of_each_budget(string window, string budget, int length, int tokens, int protectedTokens)
+    public void A_protected_window_is_a_token_count_or_a_share_of_each_budget(string window, string budget, int length, int tokens,
+        int protectedTokens)
     {
         var (fixedTokens, share) = KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window);
-        var b = new KvIlgpu.Evaluation.EvaluationOptions(["kvcompress"], [budget], ProtectedWindow: fixedTokens, ProtectedShare: share, Sinks: 2).Budget(budget, length);
+        var b = new KvIlgpu.Evaluation.EvaluationOptions(["kvcompress"], [budget], ProtectedWindow: fixedTokens, ProtectedShare: share,
+            Sinks: 2).Budget(budget, length);
         Assert.Equal(tokens, b.MaxCacheTokens);
         Assert.Equal(protectedTokens, b.ProtectedWindow);
         Assert.Equal(2, b.Sinks);
@@ -51,7 +54,8 @@ public class EvalTests
     [InlineData("0")]
     [InlineData("quarter")]
     public void A_bad_budget_names_the_option(string budget) =>
-        Assert.Contains("Budgets", Assert.Throws<InvalidOptionException>(() => KvIlgpu.Evaluation.EvaluationOptions.BudgetTokens(budget, 1024)).Message);
+        Assert.Contains("Budgets", Assert.Throws<InvalidOptionException>(() => KvIlgpu.Evaluation.EvaluationOptions.BudgetTokens(budget,
+            1024)).Message);
 
     [Fact]
     public void By_default_a_quarter_of_each_budget_is_protected()
@@ -68,7 +72,8 @@ public class EvalTests
     [InlineData("5/4")]   // more than the whole budget
     [InlineData("1/2/3")]
     public void A_bad_protected_window_names_the_option(string window) =>
-        Assert.Contains("ProtectedWindow", Assert.Throws<InvalidOptionException>(() => KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window)).Message);
+        Assert.Contains("ProtectedWindow", Assert.Throws<InvalidOptionException>(() =>
+            KvIlgpu.Evaluation.EvaluationOptions.ParseProtectedWindow(window)).Message);
 
     [Fact]
     public void Eval_compares_every_policy_and_budget_and_writes_table_csv_and_plot()
@@ -116,7 +121,8 @@ public class EvalTests
         {
             Assert.True(r.GetProperty("CompressionRatio").GetDouble() > 1.3, r.ToString());
             Assert.True(r.GetProperty("KlToFull").GetDouble() > 0, r.ToString());
-            Assert.True(r.GetProperty("PeakKvBytes").GetInt64() < full.GetProperty("PeakKvBytes").GetInt64(), r.ToString() + " vs full " + full.ToString());
+            Assert.True(r.GetProperty("PeakKvBytes").GetInt64() < full.GetProperty("PeakKvBytes").GetInt64(), r.ToString() + " vs full "
+                + full.ToString());
             Assert.True(r.GetProperty("MeanKvBytes").GetInt64() < fullMean, r.ToString());
             Assert.InRange(r.GetProperty("PasskeyAccuracy").GetDouble(), 0, 1);
             Assert.InRange(r.GetProperty("NeedleAccuracy").GetDouble(), 0, 1);
@@ -142,7 +148,8 @@ public class EvalTests
         var svg = System.Xml.Linq.XDocument.Load(dir.File("plot.svg"));
         System.Xml.Linq.XNamespace ns = "http://www.w3.org/2000/svg";
         var dashed = svg.Descendants(ns + "line").Single(l => l.Attribute("stroke-dasharray") != null);
-        var cy = svg.Descendants(ns + "circle").Select(c => double.Parse(c.Attribute("cy")!.Value, System.Globalization.CultureInfo.InvariantCulture)).ToList();
+        var cy = svg.Descendants(ns + "circle").Select(c => double.Parse(c.Attribute("cy")!.Value,
+            System.Globalization.CultureInfo.InvariantCulture)).ToList();
         double y = double.Parse(dashed.Attribute("y1")!.Value, System.Globalization.CultureInfo.InvariantCulture);
         // SVG y grows downwards: the point at 0.5 is below the line, the one at 1.5 above, and 1 is halfway between.
         Assert.Equal((cy[0] + cy[1]) / 2, y, 1);
@@ -217,7 +224,8 @@ public class EvalTests
         using var dir = new TempDir();
         TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: 64, seq: 64), seed: 3));
         File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 100).Select(i => 3 + i % 60)));
-        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"), "--prompt-share", share);
+        var (code, _, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"),
+            "--prompt-share", share);
         Assert.NotEqual(0, code);
         Assert.Contains("--prompt-share", stderr);
     }
@@ -229,9 +237,11 @@ public class EvalTests
     [InlineData(0.999, 1, false)]  // a 1-token segment cannot hold a prompt and a scored token
     public void The_library_checks_the_prompt_share_leaves_a_token_to_score(double share, int segmentLength, bool valid)
     {
-        var options = new KvIlgpu.Evaluation.EvaluationOptions(["streamingllm"], ["1/2"], SegmentLength: segmentLength, Segments: 1, PrefixFraction: share);
+        var options = new KvIlgpu.Evaluation.EvaluationOptions(["streamingllm"], ["1/2"], SegmentLength: segmentLength, Segments: 1,
+            PrefixFraction: share);
         // The share is checked before the corpus, so with an empty corpus a valid share fails on the corpus instead.
-        var e = Assert.ThrowsAny<ArgumentException>(() => KvIlgpu.Evaluation.Evaluator.Run(() => throw new InvalidOperationException("no engine"), [], options));
+        var e = Assert.ThrowsAny<ArgumentException>(() => KvIlgpu.Evaluation.Evaluator.Run(() =>
+            throw new InvalidOperationException("no engine"), [], options));
         Assert.Equal(!valid, e is InvalidOptionException { Option: "PrefixFraction" } && e.Message.Contains("PrefixFraction"));
         Assert.Equal(valid, e.Message.Contains("the corpus has 0 tokens"));
     }

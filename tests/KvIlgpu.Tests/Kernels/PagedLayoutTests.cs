@@ -7,12 +7,14 @@ namespace KvIlgpu.Tests.Kernels;
 public class PagedLayoutTests
 {
     // 3 layers, 2 KV heads, 6 query heads of width 8, a 100-token context in blocks of 16: 7 blocks per head.
-    private static readonly PagedLayout Layout = PagedLayout.For(TestModels.Config(dim: 48, layers: 3, heads: 6, kvHeads: 2, seq: 100), blockSize: 16);
+    private static readonly PagedLayout Layout = PagedLayout.For(TestModels.Config(dim: 48, layers: 3, heads: 6, kvHeads: 2, seq: 100),
+        blockSize: 16);
 
     [Fact]
     public void Dimensions_come_from_the_model()
     {
-        Assert.Equal((16, 8, 6, 2, 3, 7), (Layout.BlockSize, Layout.HeadDim, Layout.Heads, Layout.KvHeads, Layout.Layers, Layout.MaxBlocksPerHead));
+        Assert.Equal((16, 8, 6, 2, 3, 7), (Layout.BlockSize, Layout.HeadDim, Layout.Heads, Layout.KvHeads, Layout.Layers,
+            Layout.MaxBlocksPerHead));
         Assert.Equal((3, 6), (Layout.GroupSize, Layout.HeadsPerSequence));
     }
 

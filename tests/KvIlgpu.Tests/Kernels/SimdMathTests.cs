@@ -19,7 +19,13 @@ public class SimdMathTests
         float[] R() => Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
         var x0 = R(); var x1 = R();
         var w = WeightTensor.FromF32("w", 1, n, R()).ConvertTo(type);
-        var kind = type switch { WeightType.F32 => SimdMath.WeightKind.F32, WeightType.BF16 => SimdMath.WeightKind.BF16, _ => SimdMath.WeightKind.F16 };
+        var kind = type switch
+        {
+            WeightType.F32 => SimdMath.WeightKind.F32,
+            WeightType.BF16 => SimdMath.WeightKind.BF16,
+            _ =>
+            SimdMath.WeightKind.F16
+        };
         var (a, b) = SimdMath.Dot2(x0, x1, w.F32, w.Bits16, kind);
         float e0 = type == WeightType.F32 ? SimdMath.Dot(x0, w.F32) : SimdMath.Dot(x0, w.Bits16, type == WeightType.BF16);
         float e1 = type == WeightType.F32 ? SimdMath.Dot(x1, w.F32) : SimdMath.Dot(x1, w.Bits16, type == WeightType.BF16);

@@ -22,7 +22,8 @@ public class ModelFormatTests
             var tokens = Tokens.Select(t => t % vocab).ToArray();
             var all = model.Forward(cache, tokens, allLogits: true);
             for (int i = 0; i < tokens.Length; i++)
-                Compare.Close(all.AsSpan(i * vocab, vocab), reference.Step(tokens[i]).Select(v => (float)v).ToArray(), tolerance, $"position {i}");
+                Compare.Close(all.AsSpan(i * vocab, vocab), reference.Step(tokens[i]).Select(v => (float)v).ToArray(), tolerance,
+                    $"position {i}");
         }
     }
 
@@ -74,7 +75,8 @@ public class ModelFormatTests
     [Fact]
     public void Mha_and_other_shapes_match_reference()
     {
-        foreach (var (c, seed) in new[] { (TestModels.Config(dim: 32, heads: 4, kvHeads: 4, layers: 1), 21), (TestModels.Config(dim: 72, hidden: 50, heads: 6, kvHeads: 1, layers: 3, vocab: 37), 22) })
+        foreach (var (c, seed) in new[] { (TestModels.Config(dim: 32, heads: 4, kvHeads: 4, layers: 1), 21), (TestModels.Config(dim: 72,
+            hidden: 50, heads: 6, kvHeads: 1, layers: 3, vocab: 37), 22) })
         {
             var w = TestModels.Random(c, seed);
             AssertMatchesReference(w, w, "cpu", 1e-4);

@@ -4,12 +4,14 @@ namespace KvIlgpu.Tests.Support;
 
 /// <summary>The backends tests run on: ILGPU's CPU accelerator with the production launch shape (2-lane warps,
 /// 1x1 tiles), the same kernels with wide groups (4-lane warps, 16-thread groups, 4x4 shared-memory tiles), and the
-/// managed SIMD backend; "ilgpu-cpu-planning" is the wide shape planning eviction on the device as CUDA does. Each ILGPU backend is created once, because kernel compilation is the slow part.</summary>
+/// managed SIMD backend; "ilgpu-cpu-planning" is the wide shape planning eviction on the device as CUDA does. Each
+/// ILGPU backend is created once, because kernel compilation is the slow part.</summary>
 internal static class Backends
 {
     private static readonly Lazy<IComputeBackend> IlgpuCpu = new(() => BackendFactory.Create(DeviceKind.IlgpuCpu));
     private static readonly Lazy<IComputeBackend> IlgpuCpuWide = new(() => IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu, 4, 4)!);
-    private static readonly Lazy<IComputeBackend> IlgpuCpuPlanning = new(() => IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu, 4, 4, planEvictionOnDevice: true)!);
+    private static readonly Lazy<IComputeBackend> IlgpuCpuPlanning = new(() => IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu, 4, 4,
+        planEvictionOnDevice: true)!);
     private static readonly Lazy<IComputeBackend> Managed = new(() => new ManagedSimdBackend());
     private static readonly object Gate = new();
 

@@ -17,7 +17,8 @@ internal sealed class GoldenRun
         {
             Prompt = root.GetProperty("prompt").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
             Tokens = root.GetProperty("tokens").EnumerateArray().Select(e => e.GetInt32()).ToArray(),
-            Logits = root.GetProperty("logits").EnumerateObject().ToDictionary(p => int.Parse(p.Name), p => p.Value.EnumerateArray().Select(e => e.GetSingle()).ToArray()),
+            Logits = root.GetProperty("logits").EnumerateObject().ToDictionary(p => int.Parse(p.Name), p =>
+                p.Value.EnumerateArray().Select(e => e.GetSingle()).ToArray()),
             Top1Gaps = root.TryGetProperty("top1_gaps", out var g) ? g.EnumerateArray().Select(e => e.GetSingle()).ToArray() : [],
         };
     }

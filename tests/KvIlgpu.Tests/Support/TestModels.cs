@@ -12,20 +12,29 @@ internal static class TestModels
 {
     private static readonly string[] Architectures = ["LlamaForCausalLM"];
 
-    public static ModelConfig Config(int dim = 48, int hidden = 80, int layers = 2, int heads = 4, int kvHeads = 2, int vocab = 64, int seq = 64) =>
-        new ModelConfig { Architecture = "llama2c", Dim = dim, HiddenDim = hidden, Layers = layers, Heads = heads, KvHeads = kvHeads, VocabSize = vocab, MaxSeqLen = seq, BosTokenId = 1, EosTokenIds = [2] }.Validated("test");
+    public static ModelConfig Config(int dim = 48, int hidden = 80, int layers = 2, int heads = 4, int kvHeads = 2, int vocab = 64,
+        int seq = 64) =>
+        new ModelConfig
+        {
+            Architecture = "llama2c", Dim = dim, HiddenDim = hidden, Layers = layers, Heads = heads, KvHeads = kvHeads,
+            VocabSize = vocab, MaxSeqLen = seq, BosTokenId = 1, EosTokenIds = [2]
+        }.Validated("test");
 
     public static LlamaWeights Random(ModelConfig c, int seed, bool tied = false)
     {
         var rng = new Random(seed);
         WeightTensor T(string name, int rows, int cols, float scale) =>
-            WeightTensor.FromF32(name, rows, cols, Enumerable.Range(0, rows * cols).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray());
-        WeightTensor Norm(string name) => WeightTensor.FromF32(name, 1, c.Dim, Enumerable.Range(0, c.Dim).Select(_ => 0.8f + (float)rng.NextDouble() * 0.4f).ToArray());
+            WeightTensor.FromF32(name, rows, cols, Enumerable.Range(0, rows * cols).Select(_ =>
+                (float)(rng.NextDouble() * 2 - 1) * scale).ToArray());
+        WeightTensor Norm(string name) => WeightTensor.FromF32(name, 1, c.Dim, Enumerable.Range(0, c.Dim).Select(_ => 0.8f
+            + (float)rng.NextDouble() * 0.4f).ToArray());
         float s = 1f / MathF.Sqrt(c.Dim);
         var emb = T("emb", c.VocabSize, c.Dim, 1f);
         var layers = Enumerable.Range(0, c.Layers).Select(l => new LayerWeights(
-            Norm($"an{l}"), T($"wq{l}", c.QDim, c.Dim, s), T($"wk{l}", c.KvDim, c.Dim, s), T($"wv{l}", c.KvDim, c.Dim, s), T($"wo{l}", c.Dim, c.QDim, s),
-            null, null, null, Norm($"fn{l}"), T($"w1{l}", c.HiddenDim, c.Dim, s), T($"w2{l}", c.Dim, c.HiddenDim, 1f / MathF.Sqrt(c.HiddenDim)), T($"w3{l}", c.HiddenDim, c.Dim, s))).ToList();
+            Norm($"an{l}"), T($"wq{l}", c.QDim, c.Dim, s), T($"wk{l}", c.KvDim, c.Dim, s), T($"wv{l}", c.KvDim, c.Dim, s), T($"wo{l}",
+                c.Dim, c.QDim, s),
+            null, null, null, Norm($"fn{l}"), T($"w1{l}", c.HiddenDim, c.Dim, s), T($"w2{l}", c.Dim, c.HiddenDim,
+                1f / MathF.Sqrt(c.HiddenDim)), T($"w3{l}", c.HiddenDim, c.Dim, s))).ToList();
         var cfg = c with { TiedEmbeddings = tied };
         return new LlamaWeights(cfg, emb, layers, Norm("final"), tied ? emb : T("cls", c.VocabSize, c.Dim, s), "random");
     }
@@ -37,7 +46,8 @@ internal static class TestModels
     {
         var c = w.Config;
         using var f = File.Create(path);
-        foreach (var v in new[] { c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KvHeads, c.TiedEmbeddings ? c.VocabSize : -c.VocabSize, c.MaxSeqLen })
+        foreach (var v in new[] { c.Dim, c.HiddenDim, c.Layers, c.Heads, c.KvHeads, c.TiedEmbeddings ? c.VocabSize : -c.VocabSize,
+            c.MaxSeqLen })
             f.Write(BitConverter.GetBytes(v));
         WriteFloats(f, w.TokenEmbedding);
         foreach (var l in w.Layers) WriteFloats(f, l.AttentionNorm);
@@ -77,7 +87,8 @@ internal static class TestModels
             ["hidden_size"] = c.Dim, ["intermediate_size"] = c.HiddenDim, ["num_hidden_layers"] = c.Layers,
             ["num_attention_heads"] = c.Heads, ["num_key_value_heads"] = c.KvHeads, ["vocab_size"] = c.VocabSize,
             ["max_position_embeddings"] = c.MaxSeqLen, ["rms_norm_eps"] = c.RmsNormEps, ["rope_theta"] = c.RopeTheta,
-            ["tie_word_embeddings"] = c.TiedEmbeddings, ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] = type == WeightType.F32 ? "float32" : "bfloat16",
+            ["tie_word_embeddings"] = c.TiedEmbeddings, ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] =
+                type == WeightType.F32 ? "float32" : "bfloat16",
         }));
         var tensors = new List<(string, WeightTensor, long[])>();
         void Add(string name, WeightTensor t, bool vector = false) =>
@@ -109,7 +120,11 @@ internal static class TestModels
             SafetensorsWriter.Write(Path.Combine(dir, file), shards[s]);
             foreach (var (name, _, _) in shards[s]) map[name] = file;
         }
-        File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), JsonSerializer.Serialize(new { metadata = new { }, weight_map = map }));
+        File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"), JsonSerializer.Serialize(new
+        {
+            metadata = new { },
+            weight_map = map
+        }));
     }
 
 
@@ -127,7 +142,8 @@ internal static class TestModels
             ("llama.block_count", 4, (uint)c.Layers), ("llama.attention.head_count", 4, (uint)c.Heads),
             ("llama.attention.head_count_kv", 4, (uint)c.KvHeads), ("llama.context_length", 4, (uint)c.MaxSeqLen),
             ("llama.attention.layer_norm_rms_epsilon", 6, c.RmsNormEps), ("llama.rope.freq_base", 6, c.RopeTheta),
-            ("llama.rope.dimension_count", 4, (uint)c.HeadDim), ("tokenizer.ggml.bos_token_id", 4, 1u), ("tokenizer.ggml.eos_token_id", 4, 2u),
+            ("llama.rope.dimension_count", 4, (uint)c.HeadDim), ("tokenizer.ggml.bos_token_id", 4, 1u), ("tokenizer.ggml.eos_token_id", 4,
+                2u),
         };
         if (tokenizer is { } tk)
         {
@@ -140,7 +156,8 @@ internal static class TestModels
         {
             var L = w.Layers[l];
             tensors.AddRange([($"blk.{l}.attn_norm.weight", L.AttentionNorm, true), ($"blk.{l}.attn_q.weight", L.Wq, false),
-                ($"blk.{l}.attn_k.weight", L.Wk, false), ($"blk.{l}.attn_v.weight", L.Wv, false), ($"blk.{l}.attn_output.weight", L.Wo, false),
+                ($"blk.{l}.attn_k.weight", L.Wk, false), ($"blk.{l}.attn_v.weight", L.Wv, false), ($"blk.{l}.attn_output.weight", L.Wo,
+                    false),
                 ($"blk.{l}.ffn_norm.weight", L.FfnNorm, true), ($"blk.{l}.ffn_gate.weight", L.WGate, false),
                 ($"blk.{l}.ffn_down.weight", L.WDown, false), ($"blk.{l}.ffn_up.weight", L.WUp, false)]);
         }
@@ -168,7 +185,8 @@ internal static class TestModels
                     return outb.ToArray();
             }
         }
-        var blobs = tensors.Select(t => (t.Name, t.T, Type: t.Vector ? GgufType.F32 : matrixType)).Select(t => (t.Name, t.T, t.Type, Data: Encode(t.T, t.Type))).ToList();
+        var blobs = tensors.Select(t => (t.Name, t.T, Type: t.Vector ? GgufType.F32 : matrixType)).Select(t => (t.Name, t.T, t.Type,
+            Data: Encode(t.T, t.Type))).ToList();
 
         bw.Write(0x46554747u); bw.Write(3u); bw.Write((ulong)blobs.Count); bw.Write((ulong)kv.Count);
         foreach (var (key, type, value) in kv)

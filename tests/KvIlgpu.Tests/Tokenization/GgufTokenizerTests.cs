@@ -14,7 +14,8 @@ public class GgufTokenizerTests
         var scores = new List<float> { 0, 0, 0 };
         for (int b = 0; b < 256; b++) { tokens.Add($"<0x{b:X2}>"); scores.Add(0); }
         foreach (var (p, sc) in new[] { ("▁", -1f), ("h", -2f), ("e", -2f), ("l", -2f), ("o", -2f), ("w", -2f), ("r", -2f), ("d", -2f),
-                     ("he", -3f), ("ll", -3f), ("▁w", -4f), ("hell", -5f), ("hello", -6f), ("▁he", -7f), ("▁hello", -8f), ("or", -9f) })
+                     ("he", -3f), ("ll", -3f), ("▁w", -4f), ("hell", -5f), ("hello", -6f), ("▁he", -7f), ("▁hello", -8f),
+                     ("or", -9f) })
         { tokens.Add(p); scores.Add(sc); }
         return (tokens.ToArray(), scores.ToArray());
     }
@@ -32,7 +33,8 @@ public class GgufTokenizerTests
         Assert.Equal("hello world", tok.Decode(ids));
         Assert.Equal("ü", tok.Decode(tok.Encode("ü"))); // byte fallback
 
-        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir.File("m.gguf"), "--prompt", "hello world", "--max-tokens", "4", "--json");
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir.File("m.gguf"), "--prompt", "hello world", "--max-tokens",
+            "4", "--json");
         Assert.True(code == 0, stderr);
         Assert.Equal(4, JsonDocument.Parse(stdout).RootElement.GetProperty("token_ids").GetArrayLength());
     }

@@ -1,7 +1,7 @@
 using System.Text;
 using System.Text.Json;
-using KvIlgpu.Tokenization;
 using KvIlgpu.Tests.Support;
+using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Tests.Tokenization;
 
@@ -46,10 +46,15 @@ public class TokenizerTests
         var json = new
         {
             version = "1.0",
-            added_tokens = new[] { new { id = vocab.Count, content = "<|begin_of_text|>", special = true }, new { id = vocab.Count + 1, content = "<|end_of_text|>", special = true } },
-            pre_tokenizer = new { type = "Sequence", pretokenizers = new object[] {
-                new { type = "Split", pattern = new { Regex = ByteLevelBpeTextTokenizer.Gpt2Pattern }, behavior = "Isolated", invert = false },
-                new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false } } },
+            added_tokens = new[] { new { id = vocab.Count, content = "<|begin_of_text|>", special = true }, new { id = vocab.Count + 1,
+                content = "<|end_of_text|>", special = true } },
+            pre_tokenizer = new
+            {
+                type = "Sequence", pretokenizers = new object[] {
+                new { type = "Split", pattern = new { Regex = ByteLevelBpeTextTokenizer.Gpt2Pattern }, behavior = "Isolated", invert =
+                    false },
+                new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false } }
+            },
             decoder = new { type = "ByteLevel" },
             model = new { type = "BPE", vocab, merges },
         };
@@ -107,6 +112,7 @@ public class TokenizerTests
         File.WriteAllText(dir.File("vocab.txt"), "x");
         Assert.Contains("vocab.txt", Assert.Throws<InvalidDataException>(() => TokenizerLoader.Open(dir.File("vocab.txt"))).Message);
         File.WriteAllBytes(dir.File("tokenizer.bin"), [1, 0, 0, 0, 0]);
-        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => TokenizerLoader.Open(dir.File("tokenizer.bin"), 10)).Message);
+        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => TokenizerLoader.Open(dir.File("tokenizer.bin"),
+            10)).Message);
     }
 }

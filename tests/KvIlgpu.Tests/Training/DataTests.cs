@@ -9,9 +9,11 @@ public class DataTests
     [Fact]
     public void Tagged_brown_text_becomes_plain_english()
     {
-        var tagged = "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc Atlanta's/np$ mayor/nn (/( elected/vbn )/) agreed/vbd ./.\n" +
+        var tagged = "\n\n\tThe/at jury/nn said/vbd ``/`` no/at evidence/nn ''/'' ,/, and/cc Atlanta's/np$ mayor/nn (/( elected/vbn )/) " +
+            "agreed/vbd ./.\n" +
                      "\tIt/pps was/bedz over/rb ./.\n\n\n\tNew/jj paragraph/nn ./.\n";
-        Assert.Equal("The jury said \"no evidence\", and Atlanta's mayor (elected) agreed. It was over.\n\nNew paragraph.", BrownCorpus.Untag(tagged));
+        Assert.Equal("The jury said \"no evidence\", and Atlanta's mayor (elected) agreed. It was over.\n\nNew paragraph.",
+            BrownCorpus.Untag(tagged));
     }
 
     [SharedFact]
@@ -28,7 +30,8 @@ public class DataTests
     [Fact]
     public void Byte_level_bpe_trainer_learns_frequent_merges_that_the_tokenizer_loads_and_round_trips()
     {
-        var texts = Enumerable.Range(0, 200).Select(i => $"the cat sat on the mat number {i}. The other cat ate the rat, naïve café {i % 7}.").ToList();
+        var texts = Enumerable.Range(0, 200).Select(i =>
+            $"the cat sat on the mat number {i}. The other cat ate the rat, naïve café {i % 7}.").ToList();
         var result = ByteLevelBpeTrainer.Train(texts, 40, ["<|bos|>", "<|eos|>"]);
         Assert.Equal(40, result.Merges.Count);
         // Counted by hand: "at" occurs 6 times a line (cat x2, sat, mat, ate, rat), "he" 5 times (the x3, The, other).
@@ -43,7 +46,8 @@ public class DataTests
         foreach (var text in texts.Take(5).Append("unseen words: zebra quartz 東京 🚀"))
             Assert.Equal(text, tok.Decode(tok.Encode(text)));
         var sample = texts[3];
-        Assert.True(tok.Encode(sample).Count < System.Text.Encoding.UTF8.GetByteCount(sample) / 2, "merges should at least halve the byte count");
+        Assert.True(tok.Encode(sample).Count < System.Text.Encoding.UTF8.GetByteCount(sample) / 2,
+            "merges should at least halve the byte count");
         Assert.Contains(tok.Encode(" the cat").Select(tok.Piece), p => p == "Ġthe");
     }
 

@@ -8,12 +8,18 @@ namespace KvIlgpu.Tests.Training;
 /// functional of the output (so dLoss/dOutput is that random vector); a sample of coordinates of every input is probed.</summary>
 public class GradientCheckTests
 {
-    internal static float[] R(Random rng, int n, float scale = 1f) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
+    internal static float[] R(Random rng, int n, float scale = 1f) => Enumerable.Range(0, n).Select(_ =>
+        (float)(rng.NextDouble() * 2 - 1) * scale).ToArray();
 
-    internal static double Dot(float[] a, float[] b) { double s = 0; for (int i = 0; i < a.Length; i++) s += (double)a[i] * b[i]; return s; }
+    internal static double Dot(float[] a, float[] b)
+    {
+        double s = 0; for (int i =
+        0; i < a.Length; i++) s += (double)a[i] * b[i]; return s;
+    }
 
     /// <summary>Compares analytic gradient entries with (L(x + e) - L(x - e)) / 2e at probed coordinates.</summary>
-    internal static void Check(string what, float[] x, float[] analytic, Func<double> loss, Random rng, float eps = 1e-2f, double tol = 2e-2)
+    internal static void Check(string what, float[] x, float[] analytic, Func<double> loss, Random rng, float eps = 1e-2f, double tol =
+        2e-2)
     {
         foreach (int i in Enumerable.Range(0, Math.Min(24, x.Length)).Select(_ => rng.Next(x.Length)).Distinct())
         {
@@ -68,7 +74,11 @@ public class GradientCheckTests
         Check("dx", x, dx, L, rng, eps: 1e-3f);
     }
 
-    private static ModelConfig TestModels_Config() => new ModelConfig { Dim = 16, HiddenDim = 8, Layers = 1, Heads = 2, KvHeads = 1, VocabSize = 4, MaxSeqLen = 32 }.Validated("test");
+    private static ModelConfig TestModels_Config() => new ModelConfig
+    {
+        Dim = 16, HiddenDim = 8, Layers = 1, Heads = 2, KvHeads = 1,
+        VocabSize = 4, MaxSeqLen = 32
+    }.Validated("test");
 
     [Fact]
     public void SwiGlu()
@@ -91,7 +101,11 @@ public class GradientCheckTests
         int t = 5, d = 4;
         var q = R(rng, t * heads * d); var k = R(rng, t * kvHeads * d); var v = R(rng, t * kvHeads * d); var c = R(rng, t * heads * d);
         var probs = new float[heads * t * t];
-        double L() { var o = new float[t * heads * d]; G.Attention(q, k, v, o, new float[heads * t * t], t, heads, kvHeads, d); return Dot(o, c); }
+        double L()
+        {
+            var o = new float[t * heads * d]; G.Attention(q, k, v, o, new float[heads * t * t], t, heads, kvHeads,
+            d); return Dot(o, c);
+        }
         G.Attention(q, k, v, new float[t * heads * d], probs, t, heads, kvHeads, d);
         var dq = new float[q.Length]; var dk = new float[k.Length]; var dv = new float[v.Length];
         G.AttentionBackward(q, k, v, probs, c, dq, dk, dv, t, heads, kvHeads, d);
@@ -114,7 +128,8 @@ public class GradientCheckTests
         int[] targets = [0, 3, 6, 2];
         var dLogits = new float[logits.Length];
         G.CrossEntropy(logits, targets, dLogits, vocab);
-        Check("dLogits (cross-entropy)", logits, dLogits, () => G.CrossEntropy(logits, targets, new float[logits.Length], vocab), rng, eps: 1e-3f);
+        Check("dLogits (cross-entropy)", logits, dLogits, () => G.CrossEntropy(logits, targets, new float[logits.Length], vocab), rng,
+            eps: 1e-3f);
 
         var teacher = R(rng, rows * vocab, 3);
         var dStudent = new float[logits.Length];

@@ -16,25 +16,33 @@ public class TrainCommandTests
         using var gz = new GZipStream(File.Create(path), CompressionLevel.Fastest);
         using var tar = new TarWriter(gz);
         var rng = new Random(1);
-        string[] words = ["the/at", "cat/nn", "sat/vbd", "on/in", "a/at", "mat/nn", "dog/nn", "ran/vbd", "home/nr", "quickly/rb", "and/cc", "then/rb"];
+        string[] words = ["the/at", "cat/nn", "sat/vbd", "on/in", "a/at", "mat/nn", "dog/nn", "ran/vbd", "home/nr", "quickly/rb",
+            "and/cc", "then/rb"];
         for (int f = 0; f < 12; f++)
         {
             var sb = new StringBuilder();
             for (int s = 0; s < 40; s++)
-                sb.Append("\n\n\t").Append(string.Join(" ", Enumerable.Range(0, rng.Next(5, 12)).Select(_ => words[rng.Next(words.Length)]))).Append(" ./.\n");
-            var entry = new PaxTarEntry(TarEntryType.RegularFile, $"package/c{(char)('a' + f % 3)}{f:D2}") { DataStream = new MemoryStream(Encoding.UTF8.GetBytes(sb.ToString())) };
+                sb.Append("\n\n\t").Append(string.Join(" ", Enumerable.Range(0, rng.Next(5, 12)).Select(_ =>
+                    words[rng.Next(words.Length)]))).Append(" ./.\n");
+            var entry = new PaxTarEntry(TarEntryType.RegularFile, $"package/c{(char)('a' + f % 3)}{f:D2}")
+            {
+                DataStream =
+                new MemoryStream(Encoding.UTF8.GetBytes(sb.ToString()))
+            };
             tar.WriteEntry(entry);
         }
         return path;
     }
 
-    private static string WriteConfig(TempDir dir, string corpus, int steps, Dictionary<string, object>? extra = null, string name = "train")
+    private static string WriteConfig(TempDir dir, string corpus, int steps, Dictionary<string, object>? extra = null, string name =
+        "train")
     {
         var values = new Dictionary<string, object>
         {
             ["seed"] = 3, ["corpus"] = corpus, ["merges"] = 30, ["dim"] = 16, ["hidden_dim"] = 32, ["layers"] = 1, ["heads"] = 4,
             ["kv_heads"] = 2, ["context"] = 64, ["sequence_length"] = 24, ["batch_size"] = 2, ["accumulation"] = 2, ["steps"] = steps,
-            ["learning_rate"] = 0.01, ["warmup"] = 2, ["task_fraction"] = 0.3, ["validation_documents"] = 2, ["eval_every"] = 3, ["checkpoint_every"] = 3,
+            ["learning_rate"] = 0.01, ["warmup"] = 2, ["task_fraction"] = 0.3, ["validation_documents"] = 2, ["eval_every"] = 3,
+            ["checkpoint_every"] = 3,
         };
         foreach (var (k, v) in extra ?? []) values[k] = v;
         return WriteFile(dir.File($"{name}-{steps}.json"), JsonSerializer.Serialize(values));
@@ -48,7 +56,8 @@ public class TrainCommandTests
         Trainer.Train(TrainingConfig.Load(WriteConfig(dir, corpus, 3)), dir.File("base"));
         var extra = new Dictionary<string, object>
         {
-            ["init_from"] = dir.File("base"), ["task_fraction"] = 0.8, ["task_min_length"] = 16, ["task_weights"] = new[] { 2.0, 1.0, 0.0 }, ["answer_weight"] = 5.0,
+            ["init_from"] = dir.File("base"), ["task_fraction"] = 0.8, ["task_min_length"] = 16, ["task_weights"] = new[] { 2.0, 1.0,
+                0.0 }, ["answer_weight"] = 5.0,
         };
         var path = WriteConfig(dir, corpus, 4, extra, "continued");
         var managed = Trainer.Train(TrainingConfig.Load(path), dir.File("managed"));
@@ -65,7 +74,8 @@ public class TrainCommandTests
         Compare.Close(trained.TokenEmbedding.ToFloat(), reference.TokenEmbedding.ToFloat(), 1e-3, "embeddings after training on ILGPU");
         var baseWeights = KvIlgpu.Models.Loading.ModelLoader.Load(dir.File("base"));
         Assert.NotEqual(baseWeights.Layers[0].Wq.ToFloat(), trained.Layers[0].Wq.ToFloat()); // it did train, from the base
-        Assert.Equal(File.ReadAllText(Path.Combine(dir.File("base"), "tokenizer.json")), File.ReadAllText(Path.Combine(dir.File("ilgpu"), "tokenizer.json")));
+        Assert.Equal(File.ReadAllText(Path.Combine(dir.File("base"), "tokenizer.json")), File.ReadAllText(Path.Combine(dir.File("ilgpu"),
+            "tokenizer.json")));
     }
 
     private static string WriteFile(string path, string text) { File.WriteAllText(path, text); return path; }
@@ -84,12 +94,14 @@ public class TrainCommandTests
         var resumed = Trainer.Train(cfg, dir.File("resumed"));
         foreach (var (name, values) in whole.Parameters) Assert.Equal(values, resumed.Parameters[name]);
 
-        foreach (var f in new[] { "config.json", "model.safetensors", "tokenizer.json", "training_log.csv", "loss.svg", "optimizer.safetensors" })
+        foreach (var f in new[] { "config.json", "model.safetensors", "tokenizer.json", "training_log.csv", "loss.svg",
+            "optimizer.safetensors" })
             Assert.True(File.Exists(Path.Combine(dir.File("whole"), f)), f);
         Assert.Equal(7, File.ReadAllLines(Path.Combine(dir.File("resumed"), "training_log.csv")).Length);
 
         // The CLI generates from the folder, with the trained tokenizer.
-        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir.File("whole"), "--prompt", "the cat", "--max-tokens", "5", "--json");
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--model", dir.File("whole"), "--prompt", "the cat", "--max-tokens", "5",
+            "--json");
         Assert.True(code == 0, stderr);
         Assert.True(JsonDocument.Parse(stdout).RootElement.TryGetProperty("text", out _));
     }

@@ -36,7 +36,8 @@ public class TrainerTests
         m.ZeroGrad();
         m.AccumulateGradients(seq);
         var rng = new Random(3);
-        foreach (var name in new[] { "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+        foreach (var name in new[] { "model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+            "model.layers.0.self_attn.k_proj.weight",
                      "model.layers.1.self_attn.v_proj.weight", "model.layers.0.mlp.gate_proj.weight", "model.layers.1.mlp.down_proj.weight",
                      "model.layers.0.input_layernorm.weight", "model.norm.weight", "lm_head.weight" })
         {
@@ -50,7 +51,8 @@ public class TrainerTests
                 p[i] = keep - eps; double down = Loss(m, seq);
                 p[i] = keep;
                 double numeric = (up - down) / (2 * eps);
-                Assert.True(Math.Abs(numeric - g[i]) <= 3e-2 * Math.Max(1e-2, Math.Abs(numeric)) + 2e-4, $"{name}[{i}]: analytic {g[i]:G5}, numeric {numeric:G5}");
+                Assert.True(Math.Abs(numeric - g[i]) <= 3e-2 * Math.Max(1e-2, Math.Abs(numeric)) + 2e-4,
+                    $"{name}[{i}]: analytic {g[i]:G5}, numeric {numeric:G5}");
             }
         }
     }

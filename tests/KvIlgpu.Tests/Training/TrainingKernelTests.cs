@@ -99,7 +99,11 @@ public class TrainingKernelTests
         lock (Backends.Lock)
         {
             var o = Ops(backend);
-            var config = new ModelConfig { Dim = 16, HiddenDim = 8, Layers = 1, Heads = 2, KvHeads = 1, VocabSize = 4, MaxSeqLen = 32 }.Validated("test");
+            var config = new ModelConfig
+            {
+                Dim = 16, HiddenDim = 8, Layers = 1, Heads = 2, KvHeads = 1, VocabSize = 4, MaxSeqLen =
+                32
+            }.Validated("test");
             var table = new RopeTable(config);
             foreach (var layout in new[] { RopeLayout.HalfSplit, RopeLayout.InterleavedPairs })
             {
@@ -123,7 +127,11 @@ public class TrainingKernelTests
             var rng = new Random(4);
             int n = 13;
             var g = R(rng, n, 3); var u = R(rng, n); var c = R(rng, n);
-            double L() { using var Gt = Up(o, g); using var U = Up(o, u); using var Y = o.Allocate(n); o.SwiGlu(Gt, U, Y); return Dot(Down(o, Y), c); }
+            double L()
+            {
+                using var Gt = Up(o, g); using var U = Up(o, u); using var Y = o.Allocate(n); o.SwiGlu(Gt, U,
+                Y); return Dot(Down(o, Y), c);
+            }
             using var Gt = Up(o, g); using var U = Up(o, u); using var C = Up(o, c);
             using var dG = o.Allocate(n); using var dU = o.Allocate(n);
             o.SwiGluBackward(Gt, U, C, dG, dU);
@@ -141,7 +149,8 @@ public class TrainingKernelTests
             {
                 var rng = new Random(heads * 10 + kvHeads);
                 int t = 6, d = 4;
-                var q = R(rng, t * heads * d); var k = R(rng, t * kvHeads * d); var v = R(rng, t * kvHeads * d); var c = R(rng, t * heads * d);
+                var q = R(rng, t * heads * d); var k = R(rng, t * kvHeads * d); var v = R(rng, t * kvHeads * d); var c = R(rng,
+                    t * heads * d);
                 double L()
                 {
                     using var Q = Up(o, q); using var K = Up(o, k); using var V = Up(o, v);
@@ -172,7 +181,11 @@ public class TrainingKernelTests
             int vocab = 7, dim = 3, rows = 4;
             int[] tokens = [1, 5, 1, 6];
             var table = R(rng, vocab * dim); var c = R(rng, rows * dim);
-            double Le() { using var T = Up(o, table); using var Y = o.Allocate(rows * dim); o.Embed(tokens, T, Y, dim); return Dot(Down(o, Y), c); }
+            double Le()
+            {
+                using var T = Up(o, table); using var Y = o.Allocate(rows * dim); o.Embed(tokens, T, Y, dim); return Dot(Down(o,
+                Y), c);
+            }
             using (var C = Up(o, c))
             using (var dT = o.Allocate(table.Length))
             {
@@ -194,7 +207,11 @@ public class TrainingKernelTests
             }
 
             var teacher = R(rng, rows * vocab, 3);
-            double Lkl() { using var Tt = Up(o, teacher); using var S = Up(o, logits); using var dS = o.Allocate(logits.Length); return o.KlDivergence(Tt, S, dS, vocab); }
+            double Lkl()
+            {
+                using var Tt = Up(o, teacher); using var S = Up(o, logits); using var dS =
+                o.Allocate(logits.Length); return o.KlDivergence(Tt, S, dS, vocab);
+            }
             using (var Tt = Up(o, teacher))
             using (var S = Up(o, logits))
             using (var dS = o.Allocate(logits.Length))
@@ -222,7 +239,11 @@ public class TrainingKernelTests
         double total = 0;
         for (int r = 0; r < rows; r++)
         {
-            double[] Log(float[] z) { var row = z.Skip(r * vocab).Take(vocab).Select(v => (double)v).ToArray(); double m = row.Max(), lz = m + Math.Log(row.Sum(v => Math.Exp(v - m))); return row.Select(v => v - lz).ToArray(); }
+            double[] Log(float[] z)
+            {
+                var row = z.Skip(r * vocab).Take(vocab).Select(v => (double)v).ToArray(); double m = row.Max(), lz =
+                m + Math.Log(row.Sum(v => Math.Exp(v - m))); return row.Select(v => v - lz).ToArray();
+            }
             var lt = Log(teacher); var ls = Log(student);
             for (int i = 0; i < vocab; i++) total += Math.Exp(lt[i]) * (lt[i] - ls[i]);
         }
@@ -238,7 +259,11 @@ public class TrainingKernelTests
             var rng = new Random(8);
             int n = 1000;
             var p = R(rng, n); var g = R(rng, n); var m = R(rng, n, 0.1f); var v = R(rng, n).Select(Math.Abs).ToArray();
-            var s = new AdamWStep { LearningRate = 0.01f, Beta1 = 0.9f, Beta2 = 0.95f, Epsilon = 1e-8f, C1 = 0.19f, C2 = 0.0975f, GradScale = 0.5f, Decay = 0.1f };
+            var s = new AdamWStep
+            {
+                LearningRate = 0.01f, Beta1 = 0.9f, Beta2 = 0.95f, Epsilon = 1e-8f, C1 = 0.19f, C2 = 0.0975f,
+                GradScale = 0.5f, Decay = 0.1f
+            };
             using var P = Up(o, p); using var Gt = Up(o, g); using var M = Up(o, m); using var V = Up(o, v);
             Assert.Equal(g.Sum(x => (double)x * x), o.SumOfSquares(Gt), 3);
             o.AdamW(P, Gt, M, V, s);
@@ -254,7 +279,8 @@ public class TrainingKernelTests
 
     private static ModelConfig Tiny(bool tied = false) => new ModelConfig
     {
-        Dim = 16, HiddenDim = 24, Layers = 2, Heads = 4, KvHeads = 2, VocabSize = 20, MaxSeqLen = 32, BosTokenId = 1, EosTokenIds = [2], TiedEmbeddings = tied,
+        Dim = 16, HiddenDim = 24, Layers = 2, Heads = 4, KvHeads = 2, VocabSize = 20, MaxSeqLen = 32, BosTokenId = 1, EosTokenIds = [2],
+        TiedEmbeddings = tied,
     }.Validated("tiny");
 
     [Theory]
@@ -338,12 +364,14 @@ public class TrainingKernelTests
                 model.SyncFromHost();
                 var logits = model.Logits(seq.AsSpan(0, seq.Length - 1));
                 double sum = 0;
-                for (int r = 0; r < t; r++) sum += (r >= t - answer ? answerWeight : promptWeight) * RowLoss(logits, seq[1..], r, model.Config.VocabSize);
+                for (int r = 0; r < t; r++) sum += (r >= t - answer ? answerWeight : promptWeight) * RowLoss(logits, seq[1..], r,
+                    model.Config.VocabSize);
                 return weight * sum / (t - answer + answer * answerWeight);
             }
             model.SyncToHost();
             var rng = new Random(4);
-            foreach (var name in new[] { "model.embed_tokens.weight", "model.layers.0.self_attn.v_proj.weight", "model.layers.1.mlp.down_proj.weight" })
+            foreach (var name in new[] { "model.embed_tokens.weight", "model.layers.0.self_attn.v_proj.weight",
+                "model.layers.1.mlp.down_proj.weight" })
                 Check("d" + name, model.Parameters[name], model.Grads.ToHost(name), L, rng, eps: 1e-2f, tol: 5e-2);
         }
     }

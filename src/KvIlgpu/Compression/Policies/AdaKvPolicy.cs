@@ -5,4 +5,5 @@ namespace KvIlgpu.Compression;
 /// only). Selection: each layer's budget goes to its best KVs across heads, with a floor of 20% of the per-head budget
 /// for every head.</summary>
 internal sealed record AdaKvPolicy() : EvictionPolicy("adakv",
-    new KvScorer(Squared: false, ObservationWindow: 8, PoolKernel: 7, AccumulateDuringDecode: false), new AdaptiveLayerSelection(Floor: 0.2));
+    new KvScorer(Squared: false, ObservationWindow: 8, PoolKernel: 7, AccumulateDuringDecode: false),
+        new AdaptiveLayerSelection(Floor: 0.2));

@@ -23,10 +23,12 @@ internal sealed record AdaptiveLayerSelection(double Floor = 0.2) : ISelectionRu
                     .OrderByDescending(t => heads[i].Metric[t]).ThenBy(t => t)
                     .Select((t, rank) => (Head: i, Score: heads[i].Metric[t], Rank: rank)))
                 .ToList();
-            foreach (var i in members) keep[i] = heads[i].Length - Enumerable.Range(0, heads[i].Length).Count(t => !context.IsProtected(heads[i], t));
+            foreach (var i in members) keep[i] = heads[i].Length - Enumerable.Range(0, heads[i].Length).Count(t =>
+                !context.IsProtected(heads[i], t));
             int left = layerBudget - members.Sum(i => keep[i]);
             foreach (var r in ranked.Where(r => r.Rank < floor[r.Head])) { keep[r.Head]++; left--; }
-            foreach (var r in ranked.Where(r => r.Rank >= floor[r.Head]).OrderByDescending(r => r.Score).ThenBy(r => r.Head).ThenBy(r => r.Rank))
+            foreach (var r in ranked.Where(r => r.Rank >= floor[r.Head]).OrderByDescending(r => r.Score).ThenBy(r => r.Head).ThenBy(r =>
+                r.Rank))
             {
                 if (left <= 0) break;
                 keep[r.Head]++;

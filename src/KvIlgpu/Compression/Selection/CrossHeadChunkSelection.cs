@@ -21,11 +21,13 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
 
     /// <inheritdoc/>
     public EvictionPlan? SelectOnDevice(IDeviceEvictionPlanner planner, PagedKvCache cache, int sequence, SelectionContext context) =>
-        planner.PlanChunks(cache.Buffers, cache.Head(sequence, 0, 0), HeadLengths(cache, sequence), context.SequenceLength - context.Budget.ProtectedWindow,
+        planner.PlanChunks(cache.Buffers, cache.Head(sequence, 0, 0), HeadLengths(cache, sequence),
+            context.SequenceLength - context.Budget.ProtectedWindow,
             context.Budget.Sinks, context.Budget.MaxCacheTokens, context.Budget.KeepRate) is { } evicted ? new EvictionPlan(evicted) : null;
 
     private static int[] HeadLengths(PagedKvCache cache, int sequence) =>
-        [.. Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads).Select(h => cache.Length(sequence, l, h)))];
+        [.. Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads).Select(h =>
+            cache.Length(sequence, l, h)))];
 
     private readonly record struct Chunk(float Score, int Head, int Index, int Evicts);
 

@@ -13,7 +13,8 @@ internal sealed class PerLayerChunkSelection : ISelectionRule
         foreach (var layer in Enumerable.Range(0, heads.Count).GroupBy(i => heads[i].Layer))
         {
             var members = layer.ToList();
-            var plan = CrossHeadChunkSelection.Plan([.. members.Select(i => heads[i])], context.BlockSize, context.SequenceLength, context.Budget);
+            var plan = CrossHeadChunkSelection.Plan([.. members.Select(i => heads[i])], context.BlockSize, context.SequenceLength,
+                context.Budget);
             for (int k = 0; k < members.Count; k++) evicted[members[k]] = [.. plan.Evicted[k]];
         }
         return new EvictionPlan(evicted);

@@ -116,11 +116,13 @@ internal sealed class GgufFile
             case GgmlType.BF16:
                 return WeightTensor.From16(name, (int)rows, (int)cols, WeightType.BF16, r.ReadArray<ushort>(count, name));
             case GgmlType.Q8_0:
-                if (cols % 32 != 0) throw new InvalidModelException(Path, $"tensor {name}: q8_0 rows must be a multiple of 32 long, got {cols}");
+                if (cols % 32 != 0) throw new InvalidModelException(Path,
+                    $"tensor {name}: q8_0 rows must be a multiple of 32 long, got {cols}");
                 var raw = r.ReadArray<byte>(count / 32 * 34, name);
                 return WeightTensor.FromF32(name, (int)rows, (int)cols, DequantizeQ8_0(raw, count));
             default:
-                throw new InvalidModelException(Path, $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: F32, F16, BF16, Q8_0");
+                throw new InvalidModelException(Path,
+                    $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: F32, F16, BF16, Q8_0");
         }
     }
 

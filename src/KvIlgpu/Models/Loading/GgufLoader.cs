@@ -11,7 +11,8 @@ internal static class GgufLoader
         string arch = f.Get<string>("general.architecture") ?? "";
         if (arch != "llama")
             throw new InvalidModelException(f.Path, $"GGUF architecture '{arch}' is not supported (supported: llama)");
-        int Int(string key) => f.Metadata.ContainsKey($"llama.{key}") ? f.Get<int>($"llama.{key}") : throw new InvalidModelException(f.Path, $"missing metadata llama.{key}");
+        int Int(string key) => f.Metadata.ContainsKey($"llama.{key}") ? f.Get<int>($"llama.{key}")
+            : throw new InvalidModelException(f.Path, $"missing metadata llama.{key}");
         int heads = Int("attention.head_count");
         int dim = Int("embedding_length");
         int vocab = f.Metadata.ContainsKey("llama.vocab_size") ? f.Get<int>("llama.vocab_size")
@@ -34,7 +35,9 @@ internal static class GgufLoader
             VocabSize = vocab,
             MaxSeqLen = Int("context_length"),
             HeadDim = f.Metadata.ContainsKey("llama.rope.dimension_count") ? f.Get<int>("llama.rope.dimension_count") : dim / heads,
-            RmsNormEps = f.Metadata.ContainsKey("llama.attention.layer_norm_rms_epsilon") ? f.Get<float>("llama.attention.layer_norm_rms_epsilon") : 1e-5f,
+            RmsNormEps = f.Metadata.ContainsKey("llama.attention.layer_norm_rms_epsilon")
+                ? f.Get<float>("llama.attention.layer_norm_rms_epsilon")
+                : 1e-5f,
             RopeTheta = f.Metadata.ContainsKey("llama.rope.freq_base") ? f.Get<float>("llama.rope.freq_base") : 10000f,
             RopeLayout = RopeLayout.InterleavedPairs,
             RopeScaling = scaling,

@@ -18,7 +18,8 @@ internal static class HuggingFaceLoader
 
         string modelType = root.TryGetProperty("model_type", out var mt) ? mt.GetString() ?? "" : "";
         if (!SupportedTypes.Contains(modelType))
-            throw new InvalidModelException(path, $"model_type '{modelType}' is not supported (supported: {string.Join(", ", SupportedTypes)})");
+            throw new InvalidModelException(path,
+                $"model_type '{modelType}' is not supported (supported: {string.Join(", ", SupportedTypes)})");
         int Int(string key, int? fallback = null)
         {
             if (root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number) return v.GetInt32();
@@ -27,14 +28,16 @@ internal static class HuggingFaceLoader
         float Float(string key, float fallback) =>
             root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : fallback;
         bool Bool(string key, bool fallback) =>
-            root.TryGetProperty(key, out var v) && (v.ValueKind == JsonValueKind.True || v.ValueKind == JsonValueKind.False) ? v.GetBoolean() : fallback;
+            root.TryGetProperty(key, out var v) && (v.ValueKind == JsonValueKind.True
+                || v.ValueKind == JsonValueKind.False) ? v.GetBoolean() : fallback;
 
         int heads = Int("num_attention_heads");
         int dim = Int("hidden_size");
         RopeScaling? scaling = null;
         if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
         {
-            string type = rs.TryGetProperty("rope_type", out var t1) ? t1.GetString()! : rs.TryGetProperty("type", out var t2) ? t2.GetString()! : "default";
+            string type = rs.TryGetProperty("rope_type", out var t1) ? t1.GetString()! : rs.TryGetProperty("type", out var t2)
+                ? t2.GetString()! : "default";
             float F(string k, float d) => rs.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
             if (type != "default")
             {
@@ -112,8 +115,11 @@ internal static class HuggingFaceLoader
         static WeightTensor F32(WeightTensor t) => t.ConvertTo(WeightType.F32);
         layers = layers.Select(l => l with
         {
-            AttentionNorm = F32(l.AttentionNorm), FfnNorm = F32(l.FfnNorm),
-            Bq = l.Bq is null ? null : F32(l.Bq), Bk = l.Bk is null ? null : F32(l.Bk), Bv = l.Bv is null ? null : F32(l.Bv),
+            AttentionNorm = F32(l.AttentionNorm),
+            FfnNorm = F32(l.FfnNorm),
+            Bq = l.Bq is null ? null : F32(l.Bq),
+            Bk = l.Bk is null ? null : F32(l.Bk),
+            Bv = l.Bv is null ? null : F32(l.Bv),
         }).ToList();
         return new LlamaWeights(config, emb, layers, F32(norm), head ?? emb, dir);
     }

@@ -15,7 +15,8 @@ internal static class Llama2cLoader
         {
             version = r.ReadInt32("header version");
             if (version != 1)
-                throw new InvalidModelException(path, $"llama2.c export version {version} is not supported (only the legacy format and version 1, f32)");
+                throw new InvalidModelException(path,
+                    $"llama2.c export version {version} is not supported (only the legacy format and version 1, f32)");
         }
         else r.Position = 0;
 
@@ -33,8 +34,11 @@ internal static class Llama2cLoader
             shared = vocab > 0;
             vocab = Math.Abs(vocab);
         }
-        if (dim <= 0 || dim > 1 << 16 || layers <= 0 || layers > 1024 || heads <= 0 || heads > dim || kvHeads <= 0 || vocab <= 0 || seqLen <= 0 || hidden <= 0)
-            throw new InvalidModelException(path, $"not a llama2.c checkpoint: implausible header (dim={dim}, hidden={hidden}, layers={layers}, heads={heads}, kv_heads={kvHeads}, vocab={vocab}, seq_len={seqLen})");
+        if (dim <= 0 || dim > 1 << 16 || layers <= 0 || layers > 1024 || heads <= 0 || heads > dim || kvHeads <= 0 || vocab <= 0
+            || seqLen <= 0 || hidden <= 0)
+            throw new InvalidModelException(path,
+                $"not a llama2.c checkpoint: implausible header (dim={dim}, hidden={hidden}, layers={layers}, heads={heads}, " +
+                    $"kv_heads={kvHeads}, vocab={vocab}, seq_len={seqLen})");
 
         var config = new ModelConfig
         {
@@ -50,9 +54,11 @@ internal static class Llama2cLoader
         r.ProgressTotal = floats * 4;
         long expectedEnd = r.Position + floats * 4;
         if (r.Length < expectedEnd)
-            throw new InvalidModelException(path, $"truncated: the header describes {expectedEnd} bytes of checkpoint, the file has {r.Length}");
+            throw new InvalidModelException(path,
+                $"truncated: the header describes {expectedEnd} bytes of checkpoint, the file has {r.Length}");
 
-        WeightTensor Read(string name, int rows, int cols) => WeightTensor.FromF32(name, rows, cols, r.ReadArray<float>((long)rows * cols, name));
+        WeightTensor Read(string name, int rows, int cols) => WeightTensor.FromF32(name, rows, cols, r.ReadArray<float>((long)rows * cols,
+            name));
         WeightTensor[] ReadStack(string name, int rows, int cols) =>
             Enumerable.Range(0, layers).Select(l => Read($"{name}[{l}]", rows, cols)).ToArray();
 
@@ -63,7 +69,8 @@ internal static class Llama2cLoader
         {
             emb = Read("token_embedding", vocab, dim);
             rmsAtt = ReadStack("rms_att", 1, dim);
-            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim); wo = ReadStack("wo", dim, qDim);
+            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim); wo = ReadStack("wo", dim,
+                qDim);
             rmsFfn = ReadStack("rms_ffn", 1, dim);
             w1 = ReadStack("w1", hidden, dim); w2 = ReadStack("w2", dim, hidden); w3 = ReadStack("w3", hidden, dim);
             rmsFinal = Read("rms_final", 1, dim);
@@ -73,12 +80,15 @@ internal static class Llama2cLoader
         {
             rmsAtt = ReadStack("rms_att", 1, dim); rmsFfn = ReadStack("rms_ffn", 1, dim); rmsFinal = Read("rms_final", 1, dim);
             emb = Read("token_embedding", vocab, dim);
-            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim); wo = ReadStack("wo", dim, qDim);
+            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim); wo = ReadStack("wo", dim,
+                qDim);
             w1 = ReadStack("w1", hidden, dim); w2 = ReadStack("w2", dim, hidden); w3 = ReadStack("w3", hidden, dim);
         }
         var output = shared ? emb : Read("wcls", vocab, dim);
         if (r.Position != r.Length)
-            throw new InvalidModelException(path, $"{r.Length - r.Position} unexpected bytes after the last tensor: the header does not describe this file (wrong shape or classifier flag?)");
+            throw new InvalidModelException(path,
+                $"{r.Length - r.Position} unexpected bytes after the last tensor: the header does not describe this file (wrong shape " +
+                    $"or classifier flag?)");
 
         var layerWeights = Enumerable.Range(0, layers).Select(l => new LayerWeights(
             rmsAtt[l], wq[l], wk[l], wv[l], wo[l], null, null, null, rmsFfn[l], w1[l], w2[l], w3[l])).ToList();

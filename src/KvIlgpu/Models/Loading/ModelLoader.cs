@@ -4,7 +4,8 @@ namespace KvIlgpu.Models.Loading;
 /// a .gguf file, or a llama2.c .bin checkpoint.</summary>
 public static class ModelLoader
 {
-    /// <summary>Loads a model's weights and shape from an HF folder, a .gguf file or a llama2.c .bin; every failure is an <see cref="InvalidModelException"/> or a missing-file error naming the path.</summary>
+    /// <summary>Loads a model's weights and shape from an HF folder, a .gguf file or a llama2.c .bin; every failure is
+    /// an <see cref="InvalidModelException"/> or a missing-file error naming the path.</summary>
     public static LlamaWeights Load(string path, IProgress<LoadProgress>? progress = null)
     {
         if (Directory.Exists(path)) return HuggingFaceLoader.Load(path, progress);

@@ -39,7 +39,8 @@ internal sealed class SafetensorsFile
             if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0])
                 throw new InvalidModelException(path, $"tensor {p.Name}: bad data_offsets");
             if (offs[1] > dataLen)
-                throw new InvalidModelException(path, $"truncated: tensor {p.Name} ends at data offset {offs[1]}, but the file holds only {dataLen} bytes of data");
+                throw new InvalidModelException(path,
+                    $"truncated: tensor {p.Name} ends at data offset {offs[1]}, but the file holds only {dataLen} bytes of data");
             entries[p.Name] = new SafetensorsEntry(p.Name, dtype, shape, offs[0], offs[1]);
         }
         return new SafetensorsFile(path, entries, 8 + headerLen);
@@ -52,11 +53,15 @@ internal sealed class SafetensorsFile
         long count = e.Shape.Aggregate(1L, (a, b) => a * b);
         int elem = e.DType switch
         {
-            "F32" => 4, "F16" => 2, "BF16" => 2,
+            "F32" => 4,
+            "F16" => 2,
+            "BF16" => 2,
             _ => throw new InvalidModelException(Path, $"tensor {name} has dtype {e.DType}; supported dtypes are F32, F16 and BF16"),
         };
         if (count * elem != e.End - e.Begin)
-            throw new InvalidModelException(Path, $"tensor {name}: shape [{string.Join(", ", e.Shape)}] of {e.DType} needs {count * elem} bytes, data_offsets give {e.End - e.Begin}");
+            throw new InvalidModelException(Path,
+                $"tensor {name}: shape [{string.Join(", ", e.Shape)}] of {e.DType} needs {count * elem} bytes, data_offsets give " +
+                    $"{e.End - e.Begin}");
         int rows = e.Shape.Length switch
         {
             1 => 1,

@@ -33,7 +33,8 @@ internal sealed class TensorFileReader : IDisposable
     {
         long remaining = Length - _stream.Position;
         if (bytes > remaining)
-            throw new InvalidModelException(Path, $"truncated: {what} needs {bytes} bytes at offset {_stream.Position}, but the file has only {Math.Max(0, remaining)} left");
+            throw new InvalidModelException(Path,
+                $"truncated: {what} needs {bytes} bytes at offset {_stream.Position}, but the file has only {Math.Max(0, remaining)} left");
     }
 
     public void ReadExactly(Span<byte> dst, string what)
@@ -64,10 +65,10 @@ internal sealed class TensorFileReader : IDisposable
         Need(bytes, $"tensor {tensor}");
         var data = new T[count];
         var span = MemoryMarshal.AsBytes(data.AsSpan());
-        const int chunk = 8 << 20;
-        for (int off = 0; off < span.Length; off += chunk)
+        const int Chunk = 8 << 20;
+        for (int off = 0; off < span.Length; off += Chunk)
         {
-            int n = Math.Min(chunk, span.Length - off);
+            int n = Math.Min(Chunk, span.Length - off);
             _stream.ReadExactly(span.Slice(off, n));
             _done += n;
             _progress?.Report(new LoadProgress(_stage, ProgressBase + _done, ProgressTotal));
