@@ -145,4 +145,11 @@ public class PagedCacheTests
             new PagedKvCache(Backends.Get("cpu"), TestModels.Config(), new PagedCacheOptions(MemoryBytes: 1000)));
         Assert.Contains("KvMemoryBytes", e.Message);
     }
+
+    /// <summary>The same comparison with the ILGPU kernels on a CUDA GPU.</summary>
+    [CudaTheory]
+    [InlineData(4, 4)]
+    [InlineData(6, 2)]
+    public void Paged_decode_attention_matches_dense_attention_per_head_on_cuda(int heads, int kvHeads) =>
+        Paged_decode_attention_matches_dense_attention_per_head("cuda", heads, kvHeads);
 }

@@ -124,8 +124,10 @@ public class EvalTests
             Assert.True(r.GetProperty("PeakKvBytes").GetInt64() < full.GetProperty("PeakKvBytes").GetInt64(), r.ToString() + " vs full "
                 + full.ToString());
             Assert.True(r.GetProperty("MeanKvBytes").GetInt64() < fullMean, r.ToString());
-            Assert.InRange(r.GetProperty("PasskeyAccuracy").GetDouble(), 0, 1);
-            Assert.InRange(r.GetProperty("NeedleAccuracy").GetDouble(), 0, 1);
+            // An untrained random model retrieves no key at any budget: a harness that counted unrelated output as a hit
+            // (or skipped the prompts) would show here. The shipped model's retrieval is tested in DefaultModelTests.
+            Assert.Equal(0, r.GetProperty("PasskeyAccuracy").GetDouble());
+            Assert.Equal(0, r.GetProperty("NeedleAccuracy").GetDouble());
         }
         // Tighter budgets compress more.
         var kv = rows.Where(r => r.GetProperty("Policy").GetString() == "kvcompress").ToList();
@@ -171,8 +173,8 @@ public class EvalTests
         {
             foreach (var corpusColumn in new[] { "Perplexity", "KlToFull", "Top1Agreement", "MeanKvBytes", "PeakKvBytes", "KeptPerLayer" })
                 Assert.Equal(JsonValueKind.Null, r.GetProperty(corpusColumn).ValueKind);
-            Assert.InRange(r.GetProperty("PasskeyAccuracy").GetDouble(), 0, 1);
-            Assert.InRange(r.GetProperty("NeedleAccuracy").GetDouble(), 0, 1);
+            Assert.Equal(0, r.GetProperty("PasskeyAccuracy").GetDouble()); // an untrained random model retrieves nothing
+            Assert.Equal(0, r.GetProperty("NeedleAccuracy").GetDouble());
         }
         // The compression ratio comes from the retrieval prompts: 1 for the full cache, more for half of each prompt,
         // more again for 16 tokens of prompts of 64 or more.

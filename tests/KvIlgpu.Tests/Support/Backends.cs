@@ -12,6 +12,8 @@ internal static class Backends
     private static readonly Lazy<IComputeBackend> IlgpuCpuWide = new(() => IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu, 4, 4)!);
     private static readonly Lazy<IComputeBackend> IlgpuCpuPlanning = new(() => IlgpuBackend.TryCreate(DeviceKind.IlgpuCpu, 4, 4,
         planEvictionOnDevice: true)!);
+    private static readonly Lazy<IComputeBackend> Cuda = new(() => IlgpuBackend.TryCreate(DeviceKind.Cuda)
+        ?? throw new InvalidOperationException(CudaDevice.MissingReason));
     private static readonly Lazy<IComputeBackend> Managed = new(() => new ManagedSimdBackend());
     private static readonly object Gate = new();
 
@@ -20,6 +22,7 @@ internal static class Backends
         "ilgpu-cpu" => IlgpuCpu.Value,
         "ilgpu-cpu-wide" => IlgpuCpuWide.Value,
         "ilgpu-cpu-planning" => IlgpuCpuPlanning.Value,
+        "cuda" => Cuda.Value, // only from tests marked [CudaFact] or [CudaTheory]
         "cpu" => Managed.Value,
         _ => throw new ArgumentException(name),
     };

@@ -375,4 +375,28 @@ public class TrainingKernelTests
                 Check("d" + name, model.Parameters[name], model.Grads.ToHost(name), L, rng, eps: 1e-2f, tol: 5e-2);
         }
     }
+
+    /// <summary>Every training op of the ILGPU kernels on a CUDA GPU against its finite differences and formulas, as
+    /// above for the CPU accelerator.</summary>
+    [CudaFact]
+    public void Training_ops_match_their_references_on_cuda()
+    {
+        MatMul("cuda");
+        Backward_ops_accumulate_into_their_outputs("cuda");
+        RmsNorm("cuda");
+        Rope_backward_is_the_transposed_rotation("cuda");
+        SwiGlu("cuda");
+        Causal_gqa_attention("cuda");
+        Embedding_cross_entropy_and_kl("cuda");
+        AdamW_step_and_gradient_norm_match_their_formulas("cuda");
+        Distilling_a_subset_against_a_frozen_teacher_matches_finite_differences("cuda");
+        Prompt_and_answer_weights_give_the_gradient_of_the_weighted_loss("cuda", 0f);
+    }
+
+    /// <summary>A whole model trained on the CUDA kernels follows the managed backend step for step.</summary>
+    [CudaTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_model_trains_the_same_on_cuda_as_on_the_managed_backend(bool tied) =>
+        A_model_trains_the_same_on_the_ilgpu_kernels_as_on_the_managed_backend("cuda", tied);
 }

@@ -3,7 +3,7 @@ using KvIlgpu.Engine;
 using KvIlgpu.Models;
 using KvIlgpu.Tests.Support;
 
-namespace KvIlgpu.Tests.Models;
+namespace KvIlgpu.Tests.Engine;
 
 public class EngineTests
 {

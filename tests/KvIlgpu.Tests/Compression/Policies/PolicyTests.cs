@@ -4,7 +4,7 @@ using KvIlgpu.Compute;
 using KvIlgpu.Engine;
 using KvIlgpu.Tests.Support;
 
-namespace KvIlgpu.Tests.Compression;
+namespace KvIlgpu.Tests.Compression.Policies;
 
 public class PolicyTests
 {

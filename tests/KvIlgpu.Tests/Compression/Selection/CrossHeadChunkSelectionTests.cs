@@ -1,9 +1,9 @@
 using KvIlgpu.Cache;
 using KvIlgpu.Compression;
 
-namespace KvIlgpu.Tests.Compression;
+namespace KvIlgpu.Tests.Compression.Selection;
 
-public class EvictionPlannerTests
+public class CrossHeadChunkSelectionTests
 {
     /// <summary>SPEC 3 written another way: each head's chunks in order with their scores, then a k-way merge that
     /// repeatedly takes the cheapest next chunk of any head (ties: lower head). Because a head's chunk scores never

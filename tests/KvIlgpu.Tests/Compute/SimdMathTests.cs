@@ -1,7 +1,7 @@
 using KvIlgpu.Compute;
 using KvIlgpu.Models;
 
-namespace KvIlgpu.Tests.Kernels;
+namespace KvIlgpu.Tests.Compute;
 
 public class SimdMathTests
 {

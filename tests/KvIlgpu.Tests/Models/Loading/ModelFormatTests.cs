@@ -2,7 +2,7 @@ using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
 using KvIlgpu.Tests.Support;
 
-namespace KvIlgpu.Tests.Loading;
+namespace KvIlgpu.Tests.Models.Loading;
 
 /// <summary>The same random GQA model written in every supported format, loaded back, and run against the plain
 /// C# reference forward pass of the original f32 weights.</summary>

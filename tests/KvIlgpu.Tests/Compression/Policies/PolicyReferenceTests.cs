@@ -1,7 +1,8 @@
 using KvIlgpu.Cache;
 using KvIlgpu.Compression;
+using KvIlgpu.Tests.Compression.Selection;
 
-namespace KvIlgpu.Tests.Compression;
+namespace KvIlgpu.Tests.Compression.Policies;
 
 /// <summary>Every registered policy against a plain reference written from its paper's description, on random heads
 /// (lengths, positions left after earlier evictions, metrics with and without ties), budgets (per-head token counts and
@@ -41,14 +42,14 @@ public class PolicyReferenceTests
             case "full": // keeps everything
                 return [.. heads.Select(_ => Array.Empty<int>())];
             case "kvcompress":
-                return EvictionPlannerTests.Reference(heads, blockSize, seqLen, budget);
+                return CrossHeadChunkSelectionTests.Reference(heads, blockSize, seqLen, budget);
             case "kvcompress-layer": // SPEC 3 within each layer, each layer held to the per-head budget on its own
                 {
                     var result = new int[heads.Count][];
                     foreach (var layer in heads.Select((h, i) => (h, i)).GroupBy(x => x.h.Layer))
                     {
                         var members = layer.ToList();
-                        var plan = EvictionPlannerTests.Reference(members.Select(x => x.h).ToList(), blockSize, seqLen, budget);
+                        var plan = CrossHeadChunkSelectionTests.Reference(members.Select(x => x.h).ToList(), blockSize, seqLen, budget);
                         for (int k = 0; k < members.Count; k++) result[members[k].i] = plan[k];
                     }
                     return result;
@@ -129,7 +130,7 @@ public class PolicyReferenceTests
         for (int trial = 0; trial < 300; trial++)
         {
             int seqLen = rng.Next(1, 100), layers = rng.Next(1, 5), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)];
-            var heads = EvictionPlannerTests.RandomHeads(rng, layers * 2, seqLen, ties: trial % 2 == 0);
+            var heads = CrossHeadChunkSelectionTests.RandomHeads(rng, layers * 2, seqLen, ties: trial % 2 == 0);
             var budget = rng.Next(2) == 0
                 ? new EvictionBudget(MaxCacheTokens: rng.Next(1, seqLen + 2), ProtectedWindow: rng.Next(0, 12), Sinks: rng.Next(0, 3))
                 : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 12), Sinks: rng.Next(0, 3));

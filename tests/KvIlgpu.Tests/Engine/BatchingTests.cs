@@ -4,7 +4,7 @@ using KvIlgpu.Engine;
 using KvIlgpu.Models;
 using KvIlgpu.Tests.Support;
 
-namespace KvIlgpu.Tests.Cache;
+namespace KvIlgpu.Tests.Engine;
 
 public class BatchingTests
 {
@@ -178,4 +178,8 @@ public class BatchingTests
         Assert.Equal(golden.Tokens[2..255], ids);
         Assert.Equal("context_full", (await handle.Completion).StopReason);
     }
+
+    /// <summary>The golden llama2.c run through the paged path on a CUDA GPU.</summary>
+    [CudaFact(needsShared: true)]
+    public Task Golden_tokens_through_the_paged_path_on_cuda() => Golden_tokens_through_the_paged_path(DeviceKind.Cuda);
 }

@@ -3,13 +3,13 @@ using KvIlgpu.Compression;
 using KvIlgpu.Compute;
 using KvIlgpu.Tests.Support;
 
-namespace KvIlgpu.Tests.Compression;
+namespace KvIlgpu.Tests.Compute;
 
 /// <summary>The device planner (ILGPU.Algorithms radix sorts and scan) selects exactly what the host planner selects,
 /// on random caches: the second of two sequences (so its heads are not the first in the tables), heads shortened to
 /// random lengths, positions in any order as after earlier evictions, metrics with and without ties, both budget kinds.</summary>
 [Collection("backends")]
-public class DeviceEvictionPlannerTests
+public class IlgpuEvictionPlannerTests
 {
     [Theory]
     [InlineData("ilgpu-cpu-planning", false)]
@@ -108,4 +108,10 @@ public class DeviceEvictionPlannerTests
             onDevice.CheckInvariants();
         }
     }
+
+    /// <summary>The device planner on a CUDA GPU, where KV-Compress plans by default, against the host planner.</summary>
+    [CudaTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Device_plan_equals_the_host_plan_on_cuda(bool ties) => Device_plan_equals_the_host_plan("cuda", ties);
 }
