@@ -1,0 +1,53 @@
+using System.Text.RegularExpressions;
+using KvIlgpu.Tests.Support;
+
+namespace KvIlgpu.Tests.Samples;
+
+/// <summary>The README's C# snippets are the samples project's code, and that code runs: a snippet that drifts from
+/// the library fails the build, one that drifts from the sample fails here.</summary>
+public partial class SamplesTests
+{
+    private static readonly string Root = FindRoot();
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            if (File.Exists(Path.Combine(dir.FullName, "KvIlgpu.sln"))) return dir.FullName;
+        throw new DirectoryNotFoundException("the repository root (KvIlgpu.sln) is not above the test binaries");
+    }
+
+    [GeneratedRegex(@"```csharp\n(.*?)```", RegexOptions.Singleline)]
+    private static partial Regex CSharpBlock();
+
+    [GeneratedRegex(@"// <readme>\n(.*?)// </readme>", RegexOptions.Singleline)]
+    private static partial Regex ReadmeRegion();
+
+    [Fact]
+    public void Every_csharp_snippet_of_the_readme_is_a_samples_region()
+    {
+        var readme = File.ReadAllText(Path.Combine(Root, "README.md")).ReplaceLineEndings("\n");
+        var regions = Directory.GetFiles(Path.Combine(Root, "samples"), "*.cs", SearchOption.AllDirectories)
+            .Where(f => !f.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .SelectMany(f => ReadmeRegion().Matches(File.ReadAllText(f).ReplaceLineEndings("\n")).Select(m => m.Groups[1].Value))
+            .ToList();
+        var snippets = CSharpBlock().Matches(readme).Select(m => m.Groups[1].Value).ToList();
+        Assert.NotEmpty(snippets);
+        foreach (var snippet in snippets)
+            Assert.True(regions.Contains(snippet), $"this README snippet is in no samples region:\n{snippet}");
+    }
+
+    /// <summary>The library example runs from the repository root on the shipped default model: it streams text,
+    /// compresses the cache with KV-Compress (so KVs are evicted) and reports its own KV usage.</summary>
+    [Fact]
+    public void The_library_example_runs_on_the_default_model()
+    {
+        var (code, stdout, stderr) = CliRunner.RunProgram("KvIlgpu.Samples.dll", Root);
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Matches(@"\n48 tokens \(max_tokens\), [0-9.]+ tok/s on ", stdout);
+        var kv = Regex.Match(stdout, @"KV cache: ([0-9,]+) bytes at peak, ([0-9,]+) on average, ([0-9,]+) KVs evicted");
+        Assert.True(kv.Success, stdout);
+        long Number(int group) => long.Parse(kv.Groups[group].Value.Replace(",", "", StringComparison.Ordinal));
+        Assert.True(Number(3) > 0, "a 32-token budget on a 52-token sequence evicts");
+        Assert.True(Number(2) <= Number(1), "the mean cannot exceed the peak");
+    }
+}
