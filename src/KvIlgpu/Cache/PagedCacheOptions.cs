@@ -1,7 +1,3 @@
-using KvIlgpu.Compute;
-using KvIlgpu.Kernels;
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Cache;
 
 /// <summary>How big the paged cache is.</summary>

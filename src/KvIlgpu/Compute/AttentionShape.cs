@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Compute;
 
 /// <summary>Shape of a causal attention call over a dense per-layer cache laid out [position, kvHeads * headDim].

@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Compute;
 
 /// <summary>A float32 activation buffer living on a backend's device.</summary>

@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Compute;
 
 /// <summary>An int32 buffer on a backend's device (block tables, lengths, positions, row descriptors).</summary>

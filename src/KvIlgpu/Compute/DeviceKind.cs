@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Compute;
 
 /// <summary>Where the kernels run.</summary>

@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Compute;
 
 /// <summary>A RoPE cos/sin table on a backend's device.</summary>

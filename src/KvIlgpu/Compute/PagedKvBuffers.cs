@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Compute;
 
 /// <summary>The device buffers of a paged KV cache (SPEC 1): K and V pools [blocks * BlockSize, HeadDim], per-slot

@@ -1,8 +1,5 @@
 using System.Globalization;
-using System.Text;
 using KvIlgpu.Compression;
-using KvIlgpu.Engine;
-using KvIlgpu.Tokenization;
 
 namespace KvIlgpu.Evaluation;
 

@@ -1,9 +1,3 @@
-using System.Globalization;
-using System.Text;
-using KvIlgpu.Compression;
-using KvIlgpu.Engine;
-using KvIlgpu.Tokenization;
-
 namespace KvIlgpu.Evaluation;
 
 /// <summary>One (policy, budget) result. Perplexity, KL(full || compressed) and top-1 agreement come from

@@ -1,9 +1,3 @@
-using System.Globalization;
-using System.Text;
-using KvIlgpu.Compression;
-using KvIlgpu.Engine;
-using KvIlgpu.Tokenization;
-
 namespace KvIlgpu.Evaluation;
 
 /// <summary>KVs that runs would hold with a full cache, and the KVs they held after eviction, summed over runs.</summary>

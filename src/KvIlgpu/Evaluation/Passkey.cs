@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text;
 using KvIlgpu.Compression;
 using KvIlgpu.Engine;
 using KvIlgpu.Tasks;

@@ -1,6 +1,3 @@
-using KvIlgpu.Cache;
-using KvIlgpu.Compute;
-
 namespace KvIlgpu.Models;
 
 /// <summary>One row of a batched step: Token of sequence slot Sequence at Position, row Offset of the Count rows that

@@ -1,6 +1,3 @@
-using KvIlgpu.Cache;
-using KvIlgpu.Compute;
-
 namespace KvIlgpu.Models;
 
 /// <summary>More tokens than the model's context (or the cache) holds.</summary>

@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace KvIlgpu.Models;
 
 /// <summary>Bit-level conversions between f32 and the 16-bit float formats.</summary>

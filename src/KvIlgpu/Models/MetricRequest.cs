@@ -1,4 +1,3 @@
-using KvIlgpu.Cache;
 using KvIlgpu.Compute;
 
 namespace KvIlgpu.Models;

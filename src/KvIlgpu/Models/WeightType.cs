@@ -1,5 +1,3 @@
-using System.Runtime.InteropServices;
-
 namespace KvIlgpu.Models;
 
 /// <summary>How a weight's elements are stored (on the host and on the device).</summary>

@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Training;
 
 /// <summary>AdamW (decoupled weight decay, not applied to norm weights) with global-norm gradient clipping and a

@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Training;
 
 /// <summary>ForwardBackward of every parameter, as tensors on a training backend.</summary>

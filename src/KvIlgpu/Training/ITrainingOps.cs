@@ -1,4 +1,3 @@
-using System.Numerics.Tensors;
 using KvIlgpu.Kernels;
 using KvIlgpu.Models;
 

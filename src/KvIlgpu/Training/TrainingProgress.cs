@@ -1,12 +1,3 @@
-using System.Diagnostics;
-using System.Globalization;
-using System.Text.Json;
-using KvIlgpu.Evaluation;
-using KvIlgpu.Models;
-using KvIlgpu.Models.Loading;
-using KvIlgpu.Models.Saving;
-using KvIlgpu.Tokenization;
-
 namespace KvIlgpu.Training;
 
 /// <summary>Where training stands, for progress display.</summary>

@@ -1,5 +1,3 @@
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Training;
 
 /// <summary>A training sequence for <see cref="TrainableLlama.AccumulateBatch"/>: its tokens, how many of the last ones

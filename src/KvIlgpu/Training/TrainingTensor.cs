@@ -1,7 +1,3 @@
-using System.Numerics.Tensors;
-using KvIlgpu.Kernels;
-using KvIlgpu.Models;
-
 namespace KvIlgpu.Training;
 
 /// <summary>A float tensor that lives where a training backend computes (host memory or an accelerator).</summary>

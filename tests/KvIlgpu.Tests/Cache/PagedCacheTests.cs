@@ -1,6 +1,5 @@
 using KvIlgpu.Cache;
 using KvIlgpu.Compute;
-using KvIlgpu.Models;
 using KvIlgpu.Tests.Support;
 
 namespace KvIlgpu.Tests.Cache;

@@ -1,6 +1,5 @@
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
-using KvIlgpu.Models;
 using KvIlgpu.Tests.Support;
 
 namespace KvIlgpu.Tests.Engine;

@@ -1,4 +1,3 @@
-using KvIlgpu.Compute;
 using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
 using KvIlgpu.Tests.Support;

@@ -1,5 +1,4 @@
 using KvIlgpu.Models;
-using KvIlgpu.Training;
 using G = KvIlgpu.Training.ForwardBackward;
 
 namespace KvIlgpu.Tests.Training;
