@@ -13,7 +13,8 @@ var handle = engine.Submit("The jury said that", options);
 await foreach (var token in handle.Tokens)
     Console.Write(token.Text);
 var result = await handle.Completion;
-Console.WriteLine($"\n{result.TokenIds.Count} tokens ({result.StopReason}), {result.DecodeTokensPerSecond:F1} tok/s on {engine.DeviceName}");
+Console.WriteLine($"\n{result.TokenIds.Count} tokens ({result.StopReason}), " +
+    $"{result.DecodeTokensPerSecond:F1} tok/s on {engine.DeviceName}");
 Console.WriteLine($"KV cache: {result.KvUsage.PeakBytes:N0} bytes at peak, {result.KvUsage.MeanBytes:N0} on average, " +
     $"{result.EvictedKvs:N0} KVs evicted");
 // </readme>
