@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
+using KvIlgpu.Models;
 
 namespace KvIlgpu.Cli;
 
@@ -41,16 +42,33 @@ internal static class BatchCommand
             var options = new EngineOptions(deviceKind, KvMemoryBytes: r.GetValue(kvMemory), BlockSize: r.GetValue(blockSize),
                 MaxBatchSize: r.GetValue(maxBatch), MaxTokensPerStep: r.GetValue(maxStep));
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, options, p, r.GetValue(tokenizer)));
-            var parsed = ReadRequests(requestsPath, engine, line => compression.Build(r, line));
-            var clock = Stopwatch.StartNew();
-            var handles = parsed.Select(q => engine.Submit(q.Prompt, q.Options, q.Id, ct)).ToList();
             var output = new object();
-            int failed = 0;
-            await Task.WhenAll(handles.Select(async h =>
+            void Print(object line) { lock (output) Console.WriteLine(JsonSerializer.Serialize(line)); }
+            int failed = 0, finished = 0;
+            void Fail(string id, int lineNumber, string error)
+            {
+                Interlocked.Increment(ref failed);
+                Print(new { id, line = lineNumber, error });
+            }
+            var clock = Stopwatch.StartNew();
+            // A bad line, or a request the engine refuses (a prompt longer than the context, ids outside the vocabulary),
+            // gets its own error line; every other request runs.
+            var running = new List<(GenerationHandle Handle, int Line)>();
+            foreach (var (request, error) in ReadRequests(requestsPath, engine, line => compression.Build(r, line)))
+            {
+                if (error != null) { Fail(error.Id, error.Line, error.Message); continue; }
+                try { running.Add((engine.Submit(request!.Prompt, request.Options, request.Id, ct), request.Line)); }
+                catch (Exception e) when (e is ArgumentException or ContextOverflowException or InvalidOperationException)
+                {
+                    Fail(request!.Id, request.Line,
+                        $"{requestsPath}:{request.Line}: {OptionNames.ForUser(CliErrors.Describe(e), batchLine: true)}");
+                }
+            }
+            await Task.WhenAll(running.Select(async run =>
             {
                 try
                 {
-                    var res = await h.Completion;
+                    var res = await run.Handle.Completion;
                     var line = new Dictionary<string, object?>
                     {
                         ["id"] = res.Id, ["token_ids"] = res.TokenIds, ["stop_reason"] = res.StopReason, ["preemptions"] = res.Preemptions,
@@ -59,12 +77,12 @@ internal static class BatchCommand
                         ["mean_kv_bytes"] = Math.Round(res.KvUsage.MeanBytes, 6),
                     };
                     if (res.Text != null) line["text"] = res.Text;
-                    lock (output) Console.WriteLine(JsonSerializer.Serialize(line));
+                    Interlocked.Increment(ref finished);
+                    Print(line);
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    Interlocked.Increment(ref failed);
-                    lock (output) Console.WriteLine(JsonSerializer.Serialize(new { id = h.Id, error = e.Message }));
+                    Fail(run.Handle.Id, run.Line, $"{requestsPath}:{run.Line}: {CliErrors.Describe(e)}");
                 }
             }));
             var stats = engine.Stats;
@@ -73,56 +91,64 @@ internal static class BatchCommand
             {
                 summary = new
                 {
-                    requests = handles.Count, failed, generated_tokens = stats.GeneratedTokens, elapsed_s = Math.Round(seconds, 3),
+                    requests = finished + failed, finished, failed, generated_tokens = stats.GeneratedTokens,
+                    elapsed_s = Math.Round(seconds, 3),
                     throughput_tokens_per_s = Math.Round(stats.GeneratedTokens / seconds, 2), max_batch_size = stats.MaxBatchReached,
                     preemptions = stats.Preemptions, evicted_kvs = stats.EvictedKvs, steps = stats.Steps,
                     peak_kv_bytes = stats.PeakKvBytes, kv_bytes_total = stats.KvBytesTotal,
                     blocks_total = stats.BlocksTotal, block_size = r.GetValue(blockSize), device = engine.DeviceName,
                 },
             }));
-            return failed == 0 ? 0 : 1;
+            // 0: every request finished; 2: some failed (each has its error line) and others finished; 1: none finished.
+            return failed == 0 ? 0 : finished > 0 ? 2 : 1;
         }));
         return cmd;
     }
 
-    private sealed record ParsedRequest(string Id, IReadOnlyList<int> Prompt, GenerationOptions Options);
+    private sealed record ParsedRequest(string Id, int Line, IReadOnlyList<int> Prompt, GenerationOptions Options);
 
-    private static List<ParsedRequest> ReadRequests(string path, InferenceEngine engine, Func<JsonElement,
-        KvIlgpu.Compression.CompressionOptions?> compression)
+    private sealed record LineError(string Id, int Line, string Message);
+
+    /// <summary>Every non-blank line of the file, as a request or as the error that stops it.</summary>
+    private static IEnumerable<(ParsedRequest? Request, LineError? Error)> ReadRequests(string path, InferenceEngine engine,
+        Func<BatchLine, KvIlgpu.Compression.CompressionOptions?> compression)
     {
-        var list = new List<ParsedRequest>();
         int lineNo = 0;
         foreach (var raw in File.ReadLines(path))
         {
             lineNo++;
             if (string.IsNullOrWhiteSpace(raw)) continue;
-            string where = $"{path}:{lineNo}";
-            JsonElement e;
-            try { e = JsonDocument.Parse(raw).RootElement; }
-            catch (JsonException ex) { throw new InvalidDataException($"{where}: not valid JSON ({ex.Message})"); }
-            string id = e.TryGetProperty("id", out var idEl) ? (idEl.ValueKind == JsonValueKind.String ? idEl.GetString()!
-                : idEl.GetRawText()) : $"line-{lineNo}";
-            IReadOnlyList<int> prompt;
-            if (e.TryGetProperty("prompt_ids", out var ids)) prompt = ids.EnumerateArray().Select(x => x.GetInt32()).ToArray();
-            else if (e.TryGetProperty("prompt", out var text)) prompt = engine.Encode(text.GetString() ?? "");
-            else throw new InvalidDataException($"{where}: needs \"prompt\" or \"prompt_ids\"");
-            float F(string k, float d) => e.TryGetProperty(k, out var v) ? v.GetSingle() : d;
-            int I(string k, int d) => e.TryGetProperty(k, out var v) ? v.GetInt32() : d;
-            var sampling = new SamplingOptions(F("temperature", 0f), I("top_k", 0), F("top_p", 1f), I("seed", 0));
-            try { sampling.Validate(); }
-            catch (InvalidOptionException ex)
+            string id = $"line-{lineNo}";
+            ParsedRequest? request = null;
+            string? error = null;
+            try
             {
-                throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}");
+                var line = BatchLine.Parse($"{path}:{lineNo}", lineNo, raw);
+                id = line.Id;
+                request = Read(line, engine, compression);
             }
-            KvIlgpu.Compression.CompressionOptions? c;
-            try { c = compression(e); }
-            catch (InvalidOptionException ex)
-            {
-                throw new InvalidDataException($"{where}: {OptionNames.ForUser(ex.Message, batchLine: true)}");
-            }
-            catch (ArgumentException ex) { throw new InvalidDataException($"{where}: {ex.Message}"); }
-            list.Add(new ParsedRequest(id, prompt, new GenerationOptions(I("max_tokens", 128), sampling, Compression: c)));
+            catch (BatchLineException e) { error = e.Message; }
+            yield return (request, error == null ? null : new LineError(id, lineNo, error));
         }
-        return list;
+    }
+
+    private static ParsedRequest Read(BatchLine line, InferenceEngine engine, Func<BatchLine,
+        KvIlgpu.Compression.CompressionOptions?> compression)
+    {
+        if (line.Has("prompt") == line.Has("prompt_ids")) throw line.Error(null, "give exactly one of \"prompt\" or \"prompt_ids\"");
+        IReadOnlyList<int> prompt;
+        if (line.TryInts("prompt_ids") is { } ids) prompt = ids;
+        else if (engine.Tokenizer == null) throw line.Error("prompt", "the model has no tokenizer: give prompt_ids instead");
+        else prompt = engine.Encode(line.TryString("prompt") ?? "");
+        var sampling = new SamplingOptions((float)(line.TryNumber("temperature") ?? 0), line.Int("top_k", 0),
+            (float)(line.TryNumber("top_p") ?? 1), line.Int("seed", 0));
+        try
+        {
+            sampling.Validate();
+            return new ParsedRequest(line.Id, line.Number, prompt, new GenerationOptions(line.Int("max_tokens", 128), sampling,
+                Compression: compression(line)));
+        }
+        catch (InvalidOptionException e) { throw line.Error(null, OptionNames.ForUser(e.Message, batchLine: true)); }
+        catch (ArgumentException e) { throw line.Error(null, e.Message); }
     }
 }

@@ -27,7 +27,8 @@ internal static class CliErrors
         or InvalidOperationException or FormatException or UnauthorizedAccessException or OutOfMemoryException
         or ILGPU.Runtime.AcceleratorException;
 
-    private static string Describe(Exception e) => e switch
+    /// <summary>The one line a user sees for an error.</summary>
+    public static string Describe(Exception e) => e switch
     {
         ContextOverflowException c => $"the prompt has {c.Needed} tokens but the model's context holds {c.Capacity}",
         ILGPU.Runtime.AcceleratorException => $"device error: {e.Message} (try --device cpu, or a smaller model)",

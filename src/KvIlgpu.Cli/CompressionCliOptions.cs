@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json;
 using KvIlgpu.Compression;
 
 namespace KvIlgpu.Cli;
@@ -51,18 +50,17 @@ internal sealed class CompressionCliOptions
 
     /// <summary>Per-request overrides from a batch line (kv_policy, kv_budget, kv_keep_rate, protected_window,
     /// kv_sinks, observation_window, compression_interval, kv_metric) on top of the command line's defaults.</summary>
-    public CompressionOptions? Build(ParseResult r, JsonElement line)
+    public CompressionOptions? Build(ParseResult r, BatchLine line)
     {
-        string policy = line.TryGetProperty("kv_policy", out var p) ? p.GetString()! : r.GetValue(Policy)!;
-        int? budget = line.TryGetProperty("kv_budget", out var b) ? b.GetInt32() : r.GetValue(Budget);
-        double? keep = line.TryGetProperty("kv_keep_rate", out var k) ? k.GetDouble() : r.GetValue(KeepRate);
-        if (line.TryGetProperty("kv_budget", out _) && !line.TryGetProperty("kv_keep_rate", out _)) keep = null;
-        if (line.TryGetProperty("kv_keep_rate", out _) && !line.TryGetProperty("kv_budget", out _)) budget = null;
-        int I(string key, Option<int> o) => line.TryGetProperty(key, out var v) ? v.GetInt32() : r.GetValue(o);
-        int? window = line.TryGetProperty("observation_window", out var wv) ? wv.GetInt32() : r.GetValue(Window);
-        string? metric = line.TryGetProperty("kv_metric", out var mv) ? mv.GetString() : r.GetValue(Metric);
-        return Make(policy, budget, keep, I("protected_window", Protected), I("kv_sinks", Sinks), window, I("compression_interval",
-            Interval), metric);
+        string policy = line.TryString("kv_policy") ?? r.GetValue(Policy)!;
+        // A line's own budget replaces the command line's either way: kv_budget drops a default keep rate and back.
+        int? budget = line.Has("kv_budget") ? line.TryInt("kv_budget") : line.Has("kv_keep_rate") ? null : r.GetValue(Budget);
+        double? keep = line.Has("kv_keep_rate") ? line.TryNumber("kv_keep_rate") : line.Has("kv_budget") ? null : r.GetValue(KeepRate);
+        int? window = line.Has("observation_window") ? line.TryInt("observation_window") : r.GetValue(Window);
+        string? metric = line.TryString("kv_metric") ?? r.GetValue(Metric);
+        return Make(policy, budget, keep, line.Int("protected_window", r.GetValue(Protected)), line.Int("kv_sinks", r.GetValue(Sinks)),
+            window,
+            line.Int("compression_interval", r.GetValue(Interval)), metric);
     }
 
     private static CompressionOptions? Make(string policy, int? budget, double? keepRate, int protectedWindow, int sinks, int? window,
@@ -72,7 +70,8 @@ internal sealed class CompressionCliOptions
         if (policy == "full")
         {
             if (budget != null
-                || keepRate != null) throw new ArgumentException("--kv-budget/--kv-keep-rate need a --kv-policy other than full");
+                || keepRate != null) throw new InvalidOptionException("MaxCacheTokens",
+                    "MaxCacheTokens or KeepRate needs a Policy other than full");
             return null;
         }
         var options = new CompressionOptions(new EvictionBudget(budget, keepRate, protectedWindow, sinks), policy, window, squared,

@@ -3,12 +3,6 @@ using ILGPU.Algorithms;
 
 namespace KvIlgpu.Kernels;
 
-/// <summary>Sizes of a causal attention launch over a dense per-layer cache [position, kvHeads * headDim].</summary>
-internal struct AttentionParams
-{
-    public int Rows, StartPosition, Heads, KvHeads, HeadDim, CacheOffset, ScoreStride;
-}
-
 internal static class AttentionKernels
 {
     /// <summary>Causal grouped-query attention, one warp per (query row, query head). Query row r sits at position

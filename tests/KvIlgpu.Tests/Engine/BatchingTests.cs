@@ -182,4 +182,85 @@ public class BatchingTests
     /// <summary>The golden llama2.c run through the paged path on a CUDA GPU.</summary>
     [CudaFact(needsShared: true)]
     public Task Golden_tokens_through_the_paged_path_on_cuda() => Golden_tokens_through_the_paged_path(DeviceKind.Cuda);
+
+    /// <summary>Bad lines among good ones: each bad line (invalid JSON, not an object, no prompt, a field of the wrong type,
+    /// an unknown field, a bad option value, a prompt longer than the context, ids outside the vocabulary, an option the
+    /// policy cannot take) gets its own error line naming the line and the field, and every good request runs to the
+    /// end with the tokens of its solo run. Some failed and some ran: exit code 2.</summary>
+    [Fact]
+    public async Task A_batch_with_bad_lines_finishes_every_good_request()
+    {
+        var w = TestModels.Random(TestModels.Config(vocab: 64, seq: 32), seed: 31);
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("m.bin"), w);
+        string longPrompt = string.Join(", ", Enumerable.Range(0, 40).Select(i => 3 + i % 50));
+        string[] lines =
+        [
+            """{"id": "good-1", "prompt_ids": [3, 4, 5], "max_tokens": 6}""",
+            """{"id": "broken", "prompt_ids": [3, 4""",
+            """[1, 2, 3]""",
+            """{"id": "no-prompt", "max_tokens": 4}""",
+            """{"id": "typed", "prompt_ids": [3, 4], "top_p": "high"}""",
+            """{"id": "typo", "prompt_ids": [3, 4], "max_token": 4}""",
+            """{"id": "range", "prompt_ids": [3, 4], "temperature": -1}""",
+            "",
+            $$"""{"id": "long", "prompt_ids": [{{longPrompt}}]}""",
+            """{"id": "vocab", "prompt_ids": [3, 999]}""",
+            """{"id": "budget", "prompt_ids": [3, 4], "kv_policy": "full", "kv_budget": 8}""",
+            """{"id": "good-2", "prompt_ids": [7, 8, 9, 10], "max_tokens": 5, "kv_policy": "kvcompress", "kv_budget": 4, """ +
+                "\"protected_window\": 2}",
+        ];
+        File.WriteAllLines(dir.File("requests.jsonl"), lines);
+        var (code, stdout, stderr) = CliRunner.Run("batch", "--model", dir.File("m.bin"), "--requests", dir.File("requests.jsonl"),
+            "--device", "cpu", "--json");
+        Assert.True(code == 2, $"exit code {code}: {stderr}{stdout}");
+        Assert.DoesNotContain("   at ", stderr + stdout);
+        var output = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement).ToList();
+        var errors = output.Where(l => l.TryGetProperty("error", out _))
+            .ToDictionary(l => l.GetProperty("line").GetInt32(), l => l.GetProperty("error").GetString()!);
+        string file = dir.File("requests.jsonl");
+        var expected = new Dictionary<int, string>
+        {
+            [2] = $"{file}:2: not valid JSON",
+            [3] = $"{file}:3: a line is one JSON object, not an array",
+            [4] = $"{file}:4: give exactly one of \"prompt\" or \"prompt_ids\"",
+            [5] = $"{file}:5: top_p: expected a number, got the string \"high\"",
+            [6] = $"{file}:6: max_token: unknown field",
+            [7] = $"{file}:7: temperature must be >= 0 and finite (got -1)",
+            [9] = $"{file}:9: the prompt has 40 tokens but the model's context holds 32",
+            [10] = $"{file}:10: token id 999 is outside the vocabulary",
+            [11] = $"{file}:11: kv_budget or kv_keep_rate needs a kv_policy other than full",
+        };
+        Assert.Equal(expected.Keys.Order(), errors.Keys.Order());
+        foreach (var (line, start) in expected) Assert.True(errors[line].StartsWith(start, StringComparison.Ordinal),
+            $"line {line}: {errors[line]}");
+
+        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 1 << 20, MaxBatchSize: 1,
+            MaxTokensPerStep: 64));
+        var soloGood1 = await engine.Submit([3, 4, 5], new GenerationOptions(6, SamplingOptions.Greedy)).Completion;
+        var compression = new KvIlgpu.Compression.CompressionOptions(new KvIlgpu.Compression.EvictionBudget(4, ProtectedWindow: 2));
+        var soloGood2 = await engine.Submit([7, 8, 9, 10], new GenerationOptions(5, SamplingOptions.Greedy,
+            Compression: compression)).Completion;
+        var results = output.Where(l => l.TryGetProperty("token_ids", out _)).ToDictionary(l => l.GetProperty("id").GetString()!,
+            l => l.GetProperty("token_ids").EnumerateArray().Select(e => e.GetInt32()).ToArray());
+        Assert.Equal(["good-1", "good-2"], results.Keys.Order());
+        Assert.Equal(soloGood1.TokenIds, results["good-1"]);
+        Assert.Equal(soloGood2.TokenIds, results["good-2"]);
+        var summary = output.Single(l => l.TryGetProperty("summary", out _)).GetProperty("summary");
+        Assert.Equal((11, 2, 9), (summary.GetProperty("requests").GetInt32(), summary.GetProperty("finished").GetInt32(),
+            summary.GetProperty("failed").GetInt32()));
+    }
+
+    /// <summary>When no line can run, the exit code is 1.</summary>
+    [Fact]
+    public void A_batch_where_nothing_can_run_exits_1()
+    {
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("m.bin"), TestModels.Random(TestModels.Config(vocab: 64, seq: 32), seed: 31));
+        File.WriteAllLines(dir.File("requests.jsonl"), ["not json", """{"prompt_ids": [999]}"""]);
+        var (code, stdout, stderr) = CliRunner.Run("batch", "--model", dir.File("m.bin"), "--requests", dir.File("requests.jsonl"),
+            "--device", "cpu", "--json");
+        Assert.True(code == 1, $"exit code {code}: {stderr}{stdout}");
+        Assert.Equal(2, stdout.Split('\n').Count(l => l.Contains("\"error\"", StringComparison.Ordinal)));
+    }
 }

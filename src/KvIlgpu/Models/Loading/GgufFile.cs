@@ -3,11 +3,6 @@ using System.Text;
 
 namespace KvIlgpu.Models.Loading;
 
-/// <summary>ggml tensor types this loader understands (subset of ggml_type).</summary>
-internal enum GgmlType : uint { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, BF16 = 30 }
-
-internal sealed record GgufTensorInfo(string Name, ulong[] Dims, uint Type, ulong Offset);
-
 /// <summary>Reads the GGUF container (versions 2 and 3): metadata key/values, tensor infos, aligned data.
 /// Tensor dims are ggml's ne[]: ne[0] is the contiguous (column) axis.</summary>
 internal sealed class GgufFile

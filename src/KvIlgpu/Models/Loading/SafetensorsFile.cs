@@ -2,9 +2,6 @@ using System.Text.Json;
 
 namespace KvIlgpu.Models.Loading;
 
-/// <summary>One entry of a safetensors header.</summary>
-internal sealed record SafetensorsEntry(string Name, string DType, long[] Shape, long Begin, long End);
-
 /// <summary>Reads the safetensors format: an 8-byte little-endian header length, a JSON header mapping
 /// tensor names to dtype, shape and data_offsets, then the raw data (offsets relative to its start).</summary>
 internal sealed class SafetensorsFile

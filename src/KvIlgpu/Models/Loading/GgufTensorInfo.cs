@@ -1,0 +1,3 @@
+namespace KvIlgpu.Models.Loading;
+
+internal sealed record GgufTensorInfo(string Name, ulong[] Dims, uint Type, ulong Offset);
