@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Text.Json;
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
@@ -83,10 +82,8 @@ internal static class EvalCommand
             var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             var (protectedTokens, protectedShare) = EvaluationOptions.ParseProtectedWindow(r.GetValue(protectedWindow)!);
             static string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
-            var lengths = r.GetValue(taskLengths) is { } tl
-                ? List(tl).Select(v => int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out var n) ? n
-                    : throw new ArgumentException($"--task-lengths: '{v}' is not a prompt length above 8")).ToList()
-                : null;
+            var lengths = r.GetValue(taskLengths) is { } tl ? CliValues.Ints(tl, "--task-lengths", 9) : null;
+            if (r.GetValue(outDir) is { } resultsFolder) CliValues.WritableFolder(resultsFolder, "--out");
             // Checked before the model loads; the segment length is checked again against the model's context below.
             int requested = r.GetValue(segmentLength);
             var options = new EvaluationOptions(List(r.GetValue(policies)!), List(r.GetValue(budgets)!), requested > 0 ? requested

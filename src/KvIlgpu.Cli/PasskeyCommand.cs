@@ -33,19 +33,17 @@ internal static class PasskeyCommand
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
-            var ls = r.GetValue(lengths)!.Split(',').Select(s => int.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
-            var ds = r.GetValue(depths)!.Split(',').Select(s => double.Parse(s.Trim(), CultureInfo.InvariantCulture)).ToList();
+            var ls = CliValues.Ints(r.GetValue(lengths)!, "--lengths", 9);
+            var ds = CliValues.Numbers(r.GetValue(depths)!, "--depths", 0, 1);
+            CliValues.Positive(r.GetValue(trials), "--trials");
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
                 new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
             var options = compression.Build(r);
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
             if (r.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new
-                {
-                    length = g.Length, depth = g.Depth,
-                    accuracy = g.Accuracy
-                }))); return Task.FromResult(0);
+                Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy })));
+                return Task.FromResult(0);
             }
             Console.WriteLine("| length \\ depth | " + string.Join(" | ", ds.Select(d => d.ToString("0.0", CultureInfo.InvariantCulture)))
                 + " | mean |");

@@ -26,6 +26,7 @@ internal static class TrainCommand
             var cfg = TrainingConfig.Load(r.GetValue(config)!);
             string outDir = r.GetValue(output)!;
             var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
+            CliValues.WritableFolder(outDir, "--out"); // before the corpus is read or anything allocated
             TrainingProgress? last = null;
             if (Console.IsErrorRedirected)
                 Trainer.Run(cfg, outDir, new SyncProgress<TrainingProgress>(p =>

@@ -122,6 +122,24 @@ public class CliTests
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(seq: 32), 1));
             return ["eval", "--model", d.File("m.bin"), "--segments", "0", "--budgets", "1/2,half"];
         }), "error: --budgets: 'half' is neither 1/N nor a positive token count"];
+        yield return ["eval --out that is a file, refused before the model loads", new Func<TempDir, string[]>(d =>
+        {
+            File.WriteAllText(d.File("taken"), "");
+            return ["eval", "--model", d.File("absent.bin"), "--segments", "0", "--passkey-trials", "1", "--out", d.File("taken")];
+        }), "is a file, not a folder"];
+        yield return ["train --out that is a file, refused before training starts", new Func<TempDir, string[]>(d =>
+        {
+            File.WriteAllText(d.File("taken"), "");
+            File.WriteAllText(d.File("c.json"), "{\"steps\": 1}");
+            return ["train", "--config", d.File("c.json"), "--out", d.File("taken")];
+        }), "is a file, not a folder"];
+        yield return ["a passkey length list with a bad item", new Func<TempDir, string[]>(d =>
+            ["passkey", "--model", d.File("absent.bin"), "--lengths", "512,x"]), "--lengths: 'x' is not an integer of at least 9"];
+        yield return ["passkey depths outside 0..1", new Func<TempDir, string[]>(d =>
+            ["passkey", "--model", d.File("absent.bin"), "--depths", "0.5,1.5"]), "--depths: '1.5' is not a number in [0, 1]"];
+        yield return ["an eval task length list that is empty", new Func<TempDir, string[]>(d =>
+            ["eval", "--model", d.File("absent.bin"), "--segments", "0", "--passkey-trials", "1", "--task-lengths", ","]),
+            "--task-lengths is empty"];
         yield return ["token id outside the vocabulary", new Func<TempDir, string[]>(d =>
         {
             TestModels.WriteLlama2c(d.File("m.bin"), TestModels.Random(TestModels.Config(), 1));
@@ -138,5 +156,17 @@ public class CliTests
         Assert.True(code != 0, $"{what}: exit code 0; stdout {stdout}");
         Assert.Contains(expected, stderr + stdout); // batch reports a bad line as a JSON error line on stdout
         Assert.DoesNotContain("   at ", stderr + stdout); // no stack trace
+    }
+
+    /// <summary>A value the parser cannot read gives one error line and a pointer to the command's help, not the whole
+    /// help text.</summary>
+    [Fact]
+    public void A_parse_error_is_one_line_and_a_hint_to_help()
+    {
+        var (code, stdout, stderr) = CliRunner.Run("generate", "--max-tokens", "many");
+        Assert.Equal(1, code);
+        Assert.Equal(["error: Cannot parse argument 'many' for option '--max-tokens' as expected type 'System.Int32'.",
+            "see 'kvilgpu generate --help'"], stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal("", stdout);
     }
 }
