@@ -18,14 +18,15 @@ internal static class CliValues
     public static List<double> Numbers(string text, string flag, double min, double max)
     {
         var items = Items(text, flag);
-        return [.. items.Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) && x >= min && x <= max
-            ? x
+        return [.. items.Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out double x)
+            && x >= min && x <= max ? x
             : throw new ArgumentException($"{flag}: '{v}' is not a number in [{min.ToString(CultureInfo.InvariantCulture)}, " +
                 $"{max.ToString(CultureInfo.InvariantCulture)}]"))];
     }
 
     /// <summary>A count that must be positive.</summary>
-    public static int Positive(int value, string flag) => value > 0 ? value : throw new ArgumentException($"{flag} must be positive (got {value})");
+    public static int Positive(int value, string flag) =>
+        value > 0 ? value : throw new ArgumentException($"{flag} must be positive (got {value})");
 
     /// <summary>A folder results will be written to: not an existing file, and writable (it is created if missing).</summary>
     public static void WritableFolder(string path, string flag)

@@ -42,7 +42,8 @@ internal static class PasskeyCommand
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
             if (r.GetValue(json))
             {
-                Console.WriteLine(JsonSerializer.Serialize(grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy })));
+                var cells = grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy });
+                Console.WriteLine(JsonSerializer.Serialize(cells));
                 return Task.FromResult(0);
             }
             Console.WriteLine("| length \\ depth | " + string.Join(" | ", ds.Select(d => d.ToString("0.0", CultureInfo.InvariantCulture)))

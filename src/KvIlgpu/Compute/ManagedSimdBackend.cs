@@ -206,8 +206,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     {
         var p = cache.Layout;
         var ks = D(k); var vs = D(v); var kp = D(cache.Keys); var vp = D(cache.Values);
-        var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables); var lengths =
-            I(cache.Lengths); var info = I(rowInfo);
+        var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables);
+        var lengths = I(cache.Lengths); var info = I(rowInfo);
         int d = p.HeadDim;
         for (int r = 0; r < rows; r++)
             for (int h = 0; h < p.KvHeads; h++)

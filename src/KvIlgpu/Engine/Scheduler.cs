@@ -176,6 +176,13 @@ internal sealed class Scheduler : IDisposable
             _evicted += s.Usage.Evicted - evictedBefore;
             s.Usage.Step(_cache, slot);
             var row = logits.AsSpan(i * vocab, vocab);
+            if (!AllFinite(row))
+            {
+                // This request alone fails; the rows of the others are computed independently and go on.
+                Finish(s, null, new InvalidOperationException(
+                    $"request {s.Id}: the model's logits became NaN or infinite at position {s.Tokens.Count}"));
+                continue;
+            }
             s.Options.OnLogits?.Invoke(s.Tokens.Count, row.ToArray());
             int next = s.Options.ForcedTokens is { } forced && s.Generated < forced.Count ? forced[s.Generated] : s.Sampler.Next(row);
             if (s.Options.StopAtEos && _model.Config.EosTokenIds.Contains(next)) { Finish(s, "eos"); continue; }
@@ -189,6 +196,13 @@ internal sealed class Scheduler : IDisposable
     }
 
     private void Compress(Sequence s) => _evicted += _runner.Compress(s);
+
+    private static bool AllFinite(ReadOnlySpan<float> values)
+    {
+        foreach (float v in values)
+            if (!float.IsFinite(v)) return false;
+        return true;
+    }
 
     private void DropCancelled()
     {

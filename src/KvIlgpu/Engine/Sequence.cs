@@ -16,8 +16,7 @@ internal sealed class Sequence
     public required CancellationToken Cancellation { get; init; }
     public Channel<GeneratedToken> Output { get; } = Channel.CreateUnbounded<GeneratedToken>(new UnboundedChannelOptions
     {
-        SingleReader =
-        true, SingleWriter = true
+        SingleReader = true, SingleWriter = true
     });
     public TaskCompletionSource<GenerationResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     public TextStreamer? Text { get; init; }

@@ -60,8 +60,8 @@ public static class Passkey
     /// up the KVs every run held against a full cache.</summary>
     public static List<(int Length, double Depth, double Accuracy)> Grid(InferenceEngine engine, IReadOnlyList<int> lengths,
         IReadOnlyList<double> depths,
-        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null, TaskBuilder? task =
-            null,
+        int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null,
+            TaskBuilder? task = null,
         KvTally? kvs = null)
     {
         task ??= PasskeyTask;

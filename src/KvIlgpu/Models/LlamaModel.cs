@@ -26,8 +26,8 @@ internal sealed class LlamaModel : IDisposable
     public int MaxChunkRows { get; }
     public long WeightBytes { get; }
 
-    public LlamaModel(LlamaWeights weights, IComputeBackend backend, int maxChunkRows = 64, IProgress<(int Done, int Total)>? progress =
-        null)
+    public LlamaModel(LlamaWeights weights, IComputeBackend backend, int maxChunkRows = 64, IProgress<(int Done,
+        int Total)>? progress = null)
     {
         Config = weights.Config;
         Backend = backend;

@@ -100,8 +100,8 @@ internal static class ByteLevelBpeTrainer
                 type = "Sequence",
                 pretokenizers = new object[]
                 {
-                    new { type = "Split", pattern = new { Regex = ByteLevelBpeTextTokenizer.Gpt2Pattern }, behavior = "Isolated", invert =
-                        false },
+                    new { type = "Split", pattern = new { Regex = ByteLevelBpeTextTokenizer.Gpt2Pattern }, behavior = "Isolated",
+                        invert = false },
                     new { type = "ByteLevel", add_prefix_space = false, trim_offsets = true, use_regex = false },
                 },
             },

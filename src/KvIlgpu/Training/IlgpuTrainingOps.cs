@@ -17,8 +17,7 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
         public readonly MemoryBuffer1D<float, Stride1D.Dense> Memory;
         public Tensor(Accelerator a, int length)
         {
-            Memory = a.Allocate1D<float>(Math.Max(1, length)); Memory.MemSetToZero(); Length =
-            length;
+            Memory = a.Allocate1D<float>(Math.Max(1, length)); Memory.MemSetToZero(); Length = length;
         }
         public ArrayView<float> View => Memory.View.SubView(0, Math.Max(1, Length));
         public override void Dispose() => Memory.Dispose();

@@ -27,8 +27,8 @@ public static class Trainer
     /// trainer, <see cref="DeviceKind.Cuda"/> or <see cref="DeviceKind.IlgpuCpu"/> the ILGPU training kernels,
     /// <see cref="DeviceKind.Auto"/> CUDA when present.</param>
     /// <param name="ct">Stops the run (the last checkpoint stays).</param>
-    public static void Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null, DeviceKind device =
-        DeviceKind.Cpu,
+    public static void Run(TrainingConfig cfg, string outDir, IProgress<TrainingProgress>? progress = null,
+        DeviceKind device = DeviceKind.Cpu,
         CancellationToken ct = default)
     {
         using var ops = TrainingBackends.Create(device);
@@ -44,7 +44,11 @@ public static class Trainer
         Directory.CreateDirectory(outDir);
         progress?.Report(new TrainingProgress("reading corpus", 0, cfg.LastStep, 0, null, 0, 0));
         var docs = BrownCorpus.Read(cfg.Corpus);
-        int nVal = Math.Clamp(cfg.ValidationDocuments, 1, docs.Count - 1);
+        if (cfg.ValidationDocuments >= docs.Count)
+            throw new InvalidDataException($"validation_documents is {cfg.ValidationDocuments}, but {cfg.Corpus} has {docs.Count} " +
+                "documents: " +
+                "some must be left to train on");
+        int nVal = cfg.ValidationDocuments;
         var train = docs.Take(docs.Count - nVal).Select(d => d.Text).ToList();
         var val = docs.Skip(docs.Count - nVal).Select(d => d.Text).ToList();
 
@@ -85,6 +89,7 @@ public static class Trainer
         var clock = Stopwatch.StartNew();
         long tokens = 0;
         float? lastVal = null;
+        int lastCheckpoint = opt.Step;
         for (int step = opt.Step; step < cfg.LastStep; step++)
         {
             ct.ThrowIfCancellationRequested();
@@ -93,6 +98,10 @@ public static class Trainer
             int n = cfg.BatchSize * cfg.Accumulation;
             var batch = Enumerable.Range(0, n).Select(_ => Sample(rng, cfg, tok, trainStream, train, bos)).ToList();
             var losses = model.AccumulateBatch(batch, cfg.AnswerWeight, ct);
+            if (losses.Any(l => !float.IsFinite(l)))
+                throw new InvalidDataException($"training diverged at step {step + 1}: the loss is " +
+                    $"{losses.First(l => !float.IsFinite(l))}; " +
+                    (lastCheckpoint > 0 ? $"the checkpoint of step {lastCheckpoint} in {outDir} stays as it was" : "no model was written"));
             float lr = opt.LearningRate(step);
             opt.Update(model);
             tokens += batch.Sum(b => b.Ids.Length - 1);
@@ -103,12 +112,15 @@ public static class Trainer
             double tokensPerSecond = tokens / clock.Elapsed.TotalSeconds;
             log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{validation},{lr:R},{tokensPerSecond:F1}"));
             if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.LastStep)
+            {
                 Checkpoint(outDir, model, opt, cfg, log, totals with
                 {
                     Tokens = totals.Tokens + tokens,
                     Seconds = totals.Seconds
                     + clock.Elapsed.TotalSeconds
                 });
+                lastCheckpoint = step + 1;
+            }
             progress?.Report(new TrainingProgress("training", step + 1, cfg.LastStep, loss, lastVal, tokens / clock.Elapsed.TotalSeconds,
                 lr));
         }

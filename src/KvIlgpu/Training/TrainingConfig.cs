@@ -85,6 +85,31 @@ public sealed record TrainingConfig
     /// training. Its shape must match the config.</summary>
     [JsonPropertyName("init_from")] public string? InitFrom { get; init; }
 
+    /// <summary>The longest context a config may ask for.</summary>
+    public const int MaxContext = 1 << 17;
+    /// <summary>The most tokenizer merges a config may ask for.</summary>
+    public const int MaxMerges = 1 << 20;
+
+    /// <summary>About how many bytes training needs: weights, gradients and AdamW's two moments (4 floats per parameter),
+    /// plus one micro-batch's activations (per token and layer the projections, the SwiGLU activations and a row of
+    /// attention probabilities; per token the logits and their gradient), in float32. Checked against the machine's
+    /// memory before anything is allocated.</summary>
+    public long EstimatedBytes()
+    {
+        try { return checked(Estimate()); }
+        catch (OverflowException) { return long.MaxValue; }
+    }
+
+    private long Estimate()
+    {
+        long vocab = 256 + (long)Merges + 2, dim = Dim, hidden = HiddenDim, layers = Layers, headDim = Heads > 0 ? dim / Heads : dim;
+        long perLayer = checked(2 * dim + dim * dim * 2 + 2 * dim * (KvHeads * headDim) + 3 * dim * hidden);
+        long parameters = checked(vocab * dim * (TieEmbeddings ? 1 : 2) + dim + layers * perLayer);
+        long tokens = checked((long)BatchSize * (SequenceLength + 1));
+        long activations = checked(tokens * (layers * (10 * dim + 3 * hidden + (long)Heads * (SequenceLength + 1)) + 2 * vocab));
+        return checked(4 * (4 * parameters + activations));
+    }
+
     /// <summary>Reads a config file, resolving relative paths against its folder, and validates it.</summary>
     public static TrainingConfig Load(string path)
     {
@@ -118,7 +143,21 @@ public sealed record TrainingConfig
         Require(RepeatedFillerPromptWeight is >= 0 and <= 1, "repeated_filler_prompt_weight must be in 0..1");
         Require(TaskMinLength is null || (TaskMinLength >= 16 && TaskMinLength <= SequenceLength),
             "task_min_length must be in 16..sequence_length");
+        Require(Warmup >= 0, "warmup must be >= 0");
+        Require(float.IsFinite(LearningRate), "learning_rate must be finite");
+        Require(WeightDecay >= 0 && float.IsFinite(WeightDecay), "weight_decay must be >= 0");
+        Require(Clip >= 0 && float.IsFinite(Clip), "clip must be >= 0");
+        Require(EvalEvery > 0, "eval_every must be positive");
+        Require(CheckpointEvery > 0, "checkpoint_every must be positive");
+        Require(RopeTheta > 0 && float.IsFinite(RopeTheta), "rope_theta must be positive");
+        Require(ValidationDocuments >= 1, "validation_documents must be at least 1");
+        Require(Context <= MaxContext, $"context must be at most {MaxContext}");
+        Require(Merges <= MaxMerges, $"merges must be at most {MaxMerges}");
         Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0,
             "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
+        long needed = EstimatedBytes();
+        long available = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+        Require(needed <= available, $"the model and its training state need about {needed / (1 << 20):N0} MiB (dim, hidden_dim, layers, " +
+            $"merges, batch_size and sequence_length), more than the {available / (1 << 20):N0} MiB this machine has");
     }
 }

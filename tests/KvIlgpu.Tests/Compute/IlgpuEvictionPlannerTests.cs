@@ -22,8 +22,8 @@ public class IlgpuEvictionPlannerTests
         lock (Backends.Lock)
             for (int trial = 0; trial < 3; trial++) // the CPU accelerator simulates the radix sorts slowly
             {
-                int layers = rng.Next(1, 4), kvHeads = rng.Next(1, 3), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)], seqLen =
-                    rng.Next(1, 90);
+                int layers = rng.Next(1, 4), kvHeads = rng.Next(1, 3), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)],
+                    seqLen = rng.Next(1, 90);
                 var config = TestModels.Config(dim: 4 * kvHeads * 4, heads: 4 * kvHeads, kvHeads: kvHeads, layers: layers, seq: 128);
                 using var cache = new PagedKvCache(backend, config, new PagedCacheOptions(MemoryBytes: 4_000_000, BlockSize: blockSize,
                     MaxSequences: 2));

@@ -194,8 +194,7 @@ public class BatchingTests
         using var dir = new TempDir();
         TestModels.WriteLlama2c(dir.File("m.bin"), w);
         string longPrompt = string.Join(", ", Enumerable.Range(0, 40).Select(i => 3 + i % 50));
-        string[] lines =
-        [
+        string[] lines = [
             """{"id": "good-1", "prompt_ids": [3, 4, 5], "max_tokens": 6}""",
             """{"id": "broken", "prompt_ids": [3, 4""",
             """[1, 2, 3]""",
@@ -262,5 +261,23 @@ public class BatchingTests
             "--device", "cpu", "--json");
         Assert.True(code == 1, $"exit code {code}: {stderr}{stdout}");
         Assert.Equal(2, stdout.Split('\n').Count(l => l.Contains("\"error\"", StringComparison.Ordinal)));
+    }
+
+    /// <summary>A request whose logits turn NaN (here: its prompt holds a token whose embedding row is NaN) ends with an
+    /// error naming it; a request running beside it in the same steps finishes with the tokens of its solo run.</summary>
+    [Fact]
+    public async Task A_request_whose_logits_become_nan_fails_alone()
+    {
+        var w = TestModels.Random(TestModels.Config(vocab: 64, seq: 64), seed: 31);
+        w.TokenEmbedding.F32.AsSpan(7 * w.Config.Dim, w.Config.Dim).Fill(float.NaN);
+        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: 1 << 20, MaxBatchSize: 4,
+            MaxTokensPerStep: 64));
+        var solo = await engine.Submit([3, 4, 5, 6], new GenerationOptions(20, SamplingOptions.Greedy)).Completion;
+        var poisoned = engine.Submit([3, 7, 5], new GenerationOptions(20, SamplingOptions.Greedy), "poisoned");
+        var healthy = engine.Submit([3, 4, 5, 6], new GenerationOptions(20, SamplingOptions.Greedy), "healthy");
+        var error = await Assert.ThrowsAsync<InvalidOperationException>(() => poisoned.Completion);
+        Assert.Equal("request poisoned: the model's logits became NaN or infinite at position 3", error.Message);
+        Assert.Equal(solo.TokenIds, (await healthy.Completion).TokenIds);
+        Assert.Equal(engine.Stats.BlocksTotal, engine.Stats.BlocksFree);
     }
 }

@@ -89,8 +89,8 @@ internal sealed class ReferenceLlama
             var v = MatVec(Wv[l], xb, kvDim);
             if (Bq != null)
             {
-                for (int i = 0; i < q.Length; i++) q[i] += Bq[l][i]; for (int i =
-                0; i < k.Length; i++) { k[i] += Bk![l][i]; v[i] += Bv![l][i]; }
+                for (int i = 0; i < q.Length; i++) q[i] += Bq[l][i];
+                for (int i = 0; i < k.Length; i++) { k[i] += Bk![l][i]; v[i] += Bv![l][i]; }
             }
             Rope(q, pos); Rope(k, pos);
             _keys[l] = [.. _keys[l], k];

@@ -87,8 +87,8 @@ internal static class TestModels
             ["hidden_size"] = c.Dim, ["intermediate_size"] = c.HiddenDim, ["num_hidden_layers"] = c.Layers,
             ["num_attention_heads"] = c.Heads, ["num_key_value_heads"] = c.KvHeads, ["vocab_size"] = c.VocabSize,
             ["max_position_embeddings"] = c.MaxSeqLen, ["rms_norm_eps"] = c.RmsNormEps, ["rope_theta"] = c.RopeTheta,
-            ["tie_word_embeddings"] = c.TiedEmbeddings, ["bos_token_id"] = 1, ["eos_token_id"] = 2, ["torch_dtype"] =
-                type == WeightType.F32 ? "float32" : "bfloat16",
+            ["tie_word_embeddings"] = c.TiedEmbeddings, ["bos_token_id"] = 1, ["eos_token_id"] = 2,
+            ["torch_dtype"] = type == WeightType.F32 ? "float32" : "bfloat16",
         }));
         var tensors = new List<(string, WeightTensor, long[])>();
         void Add(string name, WeightTensor t, bool vector = false) =>

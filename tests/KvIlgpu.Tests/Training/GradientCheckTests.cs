@@ -12,13 +12,12 @@ public class GradientCheckTests
 
     internal static double Dot(float[] a, float[] b)
     {
-        double s = 0; for (int i =
-        0; i < a.Length; i++) s += (double)a[i] * b[i]; return s;
+        double s = 0; for (int i = 0; i < a.Length; i++) s += (double)a[i] * b[i]; return s;
     }
 
     /// <summary>Compares analytic gradient entries with (L(x + e) - L(x - e)) / 2e at probed coordinates.</summary>
-    internal static void Check(string what, float[] x, float[] analytic, Func<double> loss, Random rng, float eps = 1e-2f, double tol =
-        2e-2)
+    internal static void Check(string what, float[] x, float[] analytic, Func<double> loss, Random rng, float eps = 1e-2f,
+        double tol = 2e-2)
     {
         foreach (int i in Enumerable.Range(0, Math.Min(24, x.Length)).Select(_ => rng.Next(x.Length)).Distinct())
         {

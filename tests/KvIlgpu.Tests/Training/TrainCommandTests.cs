@@ -26,16 +26,15 @@ public class TrainCommandTests
                     words[rng.Next(words.Length)]))).Append(" ./.\n");
             var entry = new PaxTarEntry(TarEntryType.RegularFile, $"package/c{(char)('a' + f % 3)}{f:D2}")
             {
-                DataStream =
-                new MemoryStream(Encoding.UTF8.GetBytes(sb.ToString()))
+                DataStream = new MemoryStream(Encoding.UTF8.GetBytes(sb.ToString()))
             };
             tar.WriteEntry(entry);
         }
         return path;
     }
 
-    private static string WriteConfig(TempDir dir, string corpus, int steps, Dictionary<string, object>? extra = null, string name =
-        "train")
+    private static string WriteConfig(TempDir dir, string corpus, int steps, Dictionary<string, object>? extra = null,
+        string name = "train")
     {
         var values = new Dictionary<string, object>
         {
@@ -139,5 +138,65 @@ public class TrainCommandTests
     private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
         public void Report(TrainingProgress value) => report(value);
+    }
+
+    /// <summary>Every config key is range-checked when the config loads, before the corpus is read or anything is
+    /// allocated: the error names the file and the key. A shape far beyond the machine's memory is refused by its estimate.</summary>
+    [Theory]
+    [InlineData("eval_every", 0, "eval_every must be positive")]
+    [InlineData("checkpoint_every", -3, "checkpoint_every must be positive")]
+    [InlineData("rope_theta", -1.0, "rope_theta must be positive")]
+    [InlineData("weight_decay", -0.1, "weight_decay must be >= 0")]
+    [InlineData("clip", -1.0, "clip must be >= 0")]
+    [InlineData("warmup", -5, "warmup must be >= 0")]
+    [InlineData("validation_documents", 0, "validation_documents must be at least 1")]
+    [InlineData("context", 1 << 20, "context must be at most 131072")]
+    [InlineData("dim", 1 << 20, "the model and its training state need about")]
+    public void A_config_key_out_of_range_is_refused_by_name(string key, object value, string expected)
+    {
+        using var dir = new TempDir();
+        var path = WriteConfig(dir, dir.File("no-corpus-needed.tgz"), 3, new Dictionary<string, object> { [key] = value });
+        var e = Assert.Throws<InvalidDataException>(() => TrainingConfig.Load(path));
+        Assert.StartsWith(path + ": ", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
+
+    [Fact]
+    public void Validation_documents_must_leave_documents_to_train_on()
+    {
+        using var dir = new TempDir();
+        var corpus = WriteTinyBrown(dir); // 12 documents
+        var cfg = TrainingConfig.Load(WriteConfig(dir, corpus, 3, new Dictionary<string, object> { ["validation_documents"] = 12 }));
+        var e = Assert.Throws<InvalidDataException>(() => Trainer.Train(cfg, dir.File("out")));
+        Assert.Contains("validation_documents is 12, but", e.Message);
+        Assert.Contains("has 12 documents", e.Message);
+    }
+
+    /// <summary>A loss that turns NaN stops the run with the step it happened at, and no model is written after it.</summary>
+    [Fact]
+    public void A_diverging_run_stops_at_the_step_its_loss_turns_nan_and_writes_no_model()
+    {
+        using var dir = new TempDir();
+        var corpus = WriteTinyBrown(dir);
+        var cfg = TrainingConfig.Load(WriteConfig(dir, corpus, 6, new Dictionary<string, object>
+        {
+            ["learning_rate"] = 1e38, ["warmup"] = 0, ["clip"] = 0.0, ["checkpoint_every"] = 100,
+        }));
+        var e = Assert.Throws<InvalidDataException>(() => Trainer.Train(cfg, dir.File("out")));
+        Assert.Matches(@"^training diverged at step [2-6]: the loss is (NaN|∞|-∞|Infinity|-Infinity); no model was written$",
+            e.Message);
+        Assert.False(File.Exists(Path.Combine(dir.File("out"), "model.safetensors")));
+    }
+
+    /// <summary>The shipped model's recipe still passes every check (its corpus path is ../shared's, so the files load
+    /// wherever the checkout is).</summary>
+    [Fact]
+    public void Every_stage_config_of_the_default_model_loads()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "KvIlgpu.sln"))) root = root.Parent!;
+        var configs = Directory.GetFiles(Path.Combine(root.FullName, "weights", "default-train"), "stage*.json");
+        Assert.Equal(16, configs.Length); // stages 1-10 and 14-19
+        foreach (var path in configs) TrainingConfig.Load(path);
     }
 }

@@ -101,8 +101,7 @@ public class TrainingKernelTests
             var o = Ops(backend);
             var config = new ModelConfig
             {
-                Dim = 16, HiddenDim = 8, Layers = 1, Heads = 2, KvHeads = 1, VocabSize = 4, MaxSeqLen =
-                32
+                Dim = 16, HiddenDim = 8, Layers = 1, Heads = 2, KvHeads = 1, VocabSize = 4, MaxSeqLen = 32
             }.Validated("test");
             var table = new RopeTable(config);
             foreach (var layout in new[] { RopeLayout.HalfSplit, RopeLayout.InterleavedPairs })
@@ -209,8 +208,8 @@ public class TrainingKernelTests
             var teacher = R(rng, rows * vocab, 3);
             double Lkl()
             {
-                using var Tt = Up(o, teacher); using var S = Up(o, logits); using var dS =
-                o.Allocate(logits.Length); return o.KlDivergence(Tt, S, dS, vocab);
+                using var Tt = Up(o, teacher); using var S = Up(o,
+                    logits); using var dS = o.Allocate(logits.Length); return o.KlDivergence(Tt, S, dS, vocab);
             }
             using (var Tt = Up(o, teacher))
             using (var S = Up(o, logits))
@@ -241,8 +240,8 @@ public class TrainingKernelTests
         {
             double[] Log(float[] z)
             {
-                var row = z.Skip(r * vocab).Take(vocab).Select(v => (double)v).ToArray(); double m = row.Max(), lz =
-                m + Math.Log(row.Sum(v => Math.Exp(v - m))); return row.Select(v => v - lz).ToArray();
+                var row = z.Skip(r * vocab).Take(vocab).Select(v => (double)v).ToArray(); double m = row.Max(), lz = m
+                    + Math.Log(row.Sum(v => Math.Exp(v - m))); return row.Select(v => v - lz).ToArray();
             }
             var lt = Log(teacher); var ls = Log(student);
             for (int i = 0; i < vocab; i++) total += Math.Exp(lt[i]) * (lt[i] - ls[i]);

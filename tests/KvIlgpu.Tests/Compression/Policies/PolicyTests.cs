@@ -31,8 +31,9 @@ public class PolicyTests
             cache.Append(seq, seqLen);
             var metric = Enumerable.Range(0, cache.Pool.Total * b).Select(_ => (float)rng.NextDouble()).ToArray();
             var positions = new int[cache.Pool.Total * b];
-            for (int l = 0; l < layers; l++) for (int h = 0; h < kvHeads; h++) for (int t =
-                0; t < seqLen; t++) positions[cache.PhysicalSlot(seq, l, h, t)] = t;
+            for (int l = 0; l < layers; l++)
+                for (int h = 0; h < kvHeads; h++)
+                    for (int t = 0; t < seqLen; t++) positions[cache.PhysicalSlot(seq, l, h, t)] = t;
             Backends.Get("cpu").Write(cache.Buffers.Metric, metric);
             Backends.Get("cpu").WriteInts(cache.Buffers.Positions, positions);
             var heads = cache.ReadHeads(seq);
