@@ -185,7 +185,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 for (int t = 0; t < len; t++)
                     scores[t] = SimdMath.Dot(qv, ks.AsSpan(s.CacheOffset + t * s.KvDim + kvh * d, d)) * scale;
                 var sc = scores.AsSpan(0, len);
-                TensorPrimitives.SoftMax(sc, sc);
+                SimdMath.SoftMax(sc, sc);
                 var dst = o.AsSpan(r * s.QDim + h * d, d);
                 dst.Clear();
                 for (int t = 0; t < len; t++)
@@ -240,7 +240,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 var qv = qs.AsSpan((r * p.Heads + h) * d, kw);
                 var sc = probs.AsSpan(item * stride, len);
                 for (int t = 0; t < len; t++) sc[t] = SimdMath.Dot(qv, kp.AsSpan((int)p.KeyOffset(SlotOf(p, tables, head, t)), kw)) * scale;
-                TensorPrimitives.SoftMax(sc, sc);
+                SimdMath.SoftMax(sc, sc);
                 var dst = o.AsSpan((r * p.Heads + h) * d, d);
                 dst.Clear();
                 for (int t = 0; t < len; t++)

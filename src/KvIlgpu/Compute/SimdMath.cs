@@ -14,6 +14,16 @@ internal static class SimdMath
     private static Vector256<float> Fmadd(Vector256<float> a, Vector256<float> b, Vector256<float> acc) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, acc) : acc + a * b;
 
+    /// <summary>dst = softmax(x), with the maximum subtracted first: TensorPrimitives.SoftMax exponentiates its inputs as
+    /// they are, so any input above about 88 overflows to infinity and the result is NaN (attention scores and logits
+    /// divided by a low temperature get there). x and dst may be the same span.</summary>
+    public static void SoftMax(ReadOnlySpan<float> x, Span<float> dst)
+    {
+        float max = TensorPrimitives.Max(x);
+        TensorPrimitives.Subtract(x, max, dst);
+        TensorPrimitives.SoftMax(dst, dst);
+    }
+
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
     {
         if (!Vector256.IsHardwareAccelerated || x.Length < 32) return TensorPrimitives.Dot(x, w);

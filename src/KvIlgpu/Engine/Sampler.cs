@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using KvIlgpu.Compute;
 
 namespace KvIlgpu.Engine;
 
@@ -21,7 +22,7 @@ internal sealed class Sampler
         if (_options.Temperature == 0f) return TensorPrimitives.IndexOfMax(logits);
         var probs = new float[logits.Length];
         TensorPrimitives.Divide(logits, _options.Temperature, probs);
-        TensorPrimitives.SoftMax(probs, probs);
+        SimdMath.SoftMax(probs, probs);
         var order = Enumerable.Range(0, probs.Length).ToArray();
         Array.Sort(order, (a, b) => probs[b].CompareTo(probs[a]) is var c && c != 0 ? c : a.CompareTo(b));
         int keep = _options.TopK > 0 ? Math.Min(_options.TopK, order.Length) : order.Length;

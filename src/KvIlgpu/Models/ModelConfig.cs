@@ -45,6 +45,11 @@ public sealed record ModelConfig
     /// <summary>Query heads per key/value head.</summary>
     public int GroupSize => Heads / KvHeads;
 
+    /// <summary>The longest context a model may declare (its RoPE table is built for every position).</summary>
+    public const int MaxContext = 1 << 22;
+    /// <summary>The largest vocabulary a model may declare.</summary>
+    public const int MaxVocabulary = 1 << 24;
+
     /// <summary>Fills defaults and checks that the numbers fit together.</summary>
     public ModelConfig Validated(string source)
     {
@@ -59,6 +64,19 @@ public sealed record ModelConfig
         Require(c.Heads > 0 && c.KvHeads > 0, "head counts must be positive");
         Require(c.Heads % c.KvHeads == 0, "heads must be a multiple of kv_heads");
         Require(c.HeadDim > 0 && c.HeadDim % 2 == 0, "head_dim must be even");
+        Require(c.MaxSeqLen <= MaxContext, $"the context must be at most {MaxContext} positions");
+        Require(c.VocabSize <= MaxVocabulary, $"the vocabulary must be at most {MaxVocabulary} tokens");
+        if (!(c.RmsNormEps > 0) || !float.IsFinite(c.RmsNormEps))
+            throw new InvalidModelException(source, $"rms_norm_eps must be positive and finite (got {c.RmsNormEps})");
+        if (!(c.RopeTheta > 0) || !float.IsFinite(c.RopeTheta))
+            throw new InvalidModelException(source, $"rope_theta must be positive and finite (got {c.RopeTheta})");
+        if (c.RopeScaling is { } rs && !(rs.Factor > 0 && float.IsFinite(rs.Factor) && rs.LowFreqFactor > 0 && rs.HighFreqFactor > 0
+            && rs.OriginalMaxPositionEmbeddings > 0))
+            throw new InvalidModelException(source, "rope_scaling: factor, low_freq_factor, high_freq_factor and " +
+                "original_max_position_embeddings must be positive");
+        foreach (int id in c.EosTokenIds.Append(c.BosTokenId ?? 0))
+            if ((uint)id >= (uint)c.VocabSize)
+                throw new InvalidModelException(source, $"token id {id} (bos or eos) is outside the vocabulary of {c.VocabSize}");
         return c;
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using KvIlgpu.Compute;
 using KvIlgpu.Models;
 
 namespace KvIlgpu.Training;
@@ -117,7 +118,7 @@ internal static class ForwardBackward
                 p.Clear();
                 for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(q.Slice(i * qDim + h * d, d), k.Slice(j * kvDim + kvh * d,
                     d)) * scale;
-                TensorPrimitives.SoftMax(p[..(i + 1)], p[..(i + 1)]);
+                SimdMath.SoftMax(p[..(i + 1)], p[..(i + 1)]);
                 var o = output.Slice(i * qDim + h * d, d);
                 for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(v.Slice(j * kvDim + kvh * d, d), p[j], o, o);
             }
@@ -180,7 +181,7 @@ internal static class ForwardBackward
         {
             var lr = logits.Slice(r * vocab, vocab);
             var g = dLogits.Slice(r * vocab, vocab);
-            TensorPrimitives.SoftMax(lr, g);
+            SimdMath.SoftMax(lr, g);
             loss -= Math.Log(Math.Max(g[targets[r]], 1e-30f));
             g[targets[r]] -= 1;
             TensorPrimitives.Multiply(g, rowScale.IsEmpty ? 1f / rows : rowScale[r], g);
@@ -196,9 +197,9 @@ internal static class ForwardBackward
         var pt = new float[vocab];
         for (int r = 0; r < rows; r++)
         {
-            TensorPrimitives.SoftMax(teacherLogits.Slice(r * vocab, vocab), pt);
+            SimdMath.SoftMax(teacherLogits.Slice(r * vocab, vocab), pt);
             var ps = dStudent.Slice(r * vocab, vocab);
-            TensorPrimitives.SoftMax(studentLogits.Slice(r * vocab, vocab), ps);
+            SimdMath.SoftMax(studentLogits.Slice(r * vocab, vocab), ps);
             for (int i = 0; i < vocab; i++)
                 if (pt[i] > 0) loss += pt[i] * (Math.Log(pt[i]) - Math.Log(Math.Max(ps[i], 1e-30f)));
             for (int i = 0; i < vocab; i++) ps[i] = (ps[i] - pt[i]) / rows;

@@ -35,4 +35,43 @@ public class SimdMathTests
         var wf = w.ToFloat();
         Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x0[i] * wf[i]), a, 1e-4);
     }
+
+    /// <summary>Softmax of large inputs (attention scores or logits over a low temperature) is the closed form, not NaN.</summary>
+    [Fact]
+    public void Softmax_of_large_inputs_is_the_closed_form()
+    {
+        float[] x = [300f, 299f, 1f];
+        var y = new float[3];
+        SimdMath.SoftMax(x, y);
+        double z = 1 + Math.Exp(-1) + Math.Exp(-299);
+        Assert.Equal(1 / z, y[0], 6);
+        Assert.Equal(Math.Exp(-1) / z, y[1], 6);
+        Assert.Equal(0, y[2], 6);
+    }
+
+    /// <summary>The managed backend's attention over scores in the hundreds equals the double-precision reference.</summary>
+    [Fact]
+    public void Attention_with_large_scores_matches_the_reference()
+    {
+        var b = new ManagedSimdBackend();
+        int heads = 2, kvHeads = 1, d = 8, positions = 5;
+        var rng = new Random(3);
+        var q = Enumerable.Range(0, heads * d).Select(_ => (float)rng.NextDouble() * 60).ToArray(); // scores of 100 to 1000
+        var k = Enumerable.Range(0, positions * kvHeads * d).Select(_ => (float)rng.NextDouble() * 10).ToArray();
+        var v = Enumerable.Range(0, positions * kvHeads * d).Select(_ => (float)rng.NextDouble()).ToArray();
+        using var dq = b.Upload(q); using var dk = b.Upload(k); using var dv = b.Upload(v); using var o = b.Allocate(heads * d);
+        b.Attention(dq, dk, dv, o, new AttentionShape(1, positions - 1, heads, kvHeads, d, 0));
+        var got = b.ToArray(o);
+        for (int h = 0; h < heads; h++)
+        {
+            var scores = Enumerable.Range(0, positions)
+                .Select(t => Enumerable.Range(0, d).Sum(i => (double)q[h * d + i] * k[t * d + i]) / Math.Sqrt(d)).ToArray();
+            double max = scores.Max(), sum = scores.Sum(sc => Math.Exp(sc - max));
+            for (int i = 0; i < d; i++)
+            {
+                double expected = Enumerable.Range(0, positions).Sum(t => Math.Exp(scores[t] - max) / sum * v[t * d + i]);
+                Assert.Equal(expected, got[h * d + i], 4);
+            }
+        }
+    }
 }

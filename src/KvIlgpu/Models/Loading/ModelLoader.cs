@@ -8,10 +8,21 @@ public static class ModelLoader
     /// an <see cref="InvalidModelException"/> or a missing-file error naming the path.</summary>
     public static LlamaWeights Load(string path, IProgress<LoadProgress>? progress = null)
     {
-        if (Directory.Exists(path)) return HuggingFaceLoader.Load(path, progress);
+        if (Directory.Exists(path)) return Guarded(path, () => HuggingFaceLoader.Load(path, progress));
         if (!File.Exists(path)) throw new FileNotFoundException($"model not found: {path}", path);
-        if (IsGguf(path)) return GgufLoader.Load(path, progress);
-        return Llama2cLoader.Load(path, progress);
+        return Guarded(path, () => IsGguf(path) ? GgufLoader.Load(path, progress) : Llama2cLoader.Load(path, progress));
+    }
+
+    /// <summary>The loaders check what they read and throw <see cref="InvalidModelException"/>; anything else a damaged
+    /// file still provokes (a check they lack) becomes that exception too, naming the path, so no other type escapes.</summary>
+    private static LlamaWeights Guarded(string path, Func<LlamaWeights> load)
+    {
+        try { return load(); }
+        catch (Exception e) when (e is not (InvalidModelException or FileNotFoundException or DirectoryNotFoundException
+            or OperationCanceledException))
+        {
+            throw new InvalidModelException(path, $"cannot be read: {e.Message} ({e.GetType().Name})", e);
+        }
     }
 
     /// <summary>Whether the file starts with GGUF's magic.</summary>

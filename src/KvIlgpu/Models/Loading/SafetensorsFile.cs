@@ -15,32 +15,93 @@ internal sealed class SafetensorsFile
         Path = path; Entries = entries; DataStart = dataStart;
     }
 
+    /// <summary>Bytes per element of every dtype the format defines.</summary>
+    private static readonly Dictionary<string, int> DTypeSizes = new()
+    {
+        ["BOOL"] = 1, ["U8"] = 1, ["I8"] = 1, ["F8_E4M3"] = 1, ["F8_E5M2"] = 1, ["I16"] = 2, ["U16"] = 2, ["F16"] = 2, ["BF16"] = 2,
+        ["I32"] = 4, ["U32"] = 4, ["F32"] = 4, ["F64"] = 8, ["I64"] = 8, ["U64"] = 8,
+    };
+
+    /// <summary>Opens a file and checks its header as the format's reference library does: the header length within the
+    /// file, a JSON object whose entries each have a known dtype, a shape of non-negative sizes and two data_offsets; the
+    /// tensors' byte ranges contiguous from 0, without overlap, exactly covering the data section, each the size its
+    /// dtype and shape need; __metadata__ a map of strings. Every failure is an <see cref="InvalidModelException"/> that
+    /// names the file and, where it applies, the tensor.</summary>
     public static SafetensorsFile Open(string path)
     {
         using var r = new TensorFileReader(path, null);
         long headerLen = r.ReadInt64("safetensors header length");
         if (headerLen <= 0 || headerLen > 100_000_000)
             throw new InvalidModelException(path, $"not a safetensors file: header length {headerLen}");
+        if (headerLen > r.Length - 8)
+            throw new InvalidModelException(path, $"truncated: the safetensors header claims {headerLen} bytes, the file has " +
+                $"{r.Length - 8} after its length");
         var json = r.ReadBytes(headerLen, "safetensors header");
-        JsonDocument doc;
-        try { doc = JsonDocument.Parse(json); }
+        JsonElement root;
+        try
+        {
+            using var doc = JsonDocument.Parse(json);
+            root = doc.RootElement.Clone();
+        }
         catch (JsonException e) { throw new InvalidModelException(path, "safetensors header is not valid JSON", e); }
+        if (root.ValueKind != JsonValueKind.Object) throw new InvalidModelException(path, "safetensors header is not a JSON object");
         var entries = new Dictionary<string, SafetensorsEntry>();
         long dataLen = r.Length - 8 - headerLen;
-        foreach (var p in doc.RootElement.EnumerateObject())
+        foreach (var p in root.EnumerateObject())
         {
-            if (p.Name == "__metadata__") continue;
-            var dtype = p.Value.GetProperty("dtype").GetString() ?? "";
-            var shape = p.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-            var offs = p.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
-            if (offs.Length != 2 || offs[0] < 0 || offs[1] < offs[0])
-                throw new InvalidModelException(path, $"tensor {p.Name}: bad data_offsets");
-            if (offs[1] > dataLen)
-                throw new InvalidModelException(path,
-                    $"truncated: tensor {p.Name} ends at data offset {offs[1]}, but the file holds only {dataLen} bytes of data");
-            entries[p.Name] = new SafetensorsEntry(p.Name, dtype, shape, offs[0], offs[1]);
+            if (p.Name == "__metadata__")
+            {
+                if (p.Value.ValueKind != JsonValueKind.Object || p.Value.EnumerateObject().Any(m =>
+                    m.Value.ValueKind != JsonValueKind.String))
+                    throw new InvalidModelException(path, "__metadata__ must map names to strings");
+                continue;
+            }
+            if (entries.ContainsKey(p.Name)) throw new InvalidModelException(path, $"tensor {p.Name} appears twice in the header");
+            entries[p.Name] = Entry(path, p.Name, p.Value);
         }
+        foreach (var e in entries.Values.Where(e => e.End > dataLen).OrderBy(e => e.Begin).Take(1))
+            throw new InvalidModelException(path,
+                $"truncated: tensor {e.Name} ends at data offset {e.End}, but the file holds only {dataLen} bytes of data");
+        // The byte ranges, in order, must tile the data section exactly.
+        long expected = 0;
+        foreach (var e in entries.Values.OrderBy(e => e.Begin).ThenBy(e => e.End))
+        {
+            if (e.Begin != expected)
+                throw new InvalidModelException(path, e.Begin < expected
+                    ? $"tensor {e.Name}: data_offsets [{e.Begin}, {e.End}] overlap the tensor before it (which ends at {expected})"
+                    : $"tensor {e.Name}: data_offsets start at {e.Begin}, leaving a gap after byte {expected}");
+            expected = e.End;
+        }
+        if (expected != dataLen)
+            throw new InvalidModelException(path,
+                $"the tensors cover {expected} bytes of data, but the file holds {dataLen}: trailing bytes or a missing tensor");
         return new SafetensorsFile(path, entries, 8 + headerLen);
+    }
+
+    private static SafetensorsEntry Entry(string path, string name, JsonElement value)
+    {
+        InvalidModelException Bad(string what) => new(path, $"tensor {name}: {what}");
+        if (value.ValueKind != JsonValueKind.Object) throw Bad("its header entry is not an object");
+        if (!value.TryGetProperty("dtype", out var dtypeEl) || dtypeEl.ValueKind != JsonValueKind.String) throw Bad("dtype is missing " +
+            "or not a string");
+        string dtype = dtypeEl.GetString()!;
+        if (!DTypeSizes.TryGetValue(dtype, out int size)) throw Bad($"unknown dtype {dtype}");
+        if (!value.TryGetProperty("shape", out var shapeEl) || shapeEl.ValueKind != JsonValueKind.Array) throw Bad("shape is missing or " +
+            "not an array");
+        var shape = shapeEl.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out long n) && n >= 0 ? n
+            : throw Bad($"shape holds {d.GetRawText()}, not a size")).ToArray();
+        if (!value.TryGetProperty("data_offsets", out var offsEl) || offsEl.ValueKind != JsonValueKind.Array
+            || offsEl.GetArrayLength() != 2)
+            throw Bad("data_offsets must be two numbers [begin, end]");
+        var offs = offsEl.EnumerateArray().Select(d => d.ValueKind == JsonValueKind.Number && d.TryGetInt64(out long n) && n >= 0 ? n
+            : throw Bad($"data_offsets hold {d.GetRawText()}, not a byte offset")).ToArray();
+        if (offs[1] < offs[0]) throw Bad($"data_offsets [{offs[0]}, {offs[1]}] end before they begin");
+        long bytes;
+        try { bytes = checked(shape.Aggregate(1L, (a, d) => a * d) * size); }
+        catch (OverflowException) { throw Bad($"shape [{string.Join(", ", shape)}] is too large"); }
+        if (bytes != offs[1] - offs[0])
+            throw Bad($"shape [{string.Join(", ", shape)}] of {dtype} needs {bytes} bytes, data_offsets give {offs[1] - offs[0]}");
+        return new SafetensorsEntry(name, dtype, shape, offs[0], offs[1]);
     }
 
     /// <summary>Reads a tensor as a [rows, cols] weight (a 1-D tensor is one row), keeping f16/bf16 as stored.</summary>
@@ -59,13 +120,12 @@ internal sealed class SafetensorsFile
             throw new InvalidModelException(Path,
                 $"tensor {name}: shape [{string.Join(", ", e.Shape)}] of {e.DType} needs {count * elem} bytes, data_offsets give " +
                     $"{e.End - e.Begin}");
-        int rows = e.Shape.Length switch
-        {
-            1 => 1,
-            2 => checked((int)e.Shape[0]),
-            _ => throw new InvalidModelException(Path, $"tensor {name} has {e.Shape.Length} dimensions; expected 1 or 2"),
-        };
-        int cols = checked((int)e.Shape[^1]);
+        if (e.Shape.Length is not (1 or 2))
+            throw new InvalidModelException(Path, $"tensor {name} has {e.Shape.Length} dimensions; expected 1 or 2");
+        if (e.Shape.Any(d => d > int.MaxValue) || count > int.MaxValue)
+            throw new InvalidModelException(Path, $"tensor {name}: shape [{string.Join(", ", e.Shape)}] is too large");
+        int rows = e.Shape.Length == 1 ? 1 : (int)e.Shape[0];
+        int cols = (int)e.Shape[^1];
         using var r = new TensorFileReader(Path, progress) { ProgressBase = progressBase, ProgressTotal = progressTotal };
         r.Position = DataStart + e.Begin;
         return e.DType == "F32"
