@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 
 namespace KvIlgpu.Models.Loading;
@@ -31,6 +30,7 @@ internal sealed class GgufFile
         {
             string key = ReadString(r, "metadata key");
             uint type = r.ReadUInt32($"metadata {key} type");
+            if (meta.ContainsKey(key)) throw new InvalidModelException(path, $"metadata {key} appears twice");
             meta[key] = ReadValue(r, type, key);
         }
         var tensors = new Dictionary<string, GgufTensorInfo>();
@@ -43,10 +43,41 @@ internal sealed class GgufFile
             for (int d = 0; d < nd; d++) dims[d] = r.ReadUInt64($"tensor {name} dims");
             uint ttype = r.ReadUInt32($"tensor {name} type");
             ulong offset = r.ReadUInt64($"tensor {name} offset");
+            if (tensors.ContainsKey(name)) throw new InvalidModelException(path, $"tensor {name} appears twice");
             tensors[name] = new GgufTensorInfo(name, dims, ttype, offset);
         }
-        long alignment = meta.TryGetValue("general.alignment", out var a) ? Convert.ToInt64(a, CultureInfo.InvariantCulture) : 32;
+        // GGUF's rule: general.alignment, when present, is a uint32 power of two (32 otherwise); the data section starts at
+        // the next multiple of it, and every tensor's offset within it is a multiple of it.
+        long alignment = 32;
+        if (meta.TryGetValue("general.alignment", out var a))
+        {
+            if (a is not uint align || align == 0 || (align & (align - 1)) != 0)
+                throw new InvalidModelException(path, $"general.alignment must be a uint32 power of two, got {a} ({a.GetType().Name})");
+            alignment = align;
+        }
         long dataStart = (r.Position + alignment - 1) / alignment * alignment;
+        long dataLength = r.Length - dataStart;
+        var extents = new List<(long Begin, long End, string Name)>();
+        foreach (var t in tensors.Values)
+        {
+            if (t.Dims.Any(d => d == 0 || d > int.MaxValue)) throw new InvalidModelException(path, $"tensor {t.Name}: dims " +
+                $"[{string.Join(", ", t.Dims)}]");
+            long size = TensorByteSize(t);
+            if (size < 0) throw new InvalidModelException(path, $"tensor {t.Name} has ggml type {t.Type}, which is not a known type");
+            if (size == 0) throw new InvalidModelException(path, $"tensor {t.Name}: dims [{string.Join(", ", t.Dims)}] do not fit its " +
+                $"{(GgmlType)t.Type} blocks (or are too large)");
+            if (t.Offset % (ulong)alignment != 0)
+                throw new InvalidModelException(path, $"tensor {t.Name}: offset {t.Offset} is not a multiple of the alignment {alignment}");
+            if (t.Offset > (ulong)dataLength || size > dataLength - (long)t.Offset)
+                throw new InvalidModelException(path, $"truncated: tensor {t.Name} needs bytes {t.Offset}..{(decimal)t.Offset + size} " +
+                    $"of the " +
+                    $"data section, which holds {Math.Max(0, dataLength)}");
+            extents.Add(((long)t.Offset, (long)t.Offset + size, t.Name));
+        }
+        var sorted = extents.OrderBy(e => e.Begin).ToList();
+        for (int i = 1; i < sorted.Count; i++)
+            if (sorted[i].Begin < sorted[i - 1].End)
+                throw new InvalidModelException(path, $"tensors {sorted[i - 1].Name} and {sorted[i].Name} overlap in the data section");
         return new GgufFile(path, version, meta, tensors, dataStart);
     }
 
@@ -134,15 +165,41 @@ internal sealed class GgufFile
         return result;
     }
 
+    /// <summary>Bytes a tensor takes in the data section, from its type's block layout (ggml's type traits: elements and
+    /// bytes per block); 0 when its row length does not fit the blocks or the size overflows, -1 for an unknown type.</summary>
     public static long TensorByteSize(GgufTensorInfo info)
     {
-        long count = info.Dims.Aggregate(1L, (a, d) => a * (long)d);
-        return (GgmlType)info.Type switch
+        (long Elements, long Bytes)? block = info.Type switch
         {
-            GgmlType.F32 => count * 4,
-            GgmlType.F16 or GgmlType.BF16 => count * 2,
-            GgmlType.Q8_0 => count / 32 * 34,
-            _ => 0,
+            0 => (1, 4),
+            1 => (1, 2),
+            30 => (1, 2),
+            28 => (1, 8),      // F32, F16, BF16, F64
+            24 => (1, 1),
+            25 => (1, 2),
+            26 => (1, 4),
+            27 => (1, 8),    // I8, I16, I32, I64
+            2 => (32, 18),
+            3 => (32, 20),
+            6 => (32, 22),
+            7 => (32, 24), // Q4_0, Q4_1, Q5_0, Q5_1
+            8 => (32, 34),
+            9 => (32, 36),                               // Q8_0, Q8_1
+            10 => (256, 84),
+            11 => (256, 110),
+            12 => (256, 144),        // Q2_K, Q3_K, Q4_K
+            13 => (256, 176),
+            14 => (256, 210),
+            15 => (256, 292),       // Q5_K, Q6_K, Q8_K
+            _ => null,
         };
+        if (block is not var (elements, bytes)) return -1;
+        if (info.Dims[0] % (ulong)elements != 0) return 0;
+        try
+        {
+            long count = checked(info.Dims.Aggregate(1L, (acc, d) => acc * (long)d));
+            return checked(count / elements * bytes);
+        }
+        catch (OverflowException) { return 0; }
     }
 }

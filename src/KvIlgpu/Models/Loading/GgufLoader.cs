@@ -50,6 +50,16 @@ internal static class GgufLoader
     public static LlamaWeights Load(GgufFile f, IProgress<LoadProgress>? progress)
     {
         var config = ReadConfig(f);
+        // Every tensor must be one the llama architecture names: a damaged name is an error, not, say, an output head
+        // silently replaced by the tied embedding. (rope_freqs.weight, Llama 3.1's frequency factors, is known and unused.)
+        var known = new HashSet<string> { "token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight" };
+        for (int l = 0; l < config.Layers; l++)
+            foreach (var part in (string[])["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_down",
+                "ffn_up"])
+                known.Add($"blk.{l}.{part}.weight");
+        foreach (var name in f.Tensors.Keys)
+            if (!known.Contains(name))
+                throw new InvalidModelException(f.Path, $"tensor {name} is not a tensor of a {config.Layers}-layer llama model");
         long total = f.Tensors.Values.Sum(GgufFile.TensorByteSize), done = 0;
         WeightTensor Read(string name)
         {
