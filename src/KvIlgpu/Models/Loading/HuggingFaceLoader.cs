@@ -13,32 +13,51 @@ internal static class HuggingFaceLoader
         var path = System.IO.Path.Combine(dir, "config.json");
         if (!File.Exists(path)) throw new FileNotFoundException($"config.json not found in {dir}", path);
         JsonElement root;
-        try { root = JsonDocument.Parse(File.ReadAllText(path)).RootElement; }
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            root = doc.RootElement.Clone();
+        }
         catch (JsonException e) { throw new InvalidModelException(path, "not valid JSON", e); }
+        if (root.ValueKind != JsonValueKind.Object) throw new InvalidModelException(path, "config.json must be a JSON object");
 
-        string modelType = root.TryGetProperty("model_type", out var mt) ? mt.GetString() ?? "" : "";
+        // A key that is present must have its JSON type: a wrong type is an error that names the key, never a silent default.
+        InvalidModelException Wrong(string key, string expected, JsonElement v) =>
+            new(path, $"key '{key}' must be {expected}, got " +
+                $"{(v.ValueKind == JsonValueKind.String ? v.GetRawText() : v.ValueKind.ToString().ToLowerInvariant())}");
+        bool Present(string key, out JsonElement v) => root.TryGetProperty(key, out v) && v.ValueKind != JsonValueKind.Null;
+        string? Str(string key) => !Present(key, out var v) ? null : v.ValueKind == JsonValueKind.String ? v.GetString()
+            : throw Wrong(key, "a string", v);
+        int Int(string key, int? fallback = null)
+        {
+            if (!Present(key, out var v)) return fallback ?? throw new InvalidModelException(path, $"missing '{key}'");
+            return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) ? n : throw Wrong(key, "an integer", v);
+        }
+        int? OptionalInt(string key) => Present(key, out _) ? Int(key) : null;
+        float Float(string key, float fallback) =>
+            !Present(key, out var v) ? fallback : v.ValueKind == JsonValueKind.Number ? v.GetSingle() : throw Wrong(key, "a number", v);
+        bool Bool(string key, bool fallback) =>
+            !Present(key, out var v) ? fallback
+            : v.ValueKind is JsonValueKind.True or JsonValueKind.False ? v.GetBoolean() : throw Wrong(key, "true or false", v);
+
+        string modelType = Str("model_type") ?? "";
         if (!SupportedTypes.Contains(modelType))
             throw new InvalidModelException(path,
                 $"model_type '{modelType}' is not supported (supported: {string.Join(", ", SupportedTypes)})");
-        int Int(string key, int? fallback = null)
-        {
-            if (root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number) return v.GetInt32();
-            return fallback ?? throw new InvalidModelException(path, $"missing '{key}'");
-        }
-        float Float(string key, float fallback) =>
-            root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : fallback;
-        bool Bool(string key, bool fallback) =>
-            root.TryGetProperty(key, out var v) && (v.ValueKind == JsonValueKind.True
-                || v.ValueKind == JsonValueKind.False) ? v.GetBoolean() : fallback;
-
+        // The MLP is SwiGLU: SiLU of the gate times the up projection. Another activation would run as something else.
+        string act = Str("hidden_act") ?? "silu";
+        if (act != "silu") throw new InvalidModelException(path, $"hidden_act '{act}' is not supported (the model runs SwiGLU with silu)");
         int heads = Int("num_attention_heads");
         int dim = Int("hidden_size");
         RopeScaling? scaling = null;
-        if (root.TryGetProperty("rope_scaling", out var rs) && rs.ValueKind == JsonValueKind.Object)
+        if (Present("rope_scaling", out var rs))
         {
-            string type = rs.TryGetProperty("rope_type", out var t1) ? t1.GetString()! : rs.TryGetProperty("type", out var t2)
-                ? t2.GetString()! : "default";
-            float F(string k, float d) => rs.TryGetProperty(k, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetSingle() : d;
+            if (rs.ValueKind != JsonValueKind.Object) throw Wrong("rope_scaling", "an object", rs);
+            string? S(string k) => rs.TryGetProperty(k, out var v) && v.ValueKind != JsonValueKind.Null
+                ? v.ValueKind == JsonValueKind.String ? v.GetString() : throw Wrong($"rope_scaling.{k}", "a string", v) : null;
+            string type = S("rope_type") ?? S("type") ?? "default";
+            float F(string k, float d) => !rs.TryGetProperty(k, out var v) || v.ValueKind == JsonValueKind.Null ? d
+                : v.ValueKind == JsonValueKind.Number ? v.GetSingle() : throw Wrong($"rope_scaling.{k}", "a number", v);
             if (type != "default")
             {
                 if (type != "llama3" && type != "linear")
@@ -48,10 +67,12 @@ internal static class HuggingFaceLoader
             }
         }
         var eos = new List<int>();
-        if (root.TryGetProperty("eos_token_id", out var eosValue))
+        if (Present("eos_token_id", out var eosValue))
         {
-            if (eosValue.ValueKind == JsonValueKind.Number) eos.Add(eosValue.GetInt32());
-            else if (eosValue.ValueKind == JsonValueKind.Array) eos.AddRange(eosValue.EnumerateArray().Select(x => x.GetInt32()));
+            if (eosValue.ValueKind == JsonValueKind.Array)
+                eos.AddRange(eosValue.EnumerateArray().Select(x => x.ValueKind == JsonValueKind.Number && x.TryGetInt32(out int id) ? id
+                    : throw Wrong("eos_token_id", "a token id or a list of them", x)));
+            else eos.Add(Int("eos_token_id"));
         }
         return new ModelConfig
         {
@@ -63,14 +84,14 @@ internal static class HuggingFaceLoader
             KvHeads = Int("num_key_value_heads", heads),
             VocabSize = Int("vocab_size"),
             MaxSeqLen = Int("max_position_embeddings"),
-            HeadDim = root.TryGetProperty("head_dim", out var hd) && hd.ValueKind == JsonValueKind.Number ? hd.GetInt32() : dim / heads,
+            HeadDim = OptionalInt("head_dim") ?? (heads > 0 ? dim / heads : 0),
             RmsNormEps = Float("rms_norm_eps", 1e-6f),
             RopeTheta = Float("rope_theta", 10000f),
             RopeLayout = RopeLayout.HalfSplit,
             RopeScaling = scaling,
             AttentionBias = modelType == "qwen2" || Bool("attention_bias", false),
             TiedEmbeddings = Bool("tie_word_embeddings", false),
-            BosTokenId = root.TryGetProperty("bos_token_id", out var b) && b.ValueKind == JsonValueKind.Number ? b.GetInt32() : null,
+            BosTokenId = OptionalInt("bos_token_id"),
             EosTokenIds = eos,
         }.Validated(path);
     }
