@@ -35,8 +35,16 @@ internal sealed class Llama2cTextTokenizer : ITextTokenizer
         {
             _ids.TryAdd(_vocab[i], i);
             var p = _vocab[i];
-            if (p.Length == 6 && p.StartsWith("<0x", StringComparison.Ordinal)
-                && p.EndsWith('>')) _byteTokens[Convert.ToByte(p.Substring(3, 2), 16)] = i;
+            if (p.Length == 6 && p.StartsWith("<0x", StringComparison.Ordinal) && p.EndsWith('>')
+                && byte.TryParse(p.AsSpan(3, 2), System.Globalization.NumberStyles.HexNumber, null, out byte b))
+                _byteTokens.TryAdd(b, i);
+        }
+        // Text falls back to byte pieces where no merge covers it, so all 256 must be there (a damaged piece would only
+        // show when some text needs it).
+        if (_byteTokens.Count != 256)
+        {
+            int missing = Enumerable.Range(0, 256).First(b => !_byteTokens.ContainsKey((byte)b));
+            throw new InvalidDataException($"the vocabulary has {_byteTokens.Count} of the 256 byte pieces (<0x{missing:X2}> is missing)");
         }
     }
 

@@ -1,14 +1,43 @@
+using KvIlgpu.Models;
+
 namespace KvIlgpu.Tokenization;
 
 /// <summary>Finds and opens a model's tokenizer: tokenizer.model (SentencePiece), tokenizer.json (byte-level BPE) or
 /// llama2.c's tokenizer.bin.</summary>
 public static class TokenizerLoader
 {
-    /// <summary>Opens a tokenizer file by its kind (extension, else content).</summary>
+    /// <summary>Opens a tokenizer file by its kind (extension, else content). A file that cannot be read, or whose ids do
+    /// not fit the model's vocabulary (when vocabSize is given), is an <see cref="InvalidModelException"/> naming it.</summary>
     public static ITextTokenizer Open(string path, int? vocabSize = null, int? bosId = null, int? eosId = null)
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"tokenizer not found: {path}", path);
-        return Path.GetExtension(path).ToLowerInvariant() switch
+        return Checked(path, vocabSize, () => OpenFile(path, vocabSize, bosId, eosId));
+    }
+
+    /// <summary>The loaders' one error type for everything a damaged tokenizer provokes, and its ids checked against the
+    /// model's vocabulary: a tokenizer with more tokens than the model has rows would feed it ids outside them.</summary>
+    private static ITextTokenizer Checked(string path, int? vocabSize, Func<ITextTokenizer> open)
+    {
+        ITextTokenizer tokenizer;
+        try { tokenizer = open(); }
+        catch (Exception e) when (e is not (InvalidModelException or FileNotFoundException or OperationCanceledException))
+        {
+            throw new InvalidModelException(path, $"the tokenizer cannot be read: {e.Message}", e);
+        }
+        if (vocabSize is int vocab)
+        {
+            if (tokenizer.VocabularySize > vocab)
+                throw new InvalidModelException(path, $"the tokenizer has {tokenizer.VocabularySize} tokens, but the model's vocabulary " +
+                    $"has {vocab}: its ids would fall outside the model");
+            foreach (var (name, id) in new[] { ("BOS", tokenizer.BosId), ("EOS", tokenizer.EosId) })
+                if (id is int i && (uint)i >= (uint)vocab)
+                    throw new InvalidModelException(path, $"the tokenizer's {name} id {i} is outside the model's vocabulary of {vocab}");
+        }
+        return tokenizer;
+    }
+
+    private static ITextTokenizer OpenFile(string path, int? vocabSize, int? bosId, int? eosId) =>
+        Path.GetExtension(path).ToLowerInvariant() switch
         {
             ".model" => new SentencePieceTextTokenizer(path),
             ".json" => new ByteLevelBpeTextTokenizer(path, bosId, eosId),
@@ -17,14 +46,19 @@ public static class TokenizerLoader
             _ => throw new InvalidDataException($"{path}: unknown tokenizer format (expected tokenizer.model, tokenizer.json or " +
                 $"tokenizer.bin)"),
         };
-    }
 
     /// <summary>The tokenizer embedded in a GGUF file: "llama" (SentencePiece pieces with scores) or "gpt2" (byte-level
     /// BPE with merges); null when the file has none.</summary>
     internal static ITextTokenizer? FromGguf(Models.Loading.GgufFile f)
     {
+        if (!f.Metadata.ContainsKey("tokenizer.ggml.model")) return null;
+        return Checked(f.Path, null, () => EmbeddedTokenizer(f));
+    }
+
+    private static ITextTokenizer EmbeddedTokenizer(Models.Loading.GgufFile f)
+    {
         string? model = f.Get<string>("tokenizer.ggml.model");
-        if (model == null) return null;
+        if (model == null) throw new InvalidModelException(f.Path, "tokenizer.ggml.model is not a string");
         var tokens = (f.Metadata.GetValueOrDefault("tokenizer.ggml.tokens") as object[])?.Cast<string>().ToList()
             ?? throw new InvalidDataException($"{f.Path}: tokenizer.ggml.tokens is missing");
         int? Id(string key) => f.Metadata.ContainsKey(key) ? f.Get<int>(key) : null;

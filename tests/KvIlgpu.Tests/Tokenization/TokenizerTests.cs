@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using KvIlgpu.Models;
 using KvIlgpu.Tests.Support;
 using KvIlgpu.Tokenization;
 
@@ -29,7 +30,7 @@ public class TokenizerTests
     }
 
     /// <summary>Builds a GPT-2 style byte-level tokenizer.json: the 256 byte symbols, a few merges, special tokens.</summary>
-    private static string WriteByteLevelTokenizer(TempDir dir)
+    internal static string WriteByteLevelTokenizer(TempDir dir)
     {
         // GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to U+0100 upwards.
         var map = new Dictionary<int, char>();
@@ -110,9 +111,9 @@ public class TokenizerTests
     {
         using var dir = new TempDir();
         File.WriteAllText(dir.File("vocab.txt"), "x");
-        Assert.Contains("vocab.txt", Assert.Throws<InvalidDataException>(() => TokenizerLoader.Open(dir.File("vocab.txt"))).Message);
+        Assert.Contains("vocab.txt", Assert.Throws<InvalidModelException>(() => TokenizerLoader.Open(dir.File("vocab.txt"))).Message);
         File.WriteAllBytes(dir.File("tokenizer.bin"), [1, 0, 0, 0, 0]);
-        Assert.Contains("truncated", Assert.Throws<InvalidDataException>(() => TokenizerLoader.Open(dir.File("tokenizer.bin"),
+        Assert.Contains("truncated", Assert.Throws<InvalidModelException>(() => TokenizerLoader.Open(dir.File("tokenizer.bin"),
             10)).Message);
     }
 }

@@ -1,0 +1,108 @@
+using System.Text;
+using System.Text.Json.Nodes;
+using KvIlgpu.Models;
+using KvIlgpu.Tests.Support;
+using KvIlgpu.Tokenization;
+
+namespace KvIlgpu.Tests.Tokenization;
+
+/// <summary>The loader fuzzer's rule for tokenizer files (tokenizer.json and llama2.c's tokenizer.bin): each corrupted
+/// file either opens, and then encodes and decodes text into ids inside its vocabulary, or throws
+/// <see cref="InvalidModelException"/> naming the file; never another exception type.</summary>
+public class TokenizerFuzzTests
+{
+    private const int Cases = 300;
+
+    [Theory]
+    [InlineData("tokenizer.json")]
+    [InlineData("tokenizer.bin")]
+    public void Every_corrupted_tokenizer_opens_cleanly_or_fails_with_the_loader_error(string kind)
+    {
+        using var dir = new TempDir();
+        int vocab = 1 << 20;
+        string path = kind == "tokenizer.json" ? TokenizerTests.WriteByteLevelTokenizer(dir) : TokenizerTests.WriteLlama2cTokenizer(dir, out vocab);
+        var original = File.ReadAllBytes(path);
+        var rng = new Random(kind.Length * 31);
+        var failures = new List<string>();
+        for (int i = 0; i < Cases && failures.Count < 5; i++)
+        {
+            int seed = rng.Next();
+            var r = new Random(seed);
+            var (bytes, what) = kind == "tokenizer.json" && r.Next(2) == 0 ? MutateJson(original, r) : MutateBytes(original, r);
+            File.WriteAllBytes(path, bytes);
+            string? failure = Check(path, kind == "tokenizer.bin" ? vocab : null);
+            if (failure != null) failures.Add($"case {i} (seed {seed}, {what}): {failure}");
+        }
+        File.WriteAllBytes(path, original);
+        Assert.True(failures.Count == 0, $"{kind}:\n{string.Join("\n", failures)}");
+        Assert.Null(Check(path, kind == "tokenizer.bin" ? vocab : null));
+    }
+
+    private static string? Check(string path, int? vocab)
+    {
+        ITextTokenizer tok;
+        try { tok = TokenizerLoader.Open(path, vocab); }
+        catch (InvalidModelException e) { return e.Message.Contains(path, StringComparison.Ordinal) ? null : $"the error does not name {path}"; }
+        catch (Exception e) { return $"{e.GetType().Name}: {e.Message}"; }
+        try
+        {
+            var ids = tok.Encode("the cat sat on the mat, naïve café 123", addBos: tok.BosId != null);
+            if (ids.Any(id => (uint)id >= (uint)tok.VocabularySize)) return "opened, but encodes ids outside its vocabulary";
+            tok.Decode(ids);
+            return null;
+        }
+        catch (Exception e) { return $"opened, but encoding threw {e.GetType().Name}: {e.Message}"; }
+    }
+
+    private static (byte[], string) MutateBytes(byte[] original, Random rng)
+    {
+        var b = (byte[])original.Clone();
+        switch (rng.Next(3))
+        {
+            case 0:
+                int flips = rng.Next(1, 9);
+                for (int k = 0; k < flips; k++) b[rng.Next(b.Length)] ^= (byte)(1 << rng.Next(8));
+                return (b, $"{flips} bit flips");
+            case 1:
+                int length = rng.Next(b.Length);
+                return (b[..length], $"truncated to {length} bytes");
+            default:
+                int at = rng.Next(Math.Max(1, b.Length - 4));
+                int[] extremes = [0, -1, int.MaxValue, int.MinValue, 1 << 24];
+                int v = extremes[rng.Next(extremes.Length)];
+                BitConverter.GetBytes(v).CopyTo(b, at);
+                return (b, $"int32 at {at} set to {v}");
+        }
+    }
+
+    private static (byte[], string) MutateJson(byte[] original, Random rng)
+    {
+        var root = JsonNode.Parse(original)!;
+        // Walk to a random node and replace it with a value of another type.
+        JsonNode node = root;
+        string where = "$";
+        for (int depth = 0; depth < rng.Next(1, 5); depth++)
+        {
+            if (node is JsonObject o && o.Count > 0)
+            {
+                var key = o.Select(p => p.Key).ElementAt(rng.Next(o.Count));
+                if (o[key] is not JsonNode child) break;
+                node = child; where += "." + key;
+            }
+            else if (node is JsonArray a && a.Count > 0)
+            {
+                int i = rng.Next(a.Count);
+                if (a[i] is not JsonNode child) break;
+                node = child; where += $"[{i}]";
+            }
+            else break;
+        }
+        JsonNode?[] values = [JsonValue.Create("zz"), JsonValue.Create(-1), JsonValue.Create(1 << 30), null, new JsonArray(), new JsonObject(),
+            JsonValue.Create(true)];
+        var value = values[rng.Next(values.Length)];
+        if (node.Parent is JsonObject parent) parent[node.GetPropertyName()] = value;
+        else if (node.Parent is JsonArray list) list[node.GetElementIndex()] = value;
+        else return (Encoding.UTF8.GetBytes("[]"), "the root replaced by []");
+        return (Encoding.UTF8.GetBytes(root.ToJsonString()), $"{where} set to {value?.ToJsonString() ?? "null"}");
+    }
+}
