@@ -73,10 +73,15 @@ public static class TokenizerLoader
                 var merges = (f.Metadata.GetValueOrDefault("tokenizer.ggml.merges") as object[])?.Cast<string>().ToList()
                     ?? throw new InvalidDataException($"{f.Path}: tokenizer.ggml.merges is missing");
                 var types = (f.Metadata.GetValueOrDefault("tokenizer.ggml.token_type") as object[])?.Select(Convert.ToInt32).ToList();
-                string pattern = f.Get<string>("tokenizer.ggml.pre") switch
+                // The pre-tokenizer, as llama.cpp maps tokenizer.ggml.pre to its regexes. One this loader does not implement is
+                // refused by name: splitting text another way would tokenize it wrongly without a word.
+                string? pre = f.Get<string>("tokenizer.ggml.pre");
+                string pattern = pre switch
                 {
                     "llama-bpe" or "llama3" or "smaug-bpe" => ByteLevelBpeTextTokenizer.Llama3Pattern,
-                    _ => ByteLevelBpeTextTokenizer.Gpt2Pattern,
+                    null or "default" or "gpt-2" => ByteLevelBpeTextTokenizer.Gpt2Pattern,
+                    _ => throw new InvalidModelException(f.Path, $"tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, " +
+                        "llama3 and smaug-bpe, whose splitting is Llama 3's; gpt-2 and default, GPT-2's)"),
                 };
                 return new ByteLevelBpeTextTokenizer(tokens, merges, types, pattern, bos, eos);
             default:

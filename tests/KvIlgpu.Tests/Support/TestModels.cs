@@ -129,7 +129,8 @@ internal static class TestModels
 
 
     /// <summary>GGUF v3 with llama metadata; matrices in the requested ggml type, norms f32; dims as ggml ne[] (cols first).</summary>
-    public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null)
+    public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null,
+        IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null)
     {
         var c = w.Config;
         using var f = File.Create(path);
@@ -151,6 +152,7 @@ internal static class TestModels
             kv.Add(("tokenizer.ggml.tokens", 9, tk.Tokens));
             kv.Add(("tokenizer.ggml.scores", 9, tk.Scores));
         }
+        kv.AddRange(metadata ?? []);
         var tensors = new List<(string Name, WeightTensor T, bool Vector)> { ("token_embd.weight", w.TokenEmbedding, false) };
         for (int l = 0; l < c.Layers; l++)
         {

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using KvIlgpu.Models;
 using KvIlgpu.Tests.Support;
 using KvIlgpu.Tokenization;
 
@@ -51,5 +52,43 @@ public class GgufTokenizerTests
         var text = string.Concat(continuation.Select(streamer.Add));
         Assert.Equal(" there was a cat", text);
         Assert.Equal(" there was a cat", streamer.Text);
+    }
+
+    /// <summary>A GGUF byte-level BPE vocabulary ("gpt2") splits text by its tokenizer.ggml.pre: Llama 3's and GPT-2's
+    /// splitting give the same ids as the same vocabulary's tokenizer.json with that regex; a pre-tokenizer this loader
+    /// does not implement is refused by name rather than split another way.</summary>
+    [Theory]
+    [InlineData("llama-bpe", true)]
+    [InlineData("gpt-2", true)]
+    [InlineData(null, true)]
+    [InlineData("qwen2", false)]
+    [InlineData("deepseek-coder", false)]
+    public void A_gguf_bpe_vocabulary_splits_by_its_pre_tokenizer_or_is_refused_by_name(string? pre, bool supported)
+    {
+        using var dir = new TempDir();
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(TokenizerTests.WriteByteLevelTokenizer(dir)))!;
+        var vocab = json["model"]!["vocab"]!.AsObject().OrderBy(p => (int)p.Value!).Select(p => p.Key).ToList();
+        // Two digit merges show the split: GPT-2 keeps "1234" whole (12 + 34), Llama 3 cuts numbers into threes (12 + 3, 4).
+        var merges = json["model"]!["merges"]!.AsArray().Select(m => (string)m!).Concat(["1 2", "3 4"]).ToArray();
+        var tokens = vocab.Concat(["12", "34", "<|begin_of_text|>", "<|end_of_text|>"]).ToArray();
+        var metadata = new List<(string, uint, object)>
+        {
+            ("tokenizer.ggml.model", 8, "gpt2"), ("tokenizer.ggml.tokens", 9, tokens), ("tokenizer.ggml.merges", 9, merges),
+        };
+        if (pre != null) metadata.Add(("tokenizer.ggml.pre", 8, pre));
+        var w = TestModels.Random(TestModels.Config(vocab: tokens.Length), seed: 4);
+        TestModels.WriteGguf(dir.File("m.gguf"), w, GgufType.F32, metadata: metadata);
+        if (!supported)
+        {
+            var e = Assert.Throws<InvalidModelException>(() => TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2));
+            Assert.Equal($"{dir.File("m.gguf")}: tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, llama3 and " +
+                "smaug-bpe, whose splitting is Llama 3's; gpt-2 and default, GPT-2's)", e.Message);
+            return;
+        }
+        var tok = TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2)!;
+        int Id(string piece) => Array.IndexOf(tokens, piece);
+        int[] expected = pre == "llama-bpe" ? [Id("12"), Id("3"), Id("4")] : [Id("12"), Id("34")];
+        Assert.Equal(expected, tok.Encode("1234"));
+        Assert.Equal([Id("Ġthe"), Id("Ġand")], tok.Encode(" the and"));
     }
 }

@@ -20,7 +20,8 @@ public class TokenizerFuzzTests
     {
         using var dir = new TempDir();
         int vocab = 1 << 20;
-        string path = kind == "tokenizer.json" ? TokenizerTests.WriteByteLevelTokenizer(dir) : TokenizerTests.WriteLlama2cTokenizer(dir, out vocab);
+        string path = kind == "tokenizer.json" ? TokenizerTests.WriteByteLevelTokenizer(dir) : TokenizerTests.WriteLlama2cTokenizer(dir,
+            out vocab);
         var original = File.ReadAllBytes(path);
         var rng = new Random(kind.Length * 31);
         var failures = new List<string>();
@@ -42,7 +43,11 @@ public class TokenizerFuzzTests
     {
         ITextTokenizer tok;
         try { tok = TokenizerLoader.Open(path, vocab); }
-        catch (InvalidModelException e) { return e.Message.Contains(path, StringComparison.Ordinal) ? null : $"the error does not name {path}"; }
+        catch (InvalidModelException e)
+        {
+            return e.Message.Contains(path, StringComparison.Ordinal) ? null
+            : $"the error does not name {path}";
+        }
         catch (Exception e) { return $"{e.GetType().Name}: {e.Message}"; }
         try
         {
@@ -97,7 +102,8 @@ public class TokenizerFuzzTests
             }
             else break;
         }
-        JsonNode?[] values = [JsonValue.Create("zz"), JsonValue.Create(-1), JsonValue.Create(1 << 30), null, new JsonArray(), new JsonObject(),
+        JsonNode?[] values = [JsonValue.Create("zz"), JsonValue.Create(-1), JsonValue.Create(1 << 30), null, new JsonArray(),
+            new JsonObject(),
             JsonValue.Create(true)];
         var value = values[rng.Next(values.Length)];
         if (node.Parent is JsonObject parent) parent[node.GetPropertyName()] = value;
