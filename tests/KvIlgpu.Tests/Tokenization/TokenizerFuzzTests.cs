@@ -59,26 +59,12 @@ public class TokenizerFuzzTests
         catch (Exception e) { return $"opened, but encoding threw {e.GetType().Name}: {e.Message}"; }
     }
 
-    private static (byte[], string) MutateBytes(byte[] original, Random rng)
+    private static (byte[], string) MutateBytes(byte[] original, Random rng) => rng.Next(3) switch
     {
-        var b = (byte[])original.Clone();
-        switch (rng.Next(3))
-        {
-            case 0:
-                int flips = rng.Next(1, 9);
-                for (int k = 0; k < flips; k++) b[rng.Next(b.Length)] ^= (byte)(1 << rng.Next(8));
-                return (b, $"{flips} bit flips");
-            case 1:
-                int length = rng.Next(b.Length);
-                return (b[..length], $"truncated to {length} bytes");
-            default:
-                int at = rng.Next(Math.Max(1, b.Length - 4));
-                int[] extremes = [0, -1, int.MaxValue, int.MinValue, 1 << 24];
-                int v = extremes[rng.Next(extremes.Length)];
-                BitConverter.GetBytes(v).CopyTo(b, at);
-                return (b, $"int32 at {at} set to {v}");
-        }
-    }
+        0 => Mutations.BitFlips(original, rng),
+        1 => Mutations.Truncation(original, rng),
+        _ => Mutations.Int32Field(original, rng, [0, -1, int.MaxValue, int.MinValue, 1 << 24], headerOnly: false),
+    };
 
     private static (byte[], string) MutateJson(byte[] original, Random rng)
     {

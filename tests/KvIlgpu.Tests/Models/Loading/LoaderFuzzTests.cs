@@ -88,46 +88,14 @@ public class LoaderFuzzTests
         catch (Exception e) { return $"loaded, but the forward pass threw {e.GetType().Name}: {e.Message}"; }
     }
 
-    private static (byte[], string) Mutate(byte[] original, Random rng)
+    private static (byte[], string) Mutate(byte[] original, Random rng) => rng.Next(5) switch
     {
-        var b = (byte[])original.Clone();
-        switch (rng.Next(5))
-        {
-            case 0:
-                {
-                    int flips = rng.Next(1, 9);
-                    for (int k = 0; k < flips; k++) b[rng.Next(b.Length)] ^= (byte)(1 << rng.Next(8));
-                    return (b, $"{flips} bit flips");
-                }
-            case 1:
-                {
-                    int at = rng.Next(Math.Min(b.Length, 512));
-                    b[at] = (byte)rng.Next(256);
-                    return (b, $"header byte {at} set");
-                }
-            case 2:
-                {
-                    int length = rng.Next(b.Length);
-                    return (b[..length], $"truncated to {length} bytes");
-                }
-            case 3:
-                {
-                    int at = rng.Next(Math.Min(b.Length, 256) / 4) * 4;
-                    int[] extremes = [0, -1, 1, int.MaxValue, int.MinValue, 1 << 20, 1 << 30, rng.Next()];
-                    int v = extremes[rng.Next(extremes.Length)];
-                    BitConverter.GetBytes(v).CopyTo(b, Math.Min(at, b.Length - 4));
-                    return (b, $"int32 at {at} set to {v}");
-                }
-            default:
-                {
-                    int at = rng.Next(Math.Max(1, Math.Min(b.Length, 512) - 8));
-                    long[] extremes = [0, -1, long.MaxValue, long.MinValue, 1L << 40, 1L << 62, rng.NextInt64()];
-                    long v = extremes[rng.Next(extremes.Length)];
-                    BitConverter.GetBytes(v).CopyTo(b, at);
-                    return (b, $"int64 at {at} set to {v}");
-                }
-        }
-    }
+        0 => Mutations.BitFlips(original, rng),
+        1 => Mutations.HeaderByte(original, rng),
+        2 => Mutations.Truncation(original, rng),
+        3 => Mutations.Int32Field(original, rng, [0, -1, 1, int.MaxValue, int.MinValue, 1 << 20, 1 << 30, rng.Next()], headerOnly: true),
+        _ => Mutations.Int64Field(original, rng, [0, -1, long.MaxValue, long.MinValue, 1L << 40, 1L << 62, rng.NextInt64()]),
+    };
 
     private static (byte[], string) MutateJson(byte[] original, Random rng)
     {
