@@ -41,10 +41,12 @@ public static class TokenizerLoader
         {
             ".model" => new SentencePieceTextTokenizer(path),
             ".json" => new ByteLevelBpeTextTokenizer(path, bosId, eosId),
+            ".gguf" => FromGguf(Models.Loading.GgufFile.Open(path))
+                ?? throw new InvalidModelException(path, "the GGUF file has no tokenizer (no tokenizer.ggml.model)"),
             ".bin" => new Llama2cTextTokenizer(path, vocabSize
                 ?? throw new ArgumentException($"{path}: a llama2.c tokenizer.bin needs the model's vocabulary size")),
-            _ => throw new InvalidDataException($"{path}: unknown tokenizer format (expected tokenizer.model, tokenizer.json or " +
-                $"tokenizer.bin)"),
+            _ => throw new InvalidDataException($"{path}: unknown tokenizer format (expected tokenizer.model, tokenizer.json, " +
+                $"tokenizer.bin or a .gguf file, vocabulary-only or whole)"),
         };
 
     /// <summary>The tokenizer embedded in a GGUF file: "llama" (SentencePiece pieces with scores) or "gpt2" (byte-level

@@ -130,7 +130,7 @@ internal static class TestModels
 
     /// <summary>GGUF v3 with llama metadata; matrices in the requested ggml type, norms f32; dims as ggml ne[] (cols first).</summary>
     public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null,
-        IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null)
+        IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null, bool vocabularyOnly = false)
     {
         var c = w.Config;
         using var f = File.Create(path);
@@ -187,8 +187,9 @@ internal static class TestModels
                     return outb.ToArray();
             }
         }
-        var blobs = tensors.Select(t => (t.Name, t.T, Type: t.Vector ? GgufType.F32 : matrixType)).Select(t => (t.Name, t.T, t.Type,
-            Data: Encode(t.T, t.Type))).ToList();
+        // llama.cpp's --vocab-only writes the metadata and no tensors.
+        var blobs = tensors.Where(_ => !vocabularyOnly).Select(t => (t.Name, t.T, Type: t.Vector ? GgufType.F32 : matrixType))
+            .Select(t => (t.Name, t.T, t.Type, Data: Encode(t.T, t.Type))).ToList();
 
         bw.Write(0x46554747u); bw.Write(3u); bw.Write((ulong)blobs.Count); bw.Write((ulong)kv.Count);
         foreach (var (key, type, value) in kv)

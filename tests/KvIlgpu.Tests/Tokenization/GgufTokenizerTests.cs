@@ -91,4 +91,29 @@ public class GgufTokenizerTests
         Assert.Equal(expected, tok.Encode("1234"));
         Assert.Equal([Id("Ġthe"), Id("Ġand")], tok.Encode(" the and"));
     }
+
+    /// <summary>A vocabulary-only GGUF (llama.cpp's --vocab-only: metadata, no tensors) is a tokenizer for
+    /// `tokenize --tokenizer`, giving the ids of the whole model's embedded tokenizer; as a model it is refused with an
+    /// error that says what it is.</summary>
+    [Fact]
+    public void A_vocabulary_only_gguf_is_a_tokenizer_and_not_a_model()
+    {
+        using var dir = new TempDir();
+        var tokens = new List<string> { "<unk>", "<s>", "</s>" };
+        var scores = new List<float> { 0, 0, 0 };
+        for (int b = 0; b < 256; b++) { tokens.Add($"<0x{b:X2}>"); scores.Add(0); }
+        foreach (var (p, sc) in new[] { ("▁", -1f), ("h", -2f), ("e", -2f), ("l", -2f), ("o", -2f), ("he", -3f), ("ll", -3f),
+            ("hell", -5f), ("hello", -6f), ("▁hello", -8f) })
+        { tokens.Add(p); scores.Add(sc); }
+        var w = TestModels.Random(TestModels.Config(vocab: tokens.Count), seed: 9);
+        TestModels.WriteGguf(dir.File("whole.gguf"), w, GgufType.F32, ([.. tokens], [.. scores]));
+        TestModels.WriteGguf(dir.File("vocab.gguf"), w, GgufType.F32, ([.. tokens], [.. scores]), vocabularyOnly: true);
+        var whole = CliRunner.Run("tokenize", "--model", dir.File("whole.gguf"), "--text", "hello hello", "--json");
+        var vocabOnly = CliRunner.Run("tokenize", "--tokenizer", dir.File("vocab.gguf"), "--text", "hello hello", "--json");
+        Assert.True(vocabOnly.ExitCode == 0, vocabOnly.Stderr);
+        Assert.Equal(JsonDocument.Parse(whole.Stdout).RootElement.GetProperty("ids").ToString(),
+            JsonDocument.Parse(vocabOnly.Stdout).RootElement.GetProperty("ids").ToString());
+        var e = Assert.Throws<InvalidModelException>(() => KvIlgpu.Models.Loading.ModelLoader.Load(dir.File("vocab.gguf")));
+        Assert.Contains("holds no tensors: a vocabulary-only file", e.Message);
+    }
 }

@@ -49,6 +49,9 @@ internal static class GgufLoader
 
     public static LlamaWeights Load(GgufFile f, IProgress<LoadProgress>? progress)
     {
+        if (f.Tensors.Count == 0)
+            throw new InvalidModelException(f.Path, "the GGUF file holds no tensors: a vocabulary-only file (as llama.cpp's " +
+                "--vocab-only writes it) is a tokenizer; give it as --tokenizer");
         var config = ReadConfig(f);
         // Every tensor must be one the llama architecture names: a damaged name is an error, not, say, an output head
         // silently replaced by the tied embedding. (rope_freqs.weight, Llama 3.1's frequency factors, is known and unused.)
