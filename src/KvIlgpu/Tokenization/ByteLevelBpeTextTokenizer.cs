@@ -39,6 +39,10 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
         BosId = bosId; EosId = eosId;
     }
 
+    /// <summary>Qwen2's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "qwen2"): Llama 3's, but every digit on its own.</summary>
+    public const string Qwen2Pattern =
+        @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
     /// <summary>Llama 3's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "llama-bpe").</summary>
     public const string Llama3Pattern =
         @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

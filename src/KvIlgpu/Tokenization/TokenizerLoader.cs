@@ -81,9 +81,11 @@ public static class TokenizerLoader
                 string pattern = pre switch
                 {
                     "llama-bpe" or "llama3" or "smaug-bpe" => ByteLevelBpeTextTokenizer.Llama3Pattern,
+                    "qwen2" or "deepseek-r1-qwen" => ByteLevelBpeTextTokenizer.Qwen2Pattern,
                     null or "default" or "gpt-2" => ByteLevelBpeTextTokenizer.Gpt2Pattern,
                     _ => throw new InvalidModelException(f.Path, $"tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, " +
-                        "llama3 and smaug-bpe, whose splitting is Llama 3's; gpt-2 and default, GPT-2's)"),
+                        "llama3 and smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; gpt-2 and default, " +
+                        "GPT-2's)"),
                 };
                 return new ByteLevelBpeTextTokenizer(tokens, merges, types, pattern, bos, eos);
             default:

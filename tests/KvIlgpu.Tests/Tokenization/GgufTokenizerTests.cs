@@ -54,14 +54,15 @@ public class GgufTokenizerTests
         Assert.Equal(" there was a cat", streamer.Text);
     }
 
-    /// <summary>A GGUF byte-level BPE vocabulary ("gpt2") splits text by its tokenizer.ggml.pre: Llama 3's and GPT-2's
-    /// splitting give the same ids as the same vocabulary's tokenizer.json with that regex; a pre-tokenizer this loader
-    /// does not implement is refused by name rather than split another way.</summary>
+    /// <summary>A GGUF byte-level BPE vocabulary ("gpt2") splits text by its tokenizer.ggml.pre, as llama.cpp maps it:
+    /// numbers whole (GPT-2), in threes (Llama 3) or digit by digit (Qwen2), shown by the digit merges each can apply; a
+    /// pre-tokenizer this loader does not implement is refused by name rather than split another way.</summary>
     [Theory]
     [InlineData("llama-bpe", true)]
     [InlineData("gpt-2", true)]
     [InlineData(null, true)]
-    [InlineData("qwen2", false)]
+    [InlineData("qwen2", true)]
+    [InlineData("smollm", false)]
     [InlineData("deepseek-coder", false)]
     public void A_gguf_bpe_vocabulary_splits_by_its_pre_tokenizer_or_is_refused_by_name(string? pre, bool supported)
     {
@@ -82,12 +83,18 @@ public class GgufTokenizerTests
         {
             var e = Assert.Throws<InvalidModelException>(() => TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2));
             Assert.Equal($"{dir.File("m.gguf")}: tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, llama3 and " +
-                "smaug-bpe, whose splitting is Llama 3's; gpt-2 and default, GPT-2's)", e.Message);
+                "smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; gpt-2 and default, GPT-2's)", e.Message);
             return;
         }
         var tok = TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2)!;
         int Id(string piece) => Array.IndexOf(tokens, piece);
-        int[] expected = pre == "llama-bpe" ? [Id("12"), Id("3"), Id("4")] : [Id("12"), Id("34")];
+        // Qwen2 isolates every digit, so no digit merge applies.
+        int[] expected = pre switch
+        {
+            "llama-bpe" => [Id("12"), Id("3"), Id("4")],
+            "qwen2" => [Id("1"), Id("2"), Id("3"), Id("4")],
+            _ => [Id("12"), Id("34")],
+        };
         Assert.Equal(expected, tok.Encode("1234"));
         Assert.Equal([Id("Ġthe"), Id("Ġand")], tok.Encode(" the and"));
     }
