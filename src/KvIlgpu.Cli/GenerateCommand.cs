@@ -38,10 +38,11 @@ internal static class GenerateCommand
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
             if (r.GetValue(model) == null && !Directory.Exists(modelPath))
                 throw new FileNotFoundException($"no --model given and the default model is missing at {modelPath}");
+            var compressionOptions = compression.Build(r); // checked before the model loads
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p,
                 r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliErrors.ParseIds(ids) : engine.Encode(text!);
-            var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compression.Build(r));
+            var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compressionOptions);
             var generated = new List<int>();
             if (!asJson && text != null) Console.Write(text);
             var handle = engine.Submit(promptTokens, options, cancellationToken: ct);

@@ -36,9 +36,9 @@ internal static class PasskeyCommand
             var ls = CliValues.Ints(r.GetValue(lengths)!, "--lengths", 9);
             var ds = CliValues.Numbers(r.GetValue(depths)!, "--depths", 0, 1);
             CliValues.Positive(r.GetValue(trials), "--trials");
+            var options = compression.Build(r); // checked before the model loads
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
                 new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
-            var options = compression.Build(r);
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
             if (r.GetValue(json))
             {
