@@ -213,8 +213,8 @@ internal sealed class Scheduler : IDisposable
             var next = node.Next;
             if (node.Value.Cancellation.IsCancellationRequested)
             {
-                _waiting.Remove(node); Complete(node.Value, null,
-                new OperationCanceledException(node.Value.Cancellation));
+                _waiting.Remove(node);
+                Complete(node.Value, null, new OperationCanceledException(node.Value.Cancellation));
             }
             node = next;
         }

@@ -116,8 +116,8 @@ internal static class ForwardBackward
             {
                 var p = probs.Slice((h * t + i) * t, t);
                 p.Clear();
-                for (int j = 0; j <= i; j++) p[j] = TensorPrimitives.Dot(q.Slice(i * qDim + h * d, d), k.Slice(j * kvDim + kvh * d,
-                    d)) * scale;
+                for (int j = 0; j <= i; j++)
+                    p[j] = TensorPrimitives.Dot(q.Slice(i * qDim + h * d, d), k.Slice(j * kvDim + kvh * d, d)) * scale;
                 SimdMath.SoftMax(p[..(i + 1)], p[..(i + 1)]);
                 var o = output.Slice(i * qDim + h * d, d);
                 for (int j = 0; j <= i; j++) TensorPrimitives.MultiplyAdd(v.Slice(j * kvDim + kvh * d, d), p[j], o, o);

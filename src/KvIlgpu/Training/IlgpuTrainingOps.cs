@@ -120,13 +120,11 @@ internal sealed class IlgpuTrainingOps : ITrainingOps
     public TrainingTensor Wrap(float[] host) { var t = new Tensor(_a, host.Length); FromHost(host, t); return t; }
     public void ToHost(TrainingTensor tensor, float[] host)
     {
-        if (tensor.Length > 0) V(tensor).SubView(0,
-        tensor.Length).CopyToCPU(host.AsSpan(0, tensor.Length));
+        if (tensor.Length > 0) V(tensor).SubView(0, tensor.Length).CopyToCPU(host.AsSpan(0, tensor.Length));
     }
     public void FromHost(ReadOnlySpan<float> host, TrainingTensor tensor)
     {
-        if (host.Length > 0) V(tensor).SubView(0,
-        host.Length).CopyFromCPU(host);
+        if (host.Length > 0) V(tensor).SubView(0, host.Length).CopyFromCPU(host);
     }
     public void Zero(TrainingTensor tensor) => ((Tensor)tensor).Memory.MemSetToZero();
     public void Add(TrainingTensor a, TrainingTensor b, TrainingTensor y) => _sum(Each(y.Length), V(a), V(b), V(y), y.Length);

@@ -41,8 +41,8 @@ internal sealed class ManagedTrainingOps : ITrainingOps
     public void MatMulBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor? dx, TrainingTensor? dw, int m,
         int k, int n) =>
         ForwardBackward.MatMulBackward(A(x), A(w), A(dy), S(dx), S(dw), m, k, n);
-    public void RmsNorm(TrainingTensor x, TrainingTensor w, TrainingTensor y, int rows, float eps) => ForwardBackward.RmsNorm(A(x), A(w),
-        A(y), rows, eps);
+    public void RmsNorm(TrainingTensor x, TrainingTensor w, TrainingTensor y, int rows, float eps) =>
+        ForwardBackward.RmsNorm(A(x), A(w), A(y), rows, eps);
     public void RmsNormBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor dx, TrainingTensor? dw, int rows,
         float eps) =>
         ForwardBackward.RmsNormBackward(A(x), A(w), A(dy), A(dx), dw is null ? new float[w.Length] : A(dw), rows, eps);

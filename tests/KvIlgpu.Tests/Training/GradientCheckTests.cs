@@ -101,8 +101,9 @@ public class GradientCheckTests
         var probs = new float[heads * t * t];
         double L()
         {
-            var o = new float[t * heads * d]; G.Attention(q, k, v, o, new float[heads * t * t], t, heads, kvHeads,
-            d); return Dot(o, c);
+            var o = new float[t * heads * d];
+            G.Attention(q, k, v, o, new float[heads * t * t], t, heads, kvHeads, d);
+            return Dot(o, c);
         }
         G.Attention(q, k, v, new float[t * heads * d], probs, t, heads, kvHeads, d);
         var dq = new float[q.Length]; var dk = new float[k.Length]; var dv = new float[v.Length];

@@ -128,8 +128,9 @@ public class TrainingKernelTests
             var g = R(rng, n, 3); var u = R(rng, n); var c = R(rng, n);
             double L()
             {
-                using var Gt = Up(o, g); using var U = Up(o, u); using var Y = o.Allocate(n); o.SwiGlu(Gt, U,
-                Y); return Dot(Down(o, Y), c);
+                using var Gt = Up(o, g); using var U = Up(o, u); using var Y = o.Allocate(n);
+                o.SwiGlu(Gt, U, Y);
+                return Dot(Down(o, Y), c);
             }
             using var Gt = Up(o, g); using var U = Up(o, u); using var C = Up(o, c);
             using var dG = o.Allocate(n); using var dU = o.Allocate(n);
@@ -182,8 +183,9 @@ public class TrainingKernelTests
             var table = R(rng, vocab * dim); var c = R(rng, rows * dim);
             double Le()
             {
-                using var T = Up(o, table); using var Y = o.Allocate(rows * dim); o.Embed(tokens, T, Y, dim); return Dot(Down(o,
-                Y), c);
+                using var T = Up(o, table); using var Y = o.Allocate(rows * dim);
+                o.Embed(tokens, T, Y, dim);
+                return Dot(Down(o, Y), c);
             }
             using (var C = Up(o, c))
             using (var dT = o.Allocate(table.Length))

@@ -69,8 +69,8 @@ internal static class Llama2cLoader
         {
             emb = Read("token_embedding", vocab, dim);
             rmsAtt = ReadStack("rms_att", 1, dim);
-            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim); wo = ReadStack("wo", dim,
-                qDim);
+            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim);
+            wo = ReadStack("wo", dim, qDim);
             rmsFfn = ReadStack("rms_ffn", 1, dim);
             w1 = ReadStack("w1", hidden, dim); w2 = ReadStack("w2", dim, hidden); w3 = ReadStack("w3", hidden, dim);
             rmsFinal = Read("rms_final", 1, dim);
@@ -80,8 +80,8 @@ internal static class Llama2cLoader
         {
             rmsAtt = ReadStack("rms_att", 1, dim); rmsFfn = ReadStack("rms_ffn", 1, dim); rmsFinal = Read("rms_final", 1, dim);
             emb = Read("token_embedding", vocab, dim);
-            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim); wo = ReadStack("wo", dim,
-                qDim);
+            wq = ReadStack("wq", qDim, dim); wk = ReadStack("wk", kvDim, dim); wv = ReadStack("wv", kvDim, dim);
+            wo = ReadStack("wo", dim, qDim);
             w1 = ReadStack("w1", hidden, dim); w2 = ReadStack("w2", dim, hidden); w3 = ReadStack("w3", hidden, dim);
         }
         var output = shared ? emb : Read("wcls", vocab, dim);
