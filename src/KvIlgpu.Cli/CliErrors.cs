@@ -36,10 +36,4 @@ internal static class CliErrors
         InvalidOptionException => OptionNames.ForUser(e.Message),
         _ => e.Message,
     };
-
-    public static int[] ParseIds(string text)
-    {
-        try { return text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(int.Parse).ToArray(); }
-        catch (FormatException) { throw new FormatException($"--prompt-ids must be comma-separated integers, got '{text}'"); }
-    }
 }

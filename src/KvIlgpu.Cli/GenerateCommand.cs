@@ -41,7 +41,7 @@ internal static class GenerateCommand
             var compressionOptions = compression.Build(r); // checked before the model loads
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p,
                 r.GetValue(tokenizer)));
-            var promptTokens = ids != null ? CliErrors.ParseIds(ids) : engine.Encode(text!);
+            var promptTokens = ids != null ? CliValues.Ints(ids, "--prompt-ids", 0) : engine.Encode(text!);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compressionOptions);
             var generated = new List<int>();
             if (!asJson && text != null) Console.Write(text);

@@ -26,64 +26,55 @@ public sealed class LlamaWeights
     {
         Config = config; TokenEmbedding = tokenEmbedding; Layers = layers; FinalNorm = finalNorm; Output = output; Source = source;
         CheckShapes();
-        foreach (var t in AllTensors().Distinct()) CheckFinite(t);
+        foreach (var t in AllTensors().Distinct()) CheckValues(t);
     }
 
-    /// <summary>Every element finite: a NaN or infinity in a weight is reported at load with the tensor's name (a
-    /// vectorised scan, cheap next to reading the file), instead of surfacing later as NaN logits.</summary>
-    private void CheckFinite(WeightTensor t)
+    /// <summary>Every element finite and of a plausible size (|w| &lt;= <see cref="PlausibleMagnitude"/>): a NaN, an
+    /// infinity or a flipped exponent bit is reported at load with the tensor, row and column, instead of surfacing later
+    /// as NaN logits. One vectorised pass per tensor; only a failing tensor is scanned again, to find the element.</summary>
+    private void CheckValues(WeightTensor t)
     {
         int bad = t.Type switch
         {
-            WeightType.F32 => TensorPrimitives.IsFiniteAll<float>(t.F32) ? -1 : Array.FindIndex(t.F32!, v => !float.IsFinite(v)),
+            // MaxMagnitude is NaN when any element is NaN, and infinity or a huge value fails the bound alike.
+            WeightType.F32 => MathF.Abs(TensorPrimitives.MaxMagnitude<float>(t.F32)) <= PlausibleMagnitude ? -1
+                : Array.FindIndex(t.F32!, v => !(MathF.Abs(v) <= PlausibleMagnitude)),
+            // f16 cannot exceed the bound (its largest is 65,504): only NaN and infinity can be wrong.
             WeightType.F16 => TensorPrimitives.IsFiniteAll<Half>(MemoryMarshal.Cast<ushort, Half>(t.Bits16)) ? -1
                 : Array.FindIndex(t.Bits16!, b => (b & 0x7C00) == 0x7C00),
-            _ => FirstNonFiniteBf16(t.Bits16!),
+            // bf16 by its bits: positive floats order like their bit patterns, and NaN and infinity lie above every finite.
+            _ => FirstBf16MagnitudeAbove(t.Bits16!, Bf16OfPlausibleMagnitude),
         };
-        if (bad >= 0)
-            throw new InvalidModelException(Source, $"tensor {t.Name} holds {(IsNaN(t, bad) ? "NaN" : "an infinity")} at element {bad} " +
-                $"(row {bad / t.Cols}, column {bad % t.Cols})");
-        // f16 cannot hold such values (its largest is 65,504); f32 is scanned as floats, bf16 by its bits (positive floats
-        // order like their bit patterns, so |w| > 1e6 is the magnitude bits above those of 1e6).
-        int huge = t.Type switch
+        if (bad < 0) return;
+        float value = t.Type switch
         {
-            WeightType.F32 => MathF.Abs(TensorPrimitives.MaxMagnitude<float>(t.F32)) > PlausibleMagnitude
-                ? Array.FindIndex(t.F32!, v => MathF.Abs(v) > PlausibleMagnitude) : -1,
-            WeightType.BF16 => Array.FindIndex(t.Bits16!, b => (b & 0x7FFF) > Bf16OfPlausibleMagnitude),
-            _ => -1,
+            WeightType.F32 => t.F32![bad],
+            WeightType.F16 => (float)BitConverter.UInt16BitsToHalf(t.Bits16![bad]),
+            _ => BitConverter.Int32BitsToSingle(t.Bits16![bad] << 16),
         };
-        if (huge >= 0)
-        {
-            float value = t.Type == WeightType.F32 ? t.F32![huge] : BitConverter.Int32BitsToSingle(t.Bits16![huge] << 16);
-            throw new InvalidModelException(Source, $"tensor {t.Name} holds {value:G3} at element {huge} (row {huge / t.Cols}, " +
-                $"column {huge % t.Cols}): no trained weight is near that large (the check is |w| <= {PlausibleMagnitude:G}); the file " +
-                    $"is " +
-                "probably damaged");
-        }
+        string where = $"at element {bad} (row {bad / t.Cols}, column {bad % t.Cols})";
+        throw new InvalidModelException(Source, float.IsFinite(value)
+            ? $"tensor {t.Name} holds {value:G3} {where}: no trained weight is near that large (the check is |w| <= " +
+                $"{PlausibleMagnitude:G}); the file is probably damaged"
+            : $"tensor {t.Name} holds {(float.IsNaN(value) ? "NaN" : "an infinity")} {where}");
     }
 
-    private const int Bf16OfPlausibleMagnitude = 0x4974; // bfloat16 bits of 1e6 (999,424)
+    private const ushort Bf16OfPlausibleMagnitude = 0x4974; // bfloat16 bits of 1e6 (999,424)
 
     /// <summary>The largest weight magnitude accepted. Trained weights stay far below it (every model ever shipped in f16
     /// fits in 65,504); a flipped exponent bit of an ordinary weight lands far above it.</summary>
     public const float PlausibleMagnitude = 1e6f;
 
-    private static bool IsNaN(WeightTensor t, int i) => t.Type switch
+    /// <summary>The first bfloat16 whose magnitude bits exceed limit (so NaN and infinity too), or -1.</summary>
+    private static int FirstBf16MagnitudeAbove(ushort[] bits, ushort limit)
     {
-        WeightType.F32 => float.IsNaN(t.F32![i]),
-        WeightType.F16 => (t.Bits16![i] & 0x03FF) != 0,
-        _ => (t.Bits16![i] & 0x007F) != 0,
-    };
-
-    /// <summary>The first bfloat16 whose exponent bits are all ones (NaN or infinity), or -1.</summary>
-    private static int FirstNonFiniteBf16(ushort[] bits)
-    {
-        var mask = new Vector<ushort>(0x7F80);
+        var magnitude = new Vector<ushort>(0x7FFF);
+        var bound = new Vector<ushort>(limit);
         int i = 0;
         for (; i + Vector<ushort>.Count <= bits.Length; i += Vector<ushort>.Count)
-            if (Vector.EqualsAny(new Vector<ushort>(bits, i) & mask, mask)) break;
+            if (Vector.GreaterThanAny(new Vector<ushort>(bits, i) & magnitude, bound)) break;
         for (; i < bits.Length; i++)
-            if ((bits[i] & 0x7F80) == 0x7F80) return i;
+            if ((bits[i] & 0x7FFF) > limit) return i;
         return -1;
     }
 

@@ -106,8 +106,8 @@ public static class Trainer
             opt.Update(model);
             tokens += batch.Sum(b => b.Ids.Length - 1);
             float loss = losses.Average();
-            if ((step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
             bool validated = (step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.LastStep;
+            if (validated) lastVal = ValidationLoss(model, valStream, cfg.SequenceLength);
             string validation = lastVal is float v && validated ? v.ToString("R", CultureInfo.InvariantCulture) : "";
             double tokensPerSecond = tokens / clock.Elapsed.TotalSeconds;
             log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{validation},{lr:R},{tokensPerSecond:F1}"));
