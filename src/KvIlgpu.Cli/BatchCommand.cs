@@ -34,13 +34,15 @@ internal static class BatchCommand
             maxBatch, maxStep, device, tokenizer, json };
         var compression = new CompressionCliOptions();
         compression.AddTo(cmd);
+        var projection = new ProjectionCliOptions();
+        projection.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             string modelPath = r.GetValue(model)!, requestsPath = r.GetValue(requests)!;
             if (!File.Exists(requestsPath)) throw new FileNotFoundException($"requests file not found: {requestsPath}", requestsPath);
             var options = new EngineOptions(deviceKind, KvMemoryBytes: r.GetValue(kvMemory), BlockSize: r.GetValue(blockSize),
-                MaxBatchSize: r.GetValue(maxBatch), MaxTokensPerStep: r.GetValue(maxStep));
+                MaxBatchSize: r.GetValue(maxBatch), MaxTokensPerStep: r.GetValue(maxStep), KvProjection: projection.Build(r));
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, options, p, r.GetValue(tokenizer)));
             var output = new object();
             void Print(object line) { lock (output) Console.WriteLine(JsonSerializer.Serialize(line)); }

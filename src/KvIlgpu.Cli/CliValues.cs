@@ -24,6 +24,23 @@ internal static class CliValues
                 $"{max.ToString(CultureInfo.InvariantCulture)}]"))];
     }
 
+    /// <summary>A share in (0, 1], written as a number (0.5) or a fraction P/Q (1/2, 3/8).</summary>
+    public static double Share(string text, string flag)
+    {
+        var parts = text.Trim().Split('/');
+        double value = double.NaN;
+        if (parts.Length == 1) double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out value);
+        else if (parts.Length == 2 && double.TryParse(parts[0], NumberStyles.Float, CultureInfo.InvariantCulture, out double p)
+            && double.TryParse(parts[1], NumberStyles.Float, CultureInfo.InvariantCulture, out double q) && q != 0)
+            value = p / q;
+        return value is > 0 and <= 1 ? value
+            : throw new ArgumentException($"{flag}: '{text}' is not a share in (0, 1] such as 1/2, 3/8 or 0.25");
+    }
+
+    /// <summary>A file that must exist, checked before any model loads.</summary>
+    public static string ExistingFile(string path, string flag) =>
+        File.Exists(path) ? path : throw new FileNotFoundException($"{flag}: no such file {path}", path);
+
     /// <summary>A count that must be positive.</summary>
     public static int Positive(int value, string flag) =>
         value > 0 ? value : throw new ArgumentException($"{flag} must be positive (got {value})");

@@ -4,6 +4,7 @@ using KvIlgpu.Compute;
 using KvIlgpu.Engine;
 using KvIlgpu.Evaluation;
 using KvIlgpu.Models.Loading;
+using KvIlgpu.Projection;
 using KvIlgpu.Tokenization;
 using Spectre.Console;
 
@@ -65,12 +66,24 @@ internal static class EvalCommand
             Description = "first tokens never evicted, for every policy (StreamingLLM keeps at least 4)",
             DefaultValueFactory = _ => 0,
         };
+        var projections = new Option<string>("--projections")
+        {
+            Description = "the feature axis, comma-separated: none, or NAME=FILE (a kv-projection file, at every --dim-budgets " +
+                "share), or " +
+                "NAME=FILE:searched (at the file's own searched ranks)",
+            DefaultValueFactory = _ => "none",
+        };
+        var dimBudgets = new Option<string>("--dim-budgets")
+        {
+            Description = "comma-separated kept fractions of feature dims for the projections, such as 1,3/4,1/2,3/8,1/4",
+            DefaultValueFactory = _ => "1,3/4,1/2,3/8,1/4",
+        };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
         var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and the plots" };
         var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
             { model, policies, budgets, corpus, segmentLength, segments, promptShare, passkey, taskLengths, protectedWindow, sinks,
-                device, json, outDir };
+                projections, dimBudgets, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model)!;
@@ -84,17 +97,25 @@ internal static class EvalCommand
             static string[] List(string text) => text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
             var lengths = r.GetValue(taskLengths) is { } tl ? CliValues.Ints(tl, "--task-lengths", 9) : null;
             if (r.GetValue(outDir) is { } resultsFolder) CliValues.WritableFolder(resultsFolder, "--out");
+            var projectionItems = ProjectionItems(r.GetValue(projections)!);
+            var dims = r.GetValue(dimBudgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => CliValues.Share(s, "--dim-budgets")).ToList();
             // Checked before the model loads; the segment length is checked again against the model's context below.
             int requested = r.GetValue(segmentLength);
             var options = new EvaluationOptions(List(r.GetValue(policies)!), List(r.GetValue(budgets)!), requested > 0 ? requested
                 : 1 << 20,
                 r.GetValue(segments), PrefixFraction: r.GetValue(promptShare), ProtectedWindow: protectedTokens,
                     ProtectedShare: protectedShare,
-                Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey), PasskeyLengths: lengths);
+                Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey), PasskeyLengths: lengths, DimBudgets: dims);
             options.Validate();
             var weights = ProgressDisplay.Load(modelPath, p => ModelLoader.Load(modelPath, p));
             var c = weights.Config;
-            options = options with { SegmentLength = Math.Min(requested > 0 ? requested : c.MaxSeqLen, c.MaxSeqLen) };
+            options = options with
+            {
+                SegmentLength = Math.Min(requested > 0 ? requested : c.MaxSeqLen, c.MaxSeqLen),
+                Projections = [.. projectionItems.Select(p => p.File == null ? ProjectionChoice.None
+                    : new ProjectionChoice(p.Name, KvProjectionFile.Load(p.File, c), p.Searched))],
+            };
             options.Validate();
             var tokenizer = TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0]
                 : null);
@@ -102,7 +123,8 @@ internal static class EvalCommand
                 throw new ArgumentException($"--segments 0 runs only the retrieval tasks, which need a tokenizer, and {modelPath} has " +
                     $"none");
             var tokens = corpusPath == null ? [] : EvaluationCorpus.Load(corpusPath, tokenizer);
-            InferenceEngine NewEngine() => InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2), tokenizer);
+            InferenceEngine NewEngine(KvProjection? p) =>
+                InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2, KvProjection: p), tokenizer);
 
             List<EvaluationRow> rows = [];
             if (Console.IsErrorRedirected) // a log: a plain line per evaluated segment
@@ -122,5 +144,28 @@ internal static class EvalCommand
             return Task.FromResult(0);
         }));
         return cmd;
+    }
+
+    /// <summary>Parses --projections: none, NAME=FILE or NAME=FILE:searched, each file checked to exist.</summary>
+    private static List<(string Name, string? File, bool Searched)> ProjectionItems(string text)
+    {
+        var items = new List<(string, string?, bool)>();
+        foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            if (item == "none") { items.Add(("none", null, false)); continue; }
+            if (item == "think")
+                throw new ArgumentException("--projections: think (ThinK's key channel pruning) is not built yet; give none or NAME=FILE");
+            int eq = item.IndexOf('=', StringComparison.Ordinal);
+            if (eq <= 0 || eq == item.Length - 1)
+                throw new ArgumentException($"--projections: '{item}' is not none, NAME=FILE or NAME=FILE:searched");
+            string name = item[..eq], file = item[(eq + 1)..];
+            bool searched = file.EndsWith(":searched", StringComparison.Ordinal);
+            if (searched) file = file[..^":searched".Length];
+            if (name is "none" or "full" || name.Contains(' ', StringComparison.Ordinal))
+                throw new ArgumentException($"--projections: '{name}' cannot name a projection (reserved or has a space)");
+            items.Add((name, CliValues.ExistingFile(file, "--projections"), searched));
+        }
+        if (items.Count == 0) throw new ArgumentException("--projections is empty");
+        return items;
     }
 }

@@ -27,6 +27,8 @@ internal static class GenerateCommand
             seed, device, tokenizer, json };
         var compression = new CompressionCliOptions();
         compression.AddTo(cmd);
+        var projection = new ProjectionCliOptions();
+        projection.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             string? text = r.GetValue(prompt), ids = r.GetValue(promptIds);
@@ -39,8 +41,9 @@ internal static class GenerateCommand
             if (r.GetValue(model) == null && !Directory.Exists(modelPath))
                 throw new FileNotFoundException($"no --model given and the default model is missing at {modelPath}");
             var compressionOptions = compression.Build(r); // checked before the model loads
-            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(deviceKind), p,
-                r.GetValue(tokenizer)));
+            var kvProjection = projection.Build(r);
+            using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
+                new EngineOptions(deviceKind, KvProjection: kvProjection), p, r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliValues.Ints(ids, "--prompt-ids", 0) : engine.Encode(text!);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compressionOptions);
             var generated = new List<int>();

@@ -30,6 +30,8 @@ internal static class PasskeyCommand
             trials, device, json };
         var compression = new CompressionCliOptions();
         compression.AddTo(cmd);
+        var projection = new ProjectionCliOptions();
+        projection.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
@@ -37,8 +39,9 @@ internal static class PasskeyCommand
             var ds = CliValues.Numbers(r.GetValue(depths)!, "--depths", 0, 1);
             CliValues.Positive(r.GetValue(trials), "--trials");
             var options = compression.Build(r); // checked before the model loads
+            var kvProjection = projection.Build(r);
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
-                new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16), p));
+                new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16, KvProjection: kvProjection), p));
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
             if (r.GetValue(json))
             {

@@ -10,6 +10,7 @@ var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CP
     PasskeyCommand.Create(),
     InfoCommand.Create(),
     TokenizeCommand.Create(),
+    KvProjectionCommand.Create(),
 };
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

@@ -34,6 +34,30 @@ internal static class ProgressDisplay
         return result;
     }
 
+    /// <summary>Runs work that reports (done, total) with one progress bar labelled what (plain lines when stderr is a log).
+    /// </summary>
+    public static T Steps<T>(string what, Func<IProgress<(int Done, int Total)>, T> work)
+    {
+        if (Console.IsErrorRedirected)
+        {
+            int lastTenth = -1;
+            return work(new SyncProgress<(int Done, int Total)>(p =>
+            {
+                int tenth = p.Total > 0 ? p.Done * 10 / p.Total : 0;
+                if (tenth != lastTenth) Console.Error.WriteLine($"{what} {p.Done}/{p.Total}");
+                lastTenth = tenth;
+            }));
+        }
+        T result = default!;
+        Err.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(),
+            new RemainingTimeColumn())
+            .Start(ctx =>
+            {
+                var task = ctx.AddTask(what);
+                result = work(new SyncProgress<(int Done, int Total)>(p => { task.MaxValue = Math.Max(1, p.Total); task.Value = p.Done; }));
+            });
+        return result;
+    }
 }
 
 /// <summary>Reports on the calling thread (Progress&lt;T&gt; would post to the thread pool and arrive late).</summary>

@@ -58,6 +58,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _swiGlu, _add;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>
+        _projectHeads;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         AttentionParams> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
@@ -117,6 +119,8 @@ internal sealed class IlgpuBackend : IComputeBackend
         _addBias = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ActivationKernels.AddBias);
         _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             AttentionParams>(AttentionKernels.CausalAttention);
+        _projectHeads = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int,
+            int>(ProjectionKernels.ProjectHeads);
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
         _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
             ArrayView<float>,
@@ -300,6 +304,11 @@ internal sealed class IlgpuBackend : IComputeBackend
 
     public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count) => _swiGlu(_shape.Elementwise(count), V(gate), V(up), count);
     public void Add(DeviceBuffer x, DeviceBuffer y, int count) => _add(_shape.Elementwise(count), V(x), V(y), count);
+
+    public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
+        bool addMean) =>
+        _projectHeads(_shape.Elementwise((long)rows * heads * headDim), V(x), V(output), V(maps), V(means), rows, heads, headDim,
+            addMean ? 1 : 0);
 
     public void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape s)
     {

@@ -169,6 +169,25 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void Add(DeviceBuffer x, DeviceBuffer y, int count) =>
         TensorPrimitives.Add(D(x).AsSpan(0, count), D(y).AsSpan(0, count), D(x).AsSpan(0, count));
 
+    public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
+        bool addMean)
+    {
+        var xs = D(x); var o = D(output); var m = D(maps); var mu = D(means);
+        ForRanges(rows * heads, (long)headDim * headDim, (start, end) =>
+        {
+            var centred = new float[headDim];
+            for (int rh = start; rh < end; rh++)
+            {
+                int h = rh % heads;
+                var mean = mu.AsSpan(h * headDim, headDim);
+                TensorPrimitives.Subtract(xs.AsSpan(rh * headDim, headDim), mean, centred);
+                for (int i = 0; i < headDim; i++)
+                    o[rh * headDim + i] = TensorPrimitives.Dot(m.AsSpan((h * headDim + i) * headDim, headDim), centred)
+                        + (addMean ? mean[i] : 0f);
+            }
+        });
+    }
+
     public void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape s)
     {
         var qs = D(q); var ks = D(keyCache); var vs = D(valueCache); var o = D(output);

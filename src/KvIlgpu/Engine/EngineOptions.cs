@@ -10,6 +10,9 @@ namespace KvIlgpu.Engine;
 /// <param name="BlockSize">Tokens per KV block.</param>
 /// <param name="MaxBatchSize">Most sequences decoded together.</param>
 /// <param name="MaxTokensPerStep">Most tokens in one forward step (prompt chunks plus decode tokens).</param>
+/// <param name="KvProjection">MatryoshkaKV projections applied to every request's keys and values at the projection's
+/// ranks (load one with <see cref="Projection.KvProjectionFile.Load(string, Models.ModelConfig)"/>; a uniform rank with
+/// <see cref="Projection.KvProjection.WithUniformRanks"/>); null: none.</param>
 public sealed record EngineOptions(
     Compute.DeviceKind Device = Compute.DeviceKind.Auto,
     int? CpuThreads = null,
@@ -17,4 +20,5 @@ public sealed record EngineOptions(
     double KvMemoryFraction = 0.25,
     int BlockSize = 16,
     int MaxBatchSize = 32,
-    int MaxTokensPerStep = 256);
+    int MaxTokensPerStep = 256,
+    Projection.KvProjection? KvProjection = null);

@@ -31,6 +31,9 @@ public sealed class InferenceEngine : IDisposable
     /// <summary>Engine-wide counters: blocks, batches, preemptions, throughput.</summary>
     public SchedulerStats Stats => _scheduler.Stats;
     internal PagedKvCache Cache => _cache;
+    internal LlamaModel Model => _model;
+    /// <summary>The KV projection every request's keys and values go through (null: none).</summary>
+    public Projection.KvProjection? KvProjection => _model.Projection;
 
     private InferenceEngine(LlamaModel model, IComputeBackend backend, ITextTokenizer? tokenizer, EngineOptions options)
     {
@@ -70,6 +73,7 @@ public sealed class InferenceEngine : IDisposable
             var upload = progress == null ? null : new Progress<(int Done, int Total)>(p =>
                 progress.Report(new LoadProgress("uploading to " + backend.Kind, p.Done, p.Total)));
             model = new LlamaModel(weights, backend, options.MaxTokensPerStep, upload);
+            if (options.KvProjection != null) model.Projection = options.KvProjection;
             return new InferenceEngine(model, backend, tokenizer, options);
         }
         catch

@@ -17,7 +17,9 @@ public sealed record EvaluationOptions(
     IReadOnlyList<int>? PasskeyLengths = null,
     IReadOnlyList<double>? PasskeyDepths = null,
     int Sinks = 0,
-    double? ProtectedShare = 0.25)
+    double? ProtectedShare = 0.25,
+    IReadOnlyList<ProjectionChoice>? Projections = null,
+    IReadOnlyList<double>? DimBudgets = null)
 {
     /// <summary>Checks every option before anything runs; throws <see cref="InvalidOptionException"/> naming the first
     /// bad one.</summary>
@@ -57,6 +59,10 @@ public sealed record EvaluationOptions(
         if (ProtectedShare is double share && !(share is >= 0 and <= 1))
             throw new InvalidOptionException(nameof(ProtectedWindow),
                 $"{nameof(ProtectedWindow)}: a share of {share} of the budget is not in [0, 1]");
+        foreach (var b in DimBudgets ?? [])
+            if (!(b is > 0 and <= 1)) throw new InvalidOptionException(nameof(DimBudgets),
+                $"{nameof(DimBudgets)}: {b} is not a kept fraction of feature dims in (0, 1]");
+        if (DimBudgets is { Count: 0 }) throw new InvalidOptionException(nameof(DimBudgets), $"{nameof(DimBudgets)} is empty");
         if (Sinks < 0) throw new InvalidOptionException(nameof(Sinks), $"{nameof(Sinks)} must be >= 0 (got {Sinks})");
     }
 

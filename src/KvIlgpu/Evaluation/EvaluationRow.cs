@@ -7,7 +7,17 @@ namespace KvIlgpu.Evaluation;
 /// decode steps of the corpus segments (what the budget controls); PeakKvBytes is the most it held, usually at the end
 /// of a prefill, before its compression. Both count K, V, position and metric of the blocks held; the engine's fixed
 /// block tables are left out. KeptPerLayer is where the budget went: the KVs each layer held per KV head, averaged over
-/// the decode steps of the corpus segments.</summary>
+/// the decode steps of the corpus segments. Projection and DimBudget name the feature axis: the projection ("none", a
+/// projection's name, or NAME:searched for a file's own searched ranks) and the mean kept fraction of feature dims of the
+/// ranks in effect; KvBytesFraction is the share of the full cache's KV bytes kept: the token share measured from the
+/// blocks held (MeanKvBytes against the full cache's, or the KVs kept on retrieval-only runs) times that feature share.
+/// </summary>
 public sealed record EvaluationRow(string Policy, string Budget, double CompressionRatio, double? Perplexity, double? KlToFull,
     double? Top1Agreement, double? PasskeyAccuracy, long? PeakKvBytes, double? NeedleAccuracy = null, long? MeanKvBytes = null,
-    IReadOnlyList<double>? KeptPerLayer = null);
+    IReadOnlyList<double>? KeptPerLayer = null, string Projection = "none", double DimBudget = 1, double? KvBytesFraction = null)
+{
+    /// <summary>The method the row measures, for plots and tables: the policy, the projection, or both composed.</summary>
+    public string Method => Projection == "none" ? Policy
+        : Policy == "full" ? Projection
+        : $"{Policy} x {Projection}@{DimBudget.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)}";
+}

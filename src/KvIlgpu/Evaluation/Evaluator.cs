@@ -1,5 +1,6 @@
 using KvIlgpu.Compression;
 using KvIlgpu.Engine;
+using KvIlgpu.Projection;
 
 namespace KvIlgpu.Evaluation;
 
@@ -13,6 +14,20 @@ public static class Evaluator
     public static List<EvaluationRow> Run(Func<InferenceEngine> newEngine, IReadOnlyList<int> corpus, EvaluationOptions options,
         IProgress<(string Stage, int Done, int Total)>? progress = null)
     {
+        if (options.Projections?.Any(p => p.Projection != null) == true)
+            throw new InvalidOptionException(nameof(options.Projections),
+                "evaluating projections needs an engine factory that takes the projection: use the overload with Func<KvProjection?, " +
+                "InferenceEngine>");
+        return Run(_ => newEngine(), corpus, options, progress);
+    }
+
+    /// <summary>As the overload without projections, crossed with the feature axis: every projection of options.Projections at every dim budget of options.DimBudgets
+    /// (or at its own searched ranks) with every policy and budget; newEngine makes an engine whose requests go through
+    /// the given projection (null: none). The full cache without projection runs first and is every row's KL reference.
+    /// </summary>
+    public static List<EvaluationRow> Run(Func<KvProjection?, InferenceEngine> newEngine, IReadOnlyList<int> corpus,
+        EvaluationOptions options, IProgress<(string Stage, int Done, int Total)>? progress = null)
+    {
         options.Validate();
         int prefix = Math.Max(1, (int)(options.SegmentLength * options.PrefixFraction));
         bool retrieval = options.PasskeyTrials > 0;
@@ -21,17 +36,23 @@ public static class Evaluator
         if (segments.Count == 0 && options.Segments > 0)
             throw new InvalidOptionException("Corpus",
                 $"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
-        var configs = new List<(string Policy, string Budget)> { ("full", "-") };
-        foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) configs.Add((p, b));
+        var tokenAxis = new List<(string Policy, string Budget)> { ("full", "-") };
+        foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) tokenAxis.Add((p, b));
+        var featureAxis = new List<(KvProjection? Projection, string Name, double DimBudget)> { (null, "none", 1) };
+        foreach (var choice in options.Projections ?? [])
+            foreach (var setting in choice.Settings(options.DimBudgets ?? [1]))
+                if (!featureAxis.Any(f => f.Name == setting.Name && f.DimBudget == setting.DimBudget)) featureAxis.Add(setting);
+        var configs = featureAxis.SelectMany(f => tokenAxis.Select(t => (Feature: f, t.Policy, t.Budget))).ToList();
         // One step per corpus segment and, with retrieval, one for each of its two tasks.
         int total = configs.Count * (segments.Count + (retrieval ? 2 : 0)), done = 0;
 
         // Reference log-probabilities of the full cache, per segment and position.
         var reference = new List<float[][]>();
         var rows = new List<EvaluationRow>();
-        foreach (var (policy, budget) in configs)
+        double fullMeanBytes = 0;
+        foreach (var (feature, policy, budget) in configs)
         {
-            using var engine = newEngine();
+            using var engine = newEngine(feature.Projection);
             double nll = 0, kl = 0, agree = 0;
             long count = 0, heldBlocks = 0, peakBytes = 0, bytesPerBlock = 0;
             var corpusKvs = new KvTally();
@@ -52,7 +73,7 @@ public static class Evaluator
                 peakBytes = Math.Max(peakBytes, usage.PeakBytes);
                 bytesPerBlock = usage.BytesPerBlock;
                 for (int layer = 0; layer < keptPerLayer.Length; layer++) keptPerLayer[layer] += usage.KeptPerLayerSums[layer];
-                if (policy == "full") reference.Add(logProbs);
+                if (policy == "full" && feature.Projection == null) reference.Add(logProbs);
                 var refs = reference[si];
                 for (int i = 0; i < logProbs.Length; i++)
                 {
@@ -77,10 +98,18 @@ public static class Evaluator
                     retrievalKvs);
                 progress?.Report(("multi-key needle", ++done, total));
             }
-            rows.Add(segments.Count > 0
-                ? new EvaluationRow(policy, budget, corpusKvs.CompressionRatio, Math.Exp(nll / count), kl / count, agree / count,
-                    passkey, peakBytes, needle, heldBlocks * bytesPerBlock / count, keptPerLayer.Select(k => k / count).ToArray())
-                : new EvaluationRow(policy, budget, retrievalKvs.CompressionRatio, null, null, null, passkey, null, needle));
+            double featureShare = feature.Projection?.KeptFraction ?? 1;
+            if (segments.Count > 0)
+            {
+                long meanBytes = heldBlocks * bytesPerBlock / count;
+                if (policy == "full" && feature.Projection == null) fullMeanBytes = meanBytes;
+                rows.Add(new EvaluationRow(policy, budget, corpusKvs.CompressionRatio, Math.Exp(nll / count), kl / count, agree / count,
+                    passkey, peakBytes, needle, meanBytes, keptPerLayer.Select(k => k / count).ToArray(), feature.Name, feature.DimBudget,
+                    meanBytes / fullMeanBytes * featureShare));
+            }
+            else
+                rows.Add(new EvaluationRow(policy, budget, retrievalKvs.CompressionRatio, null, null, null, passkey, null, needle,
+                    Projection: feature.Name, DimBudget: feature.DimBudget, KvBytesFraction: featureShare / retrievalKvs.CompressionRatio));
         }
         return rows;
     }

@@ -1,5 +1,6 @@
 using KvIlgpu.Cache;
 using KvIlgpu.Compute;
+using KvIlgpu.Projection;
 
 namespace KvIlgpu.Models;
 
@@ -20,6 +21,9 @@ internal sealed class LlamaModel : IDisposable
     private readonly List<IDisposable> _owned = [];
     // Activations for one chunk: [MaxChunkRows, width].
     private readonly DeviceBuffer _x, _xb, _q, _k, _v, _att, _attOut, _gate, _up, _down, _logits;
+    // Projected keys and values when a KV projection is set.
+    private DeviceBuffer? _kProjected, _vProjected;
+    private DeviceKvProjection? _projection;
 
     public ModelConfig Config { get; }
     public IComputeBackend Backend { get; }
@@ -57,6 +61,27 @@ internal sealed class LlamaModel : IDisposable
         _att = A(c.QDim); _attOut = A(c.Dim); _gate = A(c.HiddenDim); _up = A(c.HiddenDim); _down = A(c.Dim);
         _logits = A(c.VocabSize);
     }
+
+    /// <summary>The MatryoshkaKV projection applied to every layer's keys and values before they are cached (null:
+    /// none). Checked against the model's shape when set.</summary>
+    public KvProjection? Projection
+    {
+        get;
+        set
+        {
+            _projection?.Dispose();
+            _projection = null;
+            field = value?.CheckedFor(Config, value.Source ?? "KvProjection");
+            if (value == null) return;
+            _projection = new DeviceKvProjection(Backend, value);
+            _kProjected ??= Backend.Allocate(MaxChunkRows * Config.KvDim);
+            _vProjected ??= Backend.Allocate(MaxChunkRows * Config.KvDim);
+        }
+    }
+
+    /// <summary>A read-only tap on the keys (after RoPE) and values each layer computes, before any projection: called with
+    /// (layer, keys, values, rows), both [rows, KvHeads * HeadDim] copied to the host. For calibration; slow.</summary>
+    public Action<int, float[], float[], int>? KvObserver { get; set; }
 
     public DenseKvCache CreateCache(int? capacity = null) =>
         new(Backend, Config.Layers, capacity ?? Config.MaxSeqLen, Config.KvDim);
@@ -206,7 +231,20 @@ internal sealed class LlamaModel : IDisposable
             if (layerWeights.Bv != null) b.AddBias(_v, layerWeights.Bv, rows);
             b.Rope(_q, rows, c.Heads, c.HeadDim, positions, c.RopeLayout, _rope);
             b.Rope(_k, rows, c.KvHeads, c.HeadDim, positions, c.RopeLayout, _rope);
-            step.Write(b, l, _k, _v, rows, c.KvDim);
+            if (KvObserver is { } observe)
+            {
+                var keys = new float[rows * c.KvDim];
+                var values = new float[rows * c.KvDim];
+                b.Read(_k, keys);
+                b.Read(_v, values);
+                observe(l, keys, values, rows);
+            }
+            if (_projection != null)
+            {
+                _projection.Apply(l, _k, _v, _kProjected!, _vProjected!, rows);
+                step.Write(b, l, _kProjected!, _vProjected!, rows, c.KvDim);
+            }
+            else step.Write(b, l, _k, _v, rows, c.KvDim);
             step.Attend(b, l, _q, _att, rows, c);
             b.MatMul(_att, layerWeights.Wo, _attOut, rows);
             b.Add(_x, _attOut, rows * c.Dim);
@@ -229,6 +267,9 @@ internal sealed class LlamaModel : IDisposable
     {
         _rowInfo?.Dispose();
         _probabilities?.Dispose();
+        _projection?.Dispose();
+        _kProjected?.Dispose();
+        _vProjected?.Dispose();
         foreach (var d in _owned) d.Dispose();
         _owned.Clear();
     }

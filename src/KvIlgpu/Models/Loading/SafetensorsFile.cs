@@ -9,10 +9,13 @@ internal sealed class SafetensorsFile
     public string Path { get; }
     public IReadOnlyDictionary<string, SafetensorsEntry> Entries { get; }
     public long DataStart { get; }
+    /// <summary>The header's __metadata__ (empty when it has none).</summary>
+    public IReadOnlyDictionary<string, string> Metadata { get; }
 
-    private SafetensorsFile(string path, Dictionary<string, SafetensorsEntry> entries, long dataStart)
+    private SafetensorsFile(string path, Dictionary<string, SafetensorsEntry> entries, long dataStart,
+        Dictionary<string, string> metadata)
     {
-        Path = path; Entries = entries; DataStart = dataStart;
+        Path = path; Entries = entries; DataStart = dataStart; Metadata = metadata;
     }
 
     /// <summary>Bytes per element of every dtype the format defines.</summary>
@@ -46,6 +49,7 @@ internal sealed class SafetensorsFile
         catch (JsonException e) { throw new InvalidModelException(path, "safetensors header is not valid JSON", e); }
         if (root.ValueKind != JsonValueKind.Object) throw new InvalidModelException(path, "safetensors header is not a JSON object");
         var entries = new Dictionary<string, SafetensorsEntry>();
+        var metadata = new Dictionary<string, string>();
         long dataLen = r.Length - 8 - headerLen;
         foreach (var p in root.EnumerateObject())
         {
@@ -54,6 +58,7 @@ internal sealed class SafetensorsFile
                 if (p.Value.ValueKind != JsonValueKind.Object || p.Value.EnumerateObject().Any(m =>
                     m.Value.ValueKind != JsonValueKind.String))
                     throw new InvalidModelException(path, "__metadata__ must map names to strings");
+                foreach (var m in p.Value.EnumerateObject()) metadata[m.Name] = m.Value.GetString()!;
                 continue;
             }
             if (entries.ContainsKey(p.Name)) throw new InvalidModelException(path, $"tensor {p.Name} appears twice in the header");
@@ -75,7 +80,7 @@ internal sealed class SafetensorsFile
         if (expected != dataLen)
             throw new InvalidModelException(path,
                 $"the tensors cover {expected} bytes of data, but the file holds {dataLen}: trailing bytes or a missing tensor");
-        return new SafetensorsFile(path, entries, 8 + headerLen);
+        return new SafetensorsFile(path, entries, 8 + headerLen, metadata);
     }
 
     private static SafetensorsEntry Entry(string path, string name, JsonElement value)
@@ -102,6 +107,20 @@ internal sealed class SafetensorsFile
         if (bytes != offs[1] - offs[0])
             throw Bad($"shape [{string.Join(", ", shape)}] of {dtype} needs {bytes} bytes, data_offsets give {offs[1] - offs[0]}");
         return new SafetensorsEntry(name, dtype, shape, offs[0], offs[1]);
+    }
+
+    /// <summary>Reads an F32 tensor of any shape as a flat array, refusing another dtype or shape with an error naming it.
+    /// </summary>
+    public float[] ReadF32(string name, params long[] shape)
+    {
+        if (!Entries.TryGetValue(name, out var e)) throw new InvalidModelException(Path, $"tensor {name} is missing");
+        if (e.DType != "F32") throw new InvalidModelException(Path, $"tensor {name} has dtype {e.DType}; expected F32");
+        if (!e.Shape.SequenceEqual(shape))
+            throw new InvalidModelException(Path, $"tensor {name} has shape [{string.Join(", ", e.Shape)}]; expected " +
+                $"[{string.Join(", ", shape)}]");
+        using var r = new TensorFileReader(Path, null);
+        r.Position = DataStart + e.Begin;
+        return r.ReadArray<float>(shape.Aggregate(1L, (a, b) => a * b), name);
     }
 
     /// <summary>Reads a tensor as a [rows, cols] weight (a 1-D tensor is one row), keeping f16/bf16 as stored.</summary>

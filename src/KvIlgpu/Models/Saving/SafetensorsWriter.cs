@@ -7,7 +7,9 @@ namespace KvIlgpu.Models.Saving;
 /// <summary>Writes tensors in the safetensors format (8-byte header length, JSON header, raw little-endian data).</summary>
 internal static class SafetensorsWriter
 {
-    public static void Write(string path, IEnumerable<(string Name, WeightTensor Tensor, long[] Shape)> tensors)
+    /// <summary>Writes the tensors in order, with metadata (string to string) beside the format's own "format": "pt".</summary>
+    public static void Write(string path, IEnumerable<(string Name, WeightTensor Tensor, long[] Shape)> tensors,
+        IReadOnlyDictionary<string, string>? metadata = null)
     {
         var list = tensors.ToList();
         var header = new Dictionary<string, object>();
@@ -18,7 +20,9 @@ internal static class SafetensorsWriter
             header[name] = new { dtype, shape, data_offsets = new[] { offset, offset + t.ByteSize } };
             offset += t.ByteSize;
         }
-        header["__metadata__"] = new Dictionary<string, string> { ["format"] = "pt" };
+        var meta = new Dictionary<string, string> { ["format"] = "pt" };
+        foreach (var (k, v) in metadata ?? new Dictionary<string, string>()) meta[k] = v;
+        header["__metadata__"] = meta;
         var json = Encoding.UTF8.GetBytes(JsonSerializer.Serialize(header));
         int pad = (8 - json.Length % 8) % 8; // keep data 8-byte aligned, padding with spaces as the spec allows
         using var f = new FileStream(path, FileMode.Create, FileAccess.Write);

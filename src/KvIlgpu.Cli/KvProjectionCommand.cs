@@ -1,0 +1,138 @@
+using System.CommandLine;
+using System.Globalization;
+using KvIlgpu.Compute;
+using KvIlgpu.Engine;
+using KvIlgpu.Evaluation;
+using KvIlgpu.Projection;
+
+namespace KvIlgpu.Cli;
+
+/// <summary>kvilgpu kv-projection: MatryoshkaKV's projection files: calibrate (PCA), ranks (the adaptive rank search, or
+/// uniform ranks).</summary>
+internal static class KvProjectionCommand
+{
+    public static Command Create() => new("kv-projection", "MatryoshkaKV: per-head K/V projections that keep fewer feature dims")
+    {
+        Calibrate(),
+        Ranks(),
+    };
+
+    private static Option<string> ModelOption() =>
+        new("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
+
+    private static Option<string> CorpusOption() => new("--corpus")
+    {
+        Description = "calibration text: a text file, a .ids file of token ids, or the Brown corpus .tgz (its training documents; the " +
+            "documents eval holds out are never read)",
+        Required = true,
+    };
+
+    private static Option<string> DeviceOption() =>
+        new("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
+
+    private static Option<string> OutOption() => new("--out") { Description = "projection file to write (.safetensors)", Required = true };
+
+    private static Command Calibrate()
+    {
+        var model = ModelOption();
+        var corpus = CorpusOption();
+        var tokens = new Option<int>("--tokens") { Description = "calibration tokens to read", DefaultValueFactory = _ => 65536 };
+        var device = DeviceOption();
+        var output = OutOption();
+        var cmd = new Command("calibrate", "PCA of every (layer, KV head)'s keys (after RoPE) and values on calibration text")
+            { model, corpus, tokens, device, output };
+        cmd.SetAction((r, ct) => CliErrors.Run(() =>
+        {
+            int count = CliValues.Positive(r.GetValue(tokens), "--tokens");
+            string corpusPath = CliValues.ExistingFile(r.GetValue(corpus)!, "--corpus");
+            string outPath = r.GetValue(output)!;
+            CheckWritable(outPath);
+            using var engine = Load(r.GetValue(model)!, r.GetValue(device)!);
+            var ids = EvaluationCorpus.LoadCalibration(corpusPath, engine.Tokenizer);
+            var windows = PcaCalibrator.Windows(ids, engine.Config.MaxSeqLen, count);
+            var projection = ProgressDisplay.Steps("calibrating", p => PcaCalibrator.Calibrate(engine, windows, p));
+            int used = windows.Sum(w => w.Length);
+            KvProjectionFile.Save(projection, outPath, new Dictionary<string, string>
+            {
+                ["calibration"] = $"{Path.GetFileName(corpusPath)}, {used} tokens in {windows.Count} windows",
+            });
+            Console.WriteLine($"wrote {outPath}: PCA of {engine.Config.Layers} layers x {engine.Config.KvHeads} KV heads x " +
+                $"{engine.Config.HeadDim} dims from {used} tokens");
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static Command Ranks()
+    {
+        var model = ModelOption();
+        var projection = new Option<string>("--projection") { Description = "projection file to search ranks for", Required = true };
+        var budget = new Option<string>("--budget")
+        {
+            Description = "mean kept fraction of feature dims over every head's K and V, such as 1/2",
+            Required = true,
+        };
+        var corpus = CorpusOption();
+        var uniform = new Option<bool>("--uniform") { Description = "every head at the budget's rank instead of the search" };
+        var prompts = new Option<int>("--prompts")
+        {
+            Description = "calibration prompts the search measures KL on",
+            DefaultValueFactory = _ => 4,
+        };
+        var promptLength = new Option<int>("--prompt-length")
+        {
+            Description = "tokens per calibration prompt",
+            DefaultValueFactory = _ => 256,
+        };
+        var device = DeviceOption();
+        var output = OutOption();
+        var cmd = new Command("ranks", "choose each head's K and V rank under a budget: lower the rank whose step down (d/8) changes the " +
+            "next-token distribution least, until the budget is met")
+            { model, projection, budget, corpus, uniform, prompts, promptLength, device, output };
+        cmd.SetAction((r, ct) => CliErrors.Run(() =>
+        {
+            double share = CliValues.Share(r.GetValue(budget)!, "--budget");
+            int promptCount = CliValues.Positive(r.GetValue(prompts), "--prompts");
+            int length = CliValues.Positive(r.GetValue(promptLength), "--prompt-length");
+            string corpusPath = CliValues.ExistingFile(r.GetValue(corpus)!, "--corpus");
+            string projectionPath = CliValues.ExistingFile(r.GetValue(projection)!, "--projection");
+            string outPath = r.GetValue(output)!;
+            CheckWritable(outPath);
+            using var engine = Load(r.GetValue(model)!, r.GetValue(device)!);
+            var p = KvProjectionFile.Load(projectionPath, engine.Config);
+            KvProjection result;
+            string how;
+            if (r.GetValue(uniform))
+            {
+                result = p.WithUniformRanks(share);
+                how = $"uniform rank {KvProjection.UniformRank(share, p.HeadDim)}";
+            }
+            else
+            {
+                var ids = EvaluationCorpus.LoadCalibration(corpusPath, engine.Tokenizer);
+                var windows = PcaCalibrator.Windows(ids, Math.Min(length, engine.Config.MaxSeqLen), promptCount * length);
+                result = ProgressDisplay.Steps("searching ranks", progress => RankSearch.Search(engine, p, share, windows, progress));
+                how = $"searched on {windows.Count} prompts of {Path.GetFileName(corpusPath)}";
+            }
+            string budgetText = share.ToString("0.####", CultureInfo.InvariantCulture);
+            KvProjectionFile.Save(result, outPath, new Dictionary<string, string> { ["ranks"] = $"{how}, budget {budgetText}" });
+            Console.WriteLine($"wrote {outPath}: {how}, kept fraction {result.KeptFraction:0.####}; key ranks " +
+                $"{string.Join(",", result.AllRanks(KvPart.Key))}; value ranks {string.Join(",", result.AllRanks(KvPart.Value))}");
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static InferenceEngine Load(string modelPath, string device)
+    {
+        var kind = DeviceKinds.Parse(device);
+        return ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, new EngineOptions(kind, MaxBatchSize: 1), p));
+    }
+
+    private static void CheckWritable(string path)
+    {
+        if (Directory.Exists(path)) throw new ArgumentException($"--out {path} is a folder, not a file");
+        string? folder = Path.GetDirectoryName(Path.GetFullPath(path));
+        if (folder != null && !Directory.Exists(folder)) throw new ArgumentException($"--out {path}: folder {folder} does not exist");
+    }
+}
