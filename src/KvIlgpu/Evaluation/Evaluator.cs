@@ -21,10 +21,10 @@ public static class Evaluator
         return Run(_ => newEngine(), corpus, options, progress);
     }
 
-    /// <summary>As the overload without projections, crossed with the feature axis: every projection of options.Projections at every dim budget of options.DimBudgets
-    /// (or at its own searched ranks) with every policy and budget; newEngine makes an engine whose requests go through
-    /// the given projection (null: none). The full cache without projection runs first and is every row's KL reference.
-    /// </summary>
+    /// <summary>As the overload without projections, crossed with the feature axis: every projection of
+    /// options.Projections at every dim budget of options.DimBudgets (or at its own searched ranks) with every policy and
+    /// budget; newEngine makes an engine whose requests go through the given projection (null: none). The full cache
+    /// without projection runs first and is every row's KL reference.</summary>
     public static List<EvaluationRow> Run(Func<KvProjection?, InferenceEngine> newEngine, IReadOnlyList<int> corpus,
         EvaluationOptions options, IProgress<(string Stage, int Done, int Total)>? progress = null)
     {
