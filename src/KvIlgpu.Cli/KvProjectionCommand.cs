@@ -4,6 +4,7 @@ using KvIlgpu.Compute;
 using KvIlgpu.Engine;
 using KvIlgpu.Evaluation;
 using KvIlgpu.Projection;
+using KvIlgpu.Training;
 
 namespace KvIlgpu.Cli;
 
@@ -14,6 +15,7 @@ internal static class KvProjectionCommand
     public static Command Create() => new("kv-projection", "MatryoshkaKV: per-head K/V projections that keep fewer feature dims")
     {
         Calibrate(),
+        Train(),
         Ranks(),
     };
 
@@ -58,6 +60,45 @@ internal static class KvProjectionCommand
             });
             Console.WriteLine($"wrote {outPath}: PCA of {engine.Config.Layers} layers x {engine.Config.KvHeads} KV heads x " +
                 $"{engine.Config.HeadDim} dims from {used} tokens");
+            return Task.FromResult(0);
+        }));
+        return cmd;
+    }
+
+    private static Command Train()
+    {
+        var model = ModelOption();
+        var init = new Option<string>("--init") { Description = "initial projection (from calibrate)", Required = true };
+        var config = new Option<string>("--config") { Description = "projection training config (JSON)", Required = true };
+        var device = new Option<string>("--device")
+        {
+            Description = "where the model's forward and backward run: auto (CUDA if present, else cpu), cpu (managed SIMD), cuda",
+            DefaultValueFactory = _ => "auto",
+        };
+        var output = new Option<string>("--out")
+        {
+            Description = "trained projection file to write; its checkpoint folder (NAME-training) sits beside it and is resumed",
+            Required = true,
+        };
+        var cmd = new Command("train", "distil the projections: base model frozen, bases kept orthogonal by a Cayley map, a rank " +
+            "drawn per head every step") { model, init, config, device, output };
+        cmd.SetAction((r, ct) => CliErrors.Run(() =>
+        {
+            var cfg = ProjectionTrainingConfig.Load(r.GetValue(config)!);
+            var kind = DeviceKinds.Parse(r.GetValue(device)!);
+            string outPath = r.GetValue(output)!;
+            CheckWritable(outPath);
+            var start = KvProjectionFile.Load(CliValues.ExistingFile(r.GetValue(init)!, "--init"));
+            string modelPath = r.GetValue(model)!;
+            TrainingProgress? last = null;
+            ProgressDisplay.Steps("training projections", p => ProjectionTrainer.Run(cfg, modelPath, start, outPath,
+                new SyncProgress<TrainingProgress>(t =>
+                {
+                    last = t;
+                    if (t.Stage == "training") p.Report((t.Step, t.Steps));
+                }), kind, ct));
+            Console.WriteLine($"wrote {outPath}: {cfg.Steps} steps" + (last is { } l ? string.Create(CultureInfo.InvariantCulture,
+                $", loss {l.Loss:F4}, validation KL at half the dims {l.ValidationLoss:F4}") : ""));
             return Task.FromResult(0);
         }));
         return cmd;

