@@ -13,6 +13,9 @@ namespace KvIlgpu.Cli;
 /// <summary>kvilgpu eval: every policy at every budget on the same corpus segments and passkey prompts.</summary>
 internal static class EvalCommand
 {
+    /// <summary>The rows' JSON keys, as the CSV's columns spell them (kl_to_full, kv_bytes_fraction, ...).</summary>
+    private static readonly JsonSerializerOptions SnakeCase = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "model: HF folder, .gguf or llama2.c .bin", Required = true };
@@ -137,7 +140,7 @@ internal static class EvalCommand
                     rows = Evaluator.Run(NewEngine, tokens, options, new SyncProgress<(string Stage, int Done, int Total)>(p =>
                         { task.Description = p.Stage; task.MaxValue = p.Total; task.Value = p.Done; }));
                 });
-            if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(rows));
+            if (r.GetValue(json)) Console.WriteLine(JsonSerializer.Serialize(rows, SnakeCase));
             else Console.Write(EvaluationReport.Markdown(rows));
             if (r.GetValue(outDir) is { } dir)
                 Console.Error.WriteLine($"wrote {string.Join(", ", EvaluationReport.Write(dir, rows).Select(f => Path.Combine(dir, f)))}");

@@ -48,8 +48,8 @@ public static class ProjectionTrainer
         const int ValidationWindows = 4;
         if (stream.Length < len * (ValidationWindows + 2))
             throw new InvalidDataException($"{cfg.Corpus}: {stream.Length} tokens are too few for sequences of {len - 1}");
-        var validation = Enumerable.Range(0, ValidationWindows).Select(i => stream[(stream.Length - (i + 1) * len)..(stream.Length - i * len)])
-            .ToList();
+        var validation = Enumerable.Range(0, ValidationWindows)
+            .Select(i => stream[(stream.Length - (i + 1) * len)..(stream.Length - i * len)]).ToList();
         int trainEnd = stream.Length - ValidationWindows * len;
 
         var model = TrainableLlama.FromWeights(weights);
@@ -75,8 +75,8 @@ public static class ProjectionTrainer
             int[] Draw() => [.. Enumerable.Range(0, units).Select(_ => Math.Min(d, level * (1 + rng.Next(cfg.RankLevels))))];
             var keyRanks = Draw();
             var valueRanks = Draw();
-            var batch = Enumerable.Range(0, cfg.BatchSize).Select(_ => { int s = rng.Next(0, trainEnd - len); return stream[s..(s + len)]; })
-                .ToList();
+            var batch = Enumerable.Range(0, cfg.BatchSize)
+                .Select(_ => { int s = rng.Next(0, trainEnd - len); return stream[s..(s + len)]; }).ToList();
             model.KvTransform = null;
             var teacher = new float[batch.Count][];
             Parallel.For(0, batch.Count, parallel, i => teacher[i] = model.Logits(batch[i].AsSpan(0, batch[i].Length - 1)));
@@ -103,8 +103,8 @@ public static class ProjectionTrainer
                 $"{(validated ? lastValidation!.Value.ToString("R", CultureInfo.InvariantCulture) : "")},{lr:R}"));
             if ((step + 1) % cfg.CheckpointEvery == 0 || step + 1 == cfg.Steps)
                 Checkpoint(folder, model, opt, cfg, log, seconds + clock.Elapsed.TotalSeconds, projection, full, outPath);
-            progress?.Report(new TrainingProgress("training", step + 1, cfg.Steps, loss, lastValidation, tokens / clock.Elapsed.TotalSeconds,
-                lr));
+            progress?.Report(new TrainingProgress("training", step + 1, cfg.Steps, loss, lastValidation,
+                tokens / clock.Elapsed.TotalSeconds, lr));
         }
         var trained = projection.Export(full, full);
         if (!File.Exists(outPath) || opt.Step == 0) KvProjectionFile.Save(trained, outPath);

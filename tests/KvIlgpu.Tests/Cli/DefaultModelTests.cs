@@ -41,6 +41,6 @@ public class DefaultModelTests
         Assert.True(code == 0, stderr);
         var rows = JsonDocument.Parse(stdout).RootElement.EnumerateArray().ToList();
         Assert.Equal(2, rows.Count);
-        Assert.InRange(rows[0].GetProperty("Perplexity").GetDouble(), 20, 400);
+        Assert.InRange(rows[0].GetProperty("perplexity").GetDouble(), 20, 400);
     }
 }

@@ -93,50 +93,50 @@ public class EvalTests
         Assert.Contains("evaluating 1/28", stderr);
         Assert.Contains("multi-key needle 28/28", stderr);
         var full = rows[0];
-        Assert.Equal("full", full.GetProperty("Policy").GetString());
-        Assert.Equal(0, full.GetProperty("KlToFull").GetDouble(), 9);
-        Assert.Equal(1, full.GetProperty("Top1Agreement").GetDouble());
+        Assert.Equal("full", full.GetProperty("policy").GetString());
+        Assert.Equal(0, full.GetProperty("kl_to_full").GetDouble(), 9);
+        Assert.Equal(1, full.GetProperty("top1_agreement").GetDouble());
         // Predicting token n, the full cache holds ceil(n/16) blocks for each of the 2 x 2 (layer, KV head) pairs, each of
         // 2 x 16 x 12 floats plus 16 positions and metrics: the mean over tokens 24..95 of each segment in closed form.
         // The peak is the whole 96-token segment: 6 blocks per pair.
         const long blockBytes = 2 * 16 * 12 * 4 + 16 * 8;
         long fullMean = (long)Enumerable.Range(24, 72).Average(n => 4 * Math.Ceiling(n / 16.0) * blockBytes);
-        Assert.Equal(fullMean, full.GetProperty("MeanKvBytes").GetInt64());
-        Assert.Equal(4 * 6 * blockBytes, full.GetProperty("PeakKvBytes").GetInt64());
+        Assert.Equal(fullMean, full.GetProperty("mean_kv_bytes").GetInt64());
+        Assert.Equal(4 * 6 * blockBytes, full.GetProperty("peak_kv_bytes").GetInt64());
         // Where the budget went: predicting token n, the full cache holds n KVs in every head of both layers.
-        var fullKept = full.GetProperty("KeptPerLayer").EnumerateArray().Select(k => k.GetDouble()).ToList();
+        var fullKept = full.GetProperty("kept_per_layer").EnumerateArray().Select(k => k.GetDouble()).ToList();
         Assert.Equal([59.5, 59.5], fullKept);
         // Compressed every step to its budget (48 tokens for 1/2 of 96, or 16), a head holds min(n, budget) KVs: the
         // fixed-per-head policies in every layer, KV-Compress on average over its layers, to within one block.
         foreach (var r in rows.Skip(1))
         {
-            int budget = r.GetProperty("Budget").GetString() == "1/2" ? 48 : 16;
+            int budget = r.GetProperty("budget").GetString() == "1/2" ? 48 : 16;
             double expected = Enumerable.Range(24, 72).Average(n => Math.Min(n, budget));
-            var kept = r.GetProperty("KeptPerLayer").EnumerateArray().Select(k => k.GetDouble()).ToList();
+            var kept = r.GetProperty("kept_per_layer").EnumerateArray().Select(k => k.GetDouble()).ToList();
             Assert.Equal(2, kept.Count);
-            if (r.GetProperty("Policy").GetString() == "kvcompress") Assert.InRange(kept.Average(), expected - 16, expected + 16);
+            if (r.GetProperty("policy").GetString() == "kvcompress") Assert.InRange(kept.Average(), expected - 16, expected + 16);
             else Assert.All(kept, k => Assert.Equal(expected, k, 9));
         }
         foreach (var r in rows.Skip(1))
         {
-            Assert.True(r.GetProperty("CompressionRatio").GetDouble() > 1.3, r.ToString());
-            Assert.True(r.GetProperty("KlToFull").GetDouble() > 0, r.ToString());
-            Assert.True(r.GetProperty("PeakKvBytes").GetInt64() < full.GetProperty("PeakKvBytes").GetInt64(), r.ToString() + " vs full "
+            Assert.True(r.GetProperty("compression_ratio").GetDouble() > 1.3, r.ToString());
+            Assert.True(r.GetProperty("kl_to_full").GetDouble() > 0, r.ToString());
+            Assert.True(r.GetProperty("peak_kv_bytes").GetInt64() < full.GetProperty("peak_kv_bytes").GetInt64(), r.ToString() + " vs full "
                 + full.ToString());
-            Assert.True(r.GetProperty("MeanKvBytes").GetInt64() < fullMean, r.ToString());
+            Assert.True(r.GetProperty("mean_kv_bytes").GetInt64() < fullMean, r.ToString());
             // An untrained random model retrieves no key at any budget: a harness that counted unrelated output as a hit
             // (or skipped the prompts) would show here. The shipped model's retrieval is tested in DefaultModelTests.
-            Assert.Equal(0, r.GetProperty("PasskeyAccuracy").GetDouble());
-            Assert.Equal(0, r.GetProperty("NeedleAccuracy").GetDouble());
+            Assert.Equal(0, r.GetProperty("passkey_accuracy").GetDouble());
+            Assert.Equal(0, r.GetProperty("needle_accuracy").GetDouble());
         }
         // Tighter budgets compress more.
-        var kv = rows.Where(r => r.GetProperty("Policy").GetString() == "kvcompress").ToList();
-        Assert.True(kv[1].GetProperty("CompressionRatio").GetDouble() > kv[0].GetProperty("CompressionRatio").GetDouble());
+        var kv = rows.Where(r => r.GetProperty("policy").GetString() == "kvcompress").ToList();
+        Assert.True(kv[1].GetProperty("compression_ratio").GetDouble() > kv[0].GetProperty("compression_ratio").GetDouble());
         Assert.Contains("| kvcompress | 1/2 |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
         var csv = File.ReadAllLines(Path.Combine(dir.File("out"), "results.csv"));
         Assert.Equal(8, csv.Length);
-        Assert.EndsWith(",kept_per_layer", csv[0]);
-        Assert.EndsWith(",59.5;59.5", csv[1]);
+        Assert.EndsWith(",kept_per_layer,projection,dim_budget,kv_bytes_fraction", csv[0]);
+        Assert.EndsWith(",59.5;59.5,none,1,1", csv[1]);
         foreach (var plot in new[] { "kl-vs-compression.svg", "passkey-vs-compression.svg", "needle-vs-compression.svg" })
             System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), plot));
     }
@@ -171,16 +171,17 @@ public class EvalTests
         Assert.Equal(3, rows.Count);
         foreach (var r in rows)
         {
-            foreach (var corpusColumn in new[] { "Perplexity", "KlToFull", "Top1Agreement", "MeanKvBytes", "PeakKvBytes", "KeptPerLayer" })
+            foreach (var corpusColumn in new[]
+                { "perplexity", "kl_to_full", "top1_agreement", "mean_kv_bytes", "peak_kv_bytes", "kept_per_layer" })
                 Assert.Equal(JsonValueKind.Null, r.GetProperty(corpusColumn).ValueKind);
-            Assert.Equal(0, r.GetProperty("PasskeyAccuracy").GetDouble()); // an untrained random model retrieves nothing
-            Assert.Equal(0, r.GetProperty("NeedleAccuracy").GetDouble());
+            Assert.Equal(0, r.GetProperty("passkey_accuracy").GetDouble()); // an untrained random model retrieves nothing
+            Assert.Equal(0, r.GetProperty("needle_accuracy").GetDouble());
         }
         // The compression ratio comes from the retrieval prompts: 1 for the full cache, more for half of each prompt,
         // more again for 16 tokens of prompts of 64 or more.
-        Assert.Equal(1, rows[0].GetProperty("CompressionRatio").GetDouble());
-        Assert.InRange(rows[1].GetProperty("CompressionRatio").GetDouble(), 1.5, 2.5);
-        Assert.True(rows[2].GetProperty("CompressionRatio").GetDouble() > rows[1].GetProperty("CompressionRatio").GetDouble() + 1);
+        Assert.Equal(1, rows[0].GetProperty("compression_ratio").GetDouble());
+        Assert.InRange(rows[1].GetProperty("compression_ratio").GetDouble(), 1.5, 2.5);
+        Assert.True(rows[2].GetProperty("compression_ratio").GetDouble() > rows[1].GetProperty("compression_ratio").GetDouble() + 1);
         Assert.Contains("| full | - | 1.00x | - | - | - |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
         Assert.False(File.Exists(Path.Combine(dir.File("out"), "kl-vs-compression.svg"))); // nothing to plot
         System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), "passkey-vs-compression.svg"));
@@ -214,7 +215,7 @@ public class EvalTests
         // blocks for each of the 2 x 2 (layer, KV head) pairs.
         const long blockBytes = 2 * 16 * 12 * 4 + 16 * 8;
         long fullMean = (long)Enumerable.Range(72, 24).Average(n => 4 * Math.Ceiling(n / 16.0) * blockBytes);
-        Assert.Equal(fullMean, JsonDocument.Parse(stdout).RootElement[0].GetProperty("MeanKvBytes").GetInt64());
+        Assert.Equal(fullMean, JsonDocument.Parse(stdout).RootElement[0].GetProperty("mean_kv_bytes").GetInt64());
     }
 
     [Theory]

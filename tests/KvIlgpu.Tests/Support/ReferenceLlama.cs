@@ -1,4 +1,5 @@
 using KvIlgpu.Models;
+using KvIlgpu.Projection;
 
 namespace KvIlgpu.Tests.Support;
 
@@ -14,6 +15,11 @@ internal sealed class ReferenceLlama
     public float[][]? Bq, Bk, Bv;
 
     private readonly List<double[][]> _keys = [], _values = [];
+
+    /// <summary>MatryoshkaKV written out as SPEC section 5 states it (null: none): the cache holds each head's r_K
+    /// coordinates (k - mu_K) U_K[:, :r_K] and r_V coordinates (v - mu_V) U_V[:, :r_V]; queries are projected with U_K
+    /// without centring, scores keep the full head's 1/sqrt(d), and a head's output is (p V') U_V[:, :r_V]^T + mu_V.</summary>
+    public KvProjection? Projection;
 
     /// <summary>The attention probabilities of the last Step: [layer][query head][key position].</summary>
     public double[][][] LastProbabilities = []; // per layer: list of [kvDim] per position
@@ -73,6 +79,37 @@ internal sealed class ReferenceLlama
         }
     }
 
+    /// <summary>The cached keys (after RoPE) of one layer, one [KvHeads * HeadDim] row per position (projected coordinates
+    /// when a projection is set).</summary>
+    public IReadOnlyList<double[]> CachedKeys(int layer) => _keys[layer];
+
+    /// <summary>The cached values of one layer, as CachedKeys.</summary>
+    public IReadOnlyList<double[]> CachedValues(int layer) => _values[layer];
+
+    /// <summary>One layer's K or V row [KvHeads * HeadDim] as each head's projected coordinates, padded with zeros to the
+    /// head's width (only the first rank entries are read).</summary>
+    private double[] Project(double[] x, int layer, KvPart part)
+    {
+        var result = new double[x.Length];
+        for (int h = 0; h < KvHeads; h++)
+        {
+            var mean = Projection!.Mean(part, layer, h).Select(m => (double)m).ToArray();
+            Coordinates(x.AsSpan(h * HeadDim, HeadDim).ToArray(), mean, layer, h, part).CopyTo(result, h * HeadDim);
+        }
+        return result;
+    }
+
+    /// <summary>(x - mean) U[:, :r] for one head.</summary>
+    private double[] Coordinates(double[] x, double[] mean, int layer, int head, KvPart part)
+    {
+        var u = Projection!.Basis(part, layer, head);
+        int r = Projection.Rank(part, layer, head);
+        var y = new double[r];
+        for (int c = 0; c < r; c++)
+            for (int i = 0; i < HeadDim; i++) y[c] += (x[i] - mean[i]) * u[i * HeadDim + c];
+        return y;
+    }
+
     /// <summary>Feeds one token at the next position and returns the logits.</summary>
     public double[] Step(int token)
     {
@@ -93,6 +130,11 @@ internal sealed class ReferenceLlama
                 for (int i = 0; i < k.Length; i++) { k[i] += Bk![l][i]; v[i] += Bv![l][i]; }
             }
             Rope(q, pos); Rope(k, pos);
+            if (Projection != null)
+            {
+                k = Project(k, l, KvPart.Key);
+                v = Project(v, l, KvPart.Value);
+            }
             _keys[l] = [.. _keys[l], k];
             _values[l] = [.. _values[l], v];
             var att = new double[Heads * HeadDim];
@@ -101,10 +143,12 @@ internal sealed class ReferenceLlama
             {
                 int kvh = h / group;
                 var scores = new double[pos + 1];
+                var qh = q.AsSpan(h * HeadDim, HeadDim).ToArray();
+                if (Projection != null) qh = Coordinates(qh, new double[HeadDim], l, kvh, KvPart.Key);
                 for (int t = 0; t <= pos; t++)
                 {
                     double s = 0;
-                    for (int d = 0; d < HeadDim; d++) s += q[h * HeadDim + d] * _keys[l][t][kvh * HeadDim + d];
+                    for (int d = 0; d < qh.Length; d++) s += qh[d] * _keys[l][t][kvh * HeadDim + d];
                     scores[t] = s / Math.Sqrt(HeadDim);
                 }
                 double max = scores.Max();
@@ -112,9 +156,23 @@ internal sealed class ReferenceLlama
                 double sum = e.Sum();
                 if (h == 0) LastProbabilities[l] = new double[Heads][];
                 LastProbabilities[l][h] = e.Select(v => v / sum).ToArray();
+                int width = Projection?.Rank(KvPart.Value, l, kvh) ?? HeadDim;
+                var mixed = new double[width];
                 for (int t = 0; t <= pos; t++)
-                    for (int d = 0; d < HeadDim; d++)
-                        att[h * HeadDim + d] += e[t] / sum * _values[l][t][kvh * HeadDim + d];
+                    for (int d = 0; d < width; d++) mixed[d] += e[t] / sum * _values[l][t][kvh * HeadDim + d];
+                if (Projection != null)
+                {
+                    // Un-project: U_V[:, :r] mixed + mu_V.
+                    var basis = Projection.Basis(KvPart.Value, l, kvh);
+                    var mu = Projection.Mean(KvPart.Value, l, kvh);
+                    for (int i = 0; i < HeadDim; i++)
+                    {
+                        double s = mu[i];
+                        for (int c = 0; c < width; c++) s += basis[i * HeadDim + c] * mixed[c];
+                        att[h * HeadDim + i] = s;
+                    }
+                }
+                else for (int d = 0; d < HeadDim; d++) att[h * HeadDim + d] = mixed[d];
             }
             var o = MatVec(Wo[l], att, Dim);
             for (int i = 0; i < Dim; i++) x[i] += o[i];
