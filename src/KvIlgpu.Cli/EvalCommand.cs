@@ -71,8 +71,8 @@ internal static class EvalCommand
         };
         var projections = new Option<string>("--projections")
         {
-            Description = "the feature axis, comma-separated: none, or NAME=FILE (a kv-projection file, at every --dim-budgets " +
-                "share), or " +
+            Description = "the feature axis, comma-separated: none, think (ThinK's query-driven key channel pruning, at every " +
+                "--dim-budgets share of key channels), NAME=FILE (a kv-projection file, at every --dim-budgets share), or " +
                 "NAME=FILE:searched (at the file's own searched ranks)",
             DefaultValueFactory = _ => "none",
         };
@@ -116,7 +116,8 @@ internal static class EvalCommand
             options = options with
             {
                 SegmentLength = Math.Min(requested > 0 ? requested : c.MaxSeqLen, c.MaxSeqLen),
-                Projections = [.. projectionItems.Select(p => p.File == null ? ProjectionChoice.None
+                Projections = [.. projectionItems.Select(p => p.Name == "think" ? ProjectionChoice.ThinKPruning
+                    : p.File == null ? ProjectionChoice.None
                     : new ProjectionChoice(p.Name, KvProjectionFile.Load(p.File, c), p.Searched))],
             };
             options.Validate();
@@ -156,15 +157,14 @@ internal static class EvalCommand
         foreach (var item in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
             if (item == "none") { items.Add(("none", null, false)); continue; }
-            if (item == "think")
-                throw new ArgumentException("--projections: think (ThinK's key channel pruning) is not built yet; give none or NAME=FILE");
+            if (item == "think") { items.Add(("think", null, false)); continue; }
             int eq = item.IndexOf('=', StringComparison.Ordinal);
             if (eq <= 0 || eq == item.Length - 1)
                 throw new ArgumentException($"--projections: '{item}' is not none, NAME=FILE or NAME=FILE:searched");
             string name = item[..eq], file = item[(eq + 1)..];
             bool searched = file.EndsWith(":searched", StringComparison.Ordinal);
             if (searched) file = file[..^":searched".Length];
-            if (name is "none" or "full" || name.Contains(' ', StringComparison.Ordinal))
+            if (name is "none" or "full" or "think" || name.Contains(' ', StringComparison.Ordinal))
                 throw new ArgumentException($"--projections: '{name}' cannot name a projection (reserved or has a space)");
             items.Add((name, CliValues.ExistingFile(file, "--projections"), searched));
         }

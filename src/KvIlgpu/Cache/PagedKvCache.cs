@@ -222,6 +222,33 @@ internal sealed class PagedKvCache : IDisposable
         return result;
     }
 
+    /// <summary>The cached keys of one sequence's head, in logical slot order, one row of KeyWidth floats per slot.</summary>
+    public float[][] ReadKeys(int sequence, int layer, int kvHead)
+    {
+        int head = Head(sequence, layer, kvHead), n = _lengths[head], width = Layout.KeyWidth(head);
+        var keys = new float[n][];
+        for (int i = 0; i < n; i++)
+        {
+            keys[i] = new float[width];
+            _backend.Read(Buffers.Keys, keys[i], (int)Layout.KeyOffset(Layout.Slot(_tables[Layout.TableIndex(head, i)], i)));
+        }
+        return keys;
+    }
+
+    /// <summary>Multiplies every cached key of one sequence's head by mask (KeyWidth factors), channel by channel.</summary>
+    public void ScaleKeys(int sequence, int layer, int kvHead, ReadOnlySpan<float> mask)
+    {
+        int head = Head(sequence, layer, kvHead), n = _lengths[head], width = Layout.KeyWidth(head);
+        var key = new float[width];
+        for (int i = 0; i < n; i++)
+        {
+            int offset = (int)Layout.KeyOffset(Layout.Slot(_tables[Layout.TableIndex(head, i)], i));
+            _backend.Read(Buffers.Keys, key, offset);
+            for (int c = 0; c < width; c++) key[c] *= mask[c];
+            _backend.Write(Buffers.Keys, key, offset);
+        }
+    }
+
     /// <summary>Overwrites the metric of a head's first values.Length logical slots.</summary>
     public void WriteMetric(int sequence, int layer, int kvHead, ReadOnlySpan<float> values)
     {

@@ -56,7 +56,7 @@ internal sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<ushort>, ArrayView<int>, ArrayView<float>, int, int> _embedBf16, _embedF16;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, float> _rmsNorm;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _swiGlu, _add;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _swiGlu, _add, _multiply;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>
         _projectHeads;
@@ -116,6 +116,7 @@ internal sealed class IlgpuBackend : IComputeBackend
             int>(RopeKernels.Rope);
         _swiGlu = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.SwiGlu);
         _add = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Add);
+        _multiply = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int>(ActivationKernels.Multiply);
         _addBias = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ActivationKernels.AddBias);
         _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             AttentionParams>(AttentionKernels.CausalAttention);
@@ -304,6 +305,7 @@ internal sealed class IlgpuBackend : IComputeBackend
 
     public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count) => _swiGlu(_shape.Elementwise(count), V(gate), V(up), count);
     public void Add(DeviceBuffer x, DeviceBuffer y, int count) => _add(_shape.Elementwise(count), V(x), V(y), count);
+    public void Multiply(DeviceBuffer x, DeviceBuffer y, int count) => _multiply(_shape.Elementwise(count), V(x), V(y), count);
 
     public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
         bool addMean) =>

@@ -7,8 +7,10 @@ namespace KvIlgpu.Engine;
 /// <param name="Compression">KV cache compression for this request; null keeps the full cache.</param>
 /// <param name="ForcedTokens">Teacher forcing (evaluation): these tokens are fed instead of sampled ones.</param>
 /// <param name="OnLogits">Called with (position of the predicted token, logits) at every step (evaluation).</param>
+/// <param name="ThinK">ThinK's query-driven key channel pruning for this request (null: none).</param>
 public sealed record GenerationOptions(int MaxTokens = 256, SamplingOptions? Sampling = null, bool StopAtEos = true,
-    Compression.CompressionOptions? Compression = null, IReadOnlyList<int>? ForcedTokens = null, Action<int, float[]>? OnLogits = null)
+    Compression.CompressionOptions? Compression = null, IReadOnlyList<int>? ForcedTokens = null, Action<int, float[]>? OnLogits = null,
+    Projection.ThinKOptions? ThinK = null)
 {
     /// <summary>The sampling in force: <see cref="Sampling"/>, or greedy.</summary>
     public SamplingOptions SamplingOrDefault => Sampling ?? SamplingOptions.Greedy;

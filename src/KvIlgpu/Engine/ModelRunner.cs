@@ -20,6 +20,7 @@ internal sealed class ModelRunner(LlamaModel model, PagedKvCache cache)
     /// else compress every Interval decode steps.</summary>
     public void AfterForward(Sequence s)
     {
+        if (s.ThinKQueries != null) PruneKeyChannels(s);
         if (!s.Compresses) return;
         var c = s.Options.Compression!;
         if (s.Window != null)
@@ -29,6 +30,22 @@ internal sealed class ModelRunner(LlamaModel model, PagedKvCache cache)
             Compress(s);
         }
         else if (++s.DecodeStepsSinceCompression >= c.Interval) Compress(s);
+    }
+
+    /// <summary>ThinK once the prefill is done: scores every (layer, KV head)'s key channels from the window queries and
+    /// the cached keys, zeroes the pruned channels of the cached keys, and keeps the mask for the keys written after.
+    /// </summary>
+    private void PruneKeyChannels(Sequence s)
+    {
+        var c = model.Config;
+        int slot = s.Slot!.Value;
+        var keys = Enumerable.Range(0, c.Layers).Select(l => (IReadOnlyList<float[][]>)Enumerable.Range(0, c.KvHeads)
+            .Select(h => cache.ReadKeys(slot, l, h)).ToList()).ToList();
+        var masks = s.Options.ThinK!.Masks(s.ThinKQueries!, keys, c.Heads, c.KvHeads, c.HeadDim);
+        for (int l = 0; l < c.Layers; l++)
+            for (int h = 0; h < c.KvHeads; h++) cache.ScaleKeys(slot, l, h, masks[l].AsSpan(h * c.HeadDim, c.HeadDim));
+        s.KeyMask = masks;
+        s.ThinKQueries = null;
     }
 
     /// <summary>Compresses one running sequence to its budget now; returns the KVs evicted.</summary>

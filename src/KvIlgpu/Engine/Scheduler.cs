@@ -72,6 +72,7 @@ internal sealed class Scheduler : IDisposable
                 throw new ArgumentOutOfRangeException(nameof(promptIds),
                     $"token id {t} is outside the vocabulary (0..{_model.Config.VocabSize - 1})");
         options.Compression?.Validate();
+        options.ThinK?.Validate();
         var s = new Sequence
         {
             Id = id ?? $"req-{Interlocked.Increment(ref _nextId)}",
@@ -79,6 +80,7 @@ internal sealed class Scheduler : IDisposable
             Sampler = new Sampler(options.SamplingOrDefault), Cancellation = cancellationToken,
             Text = _tokenizer == null ? null : new TextStreamer(_tokenizer, promptIds),
             Usage = new KvUsageTracker(_model.Config.Layers),
+            Layers = _model.Config.Layers,
         };
         if (_cache.BlocksFor(promptIds.Count) > _cache.Pool.Total)
             throw new InvalidOptionException("KvMemoryBytes",
@@ -152,6 +154,9 @@ internal sealed class Scheduler : IDisposable
                     batch.WindowRows.Add((batch.Rows.Count, (layer, probs, stride) => window.Add(layer, probs, stride, position + 1,
                         windowSquared)));
                 }
+                if (s.ThinKQueries is { } queries && position >= s.PrefillLength - s.Options.ThinK!.ObservationWindow)
+                    batch.QueryRows.Add((batch.Rows.Count, (layer, q) => queries[layer].Add(q)));
+                batch.KeyMasks.Add(s.KeyMask);
                 batch.Rows.Add(new BatchRow(s.Slot!.Value, s.Tokens[position], position, n, i));
             }
             _cache.Append(s.Slot!.Value, n);
@@ -241,6 +246,7 @@ internal sealed class Scheduler : IDisposable
             s.Cached = 0;
             s.PrefillLength = s.Tokens.Count;
             s.Window = _runner.NewWindow(s);
+            s.StartThinK();
             s.AdmitOrder = ++_admitCounter;
             _running.Add(s);
         }

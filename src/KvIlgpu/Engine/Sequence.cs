@@ -39,6 +39,22 @@ internal sealed class Sequence
     /// <summary>What the request holds in the cache, added up while it runs.</summary>
     public required KvUsageTracker Usage { get; init; }
 
+    /// <summary>ThinK's window queries while the prefill runs: per layer, rows of [Heads * HeadDim] (null: not
+    /// collecting).</summary>
+    public List<float[]>[]? ThinKQueries { get; set; }
+    /// <summary>ThinK's key channel mask once the prefill is done: per layer, [KvHeads * HeadDim] of 1 and 0.</summary>
+    public float[][]? KeyMask { get; set; }
+
+    /// <summary>Starts (or, after a preemption, restarts) ThinK's window for a new prefill.</summary>
+    public void StartThinK()
+    {
+        KeyMask = null;
+        ThinKQueries = Options.ThinK == null ? null : [.. Enumerable.Range(0, Layers).Select(_ => new List<float[]>())];
+    }
+
+    /// <summary>The model's layer count (for ThinK's per-layer state).</summary>
+    public required int Layers { get; init; }
+
     public bool Compresses => Options.Compression is { Evicts: true };
     public int Generated => Tokens.Count - PromptLength;
     public int Pending => Tokens.Count - Cached;

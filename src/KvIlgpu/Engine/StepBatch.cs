@@ -17,9 +17,14 @@ internal sealed class StepBatch
     public List<MetricAccumulation> Accumulate { get; } = [];
     /// <summary>Prefill rows in an observation window, with where their probabilities go.</summary>
     public List<(int Row, Action<int, float[], int> Sink)> WindowRows { get; } = [];
+    /// <summary>Rows whose queries (after RoPE, [Heads * HeadDim]) go to a sink per layer (ThinK's window).</summary>
+    public List<(int Row, Action<int, float[]> Sink)> QueryRows { get; } = [];
+    /// <summary>Per row, its request's ThinK key mask (per layer [KvHeads * HeadDim]) or null.</summary>
+    public List<float[][]?> KeyMasks { get; } = [];
 
     /// <summary>The metric work of the step, or null when no row feeds a metric.</summary>
-    public MetricRequest? Metric => Accumulate.Any(a => a != MetricAccumulation.None) || WindowRows.Count > 0
-        ? new MetricRequest([.. Accumulate], WindowRows)
-        : null;
+    public MetricRequest? Metric =>
+        Accumulate.Any(a => a != MetricAccumulation.None) || WindowRows.Count > 0 || QueryRows.Count > 0 || KeyMasks.Any(m => m != null)
+            ? new MetricRequest([.. Accumulate], WindowRows, QueryRows, KeyMasks.Any(m => m != null) ? KeyMasks : null)
+            : null;
 }

@@ -38,7 +38,7 @@ public static class Evaluator
                 $"the corpus has {corpus.Count} tokens, fewer than one segment of {options.SegmentLength}");
         var tokenAxis = new List<(string Policy, string Budget)> { ("full", "-") };
         foreach (var p in options.Policies.Where(p => p != "full")) foreach (var b in options.Budgets) tokenAxis.Add((p, b));
-        var featureAxis = new List<(KvProjection? Projection, string Name, double DimBudget)> { (null, "none", 1) };
+        var featureAxis = new List<FeatureSetting> { new(null, null, "none", 1) };
         foreach (var choice in options.Projections ?? [])
             foreach (var setting in choice.Settings(options.DimBudgets ?? [1]))
                 if (!featureAxis.Any(f => f.Name == setting.Name && f.DimBudget == setting.DimBudget)) featureAxis.Add(setting);
@@ -64,7 +64,8 @@ public static class Evaluator
                 var compression = policy == "full" ? null
                     : CompressionOptions.ForPolicy(policy, options.Budget(budget, seg.Length));
                 var gen = new GenerationOptions(seg.Length - prefix, SamplingOptions.Greedy, StopAtEos: false, compression,
-                    ForcedTokens: seg[prefix..], OnLogits: (pos, logits) => logProbs[pos - prefix] = LogSoftmax(logits));
+                    ForcedTokens: seg[prefix..], OnLogits: (pos, logits) => logProbs[pos - prefix] = LogSoftmax(logits),
+                    ThinK: feature.ThinK);
                 var handle = engine.Submit(seg[..prefix], gen);
                 var result = handle.Completion.GetAwaiter().GetResult();
                 // What the segment held, from its own result: blocks over its decode steps, the peak, KVs per layer.
@@ -73,7 +74,7 @@ public static class Evaluator
                 peakBytes = Math.Max(peakBytes, usage.PeakBytes);
                 bytesPerBlock = usage.BytesPerBlock;
                 for (int layer = 0; layer < keptPerLayer.Length; layer++) keptPerLayer[layer] += usage.KeptPerLayerSums[layer];
-                if (policy == "full" && feature.Projection == null) reference.Add(logProbs);
+                if (policy == "full" && feature.Name == "none") reference.Add(logProbs);
                 var refs = reference[si];
                 for (int i = 0; i < logProbs.Length; i++)
                 {
@@ -92,17 +93,18 @@ public static class Evaluator
             var retrievalKvs = new KvTally();
             if (retrieval)
             {
-                if (engine.Tokenizer != null) passkey = Passkey.Accuracy(engine, options, policy, budget, kvs: retrievalKvs);
+                if (engine.Tokenizer != null)
+                    passkey = Passkey.Accuracy(engine, options, policy, budget, kvs: retrievalKvs, thinK: feature.ThinK);
                 progress?.Report(("passkey", ++done, total));
                 if (engine.Tokenizer != null) needle = Passkey.Accuracy(engine, options, policy, budget, Passkey.MultiKeyNeedle,
-                    retrievalKvs);
+                    retrievalKvs, feature.ThinK);
                 progress?.Report(("multi-key needle", ++done, total));
             }
-            double featureShare = feature.Projection?.KeptFraction ?? 1;
+            double featureShare = feature.FeatureShare(engine.Config.HeadDim);
             if (segments.Count > 0)
             {
                 long meanBytes = heldBlocks * bytesPerBlock / count;
-                if (policy == "full" && feature.Projection == null) fullMeanBytes = meanBytes;
+                if (policy == "full" && feature.Name == "none") fullMeanBytes = meanBytes;
                 rows.Add(new EvaluationRow(policy, budget, corpusKvs.CompressionRatio, Math.Exp(nll / count), kl / count, agree / count,
                     passkey, peakBytes, needle, meanBytes, keptPerLayer.Select(k => k / count).ToArray(), feature.Name, feature.DimBudget,
                     meanBytes / fullMeanBytes * featureShare));

@@ -18,12 +18,12 @@ public static class Passkey
     /// <summary>Mean accuracy over the options' lengths and depths for one policy and budget (the passkey task unless
     /// another is given).</summary>
     public static double Accuracy(InferenceEngine engine, EvaluationOptions options, string policy, string budget, TaskBuilder? task = null,
-        KvTally? kvs = null) =>
+        KvTally? kvs = null, Projection.ThinKOptions? thinK = null) =>
         Grid(engine, options.PasskeyLengths ?? [engine.Config.MaxSeqLen / 2], options.PasskeyDepths ?? [0.1, 0.5, 0.9],
             options.PasskeyTrials,
             promptLength => policy == "full" ? null
                 : CompressionOptions.ForPolicy(policy, options.Budget(budget, promptLength)),
-            task: task, kvs: kvs)
+            task: task, kvs: kvs, thinK: thinK)
         .Average(cell => cell.Accuracy);
 
     /// <summary>The passkey task: a 5-digit key stated once at the depth.</summary>
@@ -62,7 +62,7 @@ public static class Passkey
         IReadOnlyList<double> depths,
         int trials, Func<int, CompressionOptions?> compressionFor, IProgress<(int Done, int Total)>? progress = null,
             TaskBuilder? task = null,
-        KvTally? kvs = null)
+        KvTally? kvs = null, Projection.ThinKOptions? thinK = null)
     {
         task ??= PasskeyTask;
         var tok = engine.Tokenizer ?? throw new InvalidOperationException("passkey retrieval needs a tokenizer");
@@ -77,7 +77,7 @@ public static class Passkey
                 {
                     var (prompt, key) = task(tok, Math.Min(length, engine.Config.MaxSeqLen - 8), depth, rng);
                     return (Key: key, Handle: engine.Submit(prompt, new GenerationOptions(8, SamplingOptions.Greedy,
-                        Compression: compressionFor(prompt.Count))));
+                        Compression: compressionFor(prompt.Count), ThinK: thinK)));
                 }).ToList();
                 int ok = 0;
                 foreach (var (key, handle) in runs)

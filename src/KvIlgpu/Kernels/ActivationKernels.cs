@@ -22,6 +22,12 @@ internal static class ActivationKernels
         for (int i = GridStride.Start; i < count; i += GridStride.Step) x[i] += y[i];
     }
 
+    /// <summary>x *= y.</summary>
+    public static void Multiply(ArrayView<float> x, ArrayView<float> y, int count)
+    {
+        for (int i = GridStride.Start; i < count; i += GridStride.Step) x[i] *= y[i];
+    }
+
     /// <summary>x[r, :] += bias for rows of width bias.Length.</summary>
     public static void AddBias(ArrayView<float> x, ArrayView<float> bias, int rows, int width)
     {

@@ -188,11 +188,31 @@ internal sealed class LlamaModel : IDisposable
     private sealed record PagedStep(PagedKvCache Cache, DeviceIntBuffer RowInfo, DeviceBuffer Probabilities, int Stride,
         MetricRequest? Metric, DeviceIntBuffer? Accumulate, int Heads) : IKvStep
     {
-        public void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim) =>
+        public void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim)
+        {
+            if (Metric?.KeyMasks is { } masks)
+            {
+                // ThinK: each row's pruned key channels are zeroed before the write (rows without a mask keep all).
+                var factors = new float[rows * kvDim];
+                for (int r = 0; r < rows; r++)
+                    if (masks[r] is { } mask) mask[layer].CopyTo(factors, r * kvDim);
+                    else factors.AsSpan(r * kvDim, kvDim).Fill(1f);
+                using var f = b.Allocate(factors.Length);
+                b.Write(f, factors);
+                b.Multiply(k, f, factors.Length);
+            }
             b.PagedWrite(k, v, Cache.Buffers, RowInfo, rows, layer);
+        }
 
         public void Attend(IComputeBackend b, int layer, DeviceBuffer q, DeviceBuffer output, int rows, ModelConfig c)
         {
+            if (Metric?.QueryRows is { Count: > 0 } queryRows)
+                foreach (var (row, sink) in queryRows)
+                {
+                    var qRow = new float[c.QDim];
+                    b.Read(q, qRow, row * c.QDim);
+                    sink(layer, qRow);
+                }
             bool emit = Accumulate != null || Metric?.WindowRows.Count > 0;
             b.PagedAttention(q, Cache.Buffers, RowInfo, rows, layer, output, Probabilities, Stride, emitProbabilities: emit);
             if (Accumulate != null) b.AccumulateMetric(Probabilities, Stride, Cache.Buffers, RowInfo, Accumulate, rows, layer);

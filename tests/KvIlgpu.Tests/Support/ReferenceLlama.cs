@@ -21,6 +21,20 @@ internal sealed class ReferenceLlama
     /// without centring, scores keep the full head's 1/sqrt(d), and a head's output is (p V') U_V[:, :r_V]^T + mu_V.</summary>
     public KvProjection? Projection;
 
+    /// <summary>The queries (after RoPE) of the last Step, per layer [Heads * HeadDim].</summary>
+    public double[][] LastQueries = [];
+
+    private double[][]? _keyMask;
+
+    /// <summary>ThinK's pruning written out: multiplies every cached key of each layer by mask[layer] ([KvHeads *
+    /// HeadDim]) now, and every key of later steps too.</summary>
+    public void MaskKeys(double[][] mask)
+    {
+        _keyMask = mask;
+        for (int l = 0; l < _keys.Count; l++)
+            foreach (var k in _keys[l]) for (int i = 0; i < k.Length; i++) k[i] *= mask[l][i];
+    }
+
     /// <summary>The attention probabilities of the last Step: [layer][query head][key position].</summary>
     public double[][][] LastProbabilities = []; // per layer: list of [kvDim] per position
 
@@ -117,6 +131,7 @@ internal sealed class ReferenceLlama
         int kvDim = KvHeads * HeadDim;
         var x = Enumerable.Range(0, Dim).Select(i => (double)Emb[token * Dim + i]).ToArray();
         LastProbabilities = new double[Layers][][];
+        LastQueries = new double[Layers][];
         for (int l = 0; l < Layers; l++)
         {
             if (_keys.Count <= l) { _keys.Add([]); _values.Add([]); }
@@ -130,6 +145,8 @@ internal sealed class ReferenceLlama
                 for (int i = 0; i < k.Length; i++) { k[i] += Bk![l][i]; v[i] += Bv![l][i]; }
             }
             Rope(q, pos); Rope(k, pos);
+            LastQueries[l] = (double[])q.Clone();
+            if (_keyMask != null) for (int i = 0; i < k.Length; i++) k[i] *= _keyMask[l][i];
             if (Projection != null)
             {
                 k = Project(k, l, KvPart.Key);
