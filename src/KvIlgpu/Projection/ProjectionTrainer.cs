@@ -51,6 +51,22 @@ public static class ProjectionTrainer
         var validation = Enumerable.Range(0, ValidationWindows)
             .Select(i => stream[(stream.Length - (i + 1) * len)..(stream.Length - i * len)]).ToList();
         int trainEnd = stream.Length - ValidationWindows * len;
+        // Synthetic tasks as the base trainer draws them, over the calibration documents as filler.
+        Func<Random, int[]>? task = null;
+        if (cfg.TaskFraction > 0)
+        {
+            if (tokenizer == null || c.BosTokenId is not int bos)
+                throw new InvalidDataException($"{cfg.Corpus}: task_fraction needs a text corpus and a model with a tokenizer and a BOS token");
+            var docs = cfg.Corpus.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase)
+                ? [.. BrownCorpus.Read(cfg.Corpus).SkipLast(new TrainingConfig().ValidationDocuments).Select(doc => doc.Text)]
+                : File.ReadAllText(cfg.Corpus).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).ToList();
+            var taskConfig = new TrainingConfig
+            {
+                SequenceLength = len - 1, TaskFraction = 1, TaskMinLength = cfg.TaskMinLength, TaskWeights = cfg.TaskWeights,
+            };
+            var trainStream = stream.AsSpan(0, trainEnd).ToArray();
+            task = rng => Trainer.Sample(rng, taskConfig, tokenizer, trainStream, docs, bos).Ids;
+        }
 
         var model = TrainableLlama.FromWeights(weights);
         if (ops != null) model.UseOps(ops);
@@ -75,8 +91,12 @@ public static class ProjectionTrainer
             int[] Draw() => [.. Enumerable.Range(0, units).Select(_ => Math.Min(d, level * (1 + rng.Next(cfg.RankLevels))))];
             var keyRanks = Draw();
             var valueRanks = Draw();
-            var batch = Enumerable.Range(0, cfg.BatchSize)
-                .Select(_ => { int s = rng.Next(0, trainEnd - len); return stream[s..(s + len)]; }).ToList();
+            var batch = Enumerable.Range(0, cfg.BatchSize).Select(_ =>
+            {
+                if (task != null && rng.NextDouble() < cfg.TaskFraction) return task(rng);
+                int s = rng.Next(0, trainEnd - len);
+                return stream[s..(s + len)];
+            }).ToList();
             model.KvTransform = null;
             var teacher = new float[batch.Count][];
             Parallel.For(0, batch.Count, parallel, i => teacher[i] = model.Logits(batch[i].AsSpan(0, batch[i].Length - 1)));
@@ -96,7 +116,7 @@ public static class ProjectionTrainer
                 throw new InvalidDataException($"projection training diverged at step {step + 1}: the loss is {loss}");
             float lr = opt.LearningRate(step);
             opt.Update(model);
-            tokens += batch.Count * (len - 1);
+            tokens += batch.Sum(b => b.Length - 1);
             bool validated = (step + 1) % cfg.EvalEvery == 0 || step + 1 == cfg.Steps;
             if (validated) lastValidation = ValidationKl(model, projection, validation, half);
             log.Add(string.Create(CultureInfo.InvariantCulture, $"{step + 1},{loss:R},{losses.Average(l => l.Kl):R}," +

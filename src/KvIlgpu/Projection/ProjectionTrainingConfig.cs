@@ -34,6 +34,14 @@ public sealed record ProjectionTrainingConfig
     [JsonPropertyName("rank_levels")] public int RankLevels { get; init; } = 8;
     /// <summary>Steps between validations (KL to the full model at half the dims on fixed windows the steps never draw).</summary>
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 25;
+    /// <summary>Share of sequences that are the base trainer's synthetic long-range tasks (passkey, multi-key needle,
+    /// span copy) over corpus filler instead of corpus windows, so the distillation also sees what retrieval needs (needs
+    /// a tokenizer beside the model and a text corpus or the Brown .tgz).</summary>
+    [JsonPropertyName("task_fraction")] public double TaskFraction { get; init; }
+    /// <summary>Shortest task, in tokens (tasks are drawn log-uniformly up to sequence_length).</summary>
+    [JsonPropertyName("task_min_length")] public int TaskMinLength { get; init; } = 64;
+    /// <summary>Relative weights of the passkey, needle and copy tasks.</summary>
+    [JsonPropertyName("task_weights")] public double[] TaskWeights { get; init; } = [1, 1, 1];
     /// <summary>Steps between checkpoints (resumable).</summary>
     [JsonPropertyName("checkpoint_every")] public int CheckpointEvery { get; init; } = 25;
 
@@ -64,5 +72,9 @@ public sealed record ProjectionTrainingConfig
             "kl_weight and ce_weight must be >= 0 and not both 0");
         Require(RankLevels is >= 1 and <= 64, "rank_levels must be in 1..64");
         Require(EvalEvery > 0 && CheckpointEvery > 0, "eval_every and checkpoint_every must be positive");
+        Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
+        Require(TaskMinLength >= 16 && TaskMinLength <= SequenceLength, "task_min_length must be in 16..sequence_length");
+        Require(TaskWeights.Length == 3 && TaskWeights.All(w => w >= 0) && TaskWeights.Sum() > 0,
+            "task_weights must be three non-negative numbers (passkey, needle, copy), not all zero");
     }
 }

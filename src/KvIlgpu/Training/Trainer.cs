@@ -136,7 +136,7 @@ public static class Trainer
 
     /// <summary>A training sequence: a corpus window, or (task_fraction of the time) a synthetic long-range task of a
     /// length drawn log-uniformly from [task_min_length, sequence_length].</summary>
-    private static TrainingSequence Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
+    internal static TrainingSequence Sample(Random rng, TrainingConfig cfg, ITextTokenizer tok, int[] stream, List<string> docs, int bos)
     {
         int len = cfg.SequenceLength + 1;
         if (rng.NextDouble() >= cfg.TaskFraction)

@@ -128,6 +128,38 @@ public class ProjectionTrainingTests
         Assert.Equal(whole.Mean(KvPart.Key, 0, 1), resumed.Mean(KvPart.Key, 0, 1));
     }
 
+    [Fact]
+    public void The_ilgpu_kernels_train_the_same_projection_as_the_managed_trainer()
+    {
+        using var dir = new TempDir();
+        var w = TestModels.Random(Shape, seed: 9);
+        TestModels.WriteHuggingFace(dir.Path, w, WeightType.F32);
+        var rng = new Random(7);
+        string corpus = dir.File("corpus.ids");
+        File.WriteAllText(corpus, string.Join(",", Enumerable.Range(0, 2000).Select(_ => rng.Next(Shape.VocabSize))));
+        var init = TestProjections.Random(Shape.Layers, Shape.KvHeads, Shape.HeadDim, seed: 2);
+        var cfg = new ProjectionTrainingConfig
+        {
+            Corpus = corpus, SequenceLength = 16, BatchSize = 2, Steps = 3, EvalEvery = 3,
+            CheckpointEvery = 3, LearningRate = 0.01f
+        };
+        var managed = ProjectionTrainer.Run(cfg, dir.Path, init, dir.File("managed.safetensors"));
+        KvProjection onKernels;
+        lock (Backends.Lock)
+        {
+            using var ops = new IlgpuTrainingOps((KvIlgpu.Compute.IlgpuBackend)Backends.Get("ilgpu-cpu"));
+            onKernels = ProjectionTrainer.Train(cfg, dir.Path, init, dir.File("kernels.safetensors"), null, ops, default);
+        }
+        foreach (var part in new[] { KvPart.Key, KvPart.Value })
+            for (int l = 0; l < Shape.Layers; l++)
+                for (int h = 0; h < Shape.KvHeads; h++)
+                {
+                    var (a, b) = (managed.Basis(part, l, h), onKernels.Basis(part, l, h));
+                    Assert.True(a.Zip(b).Max(x => Math.Abs(x.First - x.Second)) < 1e-3, $"{part} layer {l} head {h}");
+                    Assert.NotEqual(init.Basis(part, l, h), b); // it did train
+                }
+    }
+
     /// <summary>Cancels the run after a given step has been reported (the checkpoint of that step is written first).</summary>
     private sealed class SyncStop(int step) : IProgress<TrainingProgress>
     {
