@@ -56,7 +56,8 @@ public static class ProjectionTrainer
         if (cfg.TaskFraction > 0)
         {
             if (tokenizer == null || c.BosTokenId is not int bos)
-                throw new InvalidDataException($"{cfg.Corpus}: task_fraction needs a text corpus and a model with a tokenizer and a BOS token");
+                throw new InvalidDataException($"{cfg.Corpus}: task_fraction needs a text corpus and a model with a tokenizer and a " +
+                    "BOS token");
             var docs = cfg.Corpus.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase)
                 ? [.. BrownCorpus.Read(cfg.Corpus).SkipLast(new TrainingConfig().ValidationDocuments).Select(doc => doc.Text)]
                 : File.ReadAllText(cfg.Corpus).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).ToList();
