@@ -12,7 +12,7 @@ namespace KvIlgpu.Compression;
 /// <param name="PoolKernel">Max-pool width along the key axis of the prefill metric (odd; 1 disables it).</param>
 /// <param name="Interval">Compress every N decode steps (and always after prefill and when blocks run out).</param>
 /// <param name="Average">Rank by the metric divided by the number of queries that could see each KV (SPEC 2's
-/// "average" variant) instead of the plain sum.</param>
+/// "average" variant) instead of the plain sum; null: the policy's choice (kvcompress averages).</param>
 public sealed record CompressionOptions(
     EvictionBudget Budget,
     string Policy = "kvcompress",
@@ -20,7 +20,7 @@ public sealed record CompressionOptions(
     bool? Squared = null,
     int? PoolKernel = null,
     int Interval = 1,
-    bool Average = false)
+    bool? Average = null)
 {
     /// <summary>The names of the registered policies.</summary>
     public static IEnumerable<string> Policies => EvictionPolicies.All.Keys;
@@ -39,9 +39,9 @@ public sealed record CompressionOptions(
     }
 
     /// <summary>An eviction metric by name: squared, plain, squared-average or plain-average; null keeps the policy's.</summary>
-    public static (bool? Squared, bool Average) ParseMetric(string? metric) => metric switch
+    public static (bool? Squared, bool? Average) ParseMetric(string? metric) => metric switch
     {
-        null => (null, false),
+        null => (null, null),
         "squared" => (true, false),
         "plain" => (false, false),
         "squared-average" => (true, true),
@@ -68,6 +68,8 @@ public sealed record CompressionOptions(
     internal int EffectiveWindow => ObservationWindow ?? EvictionPolicy.Scorer.ObservationWindow;
     /// <summary>Whether the metric sums squared probabilities: this request's choice, else the policy scorer's.</summary>
     internal bool EffectiveSquared => Squared ?? EvictionPolicy.Scorer.Squared;
+    /// <summary>Whether KVs rank by their average rather than their sum: this request's choice, else the policy scorer's.</summary>
+    internal bool EffectiveAverage => Average ?? EvictionPolicy.Scorer.Average;
     /// <summary>The prefill metric's pooling width in force: this request's, else the policy scorer's.</summary>
     internal int EffectivePoolKernel => PoolKernel ?? EvictionPolicy.Scorer.PoolKernel;
     /// <summary>Whether decode queries keep adding to the metric (the policy scorer's choice).</summary>

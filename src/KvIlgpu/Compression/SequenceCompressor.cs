@@ -22,7 +22,7 @@ internal static class SequenceCompressor
         if (policy.Selection.BoundsSequenceTotal && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
         var context = new SelectionContext(cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers, policy.Sinks);
-        if (!options.Average && policy.Scorer.ScoresAreMetrics && cache.Backend.EvictionPlanner is { } planner
+        if (!options.EffectiveAverage && policy.Scorer.ScoresAreMetrics && cache.Backend.EvictionPlanner is { } planner
             && policy.Selection.SelectOnDevice(planner, cache, sequence, context) is { } devicePlan)
         {
             // Planned where the metrics are: compact with the lengths alone.
@@ -30,7 +30,7 @@ internal static class SequenceCompressor
             return devicePlan.TotalEvicted;
         }
         var heads = cache.ReadHeads(sequence);
-        var scored = options.Average ? heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList() : heads;
+        var scored = options.EffectiveAverage ? heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList() : heads;
         var plan = policy.Plan(scored, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
         return plan.TotalEvicted;

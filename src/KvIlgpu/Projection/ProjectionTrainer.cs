@@ -85,6 +85,12 @@ public static class ProjectionTrainer
         var clock = Stopwatch.StartNew();
         long tokens = 0;
         float? lastValidation = null;
+        if (opt.Step == 0)
+        {
+            // Where the initial (PCA) basis stands, as step 0 of the log.
+            lastValidation = ValidationKl(model, projection, validation, half);
+            log.Add(string.Create(CultureInfo.InvariantCulture, $"0,,,{lastValidation.Value:R},"));
+        }
         for (int step = opt.Step; step < cfg.Steps; step++)
         {
             ct.ThrowIfCancellationRequested();
@@ -172,7 +178,7 @@ public static class ProjectionTrainer
         SvgPlot.Write(Path.Combine(folder, "loss.svg"), "Projection training loss", "step", "nats",
             new Dictionary<string, IReadOnlyList<(double X, double Y)>>
             {
-                ["loss (0.25 KL + 0.75 CE)"] = rows.Select(f => (N(f[0]), N(f[1]))).ToList(),
+                ["loss (0.25 KL + 0.75 CE)"] = rows.Where(f => f[1].Length > 0).Select(f => (N(f[0]), N(f[1]))).ToList(),
                 ["validation KL at half the dims"] = rows.Where(f => f[3].Length > 0).Select(f => (N(f[0]), N(f[3]))).ToList(),
             });
         KvProjectionFile.Save(projection.Export(full, full), outPath, new Dictionary<string, string>
@@ -194,7 +200,7 @@ public static class ProjectionTrainer
                 opt.ImportState(model, name, file.Read("m." + name, null, 0, 1).F32!, file.Read("v." + name, null, 0, 1).F32!);
         opt.Step = state.GetProperty("step").GetInt32();
         var logPath = Path.Combine(folder, "training_log.csv");
-        if (File.Exists(logPath)) log.AddRange(File.ReadAllLines(logPath).Skip(1).Take(opt.Step));
+        if (File.Exists(logPath)) log.AddRange(File.ReadAllLines(logPath).Skip(1).Take(opt.Step + 1));
         return state.TryGetProperty("seconds", out var s) ? s.GetDouble() : 0;
     }
 }

@@ -1,7 +1,7 @@
 namespace KvIlgpu.Compression;
 
 /// <summary><c>kvcompress-layer</c>: ablation of KV-Compress (SPEC 3 "even-per-layer"): its scorer (squared attention,
-/// window 8, pool 7, accumulated during decode), with chunks ranked within each layer, every layer held to the
-/// budget.</summary>
-internal sealed record KvCompressEvenLayerPolicy() : EvictionPolicy("kvcompress-layer",
-    new KvScorer(Squared: true, ObservationWindow: 8, PoolKernel: 7, AccumulateDuringDecode: true), new PerLayerChunkSelection());
+/// window 8, pool 7, accumulated during decode, averaged), with chunks ranked within each layer, every layer held to
+/// the budget.</summary>
+internal sealed record KvCompressEvenLayerPolicy() : EvictionPolicy("kvcompress-layer", KvCompressPolicy.DefaultScorer,
+    new PerLayerChunkSelection());

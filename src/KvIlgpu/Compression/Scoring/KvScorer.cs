@@ -9,7 +9,9 @@ namespace KvIlgpu.Compression;
 /// query).</param>
 /// <param name="PoolKernel">Max-pool width along the keys of the prefill metric (odd; 1: no pooling).</param>
 /// <param name="AccumulateDuringDecode">Whether every decode query keeps adding its attention to the metric.</param>
-internal record KvScorer(bool Squared, int ObservationWindow, int PoolKernel, bool AccumulateDuringDecode)
+/// <param name="Average">Whether KVs rank by their metric divided by the queries that could see them (SPEC 2's average
+/// variant) rather than by the sum.</param>
+internal record KvScorer(bool Squared, int ObservationWindow, int PoolKernel, bool AccumulateDuringDecode, bool Average = false)
 {
     /// <summary>Whether the scores are the metrics themselves, so a selection rule may rank the metrics where the cache
     /// keeps them (on the device).</summary>

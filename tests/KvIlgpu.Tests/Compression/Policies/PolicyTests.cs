@@ -81,12 +81,16 @@ public class PolicyTests
     public void A_policy_spec_names_the_policy_and_optionally_its_metric_variant()
     {
         var budget = new EvictionBudget(64);
-        var plain = CompressionOptions.ForPolicy("kvcompress", budget);
-        Assert.Equal(("kvcompress", true, false), (plain.Policy, plain.EffectiveSquared, plain.Average));
+        // kvcompress defaults to the squared-average metric (the team's decision); kvcompress:squared is the SPEC's sum.
+        var byDefault = CompressionOptions.ForPolicy("kvcompress", budget);
+        Assert.Equal(("kvcompress", true, true), (byDefault.Policy, byDefault.EffectiveSquared, byDefault.EffectiveAverage));
+        var sum = CompressionOptions.ForPolicy("kvcompress:squared", budget);
+        Assert.Equal(("kvcompress", true, false), (sum.Policy, sum.EffectiveSquared, sum.EffectiveAverage));
         var variant = CompressionOptions.ForPolicy("kvcompress:plain-average", budget);
-        Assert.Equal(("kvcompress", false, true), (variant.Policy, variant.EffectiveSquared, variant.Average));
+        Assert.Equal(("kvcompress", false, true), (variant.Policy, variant.EffectiveSquared, variant.EffectiveAverage));
         var h2o = CompressionOptions.ForPolicy("h2o:squared", budget);
-        Assert.Equal(("h2o", true, false), (h2o.Policy, h2o.EffectiveSquared, h2o.Average));
+        Assert.Equal(("h2o", true, false), (h2o.Policy, h2o.EffectiveSquared, h2o.EffectiveAverage));
+        Assert.False(CompressionOptions.ForPolicy("snapkv", budget).EffectiveAverage);
         Assert.Contains("cubed", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("kvcompress:cubed",
             budget)).Message);
         Assert.Contains("nope", Assert.Throws<InvalidOptionException>(() => CompressionOptions.ForPolicy("nope", budget)).Message);
