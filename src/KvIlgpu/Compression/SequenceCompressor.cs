@@ -21,8 +21,9 @@ internal static class SequenceCompressor
         // A budget on the sequence's total: when the sequence already fits it, there is nothing to read back or plan.
         if (policy.Selection.BoundsSequenceTotal && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
-        var context = new SelectionContext(cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers, policy.Sinks);
-        if (!options.EffectiveAverage && policy.Scorer.ScoresAreMetrics && cache.Backend.EvictionPlanner is { } planner
+        var context = new SelectionContext(cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers, policy.Sinks,
+            options.EffectiveAverage ? AverageOf(sequenceLength, promptLength, options) : default);
+        if (policy.Scorer.ScoresAreMetrics && cache.Backend.EvictionPlanner is { } planner
             && policy.Selection.SelectOnDevice(planner, cache, sequence, context) is { } devicePlan)
         {
             // Planned where the metrics are: compact with the lengths alone.
@@ -44,18 +45,15 @@ internal static class SequenceCompressor
     /// prefill at or after its position, plus (when the policy accumulates during decode) every decode query since.</summary>
     public static HeadSlots Averaged(HeadSlots head, int sequenceLength, int promptLength, CompressionOptions options)
     {
-        int window = options.EffectiveWindow == 0 ? promptLength : Math.Min(options.EffectiveWindow, promptLength);
-        bool decode = options.AccumulatesDuringDecode;
+        var average = AverageOf(sequenceLength, promptLength, options);
         var metric = new float[head.Length];
-        for (int t = 0; t < head.Length; t++)
-        {
-            int p = head.Positions[t];
-            int seen = (p < promptLength ? promptLength - Math.Max(p, promptLength - window) : 0)
-                + (decode ? Math.Max(0, sequenceLength - Math.Max(p, promptLength)) : 0);
-            metric[t] = head.Metric[t] / Math.Max(1, seen);
-        }
+        for (int t = 0; t < head.Length; t++) metric[t] = average.Score(head.Metric[t], head.Positions[t]);
         return head with { Metric = metric };
     }
+
+    private static Kernels.MetricAverage AverageOf(int sequenceLength, int promptLength, CompressionOptions options) =>
+        new(true, promptLength, options.EffectiveWindow == 0 ? promptLength : Math.Min(options.EffectiveWindow, promptLength),
+            sequenceLength, options.AccumulatesDuringDecode);
 
     /// <summary>Writes the prefill metric (observation window) into a freshly prefilled sequence, whose slots are
     /// still in position order.</summary>

@@ -19,7 +19,7 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
     private readonly LaunchShape _shape;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>,
         ArrayView<int>, ArrayView<int>,
-        int, int, PagedLayout, int, int> _sortKeys;
+        int, int, PagedLayout, int, int, MetricAverage> _sortKeys;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int,
         int> _chunkKeys;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<int>, int> _evictsInOrder;
@@ -34,7 +34,7 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
         _shape = shape;
         _sortKeys = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>,
             ArrayView<int>, ArrayView<int>,
-            int, int, PagedLayout, int, int>(EvictionKernels.SortKeys);
+            int, int, PagedLayout, int, int, MetricAverage>(EvictionKernels.SortKeys);
         _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int,
             int>(EvictionKernels.ChunkKeys);
         _evictsInOrder = _a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<int>, int>(EvictionKernels.EvictsInOrder);
@@ -45,7 +45,7 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
 
     /// <inheritdoc/>
     public int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens,
-        double? keepRate)
+        double? keepRate, MetricAverage average = default)
     {
         if ((maxCacheTokens == null) == (keepRate == null)) throw new ArgumentException("give exactly one of maxCacheTokens or keepRate");
         int heads = lengths.Length, b = cache.Layout.BlockSize;
@@ -70,7 +70,7 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
         counters.MemSetToZero();
         _sortKeys(_shape.Elementwise(total), IlgpuBackend.View(buffers.Metric), IlgpuBackend.View(buffers.Positions),
             IlgpuBackend.View(buffers.Tables),
-            offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, cache.Layout, recentFrom, sinks);
+            offsetBuffer.View, keys.View, slots.View, counters.View, heads, firstHead, cache.Layout, recentFrom, sinks, average);
         Sort(keys.View, slots.View);
 
         using var chunkKeys = _a.Allocate1D<ulong>(chunks);

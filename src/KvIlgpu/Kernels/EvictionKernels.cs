@@ -31,7 +31,7 @@ internal static class EvictionKernels
     /// counts the evictable slots into counters[0].</summary>
     public static void SortKeys(ArrayView<float> metric, ArrayView<int> positions, ArrayView<int> tables, ArrayView<int> offsets,
         ArrayView<ulong> keys, ArrayView<int> slots, ArrayView<int> counters, int heads, int firstHead, PagedLayout layout,
-        int recentFrom, int sinks)
+        int recentFrom, int sinks, MetricAverage average)
     {
         int total = offsets[heads];
         for (int i = GridStride.Start; i < total; i += GridStride.Step)
@@ -40,7 +40,7 @@ internal static class EvictionKernels
             long physical = layout.Slot(tables[layout.TableIndex(firstHead + h, t)], t);
             int position = positions[physical];
             bool isProtected = position >= recentFrom || position < sinks;
-            float m = isProtected ? float.PositiveInfinity : metric[physical];
+            float m = isProtected ? float.PositiveInfinity : average.Score(metric[physical], position);
             if (!isProtected) Atomic.Add(ref counters[0], 1);
             keys[i] = ((ulong)h << 32) | OrderedBits(m);
             slots[i] = t;

@@ -52,9 +52,15 @@ public class IlgpuEvictionPlannerTests
                     ? new EvictionBudget(MaxCacheTokens: rng.Next(1, seqLen + 2), ProtectedWindow: rng.Next(0, 10), Sinks: rng.Next(0, 3))
                     : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 10), Sinks: rng.Next(0, 3));
 
-                var host = CrossHeadChunkSelection.Plan(cache.ReadHeads(seq), blockSize, seqLen, budget);
+                // Half the trials rank by SPEC 2's average variant, which the device applies where the metrics are.
+                var average = rng.Next(2) == 0 ? default
+                    : new KvIlgpu.Kernels.MetricAverage(true, rng.Next(0, seqLen + 1), rng.Next(0, 9), seqLen, rng.Next(2) == 0);
+                var heads = cache.ReadHeads(seq);
+                if (average.Enabled != 0)
+                    heads = [.. heads.Select(hd => hd with { Metric = [.. hd.Metric.Select((m, t) => average.Score(m, hd.Positions[t]))] })];
+                var host = CrossHeadChunkSelection.Plan(heads, blockSize, seqLen, budget);
                 var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(blockSize, seqLen,
-                    budget, layers))!;
+                    budget, layers, Average: average))!;
                 for (int i = 0; i < host.Evicted.Count; i++)
                     Assert.True(host.Evicted[i].SequenceEqual(device.Evicted[i]),
                         $"trial {trial}, head {i}: host [{string.Join(",", host.Evicted[i])}] device " +
@@ -65,8 +71,10 @@ public class IlgpuEvictionPlannerTests
     /// <summary>Through <see cref="SequenceCompressor"/>, a backend that offers device planning (as CUDA does) leaves a
     /// sequence's heads exactly as host planning on the managed backend leaves them: the same survivors, positions and
     /// metrics in the same slots, and the same blocks back in the pool.</summary>
-    [Fact]
-    public void Compression_through_a_device_planning_backend_matches_host_planning()
+    [Theory]
+    [InlineData("kvcompress")] // the squared-average default
+    [InlineData("kvcompress:squared")] // the SPEC's sum
+    public void Compression_through_a_device_planning_backend_matches_host_planning(string policy)
     {
         var rng = new Random(5);
         var config = TestModels.Config(dim: 32, heads: 4, kvHeads: 2, layers: 2, seq: 96);
@@ -92,9 +100,9 @@ public class IlgpuEvictionPlannerTests
                 cache.Backend.WriteInts(cache.Buffers.Positions, positions);
                 cache.Backend.Write(cache.Buffers.Metric, metric);
             }
-            var options = new CompressionOptions(new EvictionBudget(MaxCacheTokens: 20, ProtectedWindow: 6, Sinks: 1), "kvcompress");
-            int evictedOnDevice = SequenceCompressor.Compress(onDevice, 0, seqLen, options);
-            int evictedOnHost = SequenceCompressor.Compress(onHost, 0, seqLen, options);
+            var options = CompressionOptions.ForPolicy(policy, new EvictionBudget(MaxCacheTokens: 20, ProtectedWindow: 6, Sinks: 1));
+            int evictedOnDevice = SequenceCompressor.Compress(onDevice, 0, seqLen, options, promptLength: 40);
+            int evictedOnHost = SequenceCompressor.Compress(onHost, 0, seqLen, options, promptLength: 40);
             Assert.Equal(4 * seqLen - 4 * 20, evictedOnHost, tolerance: 4 * 4); // within a block per head of the budget
             Assert.Equal(evictedOnHost, evictedOnDevice);
             var a = onDevice.ReadHeads(0);

@@ -23,7 +23,8 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
     public EvictionPlan? SelectOnDevice(IDeviceEvictionPlanner planner, PagedKvCache cache, int sequence, SelectionContext context) =>
         planner.PlanChunks(cache.Buffers, cache.Head(sequence, 0, 0), HeadLengths(cache, sequence),
             context.SequenceLength - context.Budget.ProtectedWindow,
-            context.Budget.Sinks, context.Budget.MaxCacheTokens, context.Budget.KeepRate) is { } evicted ? new EvictionPlan(evicted) : null;
+            context.Budget.Sinks, context.Budget.MaxCacheTokens, context.Budget.KeepRate, context.Average) is { } evicted
+            ? new EvictionPlan(evicted) : null;
 
     private static int[] HeadLengths(PagedKvCache cache, int sequence) =>
         [.. Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads).Select(h =>
