@@ -57,7 +57,8 @@ public class IlgpuEvictionPlannerTests
                     : new KvIlgpu.Kernels.MetricAverage(true, rng.Next(0, seqLen + 1), rng.Next(0, 9), seqLen, rng.Next(2) == 0);
                 var heads = cache.ReadHeads(seq);
                 if (average.Enabled != 0)
-                    heads = [.. heads.Select(hd => hd with { Metric = [.. hd.Metric.Select((m, t) => average.Score(m, hd.Positions[t]))] })];
+                    heads = [.. heads.Select(hd =>
+                        hd with { Metric = [.. hd.Metric.Select((m, t) => average.Score(m, hd.Positions[t]))] })];
                 var host = CrossHeadChunkSelection.Plan(heads, blockSize, seqLen, budget);
                 var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(blockSize, seqLen,
                     budget, layers, Average: average))!;
