@@ -22,7 +22,14 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
     /// <summary>From GGUF's "gpt2" tokenizer: tokenizer.ggml.tokens (byte-level strings), .merges ("a b") and the
     /// pre-tokenizer regex for tokenizer.ggml.pre; token_type 3 (control) marks special tokens.</summary>
     public ByteLevelBpeTextTokenizer(IReadOnlyList<string> tokens, IReadOnlyList<string> merges, IReadOnlyList<int>? tokenTypes,
-        string pattern, int? bosId, int? eosId)
+        string pattern, int? bosId, int? eosId) : this(tokens, merges, tokenTypes, [pattern], bosId, eosId)
+    {
+    }
+
+    /// <summary>As the single-pattern constructor, with patterns applied in sequence (see
+    /// <see cref="SequentialRegexPreTokenizer"/>).</summary>
+    public ByteLevelBpeTextTokenizer(IReadOnlyList<string> tokens, IReadOnlyList<string> merges, IReadOnlyList<int>? tokenTypes,
+        IReadOnlyList<string> patterns, int? bosId, int? eosId)
     {
         var vocab = tokens.Select((t, i) => new KeyValuePair<string, int>(t, i)).ToList();
         var special = new Dictionary<string, int>();
@@ -32,7 +39,8 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
         _tokenizer = BpeTokenizer.Create(new BpeOptions(vocab.Where(kv => !special.ContainsKey(kv.Key)))
         {
             Merges = merges, ByteLevel = true, SpecialTokens = special,
-            PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), special),
+            PreTokenizer = patterns.Count == 1 ? new RegexPreTokenizer(new Regex(patterns[0], RegexOptions.Compiled), special)
+                : new SequentialRegexPreTokenizer(patterns, special),
         });
         _pieces = vocab.ToDictionary(kv => kv.Value, kv => kv.Key);
         _special = [.. special.Values];
@@ -42,6 +50,16 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
     /// <summary>Qwen2's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "qwen2"): Llama 3's, but every digit on its own.</summary>
     public const string Qwen2Pattern =
         @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+    /// <summary>SmolLM's pre-tokenization (GGUF tokenizer.ggml.pre "smollm", and llama.cpp's starcoder, refact,
+    /// command-r, codeshell, exaone and minerva): every digit on its own, then GPT-2's pattern on each piece.</summary>
+    public static readonly string[] SmolLmPatterns = [@"\p{N}", @"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"];
+
+    /// <summary>DeepSeek Coder's pre-tokenization (GGUF tokenizer.ggml.pre "deepseek-coder"): line breaks, letters with an
+    /// optional leading space, punctuation likewise, CJK runs, then single digits, each regex splitting the pieces of the
+    /// one before.</summary>
+    public static readonly string[] DeepSeekCoderPatterns =
+        ["[\r\n]", @"\s?\p{L}+", @"\s?\p{P}+", "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+", @"\p{N}"];
 
     /// <summary>Llama 3's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "llama-bpe").</summary>
     public const string Llama3Pattern =
@@ -68,13 +86,15 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
             foreach (var a in added.EnumerateArray())
                 special[a.GetProperty("content").GetString()!] = a.GetProperty("id").GetInt32();
 
-        var pattern = FindSplitPattern(root.GetProperty("pre_tokenizer")) ?? Gpt2Pattern;
+        var patterns = SplitPatterns(path, root.GetProperty("pre_tokenizer"));
+        if (patterns.Count == 0) patterns.Add(Gpt2Pattern);
         _tokenizer = BpeTokenizer.Create(new BpeOptions(vocab)
         {
             Merges = merges,
             ByteLevel = true,
             SpecialTokens = special,
-            PreTokenizer = new RegexPreTokenizer(new Regex(pattern, RegexOptions.Compiled), special),
+            PreTokenizer = patterns.Count == 1 ? new RegexPreTokenizer(new Regex(patterns[0], RegexOptions.Compiled), special)
+                : new SequentialRegexPreTokenizer(patterns, special),
         });
         _pieces = vocab.ToDictionary(kv => kv.Value, kv => kv.Key);
         foreach (var (k, v) in special) _pieces[v] = k;
@@ -91,16 +111,35 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
         return (root.TryGetProperty("pre_tokenizer", out var p) && Has(p)) || (root.TryGetProperty("decoder", out var d) && Has(d));
     }
 
-    private static string? FindSplitPattern(JsonElement e)
+    /// <summary>The regexes a Hugging Face pre_tokenizer splits by, in order: a Split's regex (isolated pieces), Digits
+    /// (each digit alone, or runs of digits), a ByteLevel with use_regex (GPT-2's pattern), and a Sequence's members in
+    /// turn. Other kinds split nothing; a Split that drops or merges its matches is refused, naming the file.</summary>
+    private static List<string> SplitPatterns(string path, JsonElement e)
     {
-        if (e.ValueKind != JsonValueKind.Object) return null;
-        if (e.TryGetProperty("type", out var t) && t.GetString() == "Split" && e.TryGetProperty("pattern", out var p)
-            && p.TryGetProperty("Regex", out var r))
-            return r.GetString();
-        if (e.TryGetProperty("pretokenizers", out var list))
-            foreach (var item in list.EnumerateArray())
-                if (FindSplitPattern(item) is { } found) return found;
-        return null;
+        var patterns = new List<string>();
+        if (e.ValueKind != JsonValueKind.Object) return patterns;
+        string? type = e.TryGetProperty("type", out var t) ? t.GetString() : null;
+        switch (type)
+        {
+            case "Sequence" when e.TryGetProperty("pretokenizers", out var list):
+                foreach (var item in list.EnumerateArray()) patterns.AddRange(SplitPatterns(path, item));
+                break;
+            case "Split" when e.TryGetProperty("pattern", out var p):
+                string? behavior = e.TryGetProperty("behavior", out var b) ? b.GetString() : "Isolated";
+                if (behavior != "Isolated")
+                    throw new InvalidDataException($"{path}: pre_tokenizer Split with behavior '{behavior}' is not supported " +
+                        "(Isolated is)");
+                if (p.TryGetProperty("Regex", out var r)) patterns.Add(r.GetString()!);
+                else if (p.TryGetProperty("String", out var s)) patterns.Add(Regex.Escape(s.GetString()!));
+                break;
+            case "Digits":
+                patterns.Add(e.TryGetProperty("individual_digits", out var single) && single.GetBoolean() ? @"\p{N}" : @"\p{N}+");
+                break;
+            case "ByteLevel" when !e.TryGetProperty("use_regex", out var useRegex) || useRegex.GetBoolean():
+                patterns.Add(Gpt2Pattern);
+                break;
+        }
+        return patterns;
     }
 
     public IReadOnlyList<int> Encode(string text, bool addBos = false)

@@ -78,16 +78,19 @@ public static class TokenizerLoader
                 // The pre-tokenizer, as llama.cpp maps tokenizer.ggml.pre to its regexes. One this loader does not implement is
                 // refused by name: splitting text another way would tokenize it wrongly without a word.
                 string? pre = f.Get<string>("tokenizer.ggml.pre");
-                string pattern = pre switch
+                string[] patterns = pre switch
                 {
-                    "llama-bpe" or "llama3" or "smaug-bpe" => ByteLevelBpeTextTokenizer.Llama3Pattern,
-                    "qwen2" or "deepseek-r1-qwen" => ByteLevelBpeTextTokenizer.Qwen2Pattern,
-                    null or "default" or "gpt-2" => ByteLevelBpeTextTokenizer.Gpt2Pattern,
+                    "llama-bpe" or "llama3" or "smaug-bpe" => [ByteLevelBpeTextTokenizer.Llama3Pattern],
+                    "qwen2" or "deepseek-r1-qwen" => [ByteLevelBpeTextTokenizer.Qwen2Pattern],
+                    "smollm" or "starcoder" or "refact" or "command-r" or "codeshell" or "exaone" or "minerva-7b"
+                        => ByteLevelBpeTextTokenizer.SmolLmPatterns,
+                    "deepseek-coder" => ByteLevelBpeTextTokenizer.DeepSeekCoderPatterns,
+                    null or "default" or "gpt-2" => [ByteLevelBpeTextTokenizer.Gpt2Pattern],
                     _ => throw new InvalidModelException(f.Path, $"tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, " +
-                        "llama3 and smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; gpt-2 and default, " +
-                        "GPT-2's)"),
+                        "llama3 and smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; smollm, starcoder, " +
+                        "refact, command-r, codeshell, exaone and minerva-7b, SmolLM's; deepseek-coder; gpt-2 and default, GPT-2's)"),
                 };
-                return new ByteLevelBpeTextTokenizer(tokens, merges, types, pattern, bos, eos);
+                return new ByteLevelBpeTextTokenizer(tokens, merges, types, patterns, bos, eos);
             default:
                 throw new InvalidDataException($"{f.Path}: GGUF tokenizer model '{model}' is not supported (llama and gpt2 are)");
         }

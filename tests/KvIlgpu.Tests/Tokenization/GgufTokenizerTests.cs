@@ -62,8 +62,9 @@ public class GgufTokenizerTests
     [InlineData("gpt-2", true)]
     [InlineData(null, true)]
     [InlineData("qwen2", true)]
-    [InlineData("smollm", false)]
-    [InlineData("deepseek-coder", false)]
+    [InlineData("smollm", true)]
+    [InlineData("deepseek-coder", true)]
+    [InlineData("deepseek-llm", false)]
     public void A_gguf_bpe_vocabulary_splits_by_its_pre_tokenizer_or_is_refused_by_name(string? pre, bool supported)
     {
         using var dir = new TempDir();
@@ -83,7 +84,8 @@ public class GgufTokenizerTests
         {
             var e = Assert.Throws<InvalidModelException>(() => TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2));
             Assert.Equal($"{dir.File("m.gguf")}: tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, llama3 and " +
-                "smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; gpt-2 and default, GPT-2's)", e.Message);
+                "smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; smollm, starcoder, refact, command-r, " +
+                "codeshell, exaone and minerva-7b, SmolLM's; deepseek-coder; gpt-2 and default, GPT-2's)", e.Message);
             return;
         }
         var tok = TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2)!;
@@ -92,7 +94,7 @@ public class GgufTokenizerTests
         int[] expected = pre switch
         {
             "llama-bpe" => [Id("12"), Id("3"), Id("4")],
-            "qwen2" => [Id("1"), Id("2"), Id("3"), Id("4")],
+            "qwen2" or "smollm" or "deepseek-coder" => [Id("1"), Id("2"), Id("3"), Id("4")],
             _ => [Id("12"), Id("34")],
         };
         Assert.Equal(expected, tok.Encode("1234"));
