@@ -109,11 +109,7 @@ public class ProjectionTrainingTests
     public void A_resumed_run_ends_where_an_uninterrupted_one_does()
     {
         using var dir = new TempDir();
-        var w = TestModels.Random(Shape, seed: 8);
-        TestModels.WriteHuggingFace(dir.Path, w, WeightType.F32);
-        var rng = new Random(3);
-        string corpus = dir.File("corpus.ids");
-        File.WriteAllText(corpus, string.Join(",", Enumerable.Range(0, 3000).Select(_ => rng.Next(Shape.VocabSize))));
+        string corpus = WriteModelAndCorpus(dir, modelSeed: 8, corpusSeed: 3, tokens: 3000);
         var init = TestProjections.Random(Shape.Layers, Shape.KvHeads, Shape.HeadDim, seed: 1);
         var cfg = new ProjectionTrainingConfig
         {
@@ -132,11 +128,7 @@ public class ProjectionTrainingTests
     public void The_ilgpu_kernels_train_the_same_projection_as_the_managed_trainer()
     {
         using var dir = new TempDir();
-        var w = TestModels.Random(Shape, seed: 9);
-        TestModels.WriteHuggingFace(dir.Path, w, WeightType.F32);
-        var rng = new Random(7);
-        string corpus = dir.File("corpus.ids");
-        File.WriteAllText(corpus, string.Join(",", Enumerable.Range(0, 2000).Select(_ => rng.Next(Shape.VocabSize))));
+        string corpus = WriteModelAndCorpus(dir, modelSeed: 9, corpusSeed: 7, tokens: 2000);
         var init = TestProjections.Random(Shape.Layers, Shape.KvHeads, Shape.HeadDim, seed: 2);
         var cfg = new ProjectionTrainingConfig
         {
@@ -158,6 +150,17 @@ public class ProjectionTrainingTests
                     Assert.True(a.Zip(b).Max(x => Math.Abs(x.First - x.Second)) < 1e-3, $"{part} layer {l} head {h}");
                     Assert.NotEqual(init.Basis(part, l, h), b); // it did train
                 }
+    }
+
+    /// <summary>A random model of the test shape as an HF folder in dir, and a .ids corpus of random tokens beside it;
+    /// returns the corpus path.</summary>
+    private static string WriteModelAndCorpus(TempDir dir, int modelSeed, int corpusSeed, int tokens)
+    {
+        TestModels.WriteHuggingFace(dir.Path, TestModels.Random(Shape, seed: modelSeed), WeightType.F32);
+        var rng = new Random(corpusSeed);
+        string corpus = dir.File("corpus.ids");
+        File.WriteAllText(corpus, string.Join(",", Enumerable.Range(0, tokens).Select(_ => rng.Next(Shape.VocabSize))));
+        return corpus;
     }
 
     /// <summary>Cancels the run after a given step has been reported (the checkpoint of that step is written first).</summary>
