@@ -27,6 +27,15 @@ foreach (var run in args.Skip(1))
     var rows = lines.Skip(1).Select(l => l.Split(',')).ToDictionary(c => (c[0], c[1]), c => c);
     double Value((string Policy, string Budget) key, string column) =>
         double.Parse(rows[key][Array.IndexOf(header, column)], CultureInfo.InvariantCulture);
+    // Runs made before kvcompress's default became the squared average name the SPEC's sum "kvcompress" and the average
+    // "kvcompress:squared-average"; later runs name them "kvcompress:squared" and "kvcompress". Read both spellings.
+    if (rows.ContainsKey(("kvcompress:squared", "1/2")))
+        rows = rows.ToDictionary(kv => (kv.Key.Item1 switch
+        {
+            "kvcompress:squared" => "kvcompress",
+            "kvcompress" => "kvcompress:squared-average",
+            var other => other,
+        }, kv.Key.Item2), kv => kv.Value);
     foreach (var v in variants.Where(v => rows.ContainsKey((v, "1/2"))))
     {
         var kl = budgets.Select(b => Value((v, b), "kl_to_full") / baselines.Min(p => Value((p, b), "kl_to_full"))).ToList();
