@@ -56,7 +56,8 @@ internal static class BatchCommand
             // A bad line, or a request the engine refuses (a prompt longer than the context, ids outside the vocabulary),
             // gets its own error line; every other request runs.
             var running = new List<(GenerationHandle Handle, int Line)>();
-            foreach (var (request, error) in ReadRequests(requestsPath, engine, line => compression.Build(r, line)))
+            var thinK = projection.BuildThinK(r);
+            foreach (var (request, error) in ReadRequests(requestsPath, engine, line => compression.Build(r, line), thinK))
             {
                 if (error != null) { Fail(error.Id, error.Line, error.Message); continue; }
                 try { running.Add((engine.Submit(request!.Prompt, request.Options, request.Id, ct), request.Line)); }
@@ -113,7 +114,7 @@ internal static class BatchCommand
 
     /// <summary>Every non-blank line of the file, as a request or as the error that stops it.</summary>
     private static IEnumerable<(ParsedRequest? Request, LineError? Error)> ReadRequests(string path, InferenceEngine engine,
-        Func<BatchLine, KvIlgpu.Compression.CompressionOptions?> compression)
+        Func<BatchLine, KvIlgpu.Compression.CompressionOptions?> compression, Projection.ThinKOptions? thinK)
     {
         int lineNo = 0;
         foreach (var raw in File.ReadLines(path))
@@ -127,7 +128,7 @@ internal static class BatchCommand
             {
                 var line = BatchLine.Parse($"{path}:{lineNo}", lineNo, raw);
                 id = line.Id;
-                request = Read(line, engine, compression);
+                request = Read(line, engine, compression, thinK);
             }
             catch (BatchLineException e) { error = e.Message; }
             yield return (request, error == null ? null : new LineError(id, lineNo, error));
@@ -135,7 +136,7 @@ internal static class BatchCommand
     }
 
     private static ParsedRequest Read(BatchLine line, InferenceEngine engine, Func<BatchLine,
-        KvIlgpu.Compression.CompressionOptions?> compression)
+        KvIlgpu.Compression.CompressionOptions?> compression, Projection.ThinKOptions? thinK)
     {
         if (line.Has("prompt") == line.Has("prompt_ids")) throw line.Error(null, "give exactly one of \"prompt\" or \"prompt_ids\"");
         IReadOnlyList<int> prompt;
@@ -147,8 +148,11 @@ internal static class BatchCommand
         try
         {
             sampling.Validate();
+            // A line's "think" (a share of key channels, or 1 for none) replaces the command line's --think.
+            var lineThinK = line.TryNumber("think") is double share ? share == 1 ? null : new Projection.ThinKOptions(share) : thinK;
+            lineThinK?.Validate();
             return new ParsedRequest(line.Id, line.Number, prompt, new GenerationOptions(line.Int("max_tokens", 128), sampling,
-                Compression: compression(line)));
+                Compression: compression(line), ThinK: lineThinK));
         }
         catch (InvalidOptionException e) { throw line.Error(null, OptionNames.ForUser(e.Message, batchLine: true)); }
         catch (ArgumentException e) { throw line.Error(null, e.Message); }

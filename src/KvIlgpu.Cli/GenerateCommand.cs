@@ -42,10 +42,11 @@ internal static class GenerateCommand
                 throw new FileNotFoundException($"no --model given and the default model is missing at {modelPath}");
             var compressionOptions = compression.Build(r); // checked before the model loads
             var kvProjection = projection.Build(r);
+            var thinK = projection.BuildThinK(r);
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
                 new EngineOptions(deviceKind, KvProjection: kvProjection), p, r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliValues.Ints(ids, "--prompt-ids", 0) : engine.Encode(text!);
-            var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compressionOptions);
+            var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compressionOptions, ThinK: thinK);
             var generated = new List<int>();
             if (!asJson && text != null) Console.Write(text);
             var handle = engine.Submit(promptTokens, options, cancellationToken: ct);

@@ -33,6 +33,9 @@ internal static partial class OptionNames
         ["SegmentLength"] = ("--segment-length", null),
         ["PasskeyTrials"] = ("--passkey-trials", null),
         ["PasskeyLengths"] = ("--task-lengths", null),
+        ["KeptShare"] = ("--think", "think"),
+        ["KvRanks"] = ("--kv-ranks", null),
+        ["DimBudgets"] = ("--dim-budgets", null),
     };
 
     [GeneratedRegex(@"\b[A-Z][A-Za-z]+\b")]

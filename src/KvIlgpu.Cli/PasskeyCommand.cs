@@ -40,9 +40,10 @@ internal static class PasskeyCommand
             CliValues.Positive(r.GetValue(trials), "--trials");
             var options = compression.Build(r); // checked before the model loads
             var kvProjection = projection.Build(r);
+            var thinK = projection.BuildThinK(r);
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
                 new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16, KvProjection: kvProjection), p));
-            var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options);
+            var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options, thinK: thinK);
             if (r.GetValue(json))
             {
                 var cells = grid.Select(g => new { length = g.Length, depth = g.Depth, accuracy = g.Accuracy });

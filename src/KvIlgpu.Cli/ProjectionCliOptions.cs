@@ -16,11 +16,22 @@ internal sealed class ProjectionCliOptions
         Description = "every head at this kept fraction of feature dims instead of the file's ranks, such as 1/2 (needs --kv-projection)",
     };
 
+    public readonly Option<string?> ThinK = new("--think")
+    {
+        Description = "ThinK: after the prompt, keep this share of each head's key channels (those the last 32 prompt queries " +
+            "use most), such as 1/2",
+    };
+
     public void AddTo(Command command)
     {
         command.Options.Add(File);
         command.Options.Add(Ranks);
+        command.Options.Add(ThinK);
     }
+
+    /// <summary>ThinK's options from --think (null: none), checked before any model loads.</summary>
+    public ThinKOptions? BuildThinK(ParseResult r) =>
+        r.GetValue(ThinK) is { } share ? new ThinKOptions(CliValues.Share(share, "--think")) : null;
 
     /// <summary>Checks the values before any model loads; returns the override share (null: the file's ranks).</summary>
     public double? CheckedShare(ParseResult r)

@@ -15,7 +15,8 @@ public sealed record ThinKOptions(double KeptShare, int ObservationWindow = 32)
     public void Validate()
     {
         if (!(KeptShare is > 0 and <= 1))
-            throw new InvalidOptionException(nameof(KeptShare), $"ThinK's {nameof(KeptShare)} must be in (0, 1], got {KeptShare}");
+            throw new InvalidOptionException(nameof(KeptShare),
+                $"{nameof(KeptShare)} must be in (0, 1] (ThinK's kept share of key channels), got {KeptShare}");
         if (ObservationWindow < 1)
             throw new InvalidOptionException(nameof(ObservationWindow),
                 $"ThinK's {nameof(ObservationWindow)} must be at least 1, got {ObservationWindow}");

@@ -62,6 +62,7 @@ public class KvProjectionCommandTests
         { ["generate", "--prompt-ids", "1,2", "--kv-projection", "/nonexistent/p.safetensors"], "--kv-projection: no such file" },
         { ["eval", "--model", "x", "--segments", "0", "--passkey-trials", "1", "--projections", "think=f"], "'think' cannot name" },
         { ["eval", "--model", "x", "--segments", "0", "--passkey-trials", "1", "--projections", "a"], "'a' is not none, NAME=FILE" },
+        { ["generate", "--prompt-ids", "1,2", "--think", "2"], "--think: '2' is not a share" },
         { ["kv-projection", "ranks", "--model", "x", "--projection", "x", "--corpus", "x", "--budget", "3/2", "--out", "o"],
             "--budget: '3/2' is not a share" },
     };

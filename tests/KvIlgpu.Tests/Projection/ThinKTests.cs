@@ -64,6 +64,24 @@ public class ThinKTests
         Assert.True(Compare.RelativeError(logits.Select(x => (float)x).ToArray(), plainLogits) > 1e-3);
     }
 
+    /// <summary>--think on passkey and a batch line's "think" reach the engine: a batch line with think 0 is refused naming
+    /// its field while the other line runs, and passkey with --think runs the shipped model.</summary>
+    [Fact]
+    public void The_think_flag_and_batch_field_reach_the_engine()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("b.jsonl"), "{\"id\":\"a\",\"prompt_ids\":[1,5],\"max_tokens\":3,\"think\":0}\n" +
+            "{\"id\":\"b\",\"prompt_ids\":[1,5],\"max_tokens\":3,\"think\":0.5}\n");
+        var c = TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2);
+        TestModels.WriteLlama2c(dir.File("m.bin"), TestModels.Random(c, seed: 3));
+        var (code, stdout, _) = CliRunner.Run("batch", "--model", dir.File("m.bin"), "--requests", dir.File("b.jsonl"), "--device",
+            "cpu", "--json");
+        Assert.Equal(2, code); // one line failed, the other ran
+        var lines = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Contains("think must be in (0, 1]", lines[0]);
+        Assert.Contains("\"token_ids\"", lines[1]);
+    }
+
     [Fact]
     public void ThinK_options_out_of_range_are_refused_naming_the_option()
     {
