@@ -10,8 +10,8 @@ internal sealed class BatchLine
     /// <summary>Every field a batch line may carry.</summary>
     public static readonly IReadOnlySet<string> Fields = new HashSet<string>
     {
-        "id", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "think", "kv_policy", "kv_budget", "kv_keep_rate",
-        "protected_window", "kv_sinks", "observation_window", "compression_interval", "kv_metric",
+        "id", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "think", "kv_policy", "kv_budget",
+        "kv_keep_rate", "protected_window", "kv_sinks", "observation_window", "compression_interval", "kv_metric",
     };
 
     private readonly JsonElement _element;
