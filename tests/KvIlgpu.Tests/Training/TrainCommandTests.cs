@@ -198,5 +198,12 @@ public class TrainCommandTests
         var configs = Directory.GetFiles(Path.Combine(root.FullName, "weights", "default-train"), "stage*.json");
         Assert.Equal(16, configs.Length); // stages 1-10 and 14-19
         foreach (var path in configs) TrainingConfig.Load(path);
+        // And the recipes in training: the 64-wide-head model's stages and the default model's projection training.
+        foreach (var path in Directory.GetFiles(Path.Combine(root.FullName, "weights", "wide-train"), "stage*.json"))
+        {
+            var wide = TrainingConfig.Load(path);
+            Assert.Equal(64, wide.Dim / wide.Heads);
+        }
+        KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train", "kv-projection.json"));
     }
 }
