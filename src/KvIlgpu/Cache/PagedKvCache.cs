@@ -225,27 +225,42 @@ internal sealed class PagedKvCache : IDisposable
     /// <summary>The cached keys of one sequence's head, in logical slot order, one row of KeyWidth floats per slot.</summary>
     public float[][] ReadKeys(int sequence, int layer, int kvHead)
     {
-        int head = Head(sequence, layer, kvHead), n = _lengths[head], width = Layout.KeyWidth(head);
-        var keys = new float[n][];
-        for (int i = 0; i < n; i++)
+        int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
+        var keys = new float[_lengths[head]][];
+        ForEachKeyBlock(head, (t, block) =>
         {
-            keys[i] = new float[width];
-            _backend.Read(Buffers.Keys, keys[i], (int)Layout.KeyOffset(Layout.Slot(_tables[Layout.TableIndex(head, i)], i)));
-        }
+            for (int i = 0; i < block.Length / width; i++) keys[t + i] = block.Slice(i * width, width).ToArray();
+            return false;
+        });
         return keys;
     }
 
     /// <summary>Multiplies every cached key of one sequence's head by mask (KeyWidth factors), channel by channel.</summary>
-    public void ScaleKeys(int sequence, int layer, int kvHead, ReadOnlySpan<float> mask)
+    public void ScaleKeys(int sequence, int layer, int kvHead, float[] mask)
     {
-        int head = Head(sequence, layer, kvHead), n = _lengths[head], width = Layout.KeyWidth(head);
-        var key = new float[width];
-        for (int i = 0; i < n; i++)
+        int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
+        ForEachKeyBlock(head, (_, block) =>
         {
-            int offset = (int)Layout.KeyOffset(Layout.Slot(_tables[Layout.TableIndex(head, i)], i));
-            _backend.Read(Buffers.Keys, key, offset);
-            for (int c = 0; c < width; c++) key[c] *= mask[c];
-            _backend.Write(Buffers.Keys, key, offset);
+            for (int i = 0; i < block.Length; i++) block[i] *= mask[i % width];
+            return true;
+        });
+    }
+
+    private delegate bool KeyBlockVisitor(int firstSlot, Span<float> keys);
+
+    /// <summary>Visits a head's keys block by block (one read per block; slots of a block are contiguous): body gets the
+    /// logical index of the block's first slot and its keys; when it returns true the keys are written back.</summary>
+    private void ForEachKeyBlock(int head, KeyBlockVisitor body)
+    {
+        int n = _lengths[head], width = Layout.KeyWidth(head);
+        var block = new float[Layout.BlockSize * width];
+        for (int t = 0; t < n; t += Layout.BlockSize)
+        {
+            int count = Math.Min(Layout.BlockSize, n - t);
+            int offset = (int)Layout.KeyOffset(Layout.Slot(_tables[Layout.TableIndex(head, t)], t));
+            var keys = block.AsSpan(0, count * width);
+            _backend.Read(Buffers.Keys, keys, offset);
+            if (body(t, keys)) _backend.Write(Buffers.Keys, keys, offset);
         }
     }
 

@@ -35,8 +35,8 @@ internal interface IComputeBackend : IDisposable
     void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count);
     /// <summary>x[i] += y[i].</summary>
     void Add(DeviceBuffer x, DeviceBuffer y, int count);
-    /// <summary>x[i] *= y[i].</summary>
-    void Multiply(DeviceBuffer x, DeviceBuffer y, int count);
+    /// <summary>x[i] *= y[yOffset + i] for i &lt; count.</summary>
+    void Multiply(DeviceBuffer x, DeviceBuffer y, int yOffset, int count);
     /// <summary>Causal grouped-query attention: output[r, h*d..] = softmax(q.K^T / sqrt(d)) V over the cached
     /// positions, query head h reading KV head h / (Heads / KvHeads).</summary>
     void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape shape);

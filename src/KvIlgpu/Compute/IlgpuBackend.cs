@@ -305,7 +305,8 @@ internal sealed class IlgpuBackend : IComputeBackend
 
     public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count) => _swiGlu(_shape.Elementwise(count), V(gate), V(up), count);
     public void Add(DeviceBuffer x, DeviceBuffer y, int count) => _add(_shape.Elementwise(count), V(x), V(y), count);
-    public void Multiply(DeviceBuffer x, DeviceBuffer y, int count) => _multiply(_shape.Elementwise(count), V(x), V(y), count);
+    public void Multiply(DeviceBuffer x, DeviceBuffer y, int yOffset, int count) =>
+        _multiply(_shape.Elementwise(count), V(x), V(y).SubView(yOffset, count), count);
 
     public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
         bool addMean) =>

@@ -168,8 +168,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
 
     public void Add(DeviceBuffer x, DeviceBuffer y, int count) =>
         TensorPrimitives.Add(D(x).AsSpan(0, count), D(y).AsSpan(0, count), D(x).AsSpan(0, count));
-    public void Multiply(DeviceBuffer x, DeviceBuffer y, int count) =>
-        TensorPrimitives.Multiply(D(x).AsSpan(0, count), D(y).AsSpan(0, count), D(x).AsSpan(0, count));
+    public void Multiply(DeviceBuffer x, DeviceBuffer y, int yOffset, int count) =>
+        TensorPrimitives.Multiply(D(x).AsSpan(0, count), D(y).AsSpan(yOffset, count), D(x).AsSpan(0, count));
 
     public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
         bool addMean)

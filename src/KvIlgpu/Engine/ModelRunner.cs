@@ -43,7 +43,7 @@ internal sealed class ModelRunner(LlamaModel model, PagedKvCache cache)
             .Select(h => cache.ReadKeys(slot, l, h)).ToList()).ToList();
         var masks = s.Options.ThinK!.Masks(s.ThinKQueries!, keys, c.Heads, c.KvHeads, c.HeadDim);
         for (int l = 0; l < c.Layers; l++)
-            for (int h = 0; h < c.KvHeads; h++) cache.ScaleKeys(slot, l, h, masks[l].AsSpan(h * c.HeadDim, c.HeadDim));
+            for (int h = 0; h < c.KvHeads; h++) cache.ScaleKeys(slot, l, h, masks[l][(h * c.HeadDim)..((h + 1) * c.HeadDim)]);
         s.KeyMask = masks;
         s.ThinKQueries = null;
     }

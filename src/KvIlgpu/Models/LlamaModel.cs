@@ -150,12 +150,26 @@ internal sealed class LlamaModel : IDisposable
             accumulate = Backend.AllocateInts(rows.Length);
             Backend.WriteInts(accumulate, mask.Select(m => (int)m).ToArray());
         }
+        // ThinK: each row's key channel factors for every layer ([layer, row, kvDim]; 1 where a row keeps every channel),
+        // uploaded once for the step.
+        DeviceBuffer? keyFactors = null;
+        if (metric?.KeyMasks is { } masks)
+        {
+            int kvDim = Config.KvDim;
+            var factors = new float[Config.Layers * rows.Length * kvDim];
+            for (int l = 0; l < Config.Layers; l++)
+                for (int r = 0; r < rows.Length; r++)
+                    if (masks[r] is { } rowMask) rowMask[l].CopyTo(factors, (l * rows.Length + r) * kvDim);
+                    else factors.AsSpan((l * rows.Length + r) * kvDim, kvDim).Fill(1f);
+            keyFactors = Backend.Allocate(factors.Length);
+            Backend.Write(keyFactors, factors);
+        }
         try
         {
-            RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest, metric, accumulate, Config.Heads), tokens, positions,
-                logitRows);
+            RunRows(new PagedStep(cache, _rowInfo, _probabilities, longest, metric, accumulate, Config.Heads, keyFactors), tokens,
+                positions, logitRows);
         }
-        finally { accumulate?.Dispose(); }
+        finally { accumulate?.Dispose(); keyFactors?.Dispose(); }
         var result = new float[logitRows.Length * Config.VocabSize];
         if (result.Length > 0) Backend.Read(_logits, result);
         return result;
@@ -186,21 +200,12 @@ internal sealed class LlamaModel : IDisposable
     }
 
     private sealed record PagedStep(PagedKvCache Cache, DeviceIntBuffer RowInfo, DeviceBuffer Probabilities, int Stride,
-        MetricRequest? Metric, DeviceIntBuffer? Accumulate, int Heads) : IKvStep
+        MetricRequest? Metric, DeviceIntBuffer? Accumulate, int Heads, DeviceBuffer? KeyFactors) : IKvStep
     {
         public void Write(IComputeBackend b, int layer, DeviceBuffer k, DeviceBuffer v, int rows, int kvDim)
         {
-            if (Metric?.KeyMasks is { } masks)
-            {
-                // ThinK: each row's pruned key channels are zeroed before the write (rows without a mask keep all).
-                var factors = new float[rows * kvDim];
-                for (int r = 0; r < rows; r++)
-                    if (masks[r] is { } mask) mask[layer].CopyTo(factors, r * kvDim);
-                    else factors.AsSpan(r * kvDim, kvDim).Fill(1f);
-                using var f = b.Allocate(factors.Length);
-                b.Write(f, factors);
-                b.Multiply(k, f, factors.Length);
-            }
+            // ThinK: each row's pruned key channels are zeroed before the write.
+            if (KeyFactors != null) b.Multiply(k, KeyFactors, layer * rows * kvDim, rows * kvDim);
             b.PagedWrite(k, v, Cache.Buffers, RowInfo, rows, layer);
         }
 

@@ -25,6 +25,8 @@ public sealed class KvProjection
     // Bases [layer, head, row i, column j] with column j the j-th basis vector; means [layer, head, i]; ranks [layer, head].
     private readonly float[] _keyBases, _valueBases, _keyMeans, _valueMeans;
     private readonly int[] _keyRanks, _valueRanks;
+    // Whether the bases and means passed Checked (WithRanks shares them, so its projections skip the O(d^3) check).
+    private bool _basesChecked;
 
     /// <summary>Largest deviation from orthogonality a basis may have (max |U^T U - I|).</summary>
     public const float OrthogonalityTolerance = 1e-4f;
@@ -83,7 +85,7 @@ public sealed class KvProjection
     {
         var p = new KvProjection(method ?? Method, Layers, KvHeads, HeadDim, _keyBases, _keyMeans, _valueBases, _valueMeans,
             [.. keyRanks], [.. valueRanks])
-        { Source = Source };
+        { Source = Source, _basesChecked = _basesChecked };
         p.CheckRanks(Source ?? "ranks");
         return p;
     }
@@ -115,6 +117,11 @@ public sealed class KvProjection
     /// <summary>Checks orthogonality, finiteness and ranks (see <see cref="CheckedFor"/>).</summary>
     public KvProjection Checked(string source)
     {
+        if (_basesChecked)
+        {
+            CheckRanks(source);
+            return this;
+        }
         int d = HeadDim;
         for (int l = 0; l < Layers; l++)
             for (int h = 0; h < KvHeads; h++)
@@ -133,6 +140,7 @@ public sealed class KvProjection
                             $"(max |U^T U - I| = {worst:G3}, tolerance {OrthogonalityTolerance})");
                 }
         CheckRanks(source);
+        _basesChecked = true;
         return this;
     }
 

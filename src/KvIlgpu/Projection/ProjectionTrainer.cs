@@ -133,8 +133,9 @@ public static class ProjectionTrainer
             progress?.Report(new TrainingProgress("training", step + 1, cfg.Steps, loss, lastValidation,
                 tokens / clock.Elapsed.TotalSeconds, lr));
         }
+        // The last step's checkpoint wrote the file; a run resumed after its last step has nothing new to write.
         var trained = projection.Export(full, full);
-        if (!File.Exists(outPath) || opt.Step == 0) KvProjectionFile.Save(trained, outPath);
+        if (!File.Exists(outPath)) KvProjectionFile.Save(trained, outPath);
         return trained;
     }
 

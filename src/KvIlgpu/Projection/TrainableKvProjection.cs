@@ -50,7 +50,7 @@ internal sealed class TrainableKvProjection : IKvTransform
     /// <summary>Sets this step's ranks ([layer, head] each) and recomputes every basis and projector from the parameters.</summary>
     public void Prepare(IReadOnlyList<int> keyRanks, IReadOnlyList<int> valueRanks)
     {
-        _model.SyncToHost();
+        SyncToHost();
         for (int i = 0; i < keyRanks.Count; i++) { _ranks[0][i] = keyRanks[i]; _ranks[1][i] = valueRanks[i]; }
         int d = _d;
         for (int l = 0; l < _init.Layers; l++)
@@ -160,10 +160,19 @@ internal sealed class TrainableKvProjection : IKvTransform
         return ops.Wrap(dx);
     }
 
+    /// <summary>Brings the projection's own parameters to the host (the frozen model's stay where they are).</summary>
+    private void SyncToHost()
+    {
+        for (int l = 0; l < _init.Layers; l++)
+            foreach (var part in new[] { KvPart.Key, KvPart.Value })
+                foreach (var name in new[] { SkewName(part, l), MeanName(part, l) })
+                    _model.Ops.ToHost(_model.Tensor(name), _model.Parameters[name]);
+    }
+
     /// <summary>The trained projection (bases U = U0 C(X), means) at the given ranks.</summary>
     public KvProjection Export(IReadOnlyList<int> keyRanks, IReadOnlyList<int> valueRanks, string method = "trained")
     {
-        _model.SyncToHost();
+        SyncToHost();
         int d = _d, layers = _init.Layers;
         float[] Bases(KvPart part)
         {

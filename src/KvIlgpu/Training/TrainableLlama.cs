@@ -9,7 +9,11 @@ internal sealed class TrainableLlama
 {
     public ModelConfig Config { get; }
     public Dictionary<string, float[]> Parameters { get; } = [];
-    public Func<string, bool> IsTrainable { get; set; } = _ => true;
+    public Func<string, bool> IsTrainable
+    {
+        get;
+        set { field = value; _grads?.Dispose(); _grads = null; } // gradient sets hold the trainable parameters only
+    } = _ => true;
     /// <summary>A map applied to every layer's keys (after RoPE) and values before attention, trained with the model
     /// (null: none).</summary>
     public IKvTransform? KvTransform { get; set; }
@@ -95,8 +99,10 @@ internal sealed class TrainableLlama
     internal TrainingTensor Tensor(string name) => _p[name];
     private TrainingTensor P(string name) => Tensor(name);
 
-    /// <summary>A zeroed gradient set shaped like the parameters, on the model's backend.</summary>
-    public GradientSet NewGradients() => new(Ops, Parameters.ToDictionary(kv => kv.Key, kv => Ops.Allocate(kv.Value.Length)));
+    /// <summary>A zeroed gradient set shaped like the trainable parameters (frozen ones get none), on the model's
+    /// backend.</summary>
+    public GradientSet NewGradients() =>
+        new(Ops, Parameters.Where(kv => IsTrainable(kv.Key)).ToDictionary(kv => kv.Key, kv => Ops.Allocate(kv.Value.Length)));
     private string Head => Config.TiedEmbeddings ? "model.embed_tokens.weight" : "lm_head.weight";
 
     private sealed class LayerActs : IDisposable
