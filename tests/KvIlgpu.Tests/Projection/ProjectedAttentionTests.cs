@@ -7,6 +7,7 @@ namespace KvIlgpu.Tests.Projection;
 
 /// <summary>The engine's projected attention against the plain reference, which stores the projected coordinates
 /// themselves (SPEC section 5 written out in ReferenceLlama), on every backend, for MHA and GQA.</summary>
+[Collection("backends")] // shares ILGPU's CPU accelerator, which takes one caller at a time
 public class ProjectedAttentionTests
 {
     public static TheoryData<string, int> Cases => new() { { "cpu", 4 }, { "cpu", 2 }, { "ilgpu-cpu", 4 }, { "ilgpu-cpu", 2 } };

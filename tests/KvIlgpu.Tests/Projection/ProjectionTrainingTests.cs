@@ -6,6 +6,7 @@ using KvIlgpu.Training;
 
 namespace KvIlgpu.Tests.Projection;
 
+[Collection("backends")] // shares ILGPU's CPU accelerator, which takes one caller at a time
 public class ProjectionTrainingTests
 {
     private static readonly ModelConfig Shape = TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2, vocab: 64, seq: 64)
