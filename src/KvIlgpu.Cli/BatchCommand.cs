@@ -36,13 +36,16 @@ internal static class BatchCommand
         compression.AddTo(cmd);
         var projection = new ProjectionCliOptions();
         projection.AddTo(cmd);
+        var storage = new KvStorageCliOption();
+        storage.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             var deviceKind = DeviceKinds.Parse(r.GetValue(device)!);
             string modelPath = r.GetValue(model)!, requestsPath = r.GetValue(requests)!;
             if (!File.Exists(requestsPath)) throw new FileNotFoundException($"requests file not found: {requestsPath}", requestsPath);
             var options = new EngineOptions(deviceKind, KvMemoryBytes: r.GetValue(kvMemory), BlockSize: r.GetValue(blockSize),
-                MaxBatchSize: r.GetValue(maxBatch), MaxTokensPerStep: r.GetValue(maxStep), KvProjection: projection.Build(r));
+                MaxBatchSize: r.GetValue(maxBatch), MaxTokensPerStep: r.GetValue(maxStep), KvProjection: projection.Build(r),
+                KvStorage: storage.Build(r));
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, options, p, r.GetValue(tokenizer)));
             var output = new object();
             void Print(object line) { lock (output) Console.WriteLine(JsonSerializer.Serialize(line)); }
@@ -77,7 +80,7 @@ internal static class BatchCommand
                         ["id"] = res.Id, ["token_ids"] = res.TokenIds, ["stop_reason"] = res.StopReason, ["preemptions"] = res.Preemptions,
                         ["prompt_tokens"] = res.PromptTokens, ["time_to_first_token_s"] = Math.Round(res.TimeToFirstToken.TotalSeconds, 4),
                         ["evicted_kvs"] = res.EvictedKvs, ["peak_kv_bytes"] = res.KvUsage.PeakBytes,
-                        ["mean_kv_bytes"] = Math.Round(res.KvUsage.MeanBytes, 6),
+                        ["mean_kv_bytes"] = Math.Round(res.KvUsage.MeanBytes, 6), ["peak_kv_blocks"] = res.KvUsage.PeakBlocks,
                     };
                     if (res.Text != null) line["text"] = res.Text;
                     Interlocked.Increment(ref finished);
@@ -100,6 +103,7 @@ internal static class BatchCommand
                     preemptions = stats.Preemptions, evicted_kvs = stats.EvictedKvs, steps = stats.Steps,
                     peak_kv_bytes = stats.PeakKvBytes, kv_bytes_total = stats.KvBytesTotal,
                     blocks_total = stats.BlocksTotal, block_size = r.GetValue(blockSize), device = engine.DeviceName,
+                    kv_dtype = KvStorageCliOption.Name(engine.KvStorage), kv_bytes_per_token_per_head = engine.KvBytesPerToken,
                 },
             }));
             // 0: every request finished; 2: some failed (each has its error line) and others finished; 1: none finished.

@@ -11,7 +11,7 @@ internal sealed class BatchLine
     public static readonly IReadOnlySet<string> Fields = new HashSet<string>
     {
         "id", "prompt", "prompt_ids", "max_tokens", "temperature", "top_p", "top_k", "seed", "think", "kv_policy", "kv_budget",
-        "kv_keep_rate", "protected_window", "kv_sinks", "observation_window", "compression_interval", "kv_metric",
+        "kv_keep_rate", "kv_budget_bytes", "protected_window", "kv_sinks", "observation_window", "compression_interval", "kv_metric",
     };
 
     private readonly JsonElement _element;
@@ -65,6 +65,12 @@ internal sealed class BatchLine
     public int? TryInt(string field) =>
         !_element.TryGetProperty(field, out var v) ? null
         : v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out int n) ? n
+        : throw Wrong(field, "an integer", v);
+
+    /// <summary>A 64-bit integer field, or null.</summary>
+    public long? TryLong(string field) =>
+        !_element.TryGetProperty(field, out var v) ? null
+        : v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out long n) ? n
         : throw Wrong(field, "an integer", v);
 
     /// <summary>A number field, or null.</summary>

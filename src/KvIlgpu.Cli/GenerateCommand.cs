@@ -29,6 +29,8 @@ internal static class GenerateCommand
         compression.AddTo(cmd);
         var projection = new ProjectionCliOptions();
         projection.AddTo(cmd);
+        var storage = new KvStorageCliOption();
+        storage.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             string? text = r.GetValue(prompt), ids = r.GetValue(promptIds);
@@ -43,8 +45,9 @@ internal static class GenerateCommand
             var compressionOptions = compression.Build(r); // checked before the model loads
             var kvProjection = projection.Build(r);
             var thinK = projection.BuildThinK(r);
+            var kvStorage = storage.Build(r);
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
-                new EngineOptions(deviceKind, KvProjection: kvProjection), p, r.GetValue(tokenizer)));
+                new EngineOptions(deviceKind, KvProjection: kvProjection, KvStorage: kvStorage), p, r.GetValue(tokenizer)));
             var promptTokens = ids != null ? CliValues.Ints(ids, "--prompt-ids", 0) : engine.Encode(text!);
             var options = new GenerationOptions(r.GetValue(maxTokens), sampling, Compression: compressionOptions, ThinK: thinK);
             var generated = new List<int>();
@@ -67,6 +70,11 @@ internal static class GenerateCommand
                     ["stop_reason"] = stats.StopReason,
                     ["device"] = engine.DeviceName,
                     ["evicted_kvs"] = stats.EvictedKvs,
+                    ["kv_dtype"] = KvStorageCliOption.Name(engine.KvStorage),
+                    ["kv_bytes_per_token_per_head"] = engine.KvBytesPerToken,
+                    ["kv_bytes_held_mean"] = Math.Round(stats.KvUsage.MeanBytes),
+                    ["kv_bytes_held_peak"] = stats.KvUsage.PeakBytes,
+                    ["kv_blocks_peak"] = stats.KvUsage.PeakBlocks,
                     ["peak_kv_bytes"] = engine.Stats.PeakKvBytes,
                 };
                 if (engine.Tokenizer != null) result["text"] = engine.Tokenizer.Decode(generated);

@@ -10,6 +10,8 @@ internal static partial class OptionNames
     {
         ["MaxCacheTokens"] = ("--kv-budget", "kv_budget"),
         ["KeepRate"] = ("--kv-keep-rate", "kv_keep_rate"),
+        ["MaxCacheBytes"] = ("--kv-budget-bytes", "kv_budget_bytes"),
+        ["KvStorage"] = ("--kv-dtype", null),
         ["ProtectedWindow"] = ("--protected-window", "protected_window"),
         ["Sinks"] = ("--kv-sinks", "kv_sinks"),
         ["Policy"] = ("--kv-policy", "kv_policy"),

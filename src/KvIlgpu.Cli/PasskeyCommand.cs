@@ -32,6 +32,8 @@ internal static class PasskeyCommand
         compression.AddTo(cmd);
         var projection = new ProjectionCliOptions();
         projection.AddTo(cmd);
+        var storage = new KvStorageCliOption();
+        storage.AddTo(cmd);
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
@@ -41,8 +43,10 @@ internal static class PasskeyCommand
             var options = compression.Build(r); // checked before the model loads
             var kvProjection = projection.Build(r);
             var thinK = projection.BuildThinK(r);
+            var kvStorage = storage.Build(r);
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath,
-                new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16, KvProjection: kvProjection), p));
+                new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), MaxBatchSize: 16, KvProjection: kvProjection,
+                    KvStorage: kvStorage), p));
             var grid = Passkey.Grid(engine, ls, ds, r.GetValue(trials), _ => options, thinK: thinK);
             if (r.GetValue(json))
             {

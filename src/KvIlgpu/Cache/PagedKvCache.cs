@@ -24,7 +24,7 @@ internal sealed class PagedKvCache : IDisposable
     public BlockPool Pool { get; }
     public int MaxSequences { get; }
     public int HeadsPerSequence => Layout.HeadsPerSequence;
-    /// <summary>Bytes of one block: K and V, plus each slot's position and metric.</summary>
+    /// <summary>Bytes of one block: packed K and V, plus each slot's position, metric and (q8) scales.</summary>
     public long BytesPerBlock { get; }
     /// <summary>Bytes of the block tables and lengths.</summary>
     public long MetadataBytes { get; }
@@ -39,7 +39,8 @@ internal sealed class PagedKvCache : IDisposable
             $"{nameof(options.BlockSize)} must be positive (got {options.BlockSize})");
         if (options.MaxSequences <= 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxSequences must be positive");
         _backend = backend;
-        Layout = PagedLayout.For(config, options.BlockSize);
+        if (options.Storage == KvStorageType.Auto) throw new ArgumentException("resolve the storage type first", nameof(options));
+        Layout = PagedLayout.For(config, options.BlockSize, options.Storage, options.KeyWidth, options.ValueWidth);
         MaxSequences = options.MaxSequences;
         int heads = MaxSequences * HeadsPerSequence;
         BytesPerBlock = Layout.BytesPerBlock;
@@ -51,14 +52,15 @@ internal sealed class PagedKvCache : IDisposable
                 $"KvMemoryBytes {budget} holds {Math.Max(0, blocks)} blocks of {BytesPerBlock} bytes after {MetadataBytes} bytes of " +
                     $"metadata; one token of one sequence needs {HeadsPerSequence} blocks " +
                         $"({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
-        if (Layout.PoolFloats(blocks) > int.MaxValue)
-            blocks = int.MaxValue / Layout.PoolFloats(1);
+        // One buffer holds at most int.MaxValue elements.
+        long perBlock = Math.Max(Math.Max(Layout.KeyPoolWords(1), Layout.ValuePoolWords(1)), 2L * options.BlockSize);
+        blocks = Math.Min(blocks, int.MaxValue / perBlock);
         Pool = new BlockPool((int)blocks);
         int slots = (int)blocks * options.BlockSize;
-        Buffers = new PagedKvBuffers(Layout, backend.Allocate((int)Layout.PoolFloats(blocks)),
-            backend.Allocate((int)Layout.PoolFloats(blocks)),
+        Buffers = new PagedKvBuffers(Layout, backend.AllocateInts((int)Layout.KeyPoolWords(blocks)),
+            backend.AllocateInts((int)Layout.ValuePoolWords(blocks)),
             backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * Layout.MaxBlocksPerHead),
-                backend.AllocateInts(heads));
+                backend.AllocateInts(heads), backend.Allocate(Layout.HasScales ? 2 * slots : 1));
         _tables = new int[heads * Layout.MaxBlocksPerHead];
         _lengths = new int[heads];
         _blockCounts = new int[heads];
@@ -222,7 +224,8 @@ internal sealed class PagedKvCache : IDisposable
         return result;
     }
 
-    /// <summary>The cached keys of one sequence's head, in logical slot order, one row of KeyWidth floats per slot.</summary>
+    /// <summary>The cached keys of one sequence's head, in logical slot order, one row of KeyWidth floats per slot (widened
+    /// from the storage type).</summary>
     public float[][] ReadKeys(int sequence, int layer, int kvHead)
     {
         int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
@@ -235,7 +238,8 @@ internal sealed class PagedKvCache : IDisposable
         return keys;
     }
 
-    /// <summary>Multiplies every cached key of one sequence's head by mask (KeyWidth factors), channel by channel.</summary>
+    /// <summary>Multiplies every cached key of one sequence's head by mask (KeyWidth factors), channel by channel (and
+    /// stores the result in the storage type again).</summary>
     public void ScaleKeys(int sequence, int layer, int kvHead, float[] mask)
     {
         int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
@@ -249,18 +253,29 @@ internal sealed class PagedKvCache : IDisposable
     private delegate bool KeyBlockVisitor(int firstSlot, Span<float> keys);
 
     /// <summary>Visits a head's keys block by block (one read per block; slots of a block are contiguous): body gets the
-    /// logical index of the block's first slot and its keys; when it returns true the keys are written back.</summary>
+    /// logical index of the block's first slot and its keys, widened to f32; when it returns true the keys are packed
+    /// and written back.</summary>
     private void ForEachKeyBlock(int head, KeyBlockVisitor body)
     {
-        int n = _lengths[head], width = Layout.KeyWidth(head);
+        int n = _lengths[head], width = Layout.KeyWidth(head), words = Layout.KeyWords;
         var block = new float[Layout.BlockSize * width];
+        var packed = new int[Layout.BlockSize * words];
+        var scales = new float[2 * Layout.BlockSize];
         for (int t = 0; t < n; t += Layout.BlockSize)
         {
             int count = Math.Min(Layout.BlockSize, n - t);
-            int offset = (int)Layout.KeyOffset(Layout.Slot(_tables[Layout.TableIndex(head, t)], t));
+            long slot = Layout.Slot(_tables[Layout.TableIndex(head, t)], t);
+            int offset = (int)Layout.KeyOffset(slot);
             var keys = block.AsSpan(0, count * width);
-            _backend.Read(Buffers.Keys, keys, offset);
-            if (body(t, keys)) _backend.Write(Buffers.Keys, keys, offset);
+            _backend.ReadInts(Buffers.Keys, packed.AsSpan(0, count * words), offset);
+            if (Layout.HasScales) _backend.Read(Buffers.Scales, scales.AsSpan(0, 2 * count), (int)(2 * slot));
+            for (int i = 0; i < count; i++)
+                KvCodec.LoadRow(packed.AsSpan(i * words, words), scales[2 * i], keys.Slice(i * width, width), Layout.Storage);
+            if (!body(t, keys)) continue;
+            for (int i = 0; i < count; i++)
+                scales[2 * i] = KvCodec.StoreRow(keys.Slice(i * width, width), packed.AsSpan(i * words, words), Layout.Storage);
+            _backend.WriteInts(Buffers.Keys, packed.AsSpan(0, count * words), offset);
+            if (Layout.HasScales) _backend.Write(Buffers.Scales, scales.AsSpan(0, 2 * count), (int)(2 * slot));
         }
     }
 

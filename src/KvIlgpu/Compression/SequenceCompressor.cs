@@ -18,6 +18,8 @@ internal static class SequenceCompressor
     {
         var policy = options.EvictionPolicy;
         if (!policy.Evicts) return 0;
+        if (options.Budget.MaxCacheBytes != null)
+            options = options with { Budget = options.Budget.InTokens(cache.Layout.BytesPerSlot, cache.HeadsPerSequence) };
         // A budget on the sequence's total: when the sequence already fits it, there is nothing to read back or plan.
         if (policy.Selection.BoundsSequenceTotal && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;

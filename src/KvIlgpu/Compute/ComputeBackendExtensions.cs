@@ -26,4 +26,16 @@ internal static class ComputeBackendExtensions
         backend.Read(buffer, a);
         return a;
     }
+
+    /// <summary>Writes floats as their bit patterns into an int buffer (an f32 K or V pool).</summary>
+    public static void WriteFloatBits(this IComputeBackend backend, DeviceIntBuffer dst, ReadOnlySpan<float> src) =>
+        backend.WriteInts(dst, System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(src));
+
+    /// <summary>An int buffer's words read back as floats (an f32 K or V pool).</summary>
+    public static float[] ToFloatBits(this IComputeBackend backend, DeviceIntBuffer buffer)
+    {
+        var a = new float[buffer.Length];
+        backend.ReadInts(buffer, System.Runtime.InteropServices.MemoryMarshal.Cast<float, int>(a.AsSpan()));
+        return a;
+    }
 }

@@ -40,10 +40,10 @@ internal interface IComputeBackend : IDisposable
     /// <summary>Causal grouped-query attention: output[r, h*d..] = softmax(q.K^T / sqrt(d)) V over the cached
     /// positions, query head h reading KV head h / (Heads / KvHeads).</summary>
     void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape shape);
-    /// <summary>Per-head affine map: output[r, h, i] = sum_j maps[h, i, j] (x[r, h, j] - means[h, j]) (+ means[h, i] when
-    /// addMean), x and output [rows, heads * headDim], maps [heads, headDim, headDim], means [heads, headDim].</summary>
-    void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
-        bool addMean);
+    /// <summary>Per-head affine map: output[r, h, i] = sum_j maps[h, i, j] (x[r, h, j] - subtract[h, j]) + add[h, i], x and
+    /// output [rows, heads * headDim] (distinct buffers), maps [heads, headDim, headDim], subtract and add [heads, headDim].</summary>
+    void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer subtract,
+        DeviceBuffer add);
     DeviceIntBuffer AllocateInts(int length);
     void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0);
     void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0);

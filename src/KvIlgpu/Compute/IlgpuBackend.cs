@@ -58,19 +58,19 @@ internal sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int> _rope;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int> _swiGlu, _add, _multiply;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int> _addBias;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>
-        _projectHeads;
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int,
+        int, int> _projectHeads;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         AttentionParams> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
-        ArrayView<float>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+        ArrayView<float>, ArrayView<float>,
         ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout> _pagedWrite;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
-        ArrayView<int>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>,
+        ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int,
-        PagedLayout> _moveSlots;
+    private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+        ArrayView<int>, int, PagedLayout> _moveSlots;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>,
         int, int, int, PagedLayout> _accumulateMetric;
@@ -120,22 +120,22 @@ internal sealed class IlgpuBackend : IComputeBackend
         _addBias = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int>(ActivationKernels.AddBias);
         _attention = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             AttentionParams>(AttentionKernels.CausalAttention);
-        _projectHeads = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int,
-            int>(ProjectionKernels.ProjectHeads);
+        _projectHeads = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
+            int, int, int>(ProjectionKernels.ProjectHeads);
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
-        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
-            ArrayView<float>,
+        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+            ArrayView<float>, ArrayView<float>,
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
-        _moveSlots = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, int,
-            PagedLayout>(PagedAttentionKernels.MoveSlots);
+        _moveSlots = a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+            ArrayView<int>, int, PagedLayout>(PagedAttentionKernels.MoveSlots);
         _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
             ArrayView<float>,
             int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
-            ? a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
-                ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
-            : a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
-                ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.Attention);
+            ? a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+                ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
+            : a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+                ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.Attention);
     }
 
     // Measured on the golden model (2 cores): warps of 4 in groups of 16 took 64 s for 256 decode steps,
@@ -308,10 +308,10 @@ internal sealed class IlgpuBackend : IComputeBackend
     public void Multiply(DeviceBuffer x, DeviceBuffer y, int yOffset, int count) =>
         _multiply(_shape.Elementwise(count), V(x), V(y).SubView(yOffset, count), count);
 
-    public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
-        bool addMean) =>
-        _projectHeads(_shape.Elementwise((long)rows * heads * headDim), V(x), V(output), V(maps), V(means), rows, heads, headDim,
-            addMean ? 1 : 0);
+    public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps,
+        DeviceBuffer subtract, DeviceBuffer add) =>
+        _projectHeads(_shape.Elementwise((long)rows * heads * headDim), V(x), V(output), V(maps), V(subtract), V(add), rows, heads,
+            headDim);
 
     public void Attention(DeviceBuffer q, DeviceBuffer keyCache, DeviceBuffer valueCache, DeviceBuffer output, AttentionShape s)
     {
@@ -348,15 +348,15 @@ internal sealed class IlgpuBackend : IComputeBackend
     }
 
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers c, DeviceIntBuffer rowInfo, int rows, int layer) =>
-        _pagedWrite(_shape.Elementwise((long)rows * c.Layout.KvHeads * c.Layout.HeadDim), V(k), V(v), V(c.Keys), V(c.Values),
-            IV(c.Positions), V(c.Metric), IV(c.Tables), IV(c.Lengths), IV(rowInfo), rows, layer, c.Layout);
+        _pagedWrite(_shape.Elementwise((long)rows * c.Layout.KvHeads), V(k), V(v), IV(c.Keys), IV(c.Values),
+            IV(c.Positions), V(c.Metric), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), rows, layer, c.Layout);
 
     public void PagedAttention(DeviceBuffer q, PagedKvBuffers c, DeviceIntBuffer rowInfo, int rows, int layer,
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
     {
         long items = (long)rows * c.Layout.Heads;
         var cfg = _shape.ThreadPerOutput ? _shape.Elementwise(items) : _shape.WarpPerItem(items);
-        _pagedAttention(cfg, V(q), V(c.Keys), V(c.Values), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output), V(probabilities),
+        _pagedAttention(cfg, V(q), IV(c.Keys), IV(c.Values), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output), V(probabilities),
             rows, layer, stride, emitProbabilities ? 1 : 0, c.Layout);
     }
 
@@ -368,8 +368,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
     {
         if (count == 0) return;
-        _moveSlots(_shape.Elementwise((long)count * c.Layout.HeadDim), V(c.Keys), V(c.Values), IV(c.Positions), V(c.Metric), IV(pairs),
-            count, c.Layout);
+        _moveSlots(_shape.Elementwise((long)count * Math.Max(c.Layout.KeyWords, c.Layout.ValueWords)), IV(c.Keys), IV(c.Values),
+            IV(c.Positions), V(c.Metric), V(c.Scales), IV(pairs), count, c.Layout);
     }
 
     public int ArgMax(DeviceBuffer x, int offset, int count)

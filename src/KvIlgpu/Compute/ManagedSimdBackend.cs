@@ -171,10 +171,10 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void Multiply(DeviceBuffer x, DeviceBuffer y, int yOffset, int count) =>
         TensorPrimitives.Multiply(D(x).AsSpan(0, count), D(y).AsSpan(yOffset, count), D(x).AsSpan(0, count));
 
-    public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps, DeviceBuffer means,
-        bool addMean)
+    public void ProjectHeads(DeviceBuffer x, DeviceBuffer output, int rows, int heads, int headDim, DeviceBuffer maps,
+        DeviceBuffer subtract, DeviceBuffer add)
     {
-        var xs = D(x); var o = D(output); var m = D(maps); var mu = D(means);
+        var xs = D(x); var o = D(output); var m = D(maps); var mu = D(subtract); var plus = D(add);
         ForRanges(rows * heads, (long)headDim * headDim, (start, end) =>
         {
             var centred = new float[headDim];
@@ -185,7 +185,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 TensorPrimitives.Subtract(xs.AsSpan(rh * headDim, headDim), mean, centred);
                 for (int i = 0; i < headDim; i++)
                     o[rh * headDim + i] = TensorPrimitives.Dot(m.AsSpan((h * headDim + i) * headDim, headDim), centred)
-                        + (addMean ? mean[i] : 0f);
+                        + plus[h * headDim + i];
             }
         });
     }
@@ -226,7 +226,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer)
     {
         var p = cache.Layout;
-        var ks = D(k); var vs = D(v); var kp = D(cache.Keys); var vp = D(cache.Values);
+        var ks = D(k); var vs = D(v); var kp = I(cache.Keys); var vp = I(cache.Values); var scales = D(cache.Scales);
         var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables);
         var lengths = I(cache.Lengths); var info = I(rowInfo);
         int d = p.HeadDim;
@@ -235,8 +235,11 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             {
                 int head = p.HeadIndex(info[4 * r], layer, h);
                 int slot = SlotOf(p, tables, head, Kernels.PagedLayout.AppendIndex(lengths[head], info[4 * r + 1], info[4 * r + 2]));
-                ks.AsSpan((r * p.KvHeads + h) * d, p.KeyWidth(head)).CopyTo(kp.AsSpan((int)p.KeyOffset(slot), p.KeyWidth(head)));
-                vs.AsSpan((r * p.KvHeads + h) * d, p.ValueWidth(head)).CopyTo(vp.AsSpan((int)p.ValueOffset(slot), p.ValueWidth(head)));
+                float keyScale = Kernels.KvCodec.StoreRow(ks.AsSpan((r * p.KvHeads + h) * d, p.KeyWidth(head)),
+                    kp.AsSpan((int)p.KeyOffset(slot), p.KeyWords), p.Storage);
+                float valueScale = Kernels.KvCodec.StoreRow(vs.AsSpan((r * p.KvHeads + h) * d, p.ValueWidth(head)),
+                    vp.AsSpan((int)p.ValueOffset(slot), p.ValueWords), p.Storage);
+                if (p.HasScales) { scales[2 * slot] = keyScale; scales[2 * slot + 1] = valueScale; }
                 pos[slot] = info[4 * r + 3];
                 metric[slot] = 0f;
             }
@@ -246,12 +249,17 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
     {
         var p = cache.Layout;
-        var qs = D(q); var kp = D(cache.Keys); var vp = D(cache.Values); var o = D(output); var probs = D(probabilities);
-        var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
+        var qs = D(q); var kp = I(cache.Keys); var vp = I(cache.Values); var o = D(output); var probs = D(probabilities);
+        var scales = D(cache.Scales); var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
         int d = p.HeadDim;
         float scale = 1f / MathF.Sqrt(d);
+        bool f32 = p.Storage == Kernels.KvCodec.F32;
         ForRanges(rows * p.Heads, (long)stride * d * 2, (start, end) =>
         {
+            // Rows widened from the storage type (f32 rows are read in place).
+            Span<float> row = stackalloc float[d];
+            var keys = System.Runtime.InteropServices.MemoryMarshal.Cast<int, float>(kp.AsSpan());
+            var values = System.Runtime.InteropServices.MemoryMarshal.Cast<int, float>(vp.AsSpan());
             for (int item = start; item < end; item++)
             {
                 int r = item / p.Heads, h = item % p.Heads;
@@ -260,13 +268,23 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 int kw = p.KeyWidth(head), vw = p.ValueWidth(head);
                 var qv = qs.AsSpan((r * p.Heads + h) * d, kw);
                 var sc = probs.AsSpan(item * stride, len);
-                for (int t = 0; t < len; t++) sc[t] = SimdMath.Dot(qv, kp.AsSpan((int)p.KeyOffset(SlotOf(p, tables, head, t)), kw)) * scale;
+                for (int t = 0; t < len; t++)
+                {
+                    int slot = SlotOf(p, tables, head, t), offset = (int)p.KeyOffset(slot);
+                    if (f32) { sc[t] = SimdMath.Dot(qv, keys.Slice(offset, kw)) * scale; continue; }
+                    KvRowDecoder.Decode(kp.AsSpan(offset, p.KeyWords), row[..kw], p.Storage);
+                    sc[t] = SimdMath.Dot(qv, row[..kw]) * (p.HasScales ? scales[2 * slot] * scale : scale);
+                }
                 SimdMath.SoftMax(sc, sc);
                 var dst = o.AsSpan((r * p.Heads + h) * d, d);
                 dst.Clear();
                 for (int t = 0; t < len; t++)
-                    TensorPrimitives.MultiplyAdd(vp.AsSpan((int)p.ValueOffset(SlotOf(p, tables, head, t)), vw), sc[t], dst[..vw],
-                        dst[..vw]);
+                {
+                    int slot = SlotOf(p, tables, head, t), offset = (int)p.ValueOffset(slot);
+                    if (f32) { TensorPrimitives.MultiplyAdd(values.Slice(offset, vw), sc[t], dst[..vw], dst[..vw]); continue; }
+                    KvRowDecoder.Decode(vp.AsSpan(offset, p.ValueWords), row[..vw], p.Storage);
+                    TensorPrimitives.MultiplyAdd(row[..vw], p.HasScales ? sc[t] * scales[2 * slot + 1] : sc[t], dst[..vw], dst[..vw]);
+                }
             }
         });
     }
@@ -303,15 +321,16 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count)
     {
         var p = cache.Layout;
-        var kp = D(cache.Keys); var vp = D(cache.Values); var pos = I(cache.Positions); var metric = D(cache.Metric); var pr = I(pairs);
-        int d = p.HeadDim;
+        var kp = I(cache.Keys); var vp = I(cache.Values); var pos = I(cache.Positions); var metric = D(cache.Metric);
+        var scales = D(cache.Scales); var pr = I(pairs);
         for (int m = 0; m < count; m++)
         {
             int from = pr[2 * m], to = pr[2 * m + 1];
-            kp.AsSpan((int)p.KeyOffset(from), d).CopyTo(kp.AsSpan((int)p.KeyOffset(to), d));
-            vp.AsSpan((int)p.ValueOffset(from), d).CopyTo(vp.AsSpan((int)p.ValueOffset(to), d));
+            kp.AsSpan((int)p.KeyOffset(from), p.KeyWords).CopyTo(kp.AsSpan((int)p.KeyOffset(to), p.KeyWords));
+            vp.AsSpan((int)p.ValueOffset(from), p.ValueWords).CopyTo(vp.AsSpan((int)p.ValueOffset(to), p.ValueWords));
             pos[to] = pos[from];
             metric[to] = metric[from];
+            if (p.HasScales) { scales[2 * to] = scales[2 * from]; scales[2 * to + 1] = scales[2 * from + 1]; }
         }
     }
 

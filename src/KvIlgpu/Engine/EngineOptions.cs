@@ -12,7 +12,10 @@ namespace KvIlgpu.Engine;
 /// <param name="MaxTokensPerStep">Most tokens in one forward step (prompt chunks plus decode tokens).</param>
 /// <param name="KvProjection">MatryoshkaKV projections applied to every request's keys and values at the projection's
 /// ranks (load one with <see cref="Projection.KvProjectionFile.Load(string, Models.ModelConfig)"/>; a uniform rank with
-/// <see cref="Projection.KvProjection.WithUniformRanks"/>); null: none.</param>
+/// <see cref="Projection.KvProjection.WithUniformRanks"/>); null: none. The cache then stores each head's coordinates
+/// only, as wide as the projection's largest key and value ranks.</param>
+/// <param name="KvStorage">How cached keys and values are stored: f32, f16, bf16 or q8 (int8 with a scale per token and
+/// head); Auto: the model's weight type, f16 for quantised weights.</param>
 public sealed record EngineOptions(
     Compute.DeviceKind Device = Compute.DeviceKind.Auto,
     int? CpuThreads = null,
@@ -21,4 +24,22 @@ public sealed record EngineOptions(
     int BlockSize = 16,
     int MaxBatchSize = 32,
     int MaxTokensPerStep = 256,
-    Projection.KvProjection? KvProjection = null);
+    Projection.KvProjection? KvProjection = null,
+    Cache.KvStorageType KvStorage = Cache.KvStorageType.Auto)
+{
+    /// <summary>The storage type Auto means for these weights: their own type (f32, f16, bf16) as vLLM does, and f16 when
+    /// the file held them quantised, as llama.cpp does.</summary>
+    public static Cache.KvStorageType ResolveStorage(Cache.KvStorageType requested, Models.LlamaWeights weights)
+    {
+        if (requested != Cache.KvStorageType.Auto)
+            return Enum.IsDefined(requested) ? requested
+                : throw new InvalidOptionException(nameof(KvStorage), $"{nameof(KvStorage)} {(int)requested} is not a storage type");
+        var w = weights.Layers.Count > 0 ? weights.Layers[0].Wq : weights.TokenEmbedding;
+        return w.Dequantized ? Cache.KvStorageType.F16 : w.Type switch
+        {
+            Models.WeightType.F16 => Cache.KvStorageType.F16,
+            Models.WeightType.BF16 => Cache.KvStorageType.BF16,
+            _ => Cache.KvStorageType.F32,
+        };
+    }
+}

@@ -32,18 +32,27 @@ public sealed class InferenceEngine : IDisposable
     public SchedulerStats Stats => _scheduler.Stats;
     internal PagedKvCache Cache => _cache;
     internal LlamaModel Model => _model;
+    /// <summary>How the KV cache stores keys and values (Auto resolved).</summary>
+    public KvStorageType KvStorage => (KvStorageType)_cache.Layout.Storage;
+    /// <summary>Bytes one cached token of one (layer, KV head) holds: packed K and V at the cache's widths, its position and
+    /// metric, and with q8 its scales.</summary>
+    public int KvBytesPerToken => _cache.Layout.BytesPerSlot;
     /// <summary>The KV projection every request's keys and values go through (null: none).</summary>
     public Projection.KvProjection? KvProjection => _model.Projection;
 
-    private InferenceEngine(LlamaModel model, IComputeBackend backend, ITextTokenizer? tokenizer, EngineOptions options)
+    private InferenceEngine(LlamaModel model, IComputeBackend backend, ITextTokenizer? tokenizer, EngineOptions options,
+        KvStorageType storage)
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         var c = model.Config;
-        long perSequence = Kernels.PagedLayout.For(c, options.BlockSize).FullSequenceBytes;
+        // A projection's cache holds its coordinates only: as wide as its largest ranks.
+        int keyWidth = options.KvProjection?.AllRanks(Projection.KvPart.Key).Max() ?? 0;
+        int valueWidth = options.KvProjection?.AllRanks(Projection.KvPart.Value).Max() ?? 0;
+        long perSequence = Kernels.PagedLayout.For(c, options.BlockSize, storage, keyWidth, valueWidth).FullSequenceBytes;
         long memory = options.KvMemoryBytes ?? Math.Min(8 * perSequence + (1 << 20),
             (long)(backend.MemoryBytes * options.KvMemoryFraction));
         _cache = new PagedKvCache(backend, c, new PagedCacheOptions(memory, options.KvMemoryFraction, options.BlockSize,
-            options.MaxBatchSize));
+            options.MaxBatchSize, storage, keyWidth, valueWidth));
         try { _scheduler = new Scheduler(model, _cache, new SchedulerOptions(options.MaxBatchSize, options.MaxTokensPerStep), tokenizer); }
         catch { _cache.Dispose(); throw; }
     }
@@ -66,6 +75,7 @@ public sealed class InferenceEngine : IDisposable
         IProgress<LoadProgress>? progress = null)
     {
         options ??= new EngineOptions();
+        var storage = EngineOptions.ResolveStorage(options.KvStorage, weights);
         var backend = BackendFactory.Create(options.Device, options.CpuThreads);
         LlamaModel? model = null;
         try
@@ -74,7 +84,7 @@ public sealed class InferenceEngine : IDisposable
                 progress.Report(new LoadProgress("uploading to " + backend.Kind, p.Done, p.Total)));
             model = new LlamaModel(weights, backend, options.MaxTokensPerStep, upload);
             if (options.KvProjection != null) model.Projection = options.KvProjection;
-            return new InferenceEngine(model, backend, tokenizer, options);
+            return new InferenceEngine(model, backend, tokenizer, options, storage);
         }
         catch
         {

@@ -19,29 +19,39 @@ internal static class PagedAttentionKernels
     private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, int index) => p.Slot(tables[p.TableIndex(head, index)],
         index);
 
-    /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]) into its own slot of every KV head, with the
-    /// token's position and a zero eviction metric.</summary>
-    public static void Write(ArrayView<float> k, ArrayView<float> v, ArrayView<float> kPool, ArrayView<float> vPool,
-        ArrayView<int> positions, ArrayView<float> metric, ArrayView<int> tables, ArrayView<int> lengths,
+    /// <summary>The q8 scale of a slot's key (part 0) or value (part 1); 1 for the other storage types.</summary>
+    private static float ScaleOf(PagedLayout p, ArrayView<float> scales, long slot, int part) =>
+        p.HasScales ? scales[2 * slot + part] : 1f;
+
+    /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]; the first KeyWidth and ValueWidth features of each head)
+    /// into its own slot of every KV head, packed in the cache's storage type (with its q8 scales), with the token's
+    /// position and a zero eviction metric. One thread per (row, KV head), so packed words are written whole.</summary>
+    public static void Write(ArrayView<float> k, ArrayView<float> v, ArrayView<int> kPool, ArrayView<int> vPool,
+        ArrayView<int> positions, ArrayView<float> metric, ArrayView<float> scales, ArrayView<int> tables, ArrayView<int> lengths,
         ArrayView<int> rowInfo, int rows, int layer, PagedLayout p)
     {
-        int d = p.HeadDim, total = rows * p.KvHeads * d;
+        int d = p.HeadDim, total = rows * p.KvHeads;
         for (int i = GridStride.Start; i < total; i += GridStride.Step)
         {
-            int f = i % d, rh = i / d, h = rh % p.KvHeads, r = rh / p.KvHeads;
+            int h = i % p.KvHeads, r = i / p.KvHeads;
             int head = p.HeadIndex(rowInfo[4 * r], layer, h);
             long slot = SlotOf(p, tables, head, PagedLayout.AppendIndex(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
-            if (f < p.KeyWidth(head)) kPool[p.KeyOffset(slot) + f] = k[(long)r * p.KvHeads * d + h * d + f];
-            if (f < p.ValueWidth(head)) vPool[p.ValueOffset(slot) + f] = v[(long)r * p.KvHeads * d + h * d + f];
-            if (f == 0) { positions[slot] = rowInfo[4 * r + 3]; metric[slot] = 0f; }
+            long source = (long)r * p.KvHeads * d + h * d;
+            float keyScale = KvCodec.StoreRow(k, source, p.KeyWidth(head), kPool, p.KeyOffset(slot), p.Storage);
+            float valueScale = KvCodec.StoreRow(v, source, p.ValueWidth(head), vPool, p.ValueOffset(slot), p.Storage);
+            if (p.HasScales) { scales[2 * slot] = keyScale; scales[2 * slot + 1] = valueScale; }
+            positions[slot] = rowInfo[4 * r + 3];
+            metric[slot] = 0f;
         }
     }
 
     /// <summary>Attention through per-head block tables, one warp per (row, query head). Each KV head is read up to
-    /// its own length (heads differ after eviction). When emitProbabilities is set, probs[(r * Heads + h) * stride + t]
-    /// holds the softmax probability of the head's t-th slot (for the eviction metric), with no second pass over
-    /// the cache; otherwise that buffer is only scratch.</summary>
-    public static void Attention(ArrayView<float> q, ArrayView<float> kPool, ArrayView<float> vPool,
+    /// its own length (heads differ after eviction) and its own widths: the score is q's first KeyWidth features against
+    /// the stored key, scaled by 1/sqrt(HeadDim), and the output's first ValueWidth features are the weighted stored values
+    /// (the rest are zero). Stored features are widened in registers. When emitProbabilities is set,
+    /// probs[(r * Heads + h) * stride + t] holds the softmax probability of the head's t-th slot (for the eviction
+    /// metric), with no second pass over the cache; otherwise that buffer is only scratch.</summary>
+    public static void Attention(ArrayView<float> q, ArrayView<int> kPool, ArrayView<int> vPool, ArrayView<float> scales,
         ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
         ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
     {
@@ -55,15 +65,21 @@ internal static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
             {
-                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(SlotOf(p, tables, head, t)), p.KeyWidth(head), scale);
+                long slot = SlotOf(p, tables, head, t);
+                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(slot), p.KeyWidth(head), p.Storage,
+                    ScaleOf(p, scales, slot, 0) * scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
             float inv = WarpReduce.ExpInPlace(probs, sb, len, max);
-            for (int i = Warp.LaneIdx; i < p.ValueWidth(head); i += Warp.WarpSize)
+            for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
             {
                 float acc = 0;
-                for (int t = 0; t < len; t++) acc += probs[sb + t] * vPool[p.ValueOffset(SlotOf(p, tables, head, t)) + i];
+                for (int t = 0; t < len && i < p.ValueWidth(head); t++)
+                {
+                    long slot = SlotOf(p, tables, head, t);
+                    acc += probs[sb + t] * KvCodec.Load(vPool, p.ValueOffset(slot), i, p.Storage, ScaleOf(p, scales, slot, 1));
+                }
                 output[(long)r * qDim + h * d + i] = acc * inv;
             }
             if (emitProbabilities != 0)
@@ -76,7 +92,7 @@ internal static class PagedAttentionKernels
 
     /// <summary>The same attention with one thread per (row, query head) and no warp shuffles, for ILGPU's CPU
     /// accelerator, where each shuffle is a barrier between simulated threads.</summary>
-    public static void AttentionThreadPerHead(ArrayView<float> q, ArrayView<float> kPool, ArrayView<float> vPool,
+    public static void AttentionThreadPerHead(ArrayView<float> q, ArrayView<int> kPool, ArrayView<int> vPool, ArrayView<float> scales,
         ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
         ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
     {
@@ -90,7 +106,9 @@ internal static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = 0; t < len; t++)
             {
-                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(SlotOf(p, tables, head, t)), p.KeyWidth(head), scale);
+                long slot = SlotOf(p, tables, head, t);
+                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(slot), p.KeyWidth(head), p.Storage,
+                    ScaleOf(p, scales, slot, 0) * scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
@@ -100,27 +118,33 @@ internal static class PagedAttentionKernels
             for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] = 0f;
             for (int t = 0; t < len; t++)
             {
-                long vb = p.ValueOffset(SlotOf(p, tables, head, t));
+                long slot = SlotOf(p, tables, head, t);
+                long vb = p.ValueOffset(slot);
+                float vScale = ScaleOf(p, scales, slot, 1);
                 float w = probs[sb + t] * inv;
-                for (int i = 0; i < p.ValueWidth(head); i++) output[(long)r * qDim + h * d + i] += w * vPool[vb + i];
+                for (int i = 0; i < p.ValueWidth(head); i++)
+                    output[(long)r * qDim + h * d + i] += w * KvCodec.Load(vPool, vb, i, p.Storage, vScale);
                 if (emitProbabilities != 0) probs[sb + t] = w;
             }
         }
     }
 
-    /// <summary>Compaction moves: pair i copies physical slot pairs[2i] to pairs[2i+1] (K, V, position, metric).
-    /// Sources and destinations are disjoint, so the moves run in any order.</summary>
-    public static void MoveSlots(ArrayView<float> kPool, ArrayView<float> vPool, ArrayView<int> positions, ArrayView<float> metric,
-        ArrayView<int> pairs, int count, PagedLayout p)
+    /// <summary>Compaction moves: pair i copies physical slot pairs[2i] to pairs[2i+1] (packed K and V, position, metric,
+    /// scales). Sources and destinations are disjoint, so the moves run in any order.</summary>
+    public static void MoveSlots(ArrayView<int> kPool, ArrayView<int> vPool, ArrayView<int> positions, ArrayView<float> metric,
+        ArrayView<float> scales, ArrayView<int> pairs, int count, PagedLayout p)
     {
-        int d = p.HeadDim;
-        for (int i = GridStride.Start; i < count * d; i += GridStride.Step)
+        int words = XMath.Max(p.KeyWords, p.ValueWords);
+        for (int i = GridStride.Start; i < count * words; i += GridStride.Step)
         {
-            int m = i / d, f = i % d;
+            int m = i / words, f = i % words;
             long from = pairs[2 * m], to = pairs[2 * m + 1];
-            kPool[p.KeyOffset(to) + f] = kPool[p.KeyOffset(from) + f];
-            vPool[p.ValueOffset(to) + f] = vPool[p.ValueOffset(from) + f];
-            if (f == 0) { positions[to] = positions[from]; metric[to] = metric[from]; }
+            if (f < p.KeyWords) kPool[p.KeyOffset(to) + f] = kPool[p.KeyOffset(from) + f];
+            if (f < p.ValueWords) vPool[p.ValueOffset(to) + f] = vPool[p.ValueOffset(from) + f];
+            if (f != 0) continue;
+            positions[to] = positions[from];
+            metric[to] = metric[from];
+            if (p.HasScales) { scales[2 * to] = scales[2 * from]; scales[2 * to + 1] = scales[2 * from + 1]; }
         }
     }
 

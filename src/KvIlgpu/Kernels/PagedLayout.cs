@@ -8,19 +8,42 @@ namespace KvIlgpu.Kernels;
 /// <see cref="TableIndex"/> of the block tables is the block holding a head's logical slot, and <see cref="Slot"/> is
 /// that slot's physical index, which addresses the per-slot position and metric. Where a slot's keys and values lie in
 /// the K and V pools, and how wide they are, only <see cref="KeyOffset"/>, <see cref="ValueOffset"/>,
-/// <see cref="KeyWidth"/> and <see cref="ValueWidth"/> say: nothing outside the layout assumes one width for every
-/// cached head (today every head stores <see cref="HeadDim"/> features of K and of V).</summary>
+/// <see cref="KeyWidth"/> and <see cref="ValueWidth"/> say, and how each feature is packed into the pools' 32-bit words only
+/// <see cref="Storage"/> and <see cref="KvCodec"/> say. Every head of a cache stores the same widths today: HeadDim, or
+/// the largest ranks of a MatryoshkaKV projection (its coordinates, narrower heads padded with zeros).</summary>
 internal readonly struct PagedLayout
 {
     /// <summary>A layout from its dimensions; see <see cref="For"/> for a model's.</summary>
-    public PagedLayout(int blockSize, int headDim, int heads, int kvHeads, int layers, int maxBlocksPerHead)
+    /// <param name="blockSize">Tokens (slots) per block.</param>
+    /// <param name="headDim">The model's head width.</param>
+    /// <param name="heads">Query heads per layer.</param>
+    /// <param name="kvHeads">KV heads per layer.</param>
+    /// <param name="layers">Decoder layers.</param>
+    /// <param name="maxBlocksPerHead">Entries of each head's block table.</param>
+    /// <param name="storage">How features are stored (a <see cref="Cache.KvStorageType"/> other than Auto).</param>
+    /// <param name="keyWidth">Features of K each slot stores (0: headDim).</param>
+    /// <param name="valueWidth">Features of V each slot stores (0: headDim).</param>
+    public PagedLayout(int blockSize, int headDim, int heads, int kvHeads, int layers, int maxBlocksPerHead,
+        Cache.KvStorageType storage = Cache.KvStorageType.F32, int keyWidth = 0, int valueWidth = 0)
     {
         BlockSize = blockSize; HeadDim = headDim; Heads = heads; KvHeads = kvHeads; Layers = layers; MaxBlocksPerHead = maxBlocksPerHead;
+        if (storage == Cache.KvStorageType.Auto) throw new ArgumentException("resolve Auto to a storage type first", nameof(storage));
+        Storage = (int)storage;
+        _keyWidth = keyWidth == 0 ? headDim : keyWidth;
+        _valueWidth = valueWidth == 0 ? headDim : valueWidth;
+        if (_keyWidth < 1 || _keyWidth > headDim || _valueWidth < 1 || _valueWidth > headDim)
+            throw new ArgumentOutOfRangeException(nameof(keyWidth), $"cached widths must be 1..{headDim}");
+        KeyWords = KvCodec.Words(Storage, _keyWidth);
+        ValueWords = KvCodec.Words(Storage, _valueWidth);
     }
 
     /// <summary>The layout of a model's cache: room in each head's table for the model's whole context.</summary>
-    public static PagedLayout For(ModelConfig config, int blockSize) =>
-        new(blockSize, config.HeadDim, config.Heads, config.KvHeads, config.Layers, (config.MaxSeqLen + blockSize - 1) / blockSize);
+    public static PagedLayout For(ModelConfig config, int blockSize, Cache.KvStorageType storage = Cache.KvStorageType.F32,
+        int keyWidth = 0, int valueWidth = 0) =>
+        new(blockSize, config.HeadDim, config.Heads, config.KvHeads, config.Layers, (config.MaxSeqLen + blockSize - 1) / blockSize,
+            storage, keyWidth, valueWidth);
+
+    private readonly int _keyWidth, _valueWidth;
 
     /// <summary>Tokens (slots) per block.</summary>
     public int BlockSize { get; }
@@ -34,6 +57,14 @@ internal readonly struct PagedLayout
     public int Layers { get; }
     /// <summary>Entries of each head's block table.</summary>
     public int MaxBlocksPerHead { get; }
+    /// <summary>How features are stored: a <see cref="Cache.KvStorageType"/> value, as <see cref="KvCodec"/> reads it.</summary>
+    public int Storage { get; }
+    /// <summary>32-bit words of one slot's keys.</summary>
+    public int KeyWords { get; }
+    /// <summary>32-bit words of one slot's values.</summary>
+    public int ValueWords { get; }
+    /// <summary>Whether each slot carries q8 scales (one for its key, one for its value).</summary>
+    public bool HasScales => Storage == KvCodec.Q8;
 
     /// <summary>Query heads that read each KV head.</summary>
     public int GroupSize => Heads / KvHeads;
@@ -59,18 +90,23 @@ internal readonly struct PagedLayout
     public int BlocksFor(int tokens) => (tokens + BlockSize - 1) / BlockSize;
 
     /// <summary>Features of K each slot of a head stores.</summary>
-    public int KeyWidth(int head) => HeadDim;
+    public int KeyWidth(int head) => _keyWidth;
     /// <summary>Features of V each slot of a head stores.</summary>
-    public int ValueWidth(int head) => HeadDim;
-    /// <summary>Where a physical slot's keys start in the K pool.</summary>
-    public long KeyOffset(long slot) => slot * HeadDim;
-    /// <summary>Where a physical slot's values start in the V pool.</summary>
-    public long ValueOffset(long slot) => slot * HeadDim;
-    /// <summary>Floats of the K pool (and of the V pool) for this many blocks.</summary>
-    public long PoolFloats(long blocks) => blocks * BlockSize * HeadDim;
+    public int ValueWidth(int head) => _valueWidth;
+    /// <summary>The word where a physical slot's keys start in the K pool.</summary>
+    public long KeyOffset(long slot) => slot * KeyWords;
+    /// <summary>The word where a physical slot's values start in the V pool.</summary>
+    public long ValueOffset(long slot) => slot * ValueWords;
+    /// <summary>Words of the K pool for this many blocks.</summary>
+    public long KeyPoolWords(long blocks) => blocks * BlockSize * KeyWords;
+    /// <summary>Words of the V pool for this many blocks.</summary>
+    public long ValuePoolWords(long blocks) => blocks * BlockSize * ValueWords;
 
-    /// <summary>Bytes of one block: K and V of every slot, plus each slot's position (int) and metric (float).</summary>
-    public long BytesPerBlock => 2L * BlockSize * HeadDim * sizeof(float) + BlockSize * (sizeof(int) + sizeof(float));
+    /// <summary>Bytes one slot (one token of one head) holds: its packed K and V, its position (int) and metric (float),
+    /// and with q8 its two scales (floats).</summary>
+    public int BytesPerSlot => (KeyWords + ValueWords) * sizeof(int) + sizeof(int) + sizeof(float) + (HasScales ? 2 * sizeof(float) : 0);
+    /// <summary>Bytes of one block: <see cref="BytesPerSlot"/> for each of its slots.</summary>
+    public long BytesPerBlock => (long)BlockSize * BytesPerSlot;
     /// <summary>Bytes of the block tables and lengths for this many sequences.</summary>
     public long MetadataBytes(int sequences) => (long)sequences * HeadsPerSequence * (MaxBlocksPerHead + 1) * sizeof(int);
     /// <summary>Bytes of blocks that hold one sequence of the model's whole context in every head.</summary>

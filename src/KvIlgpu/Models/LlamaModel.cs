@@ -21,8 +21,8 @@ internal sealed class LlamaModel : IDisposable
     private readonly List<IDisposable> _owned = [];
     // Activations for one chunk: [MaxChunkRows, width].
     private readonly DeviceBuffer _x, _xb, _q, _k, _v, _att, _attOut, _gate, _up, _down, _logits;
-    // Projected keys and values when a KV projection is set.
-    private DeviceBuffer? _kProjected, _vProjected;
+    // Keys, values, queries and attention outputs in a KV projection's coordinates, when one is set.
+    private DeviceBuffer? _kProjected, _vProjected, _qProjected, _attProjected;
     private DeviceKvProjection? _projection;
 
     public ModelConfig Config { get; }
@@ -73,9 +73,11 @@ internal sealed class LlamaModel : IDisposable
             _projection = null;
             field = value?.CheckedFor(Config, value.Source ?? "KvProjection");
             if (value == null) return;
-            _projection = new DeviceKvProjection(Backend, value);
+            _projection = new DeviceKvProjection(Backend, value, Config.Heads);
             _kProjected ??= Backend.Allocate(MaxChunkRows * Config.KvDim);
             _vProjected ??= Backend.Allocate(MaxChunkRows * Config.KvDim);
+            _qProjected ??= Backend.Allocate(MaxChunkRows * Config.QDim);
+            _attProjected ??= Backend.Allocate(MaxChunkRows * Config.QDim);
         }
     }
 
@@ -118,6 +120,10 @@ internal sealed class LlamaModel : IDisposable
     {
         if (rows.Length == 0 || rows.Length > MaxChunkRows)
             throw new ArgumentOutOfRangeException(nameof(rows), $"a step takes 1..{MaxChunkRows} rows, got {rows.Length}");
+        int keyWidth = _projection?.MaxKeyRank ?? Config.HeadDim, valueWidth = _projection?.MaxValueRank ?? Config.HeadDim;
+        if (cache.Layout.KeyWidth(0) < keyWidth || cache.Layout.ValueWidth(0) < valueWidth)
+            throw new InvalidOperationException($"the cache stores {cache.Layout.KeyWidth(0)} key and {cache.Layout.ValueWidth(0)} " +
+                $"value features per head, but the model's KV projection needs {keyWidth} and {valueWidth}");
         var info = new int[rows.Length * 4];
         var tokens = new int[rows.Length];
         var positions = new int[rows.Length];
@@ -266,11 +272,18 @@ internal sealed class LlamaModel : IDisposable
             }
             if (_projection != null)
             {
-                _projection.Apply(l, _k, _v, _kProjected!, _vProjected!, rows);
+                // MatryoshkaKV: cache coordinates, attend in them, un-project the output.
+                _projection.ProjectKeysAndValues(l, _k, _v, _kProjected!, _vProjected!, rows);
                 step.Write(b, l, _kProjected!, _vProjected!, rows, c.KvDim);
+                _projection.ProjectQueries(l, _q, _qProjected!, rows);
+                step.Attend(b, l, _qProjected!, _attProjected!, rows, c);
+                _projection.Unproject(l, _attProjected!, _att, rows);
             }
-            else step.Write(b, l, _k, _v, rows, c.KvDim);
-            step.Attend(b, l, _q, _att, rows, c);
+            else
+            {
+                step.Write(b, l, _k, _v, rows, c.KvDim);
+                step.Attend(b, l, _q, _att, rows, c);
+            }
             b.MatMul(_att, layerWeights.Wo, _attOut, rows);
             b.Add(_x, _attOut, rows * c.Dim);
 
@@ -295,6 +308,8 @@ internal sealed class LlamaModel : IDisposable
         _projection?.Dispose();
         _kProjected?.Dispose();
         _vProjected?.Dispose();
+        _qProjected?.Dispose();
+        _attProjected?.Dispose();
         foreach (var d in _owned) d.Dispose();
         _owned.Clear();
     }

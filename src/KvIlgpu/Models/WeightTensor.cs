@@ -19,6 +19,9 @@ public sealed class WeightTensor
     /// <summary>Raw 16-bit patterns when Type is F16 or BF16.</summary>
     public ushort[]? Bits16 { get; }
 
+    /// <summary>Whether the file stored this tensor quantised (it was dequantised at load).</summary>
+    public bool Dequantized { get; internal set; }
+
     /// <summary>Elements.</summary>
     public long Length => (long)Rows * Cols;
     /// <summary>Bytes of the elements as stored.</summary>

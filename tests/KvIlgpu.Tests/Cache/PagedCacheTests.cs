@@ -53,8 +53,8 @@ public class PagedCacheTests
                         values[(s, h)][t].CopyTo(vPool, slot * d);
                     }
                 }
-            b.Write(cache.Buffers.Keys, kPool);
-            b.Write(cache.Buffers.Values, vPool);
+            b.WriteFloatBits(cache.Buffers.Keys, kPool);
+            b.WriteFloatBits(cache.Buffers.Values, vPool);
             cache.CheckInvariants();
 
             // One decode row per sequence whose heads are all non-empty: count 1, offset 0 -> each head attends to its whole length.

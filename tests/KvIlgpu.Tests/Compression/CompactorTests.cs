@@ -40,7 +40,7 @@ public class CompactorTests
                         K(l, h, t).CopyTo(kPool, s * d); V(l, h, t).CopyTo(vPool, s * d);
                         pos[s] = t; metric[s] = (float)rng.NextDouble();
                     }
-            b.Write(cache.Buffers.Keys, kPool); b.Write(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions,
+            b.WriteFloatBits(cache.Buffers.Keys, kPool); b.WriteFloatBits(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions,
                 pos); b.Write(cache.Buffers.Metric, metric);
 
             var before = cache.ReadHeads(seq);
@@ -53,7 +53,7 @@ public class CompactorTests
             var after = cache.ReadHeads(seq);
 
             int blocksAfter = 0;
-            var kAfter = b.ToArray(cache.Buffers.Keys); var vAfter = b.ToArray(cache.Buffers.Values);
+            var kAfter = b.ToFloatBits(cache.Buffers.Keys); var vAfter = b.ToFloatBits(cache.Buffers.Values);
             for (int i = 0; i < before.Count; i++)
             {
                 var gone = plan.Evicted[i].Select(t => before[i].Positions[t]).ToHashSet();

@@ -37,8 +37,8 @@ public class MetricTests
             int slots = cache.Pool.Total * blockSize;
             var keys = Enumerable.Range(0, slots * d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
             var metric0 = Enumerable.Range(0, slots).Select(_ => (float)rng.NextDouble()).ToArray();
-            b.Write(cache.Buffers.Keys, keys);
-            b.Write(cache.Buffers.Values, keys);
+            b.WriteFloatBits(cache.Buffers.Keys, keys);
+            b.WriteFloatBits(cache.Buffers.Values, keys);
             b.Write(cache.Buffers.Metric, metric0);
             var q = Enumerable.Range(0, 3 * heads * d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
             using var dq = b.Upload(q);

@@ -55,6 +55,6 @@ public class PagedLayoutTests
         Assert.Equal(2 * 16 * 8 * 4 + 16 * (4 + 4), Layout.BytesPerBlock);
         Assert.Equal(3 * 6 * (7 + 1) * 4, Layout.MetadataBytes(3));
         Assert.Equal(6 * 7 * Layout.BytesPerBlock, Layout.FullSequenceBytes);
-        Assert.Equal(5 * 16 * 8, Layout.PoolFloats(5));
+        Assert.Equal(5 * 16 * 8, Layout.KeyPoolWords(5));
     }
 }

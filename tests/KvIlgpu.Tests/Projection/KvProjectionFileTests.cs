@@ -123,7 +123,13 @@ public class KvProjectionFileTests
         {
             var ranked = p.WithRanks([r], [r]);
             Assert.Equal(r / 8.0, ranked.KeptFraction, 12);
-            var projector = DeviceKvProjection.ProjectorMaps(ranked, KvPart.Key, 0);
+            // The engine's map to coordinates, C (rows of U_r^T, the rest zero); its projector is C^T C.
+            var coordinates = DeviceKvProjection.CoordinateMaps(ranked, KvPart.Key, 0);
+            var projector = new float[64];
+            for (int i = 0; i < 8; i++)
+                for (int j = 0; j < 8; j++)
+                    for (int c = 0; c < 8; c++) projector[i * 8 + j] += coordinates[c * 8 + i] * coordinates[c * 8 + j];
+            for (int c = r; c < 8; c++) Assert.All(coordinates.AsSpan(c * 8, 8).ToArray(), x => Assert.Equal(0f, x));
             // P = U_r U_r^T is symmetric, idempotent, of trace r, and P_r - P_(r-1) is the rank-one projector of column r.
             double trace = 0;
             for (int i = 0; i < 8; i++)

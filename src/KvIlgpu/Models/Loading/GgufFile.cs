@@ -145,7 +145,9 @@ internal sealed class GgufFile
                 if (cols % 32 != 0) throw new InvalidModelException(Path,
                     $"tensor {name}: q8_0 rows must be a multiple of 32 long, got {cols}");
                 var raw = r.ReadArray<byte>(count / 32 * 34, name);
-                return WeightTensor.FromF32(name, (int)rows, (int)cols, DequantizeQ8_0(raw, count));
+                var dequantized = WeightTensor.FromF32(name, (int)rows, (int)cols, DequantizeQ8_0(raw, count));
+                dequantized.Dequantized = true;
+                return dequantized;
             default:
                 throw new InvalidModelException(Path,
                     $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: F32, F16, BF16, Q8_0");

@@ -1,0 +1,276 @@
+using KvIlgpu.Cache;
+using KvIlgpu.Compression;
+using KvIlgpu.Compute;
+using KvIlgpu.Engine;
+using KvIlgpu.Kernels;
+using KvIlgpu.Models;
+using KvIlgpu.Tests.Support;
+
+namespace KvIlgpu.Tests.Cache;
+
+/// <summary>Compact KV storage: the packing of f16, bf16 and q8 against independent references (System.Half, exact
+/// rounding in double, a reference quantiser), and paged attention over caches narrower than head_dim in every storage
+/// type against dense attention over the reference-rounded keys and values.</summary>
+[Collection("backends")]
+public class KvStorageTests
+{
+    /// <summary>Every 16-bit pattern widens as System.Half widens it (NaN to a NaN).</summary>
+    [Fact]
+    public void Every_half_widens_as_System_Half_does()
+    {
+        for (int bits = 0; bits < 65536; bits++)
+        {
+            float expected = (float)BitConverter.UInt16BitsToHalf((ushort)bits), got = KvCodec.HalfToFloat(bits);
+            if (float.IsNaN(expected)) Assert.True(float.IsNaN(got), $"0x{bits:X4}");
+            else Assert.Equal(BitConverter.SingleToInt32Bits(expected), BitConverter.SingleToInt32Bits(got));
+        }
+    }
+
+    /// <summary>f32 to half rounds as System.Half's conversion does (to nearest even, overflow to infinity, subnormals),
+    /// over random bit patterns and the edges of the half range.</summary>
+    [Fact]
+    public void Floats_round_to_half_as_System_Half_does()
+    {
+        var rng = new Random(1);
+        var values = Enumerable.Range(0, 200_000).Select(_ => BitConverter.Int32BitsToSingle(rng.Next() * (rng.Next(2) == 0 ? 1 : -1)))
+            .Concat(Enumerable.Range(0, 100_000).Select(_ => (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-30, 18)))))
+            .Concat([0f, -0f, 65504f, 65519.99f, 65520f, -65520f, 6.1035156e-5f, 5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f,
+                float.PositiveInfinity, float.NegativeInfinity, float.Epsilon]);
+        foreach (var x in values)
+        {
+            ushort expected = BitConverter.HalfToUInt16Bits((Half)x);
+            int got = KvCodec.FloatToHalf(x);
+            if (float.IsNaN(x)) Assert.True(Half.IsNaN(BitConverter.UInt16BitsToHalf((ushort)got)));
+            else Assert.True(expected == got, $"{x:R}: expected 0x{expected:X4}, got 0x{got:X4}");
+        }
+    }
+
+    /// <summary>bf16 rounding is the nearest bf16 in exact arithmetic, ties to the even pattern.</summary>
+    [Fact]
+    public void Floats_round_to_the_nearest_bfloat16()
+    {
+        var rng = new Random(2);
+        for (int n = 0; n < 200_000; n++)
+        {
+            float x = (float)((rng.NextDouble() * 2 - 1) * Math.Pow(2, rng.Next(-60, 60)));
+            Assert.Equal(ReferenceBFloat16(x), BitConverter.Int32BitsToSingle(KvCodec.FloatToBFloat16(x) << 16));
+        }
+    }
+
+    /// <summary>The two bf16 values around x (its truncation and the next pattern up in magnitude), the nearer one, ties
+    /// to an even mantissa.</summary>
+    private static float ReferenceBFloat16(float x)
+    {
+        int bits = BitConverter.SingleToInt32Bits(x);
+        int low = bits & unchecked((int)0xFFFF0000), high = low + 0x10000;
+        double a = BitConverter.Int32BitsToSingle(low), b = BitConverter.Int32BitsToSingle(high);
+        double da = Math.Abs(x - a), db = Math.Abs(x - b);
+        int chosen = da < db ? low : db < da ? high : ((low >> 16) & 1) == 0 ? low : high;
+        return BitConverter.Int32BitsToSingle(chosen);
+    }
+
+    /// <summary>A reference quantiser written from the definition: per row, scale = max |x| / 127 and code = x / scale
+    /// rounded to nearest (halves away from zero), in double.</summary>
+    private static float[] ReferenceQ8(float[] row)
+    {
+        double scale = row.Max(v => Math.Abs((double)v)) / 127;
+        return scale == 0 ? new float[row.Length]
+            : row.Select(v => (float)(Math.Clamp(Math.Round(v / scale, MidpointRounding.AwayFromZero), -127, 127) * (float)scale)).ToArray();
+    }
+
+    private static float[] Rounded(float[] row, KvStorageType type) => type switch
+    {
+        KvStorageType.F16 => row.Select(v => (float)(Half)v).ToArray(),
+        KvStorageType.BF16 => row.Select(ReferenceBFloat16).ToArray(),
+        KvStorageType.Q8 => ReferenceQ8(row),
+        _ => row,
+    };
+
+    [Theory]
+    [InlineData(KvStorageType.F32)]
+    [InlineData(KvStorageType.F16)]
+    [InlineData(KvStorageType.BF16)]
+    [InlineData(KvStorageType.Q8)]
+    public void A_row_packs_and_widens_to_its_reference_rounding(KvStorageType type)
+    {
+        var rng = new Random((int)type);
+        foreach (int width in new[] { 1, 3, 5, 8, 13, 64 })
+        {
+            var row = Enumerable.Range(0, width).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+            var packed = new int[KvCodec.Words((int)type, width)];
+            float scale = KvCodec.StoreRow(row, packed, (int)type);
+            var back = new float[width];
+            KvCodec.LoadRow(packed, scale, back, (int)type);
+            var expected = Rounded(row, type);
+            for (int i = 0; i < width; i++)
+                if (type == KvStorageType.Q8)
+                {
+                    // Within the quantiser's error, and the reference's own code.
+                    Assert.True(Math.Abs(back[i] - row[i]) <= scale / 2 * 1.0001, $"width {width} feature {i}");
+                    Assert.Equal(expected[i], back[i], 5);
+                }
+                else Assert.Equal(expected[i], back[i]);
+            // The SIMD widening of the managed backend gives the same features (q8: the codes, unscaled).
+            var simd = new float[width];
+            KvRowDecoder.Decode(packed, simd, (int)type);
+            for (int i = 0; i < width; i++) Assert.Equal(back[i], type == KvStorageType.Q8 ? simd[i] * scale : simd[i], 6);
+        }
+    }
+
+    public static TheoryData<string, KvStorageType, int, int> AttentionCases()
+    {
+        var cases = new TheoryData<string, KvStorageType, int, int>();
+        foreach (var backend in new[] { "cpu", "ilgpu-cpu" })
+            foreach (var type in new[] { KvStorageType.F32, KvStorageType.F16, KvStorageType.BF16, KvStorageType.Q8 })
+            {
+                cases.Add(backend, type, 8, 8);
+                cases.Add(backend, type, 5, 3);
+            }
+        return cases;
+    }
+
+    /// <summary>Rows written through the cache-write kernel into scattered blocks, heads then cut to different lengths; a
+    /// decode row's attention over each head reads keyWidth key and valueWidth value features (the first ones, widened
+    /// from the storage type): it equals dense attention in double over the reference-rounded keys and values, scored at
+    /// 1/sqrt(head_dim), with the output's other features zero. Freed blocks go back to the pool.</summary>
+    [Theory]
+    [MemberData(nameof(AttentionCases))]
+    public void Paged_attention_over_packed_narrow_heads_matches_dense_attention_over_rounded_kvs(string backendName,
+        KvStorageType type, int keyWidth, int valueWidth)
+    {
+        var b = Backends.Get(backendName);
+        var rng = new Random(keyWidth * 31 + (int)type);
+        int heads = 4, kvHeads = 2, d = 8, blockSize = 4, layers = 2, sequences = 2, layer = 1;
+        var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: layers, seq: 40);
+        int[] promptLengths = [13, 22];
+        int[][] cutTo = [[13, 6], [1, 22]];
+        lock (Backends.Lock)
+        {
+            using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize,
+                MaxSequences: sequences, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
+            // Scatter the pool: every head takes blocks from a shuffled free list.
+            var free = Enumerable.Range(0, cache.Pool.Total).OrderBy(_ => rng.Next()).ToList();
+            var keys = new Dictionary<(int, int), float[][]>();
+            var values = new Dictionary<(int, int), float[][]>();
+            for (int s = 0; s < sequences; s++)
+            {
+                Assert.Equal(s, cache.TryAddSequence());
+                for (int l = 0; l < layers; l++)
+                    for (int h = 0; h < kvHeads; h++)
+                    {
+                        int n = (promptLengths[s] + blockSize - 1) / blockSize;
+                        cache.SetHead(s, l, h, free.Take(n).ToArray(), promptLengths[s]);
+                        free.RemoveRange(0, n);
+                    }
+                // The prompt's rows through the write kernel: row t of a step of promptLengths[s] rows goes to slot t.
+                int rows = promptLengths[s];
+                var k = Enumerable.Range(0, rows * kvHeads * d).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+                var v = Enumerable.Range(0, rows * kvHeads * d).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+                using var dk = b.Upload(k);
+                using var dv = b.Upload(v);
+                using var info = b.AllocateInts(4 * rows);
+                b.WriteInts(info, Enumerable.Range(0, rows).SelectMany(t => new[] { s, rows, t, t }).ToArray());
+                b.PagedWrite(dk, dv, cache.Buffers, info, rows, layer);
+                for (int h = 0; h < kvHeads; h++)
+                {
+                    keys[(s, h)] = Enumerable.Range(0, rows).Select(t => Rounded(k.AsSpan((t * kvHeads + h) * d, keyWidth).ToArray(), type))
+                        .ToArray();
+                    values[(s, h)] = Enumerable.Range(0, rows).Select(t => Rounded(v.AsSpan((t * kvHeads + h) * d, valueWidth).ToArray(),
+                        type)).ToArray();
+                }
+            }
+            int usedBefore = cache.Pool.Used;
+            int freed = 0;
+            for (int s = 0; s < sequences; s++)
+                for (int h = 0; h < kvHeads; h++)
+                {
+                    freed += (promptLengths[s] + blockSize - 1) / blockSize - (cutTo[s][h] + blockSize - 1) / blockSize;
+                    cache.Truncate(s, layer, h, cutTo[s][h]);
+                }
+            Assert.Equal(usedBefore - freed, cache.Pool.Used);
+            cache.CheckInvariants();
+
+            var q = Enumerable.Range(0, sequences * heads * d).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+            int stride = 32;
+            using var dq = b.Upload(q);
+            using var decode = b.AllocateInts(4 * sequences);
+            b.WriteInts(decode, Enumerable.Range(0, sequences).SelectMany(s => new[] { s, 1, 0, 0 }).ToArray());
+            using var output = b.Allocate(sequences * heads * d);
+            using var probs = b.Allocate(sequences * heads * stride);
+            b.PagedAttention(dq, cache.Buffers, decode, sequences, layer, output, probs, stride, emitProbabilities: true);
+            var got = b.ToArray(output);
+            for (int s = 0; s < sequences; s++)
+                for (int h = 0; h < heads; h++)
+                {
+                    int g = h / (heads / kvHeads), len = cutTo[s][g];
+                    var scores = Enumerable.Range(0, len).Select(t => Enumerable.Range(0, keyWidth)
+                        .Sum(i => (double)q[(s * heads + h) * d + i] * keys[(s, g)][t][i]) / Math.Sqrt(d)).ToArray();
+                    double max = scores.Max(), sum = scores.Sum(x => Math.Exp(x - max));
+                    var expected = new float[d];
+                    for (int t = 0; t < len; t++)
+                        for (int i = 0; i < valueWidth; i++) expected[i] += (float)(Math.Exp(scores[t] - max) / sum * values[(s, g)][t][i]);
+                    Compare.Close(got.AsSpan((s * heads + h) * d, d), expected, 1e-5, $"{type} sequence {s} head {h}");
+                }
+        }
+    }
+
+    /// <summary>Bytes per slot follow the packing: K and V words plus position, metric and (q8) two scales; a cache of one
+    /// budget holds as many more blocks as its slots are smaller.</summary>
+    [Theory]
+    [InlineData(KvStorageType.F32, 64, 64, (64 + 64) * 4 + 8)]
+    [InlineData(KvStorageType.F16, 64, 64, (32 + 32) * 4 + 8)]
+    [InlineData(KvStorageType.BF16, 64, 32, (32 + 16) * 4 + 8)]
+    [InlineData(KvStorageType.Q8, 64, 64, (16 + 16) * 4 + 16)]
+    [InlineData(KvStorageType.F16, 7, 5, (4 + 3) * 4 + 8)]
+    public void Bytes_per_slot_are_the_packed_widths_plus_metadata(KvStorageType type, int keyWidth, int valueWidth, int bytes)
+    {
+        var layout = new PagedLayout(16, 64, 8, 2, 4, 64, type, keyWidth, valueWidth);
+        Assert.Equal(bytes, layout.BytesPerSlot);
+        Assert.Equal(16L * bytes, layout.BytesPerBlock);
+        var config = TestModels.Config(dim: 8 * 64, heads: 8, kvHeads: 2, layers: 4, seq: 1024);
+        using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 4_000_000, BlockSize: 16,
+            MaxSequences: 2, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
+        Assert.Equal((4_000_000 - cache.MetadataBytes) / (16L * bytes), cache.Pool.Total);
+    }
+
+    /// <summary>A bytes budget is as many tokens per head as the bytes hold in the cache's layout.</summary>
+    [Fact]
+    public void A_bytes_budget_becomes_tokens_per_head_in_the_layout()
+    {
+        var budget = new EvictionBudget(MaxCacheBytes: 10_000, ProtectedWindow: 4);
+        budget.Validate();
+        Assert.Equal(10_000 / (8 * 40), budget.InTokens(40, 8).MaxCacheTokens);
+        Assert.Null(budget.InTokens(40, 8).MaxCacheBytes);
+        Assert.Equal(1, budget.InTokens(100_000, 8).MaxCacheTokens);
+        Assert.Throws<InvalidOptionException>(() => new EvictionBudget(MaxCacheTokens: 5, MaxCacheBytes: 100).Validate());
+        var e = Assert.Throws<InvalidOptionException>(() => new EvictionBudget(MaxCacheBytes: 0).Validate());
+        Assert.Equal("MaxCacheBytes", e.Option);
+    }
+
+    /// <summary>Auto is the weights' own type: f32, f16 or bf16 as loaded, and f16 for q8_0 GGUF weights.</summary>
+    [Theory]
+    [InlineData(WeightType.F32, KvStorageType.F32)]
+    [InlineData(WeightType.F16, KvStorageType.F16)]
+    [InlineData(WeightType.BF16, KvStorageType.BF16)]
+    public void Auto_storage_is_the_weights_type(WeightType weights, KvStorageType expected)
+    {
+        var c = TestModels.Config();
+        using var dir = new TempDir();
+        TestModels.WriteHuggingFace(dir.Path, TestModels.Random(c, seed: 1), weights);
+        using var engine = InferenceEngine.Load(dir.Path, new EngineOptions(DeviceKind.Cpu));
+        Assert.Equal(expected, engine.KvStorage);
+        using var forced = InferenceEngine.Load(dir.Path, new EngineOptions(DeviceKind.Cpu, KvStorage: KvStorageType.Q8));
+        Assert.Equal(KvStorageType.Q8, forced.KvStorage);
+    }
+
+    [Fact]
+    public void Auto_storage_of_quantised_gguf_weights_is_f16()
+    {
+        var c = TestModels.Config(dim: 64, hidden: 96);
+        using var dir = new TempDir();
+        string path = Path.Combine(dir.Path, "model.gguf");
+        TestModels.WriteGguf(path, TestModels.Random(c, seed: 1), GgufType.Q8_0);
+        using var engine = InferenceEngine.Load(path, new EngineOptions(DeviceKind.Cpu));
+        Assert.Equal(KvStorageType.F16, engine.KvStorage);
+    }
+}
