@@ -46,7 +46,8 @@ internal sealed class CompressionCliOptions
 
     public void AddTo(Command command)
     {
-        foreach (var o in new Option[] { Policy, Budget, BudgetBytes, KeepRate, Protected, Sinks, Window, Interval, Metric }) command.Options.Add(o);
+        foreach (var o in new Option[] { Policy, Budget, BudgetBytes, KeepRate, Protected, Sinks, Window, Interval, Metric })
+            command.Options.Add(o);
     }
 
     public CompressionOptions? Build(ParseResult r) => Make(r.GetValue(Policy)!, r.GetValue(Budget), r.GetValue(BudgetBytes),
@@ -65,7 +66,8 @@ internal sealed class CompressionCliOptions
         double? keep = own ? line.TryNumber("kv_keep_rate") : r.GetValue(KeepRate);
         int? window = line.Has("observation_window") ? line.TryInt("observation_window") : r.GetValue(Window);
         string? metric = line.TryString("kv_metric") ?? r.GetValue(Metric);
-        return Make(policy, budget, bytes, keep, line.Int("protected_window", r.GetValue(Protected)), line.Int("kv_sinks", r.GetValue(Sinks)),
+        return Make(policy, budget, bytes, keep, line.Int("protected_window", r.GetValue(Protected)),
+            line.Int("kv_sinks", r.GetValue(Sinks)),
             window,
             line.Int("compression_interval", r.GetValue(Interval)), metric);
     }

@@ -133,7 +133,8 @@ internal sealed class IlgpuBackend : IComputeBackend
             int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
             ? a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
-                ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
+                ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int,
+                PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
             : a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
                 ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.Attention);
     }
@@ -356,7 +357,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     {
         long items = (long)rows * c.Layout.Heads;
         var cfg = _shape.ThreadPerOutput ? _shape.Elementwise(items) : _shape.WarpPerItem(items);
-        _pagedAttention(cfg, V(q), IV(c.Keys), IV(c.Values), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output), V(probabilities),
+        _pagedAttention(cfg, V(q), IV(c.Keys), IV(c.Values), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output),
+            V(probabilities),
             rows, layer, stride, emitProbabilities ? 1 : 0, c.Layout);
     }
 

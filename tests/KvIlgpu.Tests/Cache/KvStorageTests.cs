@@ -75,7 +75,8 @@ public class KvStorageTests
     {
         double scale = row.Max(v => Math.Abs((double)v)) / 127;
         return scale == 0 ? new float[row.Length]
-            : row.Select(v => (float)(Math.Clamp(Math.Round(v / scale, MidpointRounding.AwayFromZero), -127, 127) * (float)scale)).ToArray();
+            : row.Select(v => (float)(Math.Clamp(Math.Round(v / scale, MidpointRounding.AwayFromZero), -127, 127) * (float)scale))
+                .ToArray();
     }
 
     private static float[] Rounded(float[] row, KvStorageType type) => type switch

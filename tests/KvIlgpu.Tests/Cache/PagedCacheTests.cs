@@ -90,17 +90,19 @@ public class PagedCacheTests
     }
 
     /// <summary>Long random sequences of allocate / append / free / preempt, with the pool's invariants checked after
-    /// every step: no block owned twice, used + free = total, every table entry owned by its head.</summary>
+    /// every step: no block owned twice, used + free = total, every table entry owned by its head; for full-width f32
+    /// heads and for narrower packed ones.</summary>
     [Theory]
-    [InlineData(1)]
-    [InlineData(2)]
-    [InlineData(3)]
-    public void Random_allocate_append_free_sequences_keep_the_pool_consistent(int seed)
+    [InlineData(1, KvStorageType.F32, 0, 0)]
+    [InlineData(2, KvStorageType.Q8, 3, 5)]
+    [InlineData(3, KvStorageType.F16, 12, 2)]
+    public void Random_allocate_append_free_sequences_keep_the_pool_consistent(int seed, KvStorageType type, int keyWidth,
+        int valueWidth)
     {
         var rng = new Random(seed);
         var config = TestModels.Config(layers: 2, heads: 4, kvHeads: 2, seq: 64);
         using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 60_000, BlockSize: 4,
-            MaxSequences: 6));
+            MaxSequences: 6, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
         var live = new List<int>();
         for (int step = 0; step < 2000; step++)
         {

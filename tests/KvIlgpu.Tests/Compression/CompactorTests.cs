@@ -1,6 +1,7 @@
 using KvIlgpu.Cache;
 using KvIlgpu.Compression;
 using KvIlgpu.Compute;
+using KvIlgpu.Kernels;
 using KvIlgpu.Tests.Support;
 
 namespace KvIlgpu.Tests.Compression;
@@ -8,13 +9,19 @@ namespace KvIlgpu.Tests.Compression;
 [Collection("backends")]
 public class CompactorTests
 {
-    /// <summary>After a plan is applied: each head holds exactly its kept set (K, V, position and metric travelling
-    /// together), attention over the cache equals dense attention over the kept KVs, every freed block is back in the
-    /// pool, and the protected window is still there.</summary>
+    /// <summary>After a plan is applied: each head holds exactly its kept set (packed K and V, q8 scales, position and
+    /// metric travelling together), attention over the cache equals dense attention over the kept KVs, every freed block
+    /// is back in the pool, and the protected window is still there; in every storage type and for heads narrower than
+    /// head_dim.</summary>
     [Theory]
-    [InlineData("cpu")]
-    [InlineData("ilgpu-cpu")]
-    public void Compaction_keeps_exactly_the_survivors_and_attention_matches_dense_over_them(string backendName)
+    [InlineData("cpu", KvStorageType.F32, 8, 8)]
+    [InlineData("ilgpu-cpu", KvStorageType.F32, 8, 8)]
+    [InlineData("cpu", KvStorageType.Q8, 5, 3)]
+    [InlineData("ilgpu-cpu", KvStorageType.Q8, 6, 8)]
+    [InlineData("cpu", KvStorageType.F16, 3, 7)]
+    [InlineData("ilgpu-cpu", KvStorageType.BF16, 8, 4)]
+    public void Compaction_keeps_exactly_the_survivors_and_attention_matches_dense_over_them(string backendName, KvStorageType type,
+        int keyWidth, int valueWidth)
     {
         var b = Backends.Get(backendName);
         var rng = new Random(5);
@@ -23,7 +30,18 @@ public class CompactorTests
         lock (Backends.Lock)
         {
             using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize,
-                MaxSequences: 2));
+                MaxSequences: 2, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
+            var layout = cache.Layout;
+            int st = (int)type;
+            // A row as the cache holds it: packed words, its scale, and the features they widen to.
+            (int[] Words, float Scale, float[] Features) Packed(float[] row, int width)
+            {
+                var words = new int[KvCodec.Words(st, width)];
+                float scale = KvCodec.StoreRow(row.AsSpan(0, width), words, st);
+                var features = new float[width];
+                KvCodec.LoadRow(words, scale, features, st);
+                return (words, scale, features);
+            }
             int seq = cache.TryAddSequence()!.Value;
             Assert.True(cache.TryReserve(seq, seqLen));
             cache.Append(seq, seqLen);
@@ -31,17 +49,22 @@ public class CompactorTests
             float[] K(int l, int h, int p) => Enumerable.Range(0, d).Select(i => MathF.Sin(l * 7 + h * 13 + p * 0.37f + i)).ToArray();
             float[] V(int l, int h, int p) => Enumerable.Range(0, d).Select(i => MathF.Cos(l * 5 + h * 11 + p * 0.29f + i * 2)).ToArray();
             int slots = cache.Pool.Total * blockSize;
-            var kPool = new float[slots * d]; var vPool = new float[slots * d]; var pos = new int[slots]; var metric = new float[slots];
+            var kPool = new int[slots * layout.KeyWords]; var vPool = new int[slots * layout.ValueWords]; var pos = new int[slots];
+            var metric = new float[slots]; var scales = new float[2 * slots];
             for (int l = 0; l < layers; l++)
                 for (int h = 0; h < kvHeads; h++)
                     for (int t = 0; t < seqLen; t++)
                     {
                         int s = cache.PhysicalSlot(seq, l, h, t);
-                        K(l, h, t).CopyTo(kPool, s * d); V(l, h, t).CopyTo(vPool, s * d);
+                        var (kw, ks, _) = Packed(K(l, h, t), keyWidth);
+                        var (vw, vs, _) = Packed(V(l, h, t), valueWidth);
+                        kw.CopyTo(kPool, s * layout.KeyWords); vw.CopyTo(vPool, s * layout.ValueWords);
+                        (scales[2 * s], scales[2 * s + 1]) = (ks, vs);
                         pos[s] = t; metric[s] = (float)rng.NextDouble();
                     }
-            b.WriteFloatBits(cache.Buffers.Keys, kPool); b.WriteFloatBits(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions,
+            b.WriteInts(cache.Buffers.Keys, kPool); b.WriteInts(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions,
                 pos); b.Write(cache.Buffers.Metric, metric);
+            if (layout.HasScales) b.Write(cache.Buffers.Scales, scales);
 
             var before = cache.ReadHeads(seq);
             var budget = new EvictionBudget(MaxCacheTokens: 15, ProtectedWindow: 6, Sinks: 1);
@@ -53,7 +76,9 @@ public class CompactorTests
             var after = cache.ReadHeads(seq);
 
             int blocksAfter = 0;
-            var kAfter = b.ToFloatBits(cache.Buffers.Keys); var vAfter = b.ToFloatBits(cache.Buffers.Values);
+            var kAfter = new int[kPool.Length]; var vAfter = new int[vPool.Length]; var scalesAfter = new float[scales.Length];
+            b.ReadInts(cache.Buffers.Keys, kAfter); b.ReadInts(cache.Buffers.Values, vAfter);
+            if (layout.HasScales) b.Read(cache.Buffers.Scales, scalesAfter);
             for (int i = 0; i < before.Count; i++)
             {
                 var gone = plan.Evicted[i].Select(t => before[i].Positions[t]).ToHashSet();
@@ -64,8 +89,11 @@ public class CompactorTests
                 for (int t = 0; t < after[i].Length; t++)
                 {
                     int p = after[i].Positions[t], s = cache.PhysicalSlot(seq, after[i].Layer, after[i].KvHead, t);
-                    Assert.Equal(K(after[i].Layer, after[i].KvHead, p), kAfter.AsSpan(s * d, d).ToArray());
-                    Assert.Equal(V(after[i].Layer, after[i].KvHead, p), vAfter.AsSpan(s * d, d).ToArray());
+                    var (kw, ks, _) = Packed(K(after[i].Layer, after[i].KvHead, p), keyWidth);
+                    var (vw, vs, _) = Packed(V(after[i].Layer, after[i].KvHead, p), valueWidth);
+                    Assert.Equal(kw, kAfter.AsSpan(s * layout.KeyWords, layout.KeyWords).ToArray());
+                    Assert.Equal(vw, vAfter.AsSpan(s * layout.ValueWords, layout.ValueWords).ToArray());
+                    if (layout.HasScales) Assert.Equal((ks, vs), (scalesAfter[2 * s], scalesAfter[2 * s + 1]));
                     int ot = Array.IndexOf(before[i].Positions, p);
                     Assert.Equal(before[i].Metric[ot], after[i].Metric[t]); // the metric travelled with its KV
                 }
@@ -89,13 +117,14 @@ public class CompactorTests
                 {
                     int kvh = h / (heads / kvHeads);
                     var kept = after.Single(x => x.Layer == l && x.KvHead == kvh).Positions;
-                    var sc = kept.Select(p => K(l, kvh, p).Select((kv, i) => (double)kv * q[h * d + i]).Sum() / Math.Sqrt(d)).ToArray();
+                    var sc = kept.Select(p => Packed(K(l, kvh, p), keyWidth).Features.Select((kv, i) => (double)kv * q[h * d + i]).Sum()
+                        / Math.Sqrt(d)).ToArray();
                     double mx = sc.Max(), sum = sc.Sum(x => Math.Exp(x - mx));
                     var expected = new float[d];
                     for (int j = 0; j < kept.Length; j++)
                     {
-                        var v = V(l, kvh, kept[j]);
-                        for (int i = 0; i < d; i++) expected[i] += (float)(Math.Exp(sc[j] - mx) / sum) * v[i];
+                        var v = Packed(V(l, kvh, kept[j]), valueWidth).Features;
+                        for (int i = 0; i < valueWidth; i++) expected[i] += (float)(Math.Exp(sc[j] - mx) / sum) * v[i];
                     }
                     Compare.Close(got.AsSpan(h * d, d), expected, 1e-5, $"layer {l} head {h}");
                 }
