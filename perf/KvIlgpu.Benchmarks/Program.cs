@@ -20,6 +20,12 @@ if (args.Length > 0 && args[0] == "compress-throughput")
     CompressionThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 32), Arg(3, 512), Arg(4, 64), Arg(5, 4));
     return;
 }
+if (args.Length > 0 && args[0] == "kv-decode")
+{
+    int Arg(int i, int d) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : d;
+    StorageDecode.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 1024), Arg(3, 64), Arg(4, 3));
+    return;
+}
 if (args.Length > 0 && args[0] == "train-throughput")
 {
     TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024, args.Length > 2 ? int.Parse(args[2],

@@ -1,0 +1,107 @@
+using KvIlgpu.Cache;
+using KvIlgpu.Compute;
+using KvIlgpu.Engine;
+using KvIlgpu.Models.Loading;
+
+namespace KvIlgpu.Benchmarks;
+
+/// <summary>Decode speed of one sequence over a long cache in each KV storage type: a prompt that fills the cache to
+/// cached tokens less the decoded ones, then greedy decode steps, through the engine's paged path (managed SIMD CPU
+/// backend); rounds alternate the storage types and each reports its median. A warm-up run per type comes first.
+/// Usage: kv-decode MODEL.bin [cached-tokens] [decode-tokens] [rounds]</summary>
+internal static class StorageDecode
+{
+    public static void Run(string path, int cached, int decode, int rounds)
+    {
+        var w = ModelLoader.Load(path);
+        var c = w.Config;
+        cached = Math.Min(cached, c.MaxSeqLen);
+        int prompt = cached - decode;
+        var rng = new Random(3);
+        var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(3, c.VocabSize)).ToArray();
+        var types = new[] { KvStorageType.F32, KvStorageType.F16, KvStorageType.BF16, KvStorageType.Q8 };
+        var engines = types.ToDictionary(t => t, t => InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1,
+            KvStorage: t)));
+        Console.WriteLine($"model: {path}; one sequence, {prompt}-token prompt then {decode} decode steps (the cache ends at " +
+            $"{cached} tokens); {rounds} alternating rounds, medians; {Environment.ProcessorCount} cores");
+        var results = types.ToDictionary(t => t, _ => new List<double>());
+        double Decode(InferenceEngine e) => e.Submit(ids, new GenerationOptions(decode, SamplingOptions.Greedy, StopAtEos: false))
+            .Completion.GetAwaiter().GetResult().DecodeTokensPerSecond;
+        foreach (var t in types) Decode(engines[t]);
+        for (int round = 0; round < rounds; round++)
+            foreach (var t in types) results[t].Add(Decode(engines[t]));
+        double baseline = Median(results[KvStorageType.F32]);
+        Console.WriteLine();
+        Console.WriteLine("| KV storage | bytes per token per head | decode tok/s | vs f32 |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (var t in types)
+            Console.WriteLine($"| {t.ToString().ToLowerInvariant()} | {engines[t].KvBytesPerToken} | {Median(results[t]):F1} | " +
+                $"{Median(results[t]) / baseline:F2}x |");
+        foreach (var e in engines.Values) e.Dispose();
+
+        // The attention step alone (what the storage type changes): one decode row over every layer's cached tokens.
+        var attention = types.ToDictionary(t => t, _ => new List<double>());
+        var caches = types.ToDictionary(t => t, t => FilledCache(c, t, cached));
+        for (int round = 0; round <= rounds; round++)
+            foreach (var t in types)
+            {
+                double seconds = TimeAttention(caches[t].Backend, caches[t].Cache, c, cached, iterations: 50);
+                if (round > 0) attention[t].Add(seconds); // round 0 warms up
+            }
+        double f32Time = Median(attention[KvStorageType.F32]);
+        Console.WriteLine();
+        Console.WriteLine($"Paged attention alone: one decode row over {cached} cached tokens in each of {c.Layers} layers " +
+            $"({c.Heads} query heads, {c.KvHeads} KV heads of {c.HeadDim}), median of {rounds} rounds of 50 steps:");
+        Console.WriteLine();
+        Console.WriteLine("| KV storage | KV MB read per step | attention ms per step | vs f32 |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (var t in types)
+            Console.WriteLine($"| {t.ToString().ToLowerInvariant()} | " +
+                $"{(double)caches[t].Cache.Layout.BytesPerSlot * cached * c.Layers * c.KvHeads / 1e6:F1} | " +
+                $"{Median(attention[t]) * 1e3:F3} | {f32Time / Median(attention[t]):F2}x faster |");
+        foreach (var (_, cache) in caches.Values) cache.Dispose();
+    }
+
+    /// <summary>A one-sequence cache of the model's shape holding tokens random keys and values in every layer, written
+    /// through the cache-write kernel.</summary>
+    private static (IComputeBackend Backend, PagedKvCache Cache) FilledCache(Models.ModelConfig c, KvStorageType type, int tokens)
+    {
+        var backend = new ManagedSimdBackend();
+        var cache = new PagedKvCache(backend, c, new PagedCacheOptions(MemoryBytes: 256L << 20, MaxSequences: 1, Storage: type));
+        int s = cache.TryAddSequence()!.Value;
+        if (!cache.TryReserve(s, tokens)) throw new InvalidOperationException("the cache is too small");
+        cache.Append(s, tokens);
+        var rng = new Random(5);
+        int chunk = 64;
+        var k = Enumerable.Range(0, chunk * c.KvDim).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        using var dk = backend.Upload(k);
+        using var info = backend.AllocateInts(4 * chunk);
+        for (int start = 0; start < tokens; start += chunk)
+        {
+            int rows = Math.Min(chunk, tokens - start);
+            backend.WriteInts(info, Enumerable.Range(0, rows).SelectMany(r => new[] { s, tokens, start + r, start + r }).ToArray());
+            for (int layer = 0; layer < c.Layers; layer++) backend.PagedWrite(dk, dk, cache.Buffers, info, rows, layer);
+        }
+        return (backend, cache);
+    }
+
+    private static double TimeAttention(IComputeBackend backend, PagedKvCache cache, Models.ModelConfig c, int tokens, int iterations)
+    {
+        using var q = backend.Upload(Enumerable.Range(0, c.QDim).Select(i => MathF.Sin(i)).ToArray());
+        using var output = backend.Allocate(c.QDim);
+        using var probs = backend.Allocate(c.Heads * tokens);
+        using var info = backend.AllocateInts(4);
+        backend.WriteInts(info, [0, 1, 0, tokens - 1]);
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < iterations; i++)
+            for (int layer = 0; layer < c.Layers; layer++)
+                backend.PagedAttention(q, cache.Buffers, info, 1, layer, output, probs, tokens, emitProbabilities: false);
+        return sw.Elapsed.TotalSeconds / iterations;
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+}
