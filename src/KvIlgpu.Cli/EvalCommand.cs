@@ -81,12 +81,18 @@ internal static class EvalCommand
             Description = "comma-separated kept fractions of feature dims for the projections, such as 1,3/4,1/2,3/8,1/4",
             DefaultValueFactory = _ => "1,3/4,1/2,3/8,1/4",
         };
+        var storages = new Option<string>("--kv-dtypes")
+        {
+            Description = "the storage axis, comma-separated KV cache types to compare (f32, f16, bf16, q8), each against the f32 " +
+                "full cache; default: auto (the model's weight type)",
+            DefaultValueFactory = _ => "auto",
+        };
         var device = new Option<string>("--device") { Description = "auto, cpu, cuda or ilgpu-cpu", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "print the rows as JSON" };
         var outDir = new Option<string?>("--out") { Description = "folder for results.md, results.csv and the plots" };
         var cmd = new Command("eval", "compare eviction policies: perplexity, KL to the full cache, top-1 agreement, passkey, KV bytes")
             { model, policies, budgets, corpus, segmentLength, segments, promptShare, passkey, taskLengths, protectedWindow, sinks,
-                projections, dimBudgets, device, json, outDir };
+                projections, dimBudgets, storages, device, json, outDir };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             string modelPath = r.GetValue(model)!;
@@ -103,13 +109,15 @@ internal static class EvalCommand
             var projectionItems = ProjectionItems(r.GetValue(projections)!);
             var dims = r.GetValue(dimBudgets)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
                 .Select(s => CliValues.Share(s, "--dim-budgets")).ToList();
+            var storageTypes = List(r.GetValue(storages)!).Select(s => KvStorageCliOption.Parse(s, "--kv-dtypes")).ToList();
             // Checked before the model loads; the segment length is checked again against the model's context below.
             int requested = r.GetValue(segmentLength);
             var options = new EvaluationOptions(List(r.GetValue(policies)!), List(r.GetValue(budgets)!), requested > 0 ? requested
                 : 1 << 20,
                 r.GetValue(segments), PrefixFraction: r.GetValue(promptShare), ProtectedWindow: protectedTokens,
                     ProtectedShare: protectedShare,
-                Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey), PasskeyLengths: lengths, DimBudgets: dims);
+                Sinks: r.GetValue(sinks), PasskeyTrials: r.GetValue(passkey), PasskeyLengths: lengths, DimBudgets: dims,
+                Storages: storageTypes.SequenceEqual([KvIlgpu.Cache.KvStorageType.Auto]) ? null : storageTypes);
             options.Validate();
             var weights = ProgressDisplay.Load(modelPath, p => ModelLoader.Load(modelPath, p));
             var c = weights.Config;
@@ -127,8 +135,9 @@ internal static class EvalCommand
                 throw new ArgumentException($"--segments 0 runs only the retrieval tasks, which need a tokenizer, and {modelPath} has " +
                     $"none");
             var tokens = corpusPath == null ? [] : EvaluationCorpus.Load(corpusPath, tokenizer);
-            InferenceEngine NewEngine(KvProjection? p) =>
-                InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2, KvProjection: p), tokenizer);
+            InferenceEngine NewEngine(KvProjection? p, KvIlgpu.Cache.KvStorageType storage) =>
+                InferenceEngine.FromWeights(weights, new EngineOptions(deviceKind, MaxBatchSize: 2, KvProjection: p, KvStorage: storage),
+                    tokenizer);
 
             List<EvaluationRow> rows = [];
             if (Console.IsErrorRedirected) // a log: a plain line per evaluated segment

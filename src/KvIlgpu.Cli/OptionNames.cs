@@ -38,6 +38,7 @@ internal static partial class OptionNames
         ["KeptShare"] = ("--think", "think"),
         ["KvRanks"] = ("--kv-ranks", null),
         ["DimBudgets"] = ("--dim-budgets", null),
+        ["Storages"] = ("--kv-dtypes", null),
     };
 
     [GeneratedRegex(@"\b[A-Z][A-Za-z]+\b")]

@@ -19,7 +19,8 @@ public sealed record EvaluationOptions(
     int Sinks = 0,
     double? ProtectedShare = 0.25,
     IReadOnlyList<ProjectionChoice>? Projections = null,
-    IReadOnlyList<double>? DimBudgets = null)
+    IReadOnlyList<double>? DimBudgets = null,
+    IReadOnlyList<Cache.KvStorageType>? Storages = null)
 {
     /// <summary>Checks every option before anything runs; throws <see cref="InvalidOptionException"/> naming the first
     /// bad one.</summary>
@@ -63,6 +64,9 @@ public sealed record EvaluationOptions(
             if (!(b is > 0 and <= 1)) throw new InvalidOptionException(nameof(DimBudgets),
                 $"{nameof(DimBudgets)}: {b} is not a kept fraction of feature dims in (0, 1]");
         if (DimBudgets is { Count: 0 }) throw new InvalidOptionException(nameof(DimBudgets), $"{nameof(DimBudgets)} is empty");
+        if (Storages is { Count: 0 }) throw new InvalidOptionException(nameof(Storages), $"{nameof(Storages)} is empty");
+        if (Storages?.Contains(Cache.KvStorageType.Auto) == true && Storages.Count > 1)
+            throw new InvalidOptionException(nameof(Storages), $"{nameof(Storages)}: auto cannot be compared with named storage types");
         if (Sinks < 0) throw new InvalidOptionException(nameof(Sinks), $"{nameof(Sinks)} must be >= 0 (got {Sinks})");
     }
 

@@ -21,7 +21,7 @@ public static class EvaluationReport
         }
         Save("results.md", Markdown(rows));
         Save("results.csv", Csv(rows));
-        if (rows.Any(x => x.Projection != "none"))
+        if (rows.Any(x => x.Projection != "none" || x.Storage != rows[0].Storage))
         {
             if (rows.Any(x => x.KlToFull != null))
             {
@@ -50,13 +50,15 @@ public static class EvaluationReport
     public static string Markdown(IReadOnlyList<EvaluationRow> rows)
     {
         var sb = new StringBuilder();
-        bool features = rows.Any(r => r.Projection != "none");
-        sb.AppendLine((features ? "| projection | dim budget | KV bytes kept " : "") + "| policy | budget | compression | perplexity | " +
-            "KL to full | top-1 agreement | passkey | multi-key needle | mean KV bytes | peak KV bytes |");
-        sb.AppendLine((features ? "|---|---|---" : "") + "|---|---|---|---|---|---|---|---|---|---|");
+        bool storages = rows.Any(r => r.Storage != rows[0].Storage);
+        bool features = storages || rows.Any(r => r.Projection != "none");
+        sb.AppendLine((storages ? "| KV dtype " : "") + (features ? "| projection | dim budget | KV bytes kept " : "") + "| policy | " +
+            "budget | compression | perplexity | KL to full | top-1 agreement | passkey | multi-key needle | mean KV bytes | " +
+            "peak KV bytes |");
+        sb.AppendLine((storages ? "|---" : "") + (features ? "|---|---|---" : "") + "|---|---|---|---|---|---|---|---|---|---|");
         static string F(IFormattable? v, string format) => v?.ToString(format, CultureInfo.InvariantCulture) ?? "-";
         foreach (var r in rows)
-            sb.AppendLine((features ? string.Create(CultureInfo.InvariantCulture,
+            sb.AppendLine((storages ? $"| {r.Storage} " : "") + (features ? string.Create(CultureInfo.InvariantCulture,
                 $"| {r.Projection} | {r.DimBudget:0.###} | {F(r.KvBytesFraction, "P1")} ") : "")
                 + string.Create(CultureInfo.InvariantCulture,
                 $"| {r.Policy} | {r.Budget} | {r.CompressionRatio:F2}x | {F(r.Perplexity, "F3")} | {F(r.KlToFull, "F4")} | " +
@@ -70,25 +72,27 @@ public static class EvaluationReport
     {
         static string C(IFormattable? v) => v?.ToString(v is double ? "R" : null, CultureInfo.InvariantCulture) ?? "";
         var sb = new StringBuilder("policy,budget,compression_ratio,perplexity,kl_to_full,top1_agreement,passkey_accuracy," +
-            "needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer,projection,dim_budget,kv_bytes_fraction\n");
+            "needle_accuracy,mean_kv_bytes,peak_kv_bytes,kept_per_layer,projection,dim_budget,kv_bytes_fraction,kv_dtype\n");
         foreach (var r in rows)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"{r.Policy},{r.Budget},{r.CompressionRatio:R},{C(r.Perplexity)},{C(r.KlToFull)},{C(r.Top1Agreement)}," +
                 $"{C(r.PasskeyAccuracy)},{C(r.NeedleAccuracy)},{C(r.MeanKvBytes)},{C(r.PeakKvBytes)}," +
                 $"{string.Join(";", (r.KeptPerLayer ?? []).Select(k => k.ToString("0.##", CultureInfo.InvariantCulture)))}," +
-                $"{r.Projection},{r.DimBudget:R},{C(r.KvBytesFraction)}"));
+                $"{r.Projection},{r.DimBudget:R},{C(r.KvBytesFraction)},{r.Storage}"));
         return sb.ToString();
     }
 
 
     /// <summary>One score against the KV bytes kept (as full bytes / kept bytes, log2 axis), one line per method: each
     /// eviction policy over its token budgets, each projection over its dim budgets, each composition (policy x projection
-    /// at one dim budget) over the token budgets. The full cache without projection is left out.</summary>
+    /// at one dim budget) over the token budgets, each in its storage type. The reference (the full cache in the first
+    /// storage type, without projection) is left out.</summary>
     public static void Frontier(string path, IReadOnlyList<EvaluationRow> rows, string title, string yLabel,
         Func<EvaluationRow, double?> score) =>
         SvgPlot.Write(path, title, "KV bytes compression (full bytes / kept bytes)", yLabel,
-            rows.Where(r => !(r.Policy == "full" && r.Projection == "none") && score(r) != null && r.KvBytesFraction is > 0)
-                .GroupBy(r => r.Policy == "full" ? r.Projection : r.Method)
+            rows.Where(r => !(r.Policy == "full" && r.Projection == "none" && r.Storage == rows[0].Storage) && score(r) != null
+                    && r.KvBytesFraction is > 0)
+                .GroupBy(r => r.Method)
                 .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.OrderBy(r => 1 / r.KvBytesFraction!.Value)
                     .Select(r => (1 / r.KvBytesFraction!.Value, score(r)!.Value)).ToList()));
 
@@ -96,7 +100,7 @@ public static class EvaluationReport
     public static void Plot(string path, IReadOnlyList<EvaluationRow> rows, string title, string yLabel, Func<EvaluationRow,
         double?> score) =>
         SvgPlot.Write(path, title, "compression ratio (full KVs / kept KVs)", yLabel,
-            rows.Where(r => r.Policy != "full" && r.Projection == "none" && score(r) != null).GroupBy(r => r.Policy)
+            rows.Where(r => r.Policy != "full" && r.Projection == "none" && score(r) != null).GroupBy(r => r.Method)
                 .ToDictionary(g => g.Key, g => (IReadOnlyList<(double X, double Y)>)g.Select(r => (r.CompressionRatio,
                     score(r)!.Value)).ToList()));
 }

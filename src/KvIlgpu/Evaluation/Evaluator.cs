@@ -1,3 +1,4 @@
+using KvIlgpu.Cache;
 using KvIlgpu.Compression;
 using KvIlgpu.Engine;
 using KvIlgpu.Projection;
@@ -17,15 +18,22 @@ public static class Evaluator
         if (options.Projections?.Any(p => p.Projection != null) == true)
             throw new InvalidOptionException(nameof(options.Projections),
                 "evaluating projections needs an engine factory that takes the projection: use the overload with Func<KvProjection?, " +
-                "InferenceEngine>");
-        return Run(_ => newEngine(), corpus, options, progress);
+                "KvStorageType, InferenceEngine>");
+        return Run((_, _) => newEngine(), corpus, options with { Storages = null }, progress);
     }
 
-    /// <summary>As the overload without projections, crossed with the feature axis: every projection of
-    /// options.Projections at every dim budget of options.DimBudgets (or at its own searched ranks) with every policy and
-    /// budget; newEngine makes an engine whose requests go through the given projection (null: none). The full cache
-    /// without projection runs first and is every row's KL reference.</summary>
+    /// <summary>As the overload with the storage axis, every engine in the factory's own storage type.</summary>
     public static List<EvaluationRow> Run(Func<KvProjection?, InferenceEngine> newEngine, IReadOnlyList<int> corpus,
+        EvaluationOptions options, IProgress<(string Stage, int Done, int Total)>? progress = null) =>
+        Run((p, _) => newEngine(p), corpus, options with { Storages = null }, progress);
+
+    /// <summary>As the overload without projections, crossed with the storage axis and the feature axis: every storage
+    /// type of options.Storages (null: the engine's default), every projection of options.Projections at every dim budget
+    /// of options.DimBudgets (or at its own searched ranks), with every policy and budget; newEngine makes an engine that
+    /// stores its cache in the given type and whose requests go through the given projection (null: none). The full cache
+    /// without projection in the first storage type (f32 when several are compared) runs first and is every row's KL
+    /// reference.</summary>
+    public static List<EvaluationRow> Run(Func<KvProjection?, KvStorageType, InferenceEngine> newEngine, IReadOnlyList<int> corpus,
         EvaluationOptions options, IProgress<(string Stage, int Done, int Total)>? progress = null)
     {
         options.Validate();
@@ -42,17 +50,24 @@ public static class Evaluator
         foreach (var choice in options.Projections ?? [])
             foreach (var setting in choice.Settings(options.DimBudgets ?? [1]))
                 if (!featureAxis.Any(f => f.Name == setting.Name && f.DimBudget == setting.DimBudget)) featureAxis.Add(setting);
-        var configs = featureAxis.SelectMany(f => tokenAxis.Select(t => (Feature: f, t.Policy, t.Budget))).ToList();
+        // The reference storage first: f32 whenever named types are compared.
+        var storages = options.Storages is { } named
+            ? named.Contains(KvStorageType.Auto) ? named.ToList() : named.Prepend(KvStorageType.F32).Distinct().ToList()
+            : [KvStorageType.Auto];
+        var configs = storages.SelectMany(s => featureAxis.SelectMany(f => tokenAxis.Select(t => (Storage: s, Feature: f, t.Policy,
+            t.Budget)))).ToList();
         // One step per corpus segment and, with retrieval, one for each of its two tasks.
         int total = configs.Count * (segments.Count + (retrieval ? 2 : 0)), done = 0;
 
         // Reference log-probabilities of the full cache, per segment and position.
         var reference = new List<float[][]>();
         var rows = new List<EvaluationRow>();
-        double fullMeanBytes = 0;
-        foreach (var (feature, policy, budget) in configs)
+        double fullMeanBytes = 0, referenceBytesPerToken = 0;
+        foreach (var (storage, feature, policy, budget) in configs)
         {
-            using var engine = newEngine(feature.Projection);
+            using var engine = newEngine(feature.Projection, storage);
+            bool isReference = reference.Count == 0 && referenceBytesPerToken == 0;
+            if (isReference) referenceBytesPerToken = engine.KvBytesPerToken;
             double nll = 0, kl = 0, agree = 0;
             long count = 0, heldBlocks = 0, peakBytes = 0, bytesPerBlock = 0;
             var corpusKvs = new KvTally();
@@ -74,7 +89,7 @@ public static class Evaluator
                 peakBytes = Math.Max(peakBytes, usage.PeakBytes);
                 bytesPerBlock = usage.BytesPerBlock;
                 for (int layer = 0; layer < keptPerLayer.Length; layer++) keptPerLayer[layer] += usage.KeptPerLayerSums[layer];
-                if (policy == "full" && feature.Name == "none") reference.Add(logProbs);
+                if (isReference) reference.Add(logProbs);
                 var refs = reference[si];
                 for (int i = 0; i < logProbs.Length; i++)
                 {
@@ -100,18 +115,21 @@ public static class Evaluator
                     retrievalKvs, feature.ThinK);
                 progress?.Report(("multi-key needle", ++done, total));
             }
-            double featureShare = feature.FeatureShare(engine.Config.HeadDim);
+            // ThinK's pruned key channels are still held: they count at their nominal share. Everything else is measured.
+            double thinKShare = feature.ThinK != null ? feature.FeatureShare(engine.Config.HeadDim) : 1;
+            string storageName = engine.KvStorage.ToString().ToLowerInvariant();
             if (segments.Count > 0)
             {
                 long meanBytes = heldBlocks * bytesPerBlock / count;
-                if (policy == "full" && feature.Name == "none") fullMeanBytes = meanBytes;
+                if (isReference) fullMeanBytes = meanBytes;
                 rows.Add(new EvaluationRow(policy, budget, corpusKvs.CompressionRatio, Math.Exp(nll / count), kl / count, agree / count,
                     passkey, peakBytes, needle, meanBytes, keptPerLayer.Select(k => k / count).ToArray(), feature.Name, feature.DimBudget,
-                    meanBytes / fullMeanBytes * featureShare));
+                    meanBytes / fullMeanBytes * thinKShare, storageName));
             }
             else
                 rows.Add(new EvaluationRow(policy, budget, retrievalKvs.CompressionRatio, null, null, null, passkey, null, needle,
-                    Projection: feature.Name, DimBudget: feature.DimBudget, KvBytesFraction: featureShare / retrievalKvs.CompressionRatio));
+                    Projection: feature.Name, DimBudget: feature.DimBudget, KvBytesFraction: engine.KvBytesPerToken
+                        / referenceBytesPerToken * thinKShare / retrievalKvs.CompressionRatio, Storage: storageName));
         }
         return rows;
     }

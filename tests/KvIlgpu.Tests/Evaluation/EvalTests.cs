@@ -135,10 +135,37 @@ public class EvalTests
         Assert.Contains("| kvcompress | 1/2 |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
         var csv = File.ReadAllLines(Path.Combine(dir.File("out"), "results.csv"));
         Assert.Equal(8, csv.Length);
-        Assert.EndsWith(",kept_per_layer,projection,dim_budget,kv_bytes_fraction", csv[0]);
-        Assert.EndsWith(",59.5;59.5,none,1,1", csv[1]);
+        Assert.EndsWith(",kept_per_layer,projection,dim_budget,kv_bytes_fraction,kv_dtype", csv[0]);
+        Assert.EndsWith(",59.5;59.5,none,1,1,f32", csv[1]);
         foreach (var plot in new[] { "kl-vs-compression.svg", "passkey-vs-compression.svg", "needle-vs-compression.svg" })
             System.Xml.Linq.XDocument.Load(Path.Combine(dir.File("out"), plot));
+    }
+
+    /// <summary>The storage axis: the full cache in f16 and q8 against the f32 reference, their mean bytes the f32 cache's
+    /// times the ratio of their slots (same blocks, narrower slots), their KL small but for q8 not zero.</summary>
+    [Fact]
+    public void Eval_compares_storage_types_against_the_f32_full_cache()
+    {
+        using var dir = new TempDir();
+        var tokPath = TokenizerTests.WriteLlama2cTokenizer(dir, out int vocab);
+        TestModels.WriteLlama2c(dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: vocab, seq: 128), seed: 41));
+        var rng = new Random(3);
+        File.WriteAllText(dir.File("corpus.ids"), string.Join(",", Enumerable.Range(0, 300).Select(_ => rng.Next(3, vocab))));
+        var (code, stdout, stderr) = CliRunner.Run("eval", "--model", dir.File("model.bin"), "--corpus", dir.File("corpus.ids"),
+            "--segment-length", "96", "--segments", "2", "--policies", "full", "--budgets", "1/2", "--kv-dtypes", "f16,q8",
+            "--device", "cpu", "--json", "--out", dir.File("out"));
+        Assert.True(code == 0, stderr);
+        var rows = JsonDocument.Parse(stdout).RootElement.EnumerateArray().ToList();
+        Assert.Equal(["f32", "f16", "q8"], rows.Select(r => r.GetProperty("storage").GetString()));
+        Assert.Equal(0, rows[0].GetProperty("kl_to_full").GetDouble(), 9);
+        // Head dim 12: f32 slots 2 x 12 x 4 + 8 bytes, f16 (6 + 6) x 4 + 8, q8 (3 + 3) x 4 + 8 + 8 (the scales).
+        long full = rows[0].GetProperty("mean_kv_bytes").GetInt64();
+        Assert.Equal(full * 56 / 104, rows[1].GetProperty("mean_kv_bytes").GetInt64());
+        Assert.Equal(full * 40 / 104, rows[2].GetProperty("mean_kv_bytes").GetInt64());
+        Assert.True(Math.Abs(40 / 104.0 - rows[2].GetProperty("kv_bytes_fraction").GetDouble()) < 1e-4); // means are whole bytes
+        Assert.InRange(rows[1].GetProperty("kl_to_full").GetDouble(), 0, 1e-3);
+        Assert.InRange(rows[2].GetProperty("kl_to_full").GetDouble(), 1e-9, 1e-2);
+        Assert.Contains("| q8 | none |", File.ReadAllText(Path.Combine(dir.File("out"), "results.md")));
     }
 
     [Fact]
