@@ -53,12 +53,12 @@ internal static class StorageDecode
         Console.WriteLine($"Paged attention alone: one decode row over {cached} cached tokens in each of {c.Layers} layers " +
             $"({c.Heads} query heads, {c.KvHeads} KV heads of {c.HeadDim}), median of {rounds} rounds of 50 steps:");
         Console.WriteLine();
-        Console.WriteLine("| KV storage | KV MB read per step | attention ms per step | vs f32 |");
+        Console.WriteLine("| KV storage | KV MB read per step | attention ms per step | speed vs f32 |");
         Console.WriteLine("|---|---|---|---|");
         foreach (var t in types)
             Console.WriteLine($"| {t.ToString().ToLowerInvariant()} | " +
                 $"{(double)caches[t].Cache.Layout.BytesPerSlot * cached * c.Layers * c.KvHeads / 1e6:F1} | " +
-                $"{Median(attention[t]) * 1e3:F3} | {f32Time / Median(attention[t]):F2}x faster |");
+                $"{Median(attention[t]) * 1e3:F3} | {f32Time / Median(attention[t]):F2}x |");
         foreach (var (_, cache) in caches.Values) cache.Dispose();
     }
 

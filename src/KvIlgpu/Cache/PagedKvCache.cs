@@ -224,15 +224,19 @@ internal sealed class PagedKvCache : IDisposable
         return result;
     }
 
-    /// <summary>The cached keys of one sequence's head, in logical slot order, one row of KeyWidth floats per slot (widened
-    /// from the storage type).</summary>
+    /// <summary>The cached keys of one sequence's head, in logical slot order, one row of HeadDim floats per slot (widened
+    /// from the storage type; features past the head's KeyWidth, which it does not store, are zero).</summary>
     public float[][] ReadKeys(int sequence, int layer, int kvHead)
     {
         int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
         var keys = new float[_lengths[head]][];
         ForEachKeyBlock(head, (t, block) =>
         {
-            for (int i = 0; i < block.Length / width; i++) keys[t + i] = block.Slice(i * width, width).ToArray();
+            for (int i = 0; i < block.Length / width; i++)
+            {
+                keys[t + i] = new float[Layout.HeadDim];
+                block.Slice(i * width, width).CopyTo(keys[t + i]);
+            }
             return false;
         });
         return keys;

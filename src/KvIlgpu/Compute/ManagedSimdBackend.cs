@@ -271,12 +271,13 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
                     var keys = Widened(kp, (int)p.KeyOffset(slot0), count * p.KeyWords, p.Storage, widened);
-                    for (int i = 0; i < count; i++)
+                    for (int h = first; h < first + group; h++)
                     {
-                        var key = keys.Slice(i * keyStride, kw);
-                        float factor = p.HasScales ? scale * scales[2 * (slot0 + i)] : scale;
-                        for (int h = first; h < first + group; h++)
-                            probs[(r * p.Heads + h) * stride + t0 + i] = SimdMath.Dot(qs.AsSpan((r * p.Heads + h) * d, kw), key) * factor;
+                        var query = qs.AsSpan((r * p.Heads + h) * d, kw);
+                        var scores = probs.AsSpan((r * p.Heads + h) * stride + t0, count);
+                        for (int i = 0; i < count; i++)
+                            scores[i] = SimdMath.Dot(query, keys.Slice(i * keyStride, kw))
+                                * (p.HasScales ? scale * scales[2 * (slot0 + i)] : scale);
                     }
                 }
                 for (int h = first; h < first + group; h++)
@@ -289,15 +290,13 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
                     var values = Widened(vp, (int)p.ValueOffset(slot0), count * p.ValueWords, p.Storage, widened);
-                    for (int i = 0; i < count; i++)
+                    for (int h = first; h < first + group; h++)
                     {
-                        var value = values.Slice(i * valueStride, vw);
-                        float factor = p.HasScales ? scales[2 * (slot0 + i) + 1] : 1f;
-                        for (int h = first; h < first + group; h++)
-                        {
-                            var dst = o.AsSpan((r * p.Heads + h) * d, vw);
-                            TensorPrimitives.MultiplyAdd(value, probs[(r * p.Heads + h) * stride + t0 + i] * factor, dst, dst);
-                        }
+                        var dst = o.AsSpan((r * p.Heads + h) * d, vw);
+                        var weights = probs.AsSpan((r * p.Heads + h) * stride + t0, count);
+                        for (int i = 0; i < count; i++)
+                            TensorPrimitives.MultiplyAdd(values.Slice(i * valueStride, vw),
+                                p.HasScales ? weights[i] * scales[2 * (slot0 + i) + 1] : weights[i], dst, dst);
                     }
                 }
             }
