@@ -61,6 +61,31 @@ internal sealed class ByteLevelBpeTextTokenizer : ITextTokenizer
     public static readonly string[] DeepSeekCoderPatterns =
         ["[\r\n]", @"\s?\p{L}+", @"\s?\p{P}+", "[\u4e00-\u9fa5\u0800-\u4e00\uac00-\ud7ff]+", @"\p{N}"];
 
+    /// <summary>DeepSeek LLM's pre-tokenization (GGUF tokenizer.ggml.pre "deepseek-llm"), llama.cpp's six regexes in turn: line
+    /// breaks; runs of cased letters (its explicit class, Latin to Adlam) with an optional leading space; runs of ASCII and
+    /// full-width punctuation and symbols likewise; trailing whitespace; CJK runs; digit runs. Its letter class reaches past
+    /// the 16-bit range (Deseret, Osage, Old Hungarian, Warang Citi, Adlam), which a .NET character class cannot hold, so
+    /// those ranges are written as surrogate pairs; $ is \z, since .NET's $ also matches before a final line break.
+    /// </summary>
+    public static readonly string[] DeepSeekLlmPatterns =
+    [
+        "[\r\n]",
+        "\\s?(?:[\u0041-\u005A\u0061-\u007A\u00B5\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u01BA\u01BC-\u01BF\u01C4-\u0293"
+            + "\u0295-\u02AF\u0370-\u0373\u0376\u0377\u037B-\u037D\u037F\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03F5"
+            + "\u03F7-\u0481\u048A-\u052F\u0531-\u0556\u10A0-\u10C5\u13A0-\u13F5\u13F8-\u13FD\u1C90-\u1CBA\u1CBD-\u1CBF\u1D00"
+            + "-\u1D2B\u1D6B-\u1D77\u1D79-\u1D9A\u1E00-\u1F15\u1F18-\u1F1D\u1F20-\u1F45\u1F48-\u1F4D\u1F50-\u1F57\u1F59\u1F5B"
+            + "\u1F5D\u1F5F-\u1F7D\u1F80-\u1FB4\u1FB6-\u1FBC\u1FBE\u1FC2-\u1FC4\u1FC6-\u1FCC\u1FD0-\u1FD3\u1FD6-\u1FDB\u1FE0-"
+            + "\u1FEC\u1FF2-\u1FF4\u1FF6-\u1FFC\u2102\u2107\u210A-\u2113\u2115\u2119-\u211D\u2124\u2126\u2128\u212A-\u212D"
+            + "\u212F-\u2134\u2139\u213C-\u213F\u2145-\u2149\u214E\u2183\u2184\u2C00-\u2C7B\u2C7E-\u2CE4\u2CEB-\u2CEE\u2CF2"
+            + "\u2CF3\uA640-\uA66D\uA680-\uA69B\uA722-\uA76F\uA771-\uA787\uA78B-\uA78E\uAB70-\uABBF\uFB00-\uFB06\uFB13-\uFB17"
+            + "\uFF21-\uFF3A\uFF41-\uFF5A]|\uD801[\uDC00-\uDC4F\uDCB0-\uDCD3\uDCD8-\uDCFB]|\uD803[\uDC80-\uDCB2\uDCC0-\uDCF2]"
+            + "|\uD806[\uDCA0-\uDCDF]|\uD83A[\uDD00-\uDD43])+",
+        "\\s?[!-/:-~\uFF01-\uFF0F\uFF1A-\uFF5E\u2018-\u201F\u3000-\u3002]+",
+        "\\s+\\z",
+        "[\u4E00-\u9FA5\u0800-\u4E00\uAC00-\uD7FF]+",
+        "\\p{N}+",
+    ];
+
     /// <summary>Llama 3's pre-tokenizer pattern (GGUF tokenizer.ggml.pre "llama-bpe").</summary>
     public const string Llama3Pattern =
         @"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";

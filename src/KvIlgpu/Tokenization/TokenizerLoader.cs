@@ -85,10 +85,12 @@ public static class TokenizerLoader
                     "smollm" or "starcoder" or "refact" or "command-r" or "codeshell" or "exaone" or "minerva-7b"
                         => ByteLevelBpeTextTokenizer.SmolLmPatterns,
                     "deepseek-coder" => ByteLevelBpeTextTokenizer.DeepSeekCoderPatterns,
+                    "deepseek-llm" => ByteLevelBpeTextTokenizer.DeepSeekLlmPatterns,
                     null or "default" or "gpt-2" => [ByteLevelBpeTextTokenizer.Gpt2Pattern],
                     _ => throw new InvalidModelException(f.Path, $"tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, " +
                         "llama3 and smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; smollm, starcoder, " +
-                        "refact, command-r, codeshell, exaone and minerva-7b, SmolLM's; deepseek-coder; gpt-2 and default, GPT-2's)"),
+                        "refact, command-r, codeshell, exaone and minerva-7b, SmolLM's; deepseek-coder; deepseek-llm; gpt-2 and default, " +
+                        "GPT-2's)"),
                 };
                 return new ByteLevelBpeTextTokenizer(tokens, merges, types, patterns, bos, eos);
             default:

@@ -64,7 +64,8 @@ public class GgufTokenizerTests
     [InlineData("qwen2", true)]
     [InlineData("smollm", true)]
     [InlineData("deepseek-coder", true)]
-    [InlineData("deepseek-llm", false)]
+    [InlineData("deepseek-llm", true)]
+    [InlineData("jais", false)]
     public void A_gguf_bpe_vocabulary_splits_by_its_pre_tokenizer_or_is_refused_by_name(string? pre, bool supported)
     {
         using var dir = new TempDir();
@@ -85,7 +86,7 @@ public class GgufTokenizerTests
             var e = Assert.Throws<InvalidModelException>(() => TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2));
             Assert.Equal($"{dir.File("m.gguf")}: tokenizer.ggml.pre '{pre}' is not supported (supported: llama-bpe, llama3 and " +
                 "smaug-bpe, whose splitting is Llama 3's; qwen2 and deepseek-r1-qwen, Qwen2's; smollm, starcoder, refact, command-r, " +
-                "codeshell, exaone and minerva-7b, SmolLM's; deepseek-coder; gpt-2 and default, GPT-2's)", e.Message);
+                "codeshell, exaone and minerva-7b, SmolLM's; deepseek-coder; deepseek-llm; gpt-2 and default, GPT-2's)", e.Message);
             return;
         }
         var tok = TokenizerLoader.ForModel(dir.File("m.gguf"), tokens.Length, 1, 2)!;

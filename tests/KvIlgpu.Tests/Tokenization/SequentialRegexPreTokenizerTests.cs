@@ -26,6 +26,21 @@ public class SequentialRegexPreTokenizerTests
     public void DeepSeek_coder_splits_lines_letters_punctuation_cjk_and_digits_in_turn(string text, string[] expected) =>
         Assert.Equal(expected, Pieces(ByteLevelBpeTextTokenizer.DeepSeekCoderPatterns, text));
 
+    [Theory]
+    [InlineData("Hello, world!\n123 \u4e2d\u6587", new[] { "Hello", ",", " world", "!", "\n", "123", " ", "\u4e2d\u6587" })]
+    [InlineData("a  b", new[] { "a", " ", " b" })] // one space joins the letters; the other stays a gap
+    [InlineData("x = [1];", new[] { "x", " =", " [", "1", "];" })] // ASCII symbols are in its punctuation class
+    // Digit runs stay whole. The punctuation class's ASCII range :-~ holds the ASCII letters too, and (as in llama.cpp and
+    // Hugging Face's Sequence) every regex splits every piece so far: the word matched by the letter regex is cut again
+    // around its ASCII letters.
+    [InlineData("\u00e9t\u00e9 2024", new[] { "\u00e9", "t", "\u00e9", " ", "2024" })]
+    // Letters past the 16-bit range (Deseret, Adlam) are letters: each word with its leading space is a piece of its own.
+    [InlineData("\uD801\uDC00\uD801\uDC01 \uD801\uDC02 \uD83A\uDD00", new[] { "\uD801\uDC00\uD801\uDC01", " \uD801\uDC02",
+        " \uD83A\uDD00" })]
+    [InlineData("ab  ", new[] { "ab", "  " })]
+    public void DeepSeek_llm_splits_lines_letters_punctuation_trailing_space_cjk_and_numbers_in_turn(string text, string[] expected) =>
+        Assert.Equal(expected, Pieces(ByteLevelBpeTextTokenizer.DeepSeekLlmPatterns, text));
+
     [Fact]
     public void Special_tokens_are_cut_out_before_any_regex_and_the_pieces_cover_the_text()
     {
