@@ -1,5 +1,6 @@
 using System.Numerics;
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using KvIlgpu.Kernels;
 
@@ -12,6 +13,7 @@ namespace KvIlgpu.Compute;
 internal static class KvRowDecoder
 {
     /// <summary>Widens the first dst.Length features of row into dst (q8: the codes, unscaled).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Decode(ReadOnlySpan<int> row, Span<float> dst, int storage)
     {
         switch (storage)
@@ -31,6 +33,7 @@ internal static class KvRowDecoder
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DecodeBFloat16(ReadOnlySpan<ushort> src, Span<float> dst)
     {
         int i = 0;
@@ -44,6 +47,7 @@ internal static class KvRowDecoder
         for (; i < src.Length; i++) bits[i] = (uint)src[i] << 16;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DecodeCodes(ReadOnlySpan<sbyte> src, Span<float> dst)
     {
         int i = 0, n = Vector<int>.Count;

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 using KvIlgpu.Models;
 
 namespace KvIlgpu.Compute;
@@ -21,6 +22,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         public HostWeight(WeightTensor w) { Rows = w.Rows; Cols = w.Cols; Type = w.Type; F32 = w.F32; Bits16 = w.Bits16; }
         public override void Dispose() { }
 
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public float Dot(ReadOnlySpan<float> x, int row) => Type switch
         {
             WeightType.F32 => SimdMath.Dot(x, F32.AsSpan(row * Cols, Cols)),
@@ -29,6 +31,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         };
 
         /// <summary>Row j against two activation rows at once (bitwise equal to two Dot calls).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, int row) => Type switch
         {
             WeightType.F32 => SimdMath.Dot2(x0, x1, F32.AsSpan(row * Cols, Cols), default, SimdMath.WeightKind.F32),
@@ -83,6 +86,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             body((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Embed(DeviceWeight table, ReadOnlySpan<int> tokens, DeviceBuffer output)
     {
         var t = W(table);
@@ -95,6 +99,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void RmsNorm(DeviceBuffer x, DeviceWeight weight, DeviceBuffer output, int rows, float eps)
     {
         var xs = D(x); var o = D(output); var w = W(weight).F32!;
@@ -115,7 +120,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         var xs = D(x); var o = D(output); var wt = W(w);
         int n = wt.Rows, k = wt.Cols;
         // Each weight row is read once and applied to every activation row while it is in cache.
-        ForRanges(n, (long)k * rows, (start, end) =>
+        ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int j = start; j < end; j++)
             {
@@ -133,6 +138,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         for (int r = 0; r < rows; r++) TensorPrimitives.Add(xs.AsSpan(r * b.Length, b.Length), b, xs.AsSpan(r * b.Length, b.Length));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Rope(DeviceBuffer x, int rows, int heads, int headDim, ReadOnlySpan<int> positions, RopeLayout layout, DeviceRope rope)
     {
         var xs = D(x); var cos = D(rope.Cos); var sin = D(rope.Sin);
@@ -156,6 +162,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count)
     {
         var g = D(gate).AsSpan(0, count); var u = D(up).AsSpan(0, count);
@@ -175,7 +182,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         DeviceBuffer subtract, DeviceBuffer add)
     {
         var xs = D(x); var o = D(output); var m = D(maps); var mu = D(subtract); var plus = D(add);
-        ForRanges(rows * heads, (long)headDim * headDim, (start, end) =>
+        ForRanges(rows * heads, (long)headDim * headDim, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var centred = new float[headDim];
             for (int rh = start; rh < end; rh++)
@@ -195,7 +202,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         var qs = D(q); var ks = D(keyCache); var vs = D(valueCache); var o = D(output);
         int d = s.HeadDim, group = s.Heads / s.KvHeads;
         float scale = 1f / MathF.Sqrt(d);
-        ForRanges(s.Rows * s.Heads, (long)(s.StartPosition + s.Rows) * d * 2, (start, end) =>
+        ForRanges(s.Rows * s.Heads, (long)(s.StartPosition + s.Rows) * d * 2,
+            [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var scores = new float[s.StartPosition + s.Rows];
             for (int item = start; item < end; item++)
@@ -223,6 +231,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     private static int SlotOf(in Kernels.PagedLayout p, int[] tables, int head, int index) => (int)p.Slot(tables[p.TableIndex(head,
         index)], index);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer)
     {
         var p = cache.Layout;
@@ -258,7 +267,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // Rows of a block are contiguous in the pools; widened, each takes its words' features (padding included).
         int keyStride = p.KeyWords * perWord, valueStride = p.ValueWords * perWord;
         float scale = 1f / MathF.Sqrt(d);
-        ForRanges(rows * p.KvHeads, (long)stride * d * 2 * group, (start, end) =>
+        ForRanges(rows * p.KvHeads, (long)stride * d * 2 * group, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var widened = new float[p.BlockSize * Math.Max(keyStride, valueStride)];
             for (int item = start; item < end; item++)
@@ -314,6 +323,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         return features;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers cache, DeviceIntBuffer rowInfo,
         DeviceIntBuffer modes, int rows, int layer)
     {
@@ -343,6 +353,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count)
     {
         var p = cache.Layout;

@@ -17,6 +17,7 @@ internal static class SimdMath
     /// <summary>dst = softmax(x), with the maximum subtracted first: TensorPrimitives.SoftMax exponentiates its inputs as
     /// they are, so any input above about 88 overflows to infinity and the result is NaN (attention scores and logits
     /// divided by a low temperature get there). x and dst may be the same span.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void SoftMax(ReadOnlySpan<float> x, Span<float> dst)
     {
         float max = TensorPrimitives.Max(x);
@@ -24,6 +25,7 @@ internal static class SimdMath
         TensorPrimitives.SoftMax(dst, dst);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
     {
         if (!Vector256.IsHardwareAccelerated || x.Length < 32) return TensorPrimitives.Dot(x, w);
@@ -46,6 +48,7 @@ internal static class SimdMath
     /// <summary>Two dot products sharing one weight row: each weight chunk is loaded (and widened) once for both
     /// activation rows. Each row's accumulation order is exactly that of Dot, so results are bitwise identical to two
     /// Dot calls: batching never changes a sequence's numbers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> wf, ReadOnlySpan<ushort> w16,
         WeightKind kind)
     {
@@ -125,6 +128,7 @@ internal static class SimdMath
         return (Convert(lo), Convert(hi));
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w, bool bf16)
     {
         int n = x.Length, i = 0;
