@@ -17,6 +17,11 @@ internal static class InfoCommand
             var c = w.Config;
             var types = w.AllTensors().GroupBy(t => t.Type).Select(g => $"{g.Key} x{g.Count()}");
             var tok = TokenizerLoader.ForModel(path, c.VocabSize, c.BosTokenId, c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null);
+            // What one token costs in the KV cache, every (layer, KV head) together, in each storage type.
+            var auto = Engine.EngineOptions.ResolveStorage(KvIlgpu.Cache.KvStorageType.Auto, w);
+            string kvCost = string.Join(", ", new[] { Cache.KvStorageType.F32, Cache.KvStorageType.F16, Cache.KvStorageType.BF16,
+                Cache.KvStorageType.Q8 }.Select(t => $"{KvStorageCliOption.Name(t)} {c.Layers * c.KvHeads
+                    * Cache.KvStorageSizes.BytesPerToken(t, c.HeadDim, c.HeadDim):N0}"));
             Console.WriteLine($"""
                 source         {w.Source}
                 architecture   {c.Architecture}
@@ -33,6 +38,7 @@ internal static class InfoCommand
                 tied embedding {c.TiedEmbeddings}
                 bos / eos      {c.BosTokenId?.ToString() ?? "-"} / {(c.EosTokenIds.Count > 0 ? string.Join(",", c.EosTokenIds) : "-")}
                 tokenizer      {(tok == null ? "none found" : tok.GetType().Name + $" ({tok.VocabularySize} tokens)")}
+                KV per token   {kvCost} bytes (default storage {KvStorageCliOption.Name(auto)})
                 """);
             return Task.FromResult(0);
         }));

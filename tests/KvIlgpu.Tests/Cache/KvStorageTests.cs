@@ -234,6 +234,19 @@ public class KvStorageTests
         Assert.Equal((4_000_000 - cache.MetadataBytes) / (16L * bytes), cache.Pool.Total);
     }
 
+    /// <summary>The public size helper gives what an engine of that storage type reports it holds per token per head.</summary>
+    [Theory]
+    [InlineData(KvStorageType.F32, 2 * 12 * 4 + 8)]
+    [InlineData(KvStorageType.F16, 12 * 4 + 8)]
+    [InlineData(KvStorageType.Q8, 6 * 4 + 16)]
+    public void Bytes_per_token_of_a_storage_type_are_what_an_engine_holds(KvStorageType type, int bytes)
+    {
+        Assert.Equal(bytes, KvStorageSizes.BytesPerToken(type, 12, 12));
+        using var engine = InferenceEngine.FromWeights(TestModels.Random(TestModels.Config(), seed: 2),
+            new EngineOptions(DeviceKind.Cpu, KvStorage: type));
+        Assert.Equal(bytes, engine.KvBytesPerToken);
+    }
+
     /// <summary>A bytes budget is as many tokens per head as the bytes hold in the cache's layout.</summary>
     [Fact]
     public void A_bytes_budget_becomes_tokens_per_head_in_the_layout()
