@@ -39,6 +39,49 @@ public class TokenizerFuzzTests
         Assert.Null(Check(path, kind == "tokenizer.bin" ? vocab : null));
     }
 
+    /// <summary>A real SentencePiece tokenizer.model (Mistral's, from ../shared), its protobuf corrupted: byte flips,
+    /// truncation, and varint length and field bytes set to extremes.</summary>
+    [SharedFact]
+    public void Every_corrupted_sentencepiece_model_opens_cleanly_or_fails_with_the_loader_error()
+    {
+        using var dir = new TempDir();
+        string path = dir.File("tokenizer.model");
+        var original = File.ReadAllBytes(SharedData.Path_("golden", "tokenizers", "mistral-v1.model"));
+        var rng = new Random(17);
+        var failures = new List<string>();
+        for (int i = 0; i < 150 && failures.Count < 5; i++)
+        {
+            int seed = rng.Next();
+            var r = new Random(seed);
+            var (bytes, what) = r.Next(3) switch
+            {
+                0 => Mutations.BitFlips(original, r),
+                1 => Mutations.Truncation(original, r),
+                _ => ProtobufBytes(original, r),
+            };
+            File.WriteAllBytes(path, bytes);
+            if (Check(path, 32000) is { } failure) failures.Add($"case {i} (seed {seed}, {what}): {failure}");
+        }
+        Assert.True(failures.Count == 0, $"tokenizer.model:\n{string.Join("\n", failures)}");
+    }
+
+    /// <summary>A few bytes anywhere set to what breaks protobuf readers: 0xFF (a varint that never ends), 0x00, or a
+    /// length-delimited field tag (wire type 2) followed by a huge length.</summary>
+    private static (byte[], string) ProtobufBytes(byte[] original, Random rng)
+    {
+        var bytes = (byte[])original.Clone();
+        int at = rng.Next(bytes.Length - 6);
+        switch (rng.Next(3))
+        {
+            case 0: bytes.AsSpan(at, 5).Fill(0xFF); return (bytes, $"five 0xFF bytes at {at}");
+            case 1: bytes.AsSpan(at, 5).Clear(); return (bytes, $"five zero bytes at {at}");
+            default:
+                bytes[at] = 0x0A; // field 1, length-delimited
+                bytes[at + 1] = 0xFF; bytes[at + 2] = 0xFF; bytes[at + 3] = 0xFF; bytes[at + 4] = 0x7F;
+                return (bytes, $"a field of length 2^28 at {at}");
+        }
+    }
+
     private static string? Check(string path, int? vocab)
     {
         ITextTokenizer tok;
