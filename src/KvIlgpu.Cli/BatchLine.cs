@@ -50,6 +50,12 @@ internal sealed class BatchLine
         return new BatchLine(where, number, element);
     }
 
+    /// <summary>A JSON object read with a batch line's getters and errors, without the check that every field is a batch
+    /// field (an HTTP request body carries fields of its own besides the batch line's).</summary>
+    public static BatchLine FromObject(string where, JsonElement element) => element.ValueKind == JsonValueKind.Object
+        ? new BatchLine(where, 0, element)
+        : throw new BatchLineException(where, null, $"the body is one JSON object, not {Kind(element)}");
+
     /// <summary>Whether the line has the field.</summary>
     public bool Has(string field) => _element.TryGetProperty(field, out _);
 

@@ -44,6 +44,9 @@ internal static partial class OptionNames
     [GeneratedRegex(@"\b[A-Z][A-Za-z]+\b")]
     private static partial Regex Word();
 
+    /// <summary>The request field a library property is set by (kv_budget for MaxCacheTokens), or null.</summary>
+    public static string? Field(string property) => Names.TryGetValue(property, out var n) ? n.Field : null;
+
     /// <summary>The message with every property the library names replaced by its flag (or, for a batch line, by
     /// its field where it has one).</summary>
     public static string ForUser(string message, bool batchLine = false) =>

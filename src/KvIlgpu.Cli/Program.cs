@@ -11,6 +11,7 @@ var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CP
     InfoCommand.Create(),
     TokenizeCommand.Create(),
     KvProjectionCommand.Create(),
+    KvIlgpu.Cli.Serve.ServeCommand.Create(),
 };
 var parsed = root.Parse(args);
 if (parsed.Errors.Count > 0)

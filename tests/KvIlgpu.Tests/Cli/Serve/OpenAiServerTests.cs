@@ -1,0 +1,204 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using KvIlgpu.Cli;
+using KvIlgpu.Cli.Serve;
+using KvIlgpu.Compression;
+using KvIlgpu.Compute;
+using KvIlgpu.Engine;
+using KvIlgpu.Tests.Support;
+using KvIlgpu.Tests.Tokenization;
+
+namespace KvIlgpu.Tests.Cli.Serve;
+
+/// <summary>kvilgpu serve's HTTP API in-process on a free port over a small random model with a tokenizer: its
+/// completions are the engine's own greedy generations, streamed or not; stop strings, per-request KV compression and
+/// OpenAI's error shapes with their statuses.</summary>
+public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
+{
+    private readonly TempDir _dir = new();
+    private InferenceEngine _engine = null!;
+    private Microsoft.AspNetCore.Builder.WebApplication _app = null!;
+    private HttpClient _http = null!;
+    private const string Key = "sk-test";
+
+    public async Task InitializeAsync()
+    {
+        TokenizerTests.WriteLlama2cTokenizer(_dir, out int vocab);
+        TestModels.WriteLlama2c(_dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: vocab, seq: 256), seed: 8));
+        _engine = InferenceEngine.Load(_dir.File("model.bin"), new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 4));
+        var options = new ServeOptions("tiny", Key, MaxWaiting: 16, MaxBodyBytes: 4096, Compression,
+            new ChatTemplate(ChatTemplate.Family.ChatMl));
+        _app = OpenAiServer.Build(_engine, options, "http://127.0.0.1:0");
+        await _app.StartAsync();
+        _http = new HttpClient { BaseAddress = new Uri(_app.Urls.First()) };
+        _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", Key);
+    }
+
+    /// <summary>The batch file's kv_* fields over no command-line defaults (the serve command passes its own).</summary>
+    private static CompressionOptions? Compression(BatchLine line)
+    {
+        string policy = line.TryString("kv_policy") ?? "full";
+        if (policy == "full") return null;
+        var options = new CompressionOptions(new EvictionBudget(line.TryInt("kv_budget"), line.TryNumber("kv_keep_rate"),
+            line.Int("protected_window", 8)), policy);
+        options.Validate();
+        return options;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _app.DisposeAsync();
+        _engine.Dispose();
+    }
+
+    public void Dispose()
+    {
+        _http.Dispose();
+        _dir.Dispose();
+    }
+
+    private async Task<(HttpStatusCode Status, JsonElement Body)> Post(string path, string json)
+    {
+        using var response = await _http.PostAsync(path, new StringContent(json, Encoding.UTF8, "application/json"));
+        var text = await response.Content.ReadAsStringAsync();
+        return (response.StatusCode, JsonDocument.Parse(text).RootElement.Clone());
+    }
+
+    private Task<(HttpStatusCode Status, JsonElement Body)> Post(string path, object body) => Post(path, JsonSerializer.Serialize(body));
+
+    /// <summary>The engine's own greedy generation of the same prompt, as text.</summary>
+    private async Task<(string Text, int Count)> Greedy(IReadOnlyList<int> prompt, int maxTokens)
+    {
+        var sb = new StringBuilder();
+        int count = 0;
+        await foreach (var t in _engine.GenerateAsync(prompt, new GenerationOptions(maxTokens))) { sb.Append(t.Text); count++; }
+        return (sb.ToString(), count);
+    }
+
+    [Fact]
+    public async Task A_completion_is_the_engines_greedy_generation_with_usage_and_kv_bytes()
+    {
+        var (expected, count) = await Greedy(_engine.Encode("the cat sat"), 12);
+        var (status, body) = await Post("/v1/completions",
+            new { model = "tiny", prompt = "the cat sat", max_tokens = 12, temperature = 0 });
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("text_completion", body.GetProperty("object").GetString());
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal(expected, choice.GetProperty("text").GetString());
+        Assert.Equal(count == 12 ? "length" : "stop", choice.GetProperty("finish_reason").GetString());
+        var usage = body.GetProperty("usage");
+        Assert.Equal(_engine.Encode("the cat sat").Count, usage.GetProperty("prompt_tokens").GetInt32());
+        Assert.Equal(count, usage.GetProperty("completion_tokens").GetInt32());
+        Assert.True(body.GetProperty("kv_usage").GetProperty("peak_kv_bytes").GetInt64() > 0);
+    }
+
+    [Fact]
+    public async Task A_streamed_completion_sends_the_same_text_in_chunks_then_usage_then_done()
+    {
+        var (expected, _) = await Greedy(_engine.Encode("the mat"), 10);
+        string json = JsonSerializer.Serialize(new
+        {
+            prompt = "the mat", max_tokens = 10, temperature = 0, stream = true, stream_options = new { include_usage = true },
+        });
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent(json, Encoding.UTF8, "application/json"),
+        };
+        using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType!.MediaType);
+        var events = (await response.Content.ReadAsStringAsync()).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)
+            .Select(e => e.StartsWith("data: ", StringComparison.Ordinal) ? e[6..] : throw new InvalidDataException(e)).ToList();
+        Assert.Equal("[DONE]", events[^1]);
+        var chunks = events[..^1].Select(e => JsonDocument.Parse(e).RootElement.Clone()).ToList();
+        Assert.Equal(expected, string.Concat(chunks.Where(c => c.GetProperty("choices").GetArrayLength() > 0)
+            .Select(c => c.GetProperty("choices")[0].GetProperty("text").GetString())));
+        Assert.Equal(10, chunks[^1].GetProperty("usage").GetProperty("completion_tokens").GetInt32());
+        Assert.NotEqual(JsonValueKind.Null, chunks[^2].GetProperty("choices")[0].GetProperty("finish_reason").ValueKind);
+    }
+
+    [Fact]
+    public async Task A_stop_string_ends_the_text_before_it()
+    {
+        var (full, _) = await Greedy(_engine.Encode("the cat"), 24);
+        // A stop string taken from the middle of what the model will say.
+        string stop = full.Substring(full.Length / 2, Math.Min(3, full.Length - full.Length / 2));
+        var (status, body) = await Post("/v1/completions",
+            new { prompt = "the cat", max_tokens = 24, temperature = 0, stop = new[] { stop } });
+        Assert.Equal(HttpStatusCode.OK, status);
+        var choice = body.GetProperty("choices")[0];
+        Assert.Equal(full[..full.IndexOf(stop, StringComparison.Ordinal)], choice.GetProperty("text").GetString());
+        Assert.Equal("stop", choice.GetProperty("finish_reason").GetString());
+    }
+
+    [Fact]
+    public async Task A_chat_completion_renders_the_messages_with_the_template()
+    {
+        var prompt = new ChatTemplate(ChatTemplate.Family.ChatMl).Render([("system", "be kind"), ("user", "the cat")]);
+        var (expected, _) = await Greedy(_engine.Tokenizer!.Encode(prompt, addBos: true), 6);
+        var (status, body) = await Post("/v1/chat/completions", new
+        {
+            messages = new[] { new { role = "system", content = "be kind" }, new { role = "user", content = "the cat" } },
+            max_tokens = 6, temperature = 0,
+        });
+        Assert.Equal(HttpStatusCode.OK, status);
+        Assert.Equal("chat.completion", body.GetProperty("object").GetString());
+        var message = body.GetProperty("choices")[0].GetProperty("message");
+        Assert.Equal("assistant", message.GetProperty("role").GetString());
+        Assert.Equal(expected, message.GetProperty("content").GetString());
+    }
+
+    [Fact]
+    public async Task Per_request_kv_compression_evicts_and_reports_it()
+    {
+        string prompt = string.Join(" ", Enumerable.Repeat("the cat sat on the mat", 6));
+        var (status, body) = await Post("/v1/completions", new
+        {
+            prompt, max_tokens = 4, temperature = 0, kv_policy = "kvcompress", kv_budget = 16, protected_window = 4,
+        });
+        Assert.True(status == HttpStatusCode.OK, body.ToString());
+        Assert.True(body.GetProperty("kv_usage").GetProperty("evicted_kvs").GetInt64() > 0, body.ToString());
+    }
+
+    public static TheoryData<string, string, int, string?> BadRequests => new()
+    {
+        { "/v1/completions", "{not json", 400, null },
+        { "/v1/completions", "{\"max_tokens\": 4}", 400, "prompt" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"max_tokens\": \"many\"}", 400, "max_tokens" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"n\": 2}", 400, "n" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"stop\": 5}", 400, "stop" },
+        { "/v1/completions", "{\"prompt\": \"x\", \"kv_policy\": \"kvcompress\", \"kv_budget\": 0}", 400, "kv_budget" },
+        { "/v1/completions", "{\"prompt\": [1, 99999999]}", 400, "prompt" },
+        { "/v1/chat/completions", "{\"messages\": [{\"role\": \"wizard\", \"content\": \"x\"}]}", 400, "messages" },
+        { "/v1/nothing", "{}", 404, null },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadRequests))]
+    public async Task A_bad_request_gets_openais_error_shape_naming_the_field(string path, string json, int status, string? param)
+    {
+        var (code, body) = await Post(path, json);
+        Assert.Equal(status, (int)code);
+        var error = body.GetProperty("error");
+        Assert.False(string.IsNullOrEmpty(error.GetProperty("message").GetString()));
+        Assert.Equal(param, error.GetProperty("param").GetString());
+    }
+
+    [Fact]
+    public async Task Without_the_api_key_a_request_gets_401_and_an_over_long_body_413()
+    {
+        using var anonymous = new HttpClient { BaseAddress = _http.BaseAddress };
+        using var response = await anonymous.PostAsync("/v1/completions", new StringContent("{\"prompt\": \"x\"}"));
+        Assert.Equal(HttpStatusCode.Unauthorized, response.StatusCode);
+        Assert.Equal("authentication_error", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement
+            .GetProperty("error").GetProperty("type").GetString());
+        var (status, body) = await Post("/v1/completions", new { prompt = new string('a', 8000) });
+        Assert.Equal(HttpStatusCode.RequestEntityTooLarge, status);
+        Assert.Contains("4096 bytes", body.GetProperty("error").GetProperty("message").GetString());
+        // Health needs no key; the model list is under /v1 and does.
+        Assert.Equal(HttpStatusCode.OK, (await anonymous.GetAsync("/health")).StatusCode);
+        var models = JsonDocument.Parse(await _http.GetStringAsync("/v1/models")).RootElement;
+        Assert.Equal("tiny", models.GetProperty("data")[0].GetProperty("id").GetString());
+    }
+}
