@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
+using Prometheus;
 
 namespace KvIlgpu.Cli.Serve;
 
@@ -34,6 +35,7 @@ internal static class OpenAiServer
         builder.WebHost.UseUrls(url);
         builder.WebHost.ConfigureKestrel(k => k.Limits.MaxRequestBodySize = options.MaxBodyBytes);
         var app = builder.Build();
+        var metrics = new ServerMetrics(engine);
         app.Use(async (context, next) =>
         {
             try
@@ -54,15 +56,21 @@ internal static class OpenAiServer
             {
                 await new OpenAiError(500, CliErrors.Describe(e), type: "server_error").WriteAsync(context);
             }
+            finally
+            {
+                metrics.Requests.WithLabels(context.Request.Path.Value ?? "", context.Response.StatusCode.ToString(
+                    System.Globalization.CultureInfo.InvariantCulture)).Inc();
+            }
         });
+        app.MapMetrics("/metrics", metrics.Registry);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }));
         app.MapGet("/v1/models", () => Results.Json(new
         {
             @object = "list",
             data = new[] { new { id = options.ModelName, @object = "model", created = 0, owned_by = "kvilgpu" } },
         }));
-        app.MapPost("/v1/completions", context => Complete(context, engine, options, chat: false));
-        app.MapPost("/v1/chat/completions", context => Complete(context, engine, options, chat: true));
+        app.MapPost("/v1/completions", context => Complete(context, engine, options, metrics, chat: false));
+        app.MapPost("/v1/chat/completions", context => Complete(context, engine, options, metrics, chat: true));
         app.MapFallback(context => throw new OpenAiError(404, $"no route {context.Request.Method} {context.Request.Path}",
             type: "not_found_error"));
         return app;
@@ -71,8 +79,10 @@ internal static class OpenAiServer
     private sealed record Request(IReadOnlyList<int> Prompt, GenerationOptions Options, IReadOnlyList<string> Stops, bool Stream,
         bool IncludeUsage);
 
-    private static async Task Complete(HttpContext context, InferenceEngine engine, ServeOptions options, bool chat)
+    private static async Task Complete(HttpContext context, InferenceEngine engine, ServeOptions options, ServerMetrics metrics,
+        bool chat)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         JsonElement body;
         try
         {
@@ -97,8 +107,13 @@ internal static class OpenAiServer
         var text = new StringBuilder();
         int sent = 0, generated = 0, holdBack = request.Stops.Count == 0 ? 0 : request.Stops.Max(s => s.Length) - 1;
         string? finish = null;
+        double last = 0;
         await foreach (var token in handle.Tokens.WithCancellation(context.RequestAborted))
         {
+            double now = clock.Elapsed.TotalSeconds;
+            (generated == 0 ? metrics.TimeToFirstToken : metrics.InterTokenLatency).Observe(now - last);
+            last = now;
+            metrics.GeneratedTokens.Inc();
             generated++;
             text.Append(token.Text);
             int stop = FirstStop(text, request.Stops);
@@ -122,6 +137,7 @@ internal static class OpenAiServer
             result = await handle.Completion;
             finish = result.StopReason == "eos" ? "stop" : "length";
         }
+        metrics.PromptTokens.Inc(request.Prompt.Count);
         var usage = new
         {
             prompt_tokens = request.Prompt.Count, completion_tokens = generated, total_tokens = request.Prompt.Count + generated,

@@ -118,6 +118,24 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
         Assert.NotEqual(JsonValueKind.Null, chunks[^2].GetProperty("choices")[0].GetProperty("finish_reason").ValueKind);
     }
 
+    /// <summary>/metrics is Prometheus text: after a completion of 5 tokens its counters and histograms have counted them,
+    /// and the engine's blocks are there.</summary>
+    [Fact]
+    public async Task Metrics_count_requests_tokens_and_latencies_in_prometheus_text()
+    {
+        var (status, _) = await Post("/v1/completions", new { prompt = "the cat", max_tokens = 5, temperature = 0 });
+        Assert.Equal(HttpStatusCode.OK, status);
+        string text = await _http.GetStringAsync("/metrics");
+        double Value(string name) => double.Parse(text.Split('\n').First(l => l.StartsWith(name + " ", StringComparison.Ordinal)
+            || l.StartsWith(name + "{", StringComparison.Ordinal)).Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(Value("kvilgpu_generated_tokens_total") >= 5);
+        Assert.True(Value("kvilgpu_time_to_first_token_seconds_count") >= 1);
+        Assert.True(Value("kvilgpu_inter_token_latency_seconds_count") >= 4);
+        Assert.Equal(_engine.Stats.BlocksTotal, Value("kvilgpu_kv_blocks_used") + Value("kvilgpu_kv_blocks_free"));
+        Assert.Contains("kvilgpu_requests_total{endpoint=\"/v1/completions\",status=\"200\"}", text);
+        Assert.Contains("# TYPE kvilgpu_waiting_sequences gauge", text);
+    }
+
     [Fact]
     public async Task A_stop_string_ends_the_text_before_it()
     {
