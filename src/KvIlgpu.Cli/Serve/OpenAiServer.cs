@@ -1,5 +1,6 @@
 using System.Text;
 using System.Text.Json;
+using KvIlgpu.Chat;
 using KvIlgpu.Compression;
 using KvIlgpu.Engine;
 using KvIlgpu.Models;

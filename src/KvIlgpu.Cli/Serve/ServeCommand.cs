@@ -1,4 +1,5 @@
 using System.CommandLine;
+using KvIlgpu.Chat;
 using KvIlgpu.Compute;
 using KvIlgpu.Engine;
 

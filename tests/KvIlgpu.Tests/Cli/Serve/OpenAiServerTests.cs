@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using KvIlgpu.Chat;
 using KvIlgpu.Cli;
 using KvIlgpu.Cli.Serve;
 using KvIlgpu.Compression;
@@ -68,14 +69,7 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
 
     private Task<(HttpStatusCode Status, JsonElement Body)> Post(string path, object body) => Post(path, JsonSerializer.Serialize(body));
 
-    /// <summary>The engine's own greedy generation of the same prompt, as text.</summary>
-    private async Task<(string Text, int Count)> Greedy(IReadOnlyList<int> prompt, int maxTokens)
-    {
-        var sb = new StringBuilder();
-        int count = 0;
-        await foreach (var t in _engine.GenerateAsync(prompt, new GenerationOptions(maxTokens))) { sb.Append(t.Text); count++; }
-        return (sb.ToString(), count);
-    }
+    private Task<(string Text, int Count)> Greedy(IReadOnlyList<int> prompt, int maxTokens) => GreedyText.Of(_engine, prompt, maxTokens);
 
     [Fact]
     public async Task A_completion_is_the_engines_greedy_generation_with_usage_and_kv_bytes()

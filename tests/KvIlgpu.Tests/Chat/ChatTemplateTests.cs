@@ -1,6 +1,6 @@
-using KvIlgpu.Cli.Serve;
+using KvIlgpu.Chat;
 
-namespace KvIlgpu.Tests.Cli.Serve;
+namespace KvIlgpu.Tests.Chat;
 
 /// <summary>Chat renderings against the strings the families' published chat templates produce for a system, user,
 /// assistant, user conversation with the generation prompt added (written out by hand from those templates).</summary>

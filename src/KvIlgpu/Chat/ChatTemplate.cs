@@ -1,18 +1,29 @@
 using System.Text;
 using System.Text.Json;
 
-namespace KvIlgpu.Cli.Serve;
+namespace KvIlgpu.Chat;
 
 /// <summary>Renders chat messages into a prompt the way a model family's published chat template does, chosen from the
 /// template a model's tokenizer_config.json carries (ChatML for Qwen2 and SmolLM2, Llama 3's header tokens, Mistral's
 /// [INST] blocks), else a plain transcript. The renderings follow those templates' published strings for the system,
 /// user and assistant roles with the generation prompt added; templates are recognised by their marker tokens rather
 /// than run as Jinja.</summary>
-internal sealed class ChatTemplate
+public sealed class ChatTemplate
 {
     /// <summary>The families rendered.</summary>
-    public enum Family { Transcript, ChatMl, Llama3, Mistral }
+    public enum Family
+    {
+        /// <summary>"Role: content" lines, ending in "Assistant:".</summary>
+        Transcript,
+        /// <summary>ChatML's &lt;|im_start|&gt; turns (Qwen2, SmolLM2).</summary>
+        ChatMl,
+        /// <summary>Llama 3's header and end-of-turn tokens.</summary>
+        Llama3,
+        /// <summary>Mistral's v1 [INST] blocks.</summary>
+        Mistral,
+    }
 
+    /// <summary>The family this template renders.</summary>
     public Family Kind { get; }
     /// <summary>Whether the rendered prompt starts with the model's BOS as text (Llama 3's <c>&lt;|begin_of_text|&gt;</c>,
     /// a special token its byte-level BPE vocabulary encodes as such), so the encoder must not add one. Mistral's
@@ -20,6 +31,7 @@ internal sealed class ChatTemplate
     /// </summary>
     public bool IncludesBos => Kind is Family.Llama3;
 
+    /// <summary>A template of one family.</summary>
     public ChatTemplate(Family kind) => Kind = kind;
 
     /// <summary>The template of a model folder's tokenizer_config.json, or the plain transcript when there is none or it is
