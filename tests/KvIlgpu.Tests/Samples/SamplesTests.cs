@@ -50,4 +50,13 @@ public partial class SamplesTests
         Assert.True(Number(3) > 0, "a 32-token budget on a 52-token sequence evicts");
         Assert.True(Number(2) <= Number(1), "the mean cannot exceed the peak");
     }
+
+    /// <summary>The IChatClient example runs on the shipped default model and prints a reply with its token count.</summary>
+    [Fact]
+    public void The_chat_client_example_runs_on_the_default_model()
+    {
+        var (code, stdout, stderr) = CliRunner.RunProgram("KvIlgpu.ChatSample.dll", Root);
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Matches(@"\[[0-9]+ tokens, (stop|length)\]", stdout);
+    }
 }
