@@ -184,8 +184,10 @@ internal static class OpenAiServer
         {
             var line = BatchLine.FromObject("request", body);
             IReadOnlyList<int> prompt = chat ? ChatPrompt(body, engine, options.Template) : CompletionPrompt(body, line, engine);
-            int maxTokens = line.TryInt("max_tokens") ?? (chat ? engine.Config.MaxSeqLen : 16);
-            if (maxTokens < 1) throw new OpenAiError(400, $"max_tokens must be >= 1 (got {maxTokens})", "max_tokens");
+            // max_completion_tokens is the chat API's current name for max_tokens (the OpenAI SDK sends it).
+            string maxField = line.Has("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+            int maxTokens = line.TryInt(maxField) ?? (chat ? engine.Config.MaxSeqLen : 16);
+            if (maxTokens < 1) throw new OpenAiError(400, $"{maxField} must be >= 1 (got {maxTokens})", maxField);
             if (line.TryInt("n") is int n && n != 1) throw new OpenAiError(400, $"only n = 1 is supported (got {n})", "n");
             var sampling = new SamplingOptions((float)(line.TryNumber("temperature") ?? 1), 0, (float)(line.TryNumber("top_p") ?? 1),
                 line.TryInt("seed") ?? 0);

@@ -173,6 +173,66 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
         Assert.True(body.GetProperty("kv_usage").GetProperty("evicted_kvs").GetInt64() > 0, body.ToString());
     }
 
+    /// <summary>The official OpenAI .NET SDK talks to the server: a chat completion and a streamed one parse, carry the
+    /// engine's text, finish reason and usage.</summary>
+    [Fact]
+    public async Task The_openai_sdk_is_a_client_streaming_and_not()
+    {
+        var prompt = new ChatTemplate(ChatTemplate.Family.ChatMl).Render([("user", "the cat")]);
+        var (expected, count) = await Greedy(_engine.Tokenizer!.Encode(prompt, addBos: true), 8);
+        var client = new OpenAI.Chat.ChatClient("tiny", new System.ClientModel.ApiKeyCredential(Key),
+            new OpenAI.OpenAIClientOptions { Endpoint = new Uri(_http.BaseAddress!, "v1") });
+        var options = new OpenAI.Chat.ChatCompletionOptions { MaxOutputTokenCount = 8, Temperature = 0 };
+        OpenAI.Chat.ChatMessage[] messages = [OpenAI.Chat.ChatMessage.CreateUserMessage("the cat")];
+        OpenAI.Chat.ChatCompletion completion = await client.CompleteChatAsync(messages, options);
+        Assert.Equal(expected, completion.Content[0].Text);
+        Assert.Equal(count, completion.Usage.OutputTokenCount);
+        Assert.Equal(count == 8 ? OpenAI.Chat.ChatFinishReason.Length : OpenAI.Chat.ChatFinishReason.Stop, completion.FinishReason);
+        var streamed = new StringBuilder();
+        OpenAI.Chat.ChatFinishReason? finish = null;
+        await foreach (var update in client.CompleteChatStreamingAsync(messages, options))
+        {
+            foreach (var part in update.ContentUpdate) streamed.Append(part.Text);
+            finish ??= update.FinishReason;
+        }
+        Assert.Equal(expected, streamed.ToString());
+        Assert.Equal(completion.FinishReason, finish);
+    }
+
+    /// <summary>A client that goes away mid-stream cancels its request: the engine frees the sequence and its blocks at
+    /// its next step, long before the tokens it asked for (a model large enough that they take seconds).</summary>
+    [Fact]
+    public async Task A_client_that_disconnects_mid_stream_frees_its_sequence_and_blocks()
+    {
+        TokenizerTests.WriteLlama2cTokenizer(_dir, out int vocab);
+        var config = TestModels.Config(dim: 512, hidden: 1024, layers: 6, heads: 8, kvHeads: 2, vocab: vocab, seq: 512);
+        TestModels.WriteLlama2c(_dir.File("slow.bin"), TestModels.Random(config, seed: 3));
+        using var engine = InferenceEngine.Load(_dir.File("slow.bin"), new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 2));
+        await using var app = OpenAiServer.Build(engine, new ServeOptions("slow", null, 4, 1 << 20, Compression,
+            new ChatTemplate(ChatTemplate.Family.Transcript)), "http://127.0.0.1:0");
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
+        string json = JsonSerializer.Serialize(new { prompt = "the cat", max_tokens = 480, temperature = 0, stream = true });
+        using var cancel = new CancellationTokenSource();
+        using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent(json, Encoding.UTF8, "application/json"),
+        })
+        using (var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancel.Token))
+        {
+            var body = await response.Content.ReadAsStreamAsync(cancel.Token);
+            var buffer = new byte[64];
+            Assert.True(await body.ReadAsync(buffer, cancel.Token) > 0); // the first chunk has come
+            await cancel.CancelAsync();
+        }
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while ((engine.Stats.Running > 0 || engine.Stats.BlocksUsed > 0) && clock.Elapsed < TimeSpan.FromSeconds(20))
+            await Task.Delay(20);
+        Assert.Equal(0, engine.Stats.Running);
+        Assert.Equal(0, engine.Stats.BlocksUsed);
+        Assert.True(engine.Stats.GeneratedTokens < 480, $"{engine.Stats.GeneratedTokens} tokens were generated");
+    }
+
     public static TheoryData<string, string, int, string?> BadRequests => new()
     {
         { "/v1/completions", "{not json", 400, null },
