@@ -29,7 +29,7 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
         TokenizerTests.WriteLlama2cTokenizer(_dir, out int vocab);
         TestModels.WriteLlama2c(_dir.File("model.bin"), TestModels.Random(TestModels.Config(vocab: vocab, seq: 256), seed: 8));
         _engine = InferenceEngine.Load(_dir.File("model.bin"), new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 4));
-        var options = new ServeOptions("tiny", Key, MaxWaiting: 16, MaxBodyBytes: 4096, Compression,
+        var options = new ServeOptions("tiny", Key, MaxWaiting: 64, MaxBodyBytes: 4096, Compression,
             new ChatTemplate(ChatTemplate.Family.ChatMl));
         _app = OpenAiServer.Build(_engine, options, "http://127.0.0.1:0");
         await _app.StartAsync();
@@ -231,6 +231,94 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
         Assert.Equal(0, engine.Stats.Running);
         Assert.Equal(0, engine.Stats.BlocksUsed);
         Assert.True(engine.Stats.GeneratedTokens < 480, $"{engine.Stats.GeneratedTokens} tokens were generated");
+    }
+
+    /// <summary>The load test: 32 concurrent streaming clients with different prompts and KV policies, 4 of them
+    /// disconnecting after their first chunk, and 10 malformed requests among them. Every well-formed request that stays
+    /// gets exactly the text of its solo run, the malformed ones get 400, afterwards /metrics shows no KV block in use,
+    /// and the server still answers.</summary>
+    [Fact]
+    public async Task Thirty_two_concurrent_streams_with_disconnects_and_malformed_requests_each_get_their_solo_text()
+    {
+        string[] words = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran"];
+        string[] policies = ["full", "kvcompress", "streamingllm", "h2o"];
+        var rng = new Random(4);
+        var requests = Enumerable.Range(0, 32).Select(i => new
+        {
+            Prompt = string.Join(" ", Enumerable.Range(0, 4 + rng.Next(20)).Select(_ => words[rng.Next(words.Length)])),
+            Policy = policies[i % policies.Length],
+            Tokens = 8 + rng.Next(16),
+            Leaves = i % 8 == 3,
+        }).ToList();
+        object Body(int i) => requests[i].Policy == "full"
+            ? new { prompt = requests[i].Prompt, max_tokens = requests[i].Tokens, temperature = 0, stream = true }
+            : new
+            {
+                prompt = requests[i].Prompt, max_tokens = requests[i].Tokens, temperature = 0, stream = true,
+                kv_policy = requests[i].Policy, kv_budget = 16, protected_window = 4
+            };
+        // The solo runs, one at a time, streamed the same way.
+        var solo = new List<string>();
+        for (int i = 0; i < requests.Count; i++) solo.Add(await StreamText(_http, Body(i), leave: false));
+        var malformed = Enumerable.Range(0, 10).Select(i => Post("/v1/completions", i % 2 == 0 ? "{\"prompt\": 5}"
+            : "{\"prompt\": \"x\", \"temperature\": \"hot\"}")).ToList();
+        var runs = Enumerable.Range(0, requests.Count).Select(i => StreamText(_http, Body(i), requests[i].Leaves)).ToList();
+        var texts = await Task.WhenAll(runs);
+        var refused = await Task.WhenAll(malformed);
+        for (int i = 0; i < requests.Count; i++)
+            if (!requests[i].Leaves) Assert.True(solo[i] == texts[i], $"request {i} ({requests[i].Policy}): batched text differs");
+        Assert.All(refused, m => Assert.Equal(HttpStatusCode.BadRequest, m.Status));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        double used = -1;
+        while (clock.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            string metrics = await _http.GetStringAsync("/metrics");
+            used = double.Parse(metrics.Split('\n').First(l => l.StartsWith("kvilgpu_kv_blocks_used ", StringComparison.Ordinal))
+                .Split(' ')[^1], System.Globalization.CultureInfo.InvariantCulture);
+            if (used == 0) break;
+            await Task.Delay(20);
+        }
+        Assert.Equal(0, used);
+        Assert.Equal(HttpStatusCode.OK, (await _http.GetAsync("/health")).StatusCode);
+    }
+
+    /// <summary>A full waiting queue answers 429 with Retry-After (a queue of 0 is always full).</summary>
+    [Fact]
+    public async Task A_full_queue_answers_429_with_retry_after()
+    {
+        await using var app = OpenAiServer.Build(_engine, new ServeOptions("tiny", null, 0, 4096, Compression,
+            new ChatTemplate(ChatTemplate.Family.Transcript)), "http://127.0.0.1:0");
+        await app.StartAsync();
+        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
+        using var response = await http.PostAsync("/v1/completions", new StringContent("{\"prompt\": \"the\"}"));
+        Assert.Equal(HttpStatusCode.TooManyRequests, response.StatusCode);
+        Assert.Equal("1", response.Headers.RetryAfter!.ToString());
+        Assert.Equal("rate_limit_error", JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement
+            .GetProperty("error").GetProperty("type").GetString());
+    }
+
+    /// <summary>Streams a completion and returns its text; when leave is set, hangs up after the first chunk.</summary>
+    private static async Task<string> StreamText(HttpClient http, object body, bool leave)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
+        {
+            Content = new StringContent(JsonSerializer.Serialize(body), Encoding.UTF8, "application/json"),
+        };
+        using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+        if (!response.IsSuccessStatusCode)
+            throw new HttpRequestException($"{(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());
+        var text = new StringBuilder();
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (!line.StartsWith("data: ", StringComparison.Ordinal)) continue;
+            if (line == "data: [DONE]") break;
+            var chunk = JsonDocument.Parse(line[6..]).RootElement;
+            if (chunk.GetProperty("choices").GetArrayLength() > 0)
+                text.Append(chunk.GetProperty("choices")[0].GetProperty("text").GetString());
+            if (leave) return text.ToString();
+        }
+        return text.ToString();
     }
 
     public static TheoryData<string, string, int, string?> BadRequests => new()
