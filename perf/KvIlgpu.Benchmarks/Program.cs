@@ -26,6 +26,12 @@ if (args.Length > 0 && args[0] == "kv-decode")
     StorageDecode.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 1024), Arg(3, 64), Arg(4, 3));
     return;
 }
+if (args.Length > 0 && args[0] == "serve-throughput")
+{
+    int Arg(int i, int d) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : d;
+    await ServeThroughput.Run(args.Length > 1 ? args[1] : "weights/default", Arg(2, 4), Arg(3, 64), Arg(4, 32));
+    return;
+}
 if (args.Length > 0 && args[0] == "train-throughput")
 {
     TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024, args.Length > 2 ? int.Parse(args[2],
