@@ -59,4 +59,24 @@ public partial class SamplesTests
         Assert.True(code == 0, stderr + stdout);
         Assert.Matches(@"\[[0-9]+ tokens, (stop|length)\]", stdout);
     }
+
+    /// <summary>The OpenAI SDK example talks to a kvilgpu server on the shipped default model (started here in-process on a
+    /// free port, as `kvilgpu serve` runs it) and prints the reply with its token count.</summary>
+    [Fact]
+    public async Task The_openai_sdk_example_runs_against_the_server()
+    {
+        string model = Path.Combine(Root, "weights", "default");
+        using var engine = KvIlgpu.Engine.InferenceEngine.Load(model, new KvIlgpu.Engine.EngineOptions(KvIlgpu.Compute.DeviceKind.Cpu));
+        await using var app = KvIlgpu.Cli.Serve.OpenAiServer.Build(engine, new KvIlgpu.Cli.Serve.ServeOptions("default", null, 64,
+            1 << 20, _ => null, KvIlgpu.Chat.ChatTemplate.ForModel(model)), "http://127.0.0.1:0");
+        await app.StartAsync();
+        var environment = new Dictionary<string, string> { ["OPENAI_BASE_URL"] = app.Urls.First() + "/v1" };
+        // Run from its own build folder (same configuration as these tests): the SDK's dependencies are there.
+        var config = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        string dll = Path.Combine(Root, "samples", "KvIlgpu.OpenAiClientSample", "bin", config, "net10.0",
+            "KvIlgpu.OpenAiClientSample.dll");
+        var (code, stdout, stderr) = await Task.Run(() => CliRunner.RunProgram(dll, Root, environment));
+        Assert.True(code == 0, stderr + stdout);
+        Assert.Matches(@"\[32 tokens, (Stop|Length)\]|\[[0-9]+ tokens, Stop\]", stdout);
+    }
 }
