@@ -282,6 +282,38 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
         Assert.Equal(HttpStatusCode.OK, (await _http.GetAsync("/health")).StatusCode);
     }
 
+    /// <summary>kvilgpu serve as a process: it says where it listens, answers, and on SIGTERM stops within its 10-second
+    /// grace with exit code 0, a request that was running cancelled or finished.</summary>
+    [Fact]
+    public async Task Serve_stops_on_sigterm_within_its_grace_period()
+    {
+        if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return; // SIGTERM is a POSIX signal
+        var psi = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false,
+        };
+        foreach (var a in new[] { Path.Combine(AppContext.BaseDirectory, "KvIlgpu.Cli.dll"), "serve", "--model", _dir.File("model.bin"),
+            "--port", "0", "--device", "cpu" }) psi.ArgumentList.Add(a);
+        using var process = System.Diagnostics.Process.Start(psi)!;
+        string? url = null;
+        while (url == null && await process.StandardError.ReadLineAsync() is { } line)
+            if (line.StartsWith("serving ", StringComparison.Ordinal)) url = line.Split(' ')[3];
+        Assert.NotNull(url);
+        using var http = new HttpClient { BaseAddress = new Uri(url!) };
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/health")).StatusCode);
+        var running = http.PostAsync("/v1/completions", new StringContent(JsonSerializer.Serialize(new
+        {
+            prompt = "the cat", max_tokens = 200, temperature = 0, stream = true,
+        })));
+        await Task.Delay(200);
+        string pid = process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        using (var kill = System.Diagnostics.Process.Start("kill", ["-TERM", pid])) await kill!.WaitForExitAsync();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await process.WaitForExitAsync(timeout.Token);
+        Assert.Equal(0, process.ExitCode);
+        try { await running; } catch (HttpRequestException) { } // finished, or cut off by the shutdown: either is fine
+    }
+
     /// <summary>A full waiting queue answers 429 with Retry-After (a queue of 0 is always full).</summary>
     [Fact]
     public async Task A_full_queue_answers_429_with_retry_after()
