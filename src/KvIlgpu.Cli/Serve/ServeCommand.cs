@@ -36,6 +36,10 @@ internal static class ServeCommand
         compression.AddTo(cmd);
         var storage = new KvStorageCliOption();
         storage.AddTo(cmd);
+        // A MatryoshkaKV projection for every request (ThinK's per-request --think is not a serve option).
+        var projection = new ProjectionCliOptions();
+        cmd.Options.Add(projection.File);
+        cmd.Options.Add(projection.Ranks);
         cmd.SetAction((r, ct) => CliErrors.Run(async () =>
         {
             string modelPath = r.GetValue(model) ?? DefaultModel.Path;
@@ -45,7 +49,7 @@ internal static class ServeCommand
             if (r.GetValue(port) is < 0 or > 65535) throw new ArgumentException($"--port must be 0..65535 (got {r.GetValue(port)})");
             compression.Build(r); // the defaults checked before the model loads
             var options = new EngineOptions(DeviceKinds.Parse(r.GetValue(device)!), KvMemoryBytes: r.GetValue(kvMemory),
-                MaxBatchSize: r.GetValue(maxBatch), KvStorage: storage.Build(r));
+                MaxBatchSize: r.GetValue(maxBatch), KvStorage: storage.Build(r), KvProjection: projection.Build(r));
             using var engine = ProgressDisplay.Load(modelPath, p => InferenceEngine.Load(modelPath, options, p));
             var serve = new ServeOptions(Path.GetFileNameWithoutExtension(Path.TrimEndingDirectorySeparator(modelPath)), r.GetValue(apiKey),
                 r.GetValue(maxWaiting), r.GetValue(maxBody), line => compression.Build(r, line), ChatTemplate.ForModel(modelPath));
