@@ -211,7 +211,9 @@ public sealed class OpenAiServerTests : IAsyncLifetime, IDisposable
         await using var app = OpenAiServer.Build(engine, new ServeOptions("slow", null, 4, 1 << 20, Compression,
             new ChatTemplate(ChatTemplate.Family.Transcript)), "http://127.0.0.1:0");
         await app.StartAsync();
-        using var http = new HttpClient { BaseAddress = new Uri(app.Urls.First()) };
+        // A client that hangs up: by default the handler would drain an unfinished response (up to 1 MB, for 2 s) to reuse
+        // the connection, which a server cannot tell from a slow reader.
+        using var http = new HttpClient(new SocketsHttpHandler { MaxResponseDrainSize = 0 }) { BaseAddress = new Uri(app.Urls.First()) };
         string json = JsonSerializer.Serialize(new { prompt = "the cat", max_tokens = 480, temperature = 0, stream = true });
         using var cancel = new CancellationTokenSource();
         using (var request = new HttpRequestMessage(HttpMethod.Post, "/v1/completions")
