@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using KvIlgpu.Chat;
 using KvIlgpu.Compression;
@@ -105,8 +104,8 @@ internal static class OpenAiServer
         }
         var stream = request.Stream ? new EventStream(context, id, created, options.ModelName, chat) : null;
         if (stream != null) await stream.StartAsync();
-        var text = new StringBuilder();
-        int sent = 0, generated = 0, holdBack = request.Stops.Count == 0 ? 0 : request.Stops.Max(s => s.Length) - 1;
+        var filter = new StopStringFilter(request.Stops);
+        int generated = 0;
         string? finish = null;
         double last = 0;
         await foreach (var token in handle.Tokens.WithCancellation(context.RequestAborted))
@@ -116,20 +115,13 @@ internal static class OpenAiServer
             last = now;
             metrics.GeneratedTokens.Inc();
             generated++;
-            text.Append(token.Text);
-            int stop = FirstStop(text, request.Stops);
-            if (stop >= 0)
+            string released = filter.Append(token.Text);
+            if (stream != null && released.Length > 0) await stream.DeltaAsync(released);
+            if (filter.Stopped)
             {
-                text.Length = stop;
                 finish = "stop";
                 await cancel.CancelAsync(); // the engine frees the sequence at its next step
                 break;
-            }
-            // Text that could still turn into a stop string is held back until it cannot.
-            if (stream != null && text.Length - holdBack > sent)
-            {
-                await stream.DeltaAsync(text.ToString(sent, text.Length - holdBack - sent));
-                sent = text.Length - holdBack;
             }
         }
         GenerationResult? result = null;
@@ -149,32 +141,18 @@ internal static class OpenAiServer
         };
         if (stream != null)
         {
-            if (text.Length > sent) await stream.DeltaAsync(text.ToString(sent, text.Length - sent));
+            if (filter.Flush() is { Length: > 0 } rest) await stream.DeltaAsync(rest);
             await stream.FinishAsync(finish, request.IncludeUsage ? usage : null, kv);
             return;
         }
         object choice = chat
-            ? new { index = 0, message = new { role = "assistant", content = text.ToString() }, finish_reason = finish }
-            : new { index = 0, text = text.ToString(), logprobs = (object?)null, finish_reason = finish };
+            ? new { index = 0, message = new { role = "assistant", content = filter.Text }, finish_reason = finish }
+            : new { index = 0, text = filter.Text, logprobs = (object?)null, finish_reason = finish };
         await context.Response.WriteAsJsonAsync(new
         {
             id, @object = chat ? "chat.completion" : "text_completion", created, model = options.ModelName, choices = new[] { choice },
             usage, kv_usage = kv,
         });
-    }
-
-    /// <summary>Where the earliest stop string starts in text, or -1.</summary>
-    private static int FirstStop(StringBuilder text, IReadOnlyList<string> stops)
-    {
-        if (stops.Count == 0) return -1;
-        string s = text.ToString();
-        int first = -1;
-        foreach (var stop in stops)
-        {
-            int at = s.IndexOf(stop, StringComparison.Ordinal);
-            if (at >= 0 && (first < 0 || at < first)) first = at;
-        }
-        return first;
     }
 
     /// <summary>A request body as the engine's prompt and options; a bad field is a 400 naming it.</summary>

@@ -73,38 +73,31 @@ public sealed class KvIlgpuChatClient : IChatClient
                 ?? throw new ArgumentException($"AdditionalProperties[\"{CompressionKey}\"] must be a CompressionOptions", nameof(options))
             : null;
         int maxTokens = options?.MaxOutputTokens ?? _engine.Config.MaxSeqLen;
-        var stops = options?.StopSequences?.Where(s => s.Length > 0).ToList() ?? [];
+        var filter = new StopStringFilter(options?.StopSequences);
         string id = "chatcmpl-" + Guid.NewGuid().ToString("N")[..24];
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var handle = _engine.Submit(prompt, new GenerationOptions(maxTokens, sampling, Compression: compression), id, cancel.Token);
-        var text = new StringBuilder();
-        int sent = 0, generated = 0, holdBack = stops.Count == 0 ? 0 : stops.Max(s => s.Length) - 1;
+        int generated = 0;
         ChatFinishReason? finish = null;
         await foreach (var token in handle.Tokens.WithCancellation(cancellationToken).ConfigureAwait(false))
         {
             generated++;
-            text.Append(token.Text);
-            int stop = stops.Select(s => text.ToString().IndexOf(s, StringComparison.Ordinal)).Where(i => i >= 0).DefaultIfEmpty(-1).Min();
-            if (stop >= 0)
+            string released = filter.Append(token.Text);
+            if (filter.Stopped)
             {
-                text.Length = stop;
                 finish = ChatFinishReason.Stop;
                 await cancel.CancelAsync().ConfigureAwait(false);
+                if (released.Length > 0) yield return Update(id, released);
                 break;
             }
-            // Text that could still turn into a stop sequence is held back until it cannot.
-            if (text.Length - holdBack > sent)
-            {
-                yield return Update(id, text.ToString(sent, text.Length - holdBack - sent));
-                sent = text.Length - holdBack;
-            }
+            if (released.Length > 0) yield return Update(id, released);
         }
         if (finish == null)
         {
             var result = await handle.Completion.ConfigureAwait(false);
             finish = result.StopReason == "eos" ? ChatFinishReason.Stop : ChatFinishReason.Length;
         }
-        var last = Update(id, text.ToString(sent, text.Length - sent));
+        var last = Update(id, filter.Flush());
         last.FinishReason = finish;
         last.Contents.Add(new UsageContent(new UsageDetails
         {

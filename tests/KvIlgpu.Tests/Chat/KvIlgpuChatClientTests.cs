@@ -45,7 +45,8 @@ public sealed class KvIlgpuChatClientTests : IDisposable
         Assert.Equal(ChatRole.Assistant, response.Messages[0].Role);
         Assert.Equal(count == 10 ? ChatFinishReason.Length : ChatFinishReason.Stop, response.FinishReason);
         Assert.Equal(count, response.Usage!.OutputTokenCount);
-        Assert.Equal(Template.Render([("system", "be kind"), ("user", "the cat")]).Length > 0, response.Usage.InputTokenCount > 0);
+        Assert.Equal(_engine.Tokenizer!.Encode(Template.Render([("system", "be kind"), ("user", "the cat")]), addBos: true).Count,
+            response.Usage.InputTokenCount);
     }
 
     [Fact]
