@@ -9,6 +9,7 @@ var root = new RootCommand("kvilgpu: Llama-family inference on ILGPU (CUDA or CP
     TrainCommand.Create(),
     PasskeyCommand.Create(),
     InfoCommand.Create(),
+    ConvertCommand.Create(),
     TokenizeCommand.Create(),
     KvProjectionCommand.Create(),
     KvIlgpu.Cli.Serve.ServeCommand.Create(),

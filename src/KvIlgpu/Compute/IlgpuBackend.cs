@@ -22,13 +22,63 @@ internal sealed class IlgpuBackend : IComputeBackend
     {
         public readonly MemoryBuffer1D<float, Stride1D.Dense>? F32;
         public readonly MemoryBuffer1D<ushort, Stride1D.Dense>? Bits16;
+        /// <summary>Raw ggml blocks of a quantised weight, decoded in the kernels.</summary>
+        public readonly MemoryBuffer1D<byte, Stride1D.Dense>? Blocks;
         public Weight(Accelerator a, WeightTensor w)
         {
             Rows = w.Rows; Cols = w.Cols; Type = w.Type;
             if (w.F32 != null) F32 = a.Allocate1D(w.F32);
+            else if (w.Blocks != null) Blocks = a.Allocate1D(w.Blocks);
             else Bits16 = a.Allocate1D(w.Bits16!);
         }
-        public override void Dispose() { F32?.Dispose(); Bits16?.Dispose(); }
+        public override void Dispose() { F32?.Dispose(); Bits16?.Dispose(); Blocks?.Dispose(); }
+    }
+
+    /// <summary>The matrix-product and embedding kernels of one ggml block format, compiled when a weight of that format is
+    /// first uploaded (a model uses two or three of the eight).</summary>
+    private sealed class QuantKernels(
+        Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int> gemv,
+        Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int> perOutput,
+        Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int, int> gemm,
+        Action<KernelConfig, ArrayView<byte>, ArrayView<int>, ArrayView<float>, int, int> embed)
+    {
+        public readonly Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int> Gemv = gemv,
+            PerOutput = perOutput;
+        public readonly Action<KernelConfig, ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int, int> Gemm = gemm;
+        public readonly Action<KernelConfig, ArrayView<byte>, ArrayView<int>, ArrayView<float>, int, int> Embed = embed;
+    }
+
+    private readonly Dictionary<WeightType, QuantKernels> _quantKernels = [];
+
+    private QuantKernels LoadQuantKernels<TDecoder>() where TDecoder : struct, IWeightDecoder<byte>
+    {
+        var a = _accelerator;
+        return new QuantKernels(
+            a.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int>(MatMulKernels.Gemv<byte, TDecoder>),
+            a.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int,
+                int>(MatMulKernels.GemvThreadPerOutput<byte, TDecoder>),
+            a.LoadStreamKernel<ArrayView<float>, ArrayView<byte>, ArrayView<float>, int, int, int,
+                int>(MatMulKernels.TiledGemm<byte, TDecoder>),
+            a.LoadStreamKernel<ArrayView<byte>, ArrayView<int>, ArrayView<float>, int, int>(EmbeddingKernels.Embed<byte, TDecoder>));
+    }
+
+    private QuantKernels KernelsFor(WeightType type)
+    {
+        if (_quantKernels.TryGetValue(type, out var kernels)) return kernels;
+        kernels = type switch
+        {
+            WeightType.Q8_0 => LoadQuantKernels<Q8_0Decoder>(),
+            WeightType.Q4_0 => LoadQuantKernels<Q4_0Decoder>(),
+            WeightType.Q4_1 => LoadQuantKernels<Q4_1Decoder>(),
+            WeightType.Q5_0 => LoadQuantKernels<Q5_0Decoder>(),
+            WeightType.Q5_1 => LoadQuantKernels<Q5_1Decoder>(),
+            WeightType.Q4_K => LoadQuantKernels<Q4_KDecoder>(),
+            WeightType.Q5_K => LoadQuantKernels<Q5_KDecoder>(),
+            WeightType.Q6_K => LoadQuantKernels<Q6_KDecoder>(),
+            _ => throw new ArgumentOutOfRangeException(nameof(type)),
+        };
+        _quantKernels[type] = kernels;
+        return kernels;
     }
 
     private sealed class IntBuffer : DeviceIntBuffer
@@ -202,7 +252,11 @@ internal sealed class IlgpuBackend : IComputeBackend
     internal static ArrayView<int> View(DeviceIntBuffer b) => IV(b);
 
     public DeviceBuffer Allocate(int length) => new Buffer(_accelerator, length);
-    public DeviceWeight Upload(WeightTensor weight) => new Weight(_accelerator, weight);
+    public DeviceWeight Upload(WeightTensor weight)
+    {
+        if (weight.Blocks != null) KernelsFor(weight.Type);
+        return new Weight(_accelerator, weight);
+    }
 
     public void Write(DeviceBuffer dst, ReadOnlySpan<float> src, int dstOffset = 0)
     {
@@ -240,6 +294,7 @@ internal sealed class IlgpuBackend : IComputeBackend
                 $"token id {id} is outside the vocabulary (0..{t.Rows - 1})");
         var ids = UploadInts(tokens);
         var cfg = _shape.Elementwise((long)tokens.Length * t.Cols);
+        if (t.Blocks != null) { KernelsFor(t.Type).Embed(cfg, t.Blocks.View, ids, V(output), tokens.Length, t.Cols); return; }
         switch (t.Type)
         {
             case WeightType.F32: _embedF32(cfg, t.F32!.View, ids, V(output), tokens.Length, t.Cols); break;
@@ -261,6 +316,7 @@ internal sealed class IlgpuBackend : IComputeBackend
         if (_shape.ThreadPerOutput)
         {
             var cfg = _shape.Elementwise((long)rows * n);
+            if (wt.Blocks != null) { KernelsFor(wt.Type).PerOutput(cfg, V(x), wt.Blocks.View, V(output), rows, n, k); return; }
             switch (wt.Type)
             {
                 case WeightType.F32: _perOutputF32(cfg, V(x), wt.F32!.View, V(output), rows, n, k); break;
@@ -271,6 +327,7 @@ internal sealed class IlgpuBackend : IComputeBackend
         else if (rows <= GemvMaxRows)
         {
             var cfg = _shape.WarpPerItem(n);
+            if (wt.Blocks != null) { KernelsFor(wt.Type).Gemv(cfg, V(x), wt.Blocks.View, V(output), rows, n, k); return; }
             switch (wt.Type)
             {
                 case WeightType.F32: _gemvF32(cfg, V(x), wt.F32!.View, V(output), rows, n, k); break;
@@ -282,6 +339,7 @@ internal sealed class IlgpuBackend : IComputeBackend
         {
             int tile = _shape.Tile;
             var cfg = _shape.Tiled((long)((rows + tile - 1) / tile) * ((n + tile - 1) / tile));
+            if (wt.Blocks != null) { KernelsFor(wt.Type).Gemm(cfg, V(x), wt.Blocks.View, V(output), rows, n, k, tile); return; }
             switch (wt.Type)
             {
                 case WeightType.F32: _gemmF32(cfg, V(x), wt.F32!.View, V(output), rows, n, k, tile); break;

@@ -19,7 +19,14 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     {
         public readonly float[]? F32;
         public readonly ushort[]? Bits16;
-        public HostWeight(WeightTensor w) { Rows = w.Rows; Cols = w.Cols; Type = w.Type; F32 = w.F32; Bits16 = w.Bits16; }
+        /// <summary>Raw ggml blocks of a quantised weight, and the bytes of one row of them.</summary>
+        public readonly byte[]? Blocks;
+        public readonly int RowBytes;
+        public HostWeight(WeightTensor w)
+        {
+            Rows = w.Rows; Cols = w.Cols; Type = w.Type; F32 = w.F32; Bits16 = w.Bits16; Blocks = w.Blocks;
+            if (Blocks != null) RowBytes = (int)Models.Quantization.QuantFormats.RowBytes(Type, Cols);
+        }
         public override void Dispose() { }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -39,9 +46,15 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             _ => SimdMath.Dot2(x0, x1, default, Bits16.AsSpan(row * Cols, Cols), SimdMath.WeightKind.F16),
         };
 
+        /// <summary>Row j of a quantised weight against an activation row (xq: its quantised form, where the type's
+        /// integer path uses one).</summary>
+        public float QuantizedDot(ReadOnlySpan<float> x, QuantizedActivation? xq, int row) =>
+            Compute.QuantizedDot.Dot(Type, Blocks.AsSpan(row * RowBytes, RowBytes), x, xq);
+
         public void RowToFloat(int row, Span<float> dst)
         {
             if (F32 != null) F32.AsSpan(row * Cols, Cols).CopyTo(dst);
+            else if (Blocks != null) Models.Quantization.QuantFormats.Dequantize(Type, Blocks.AsSpan(row * RowBytes, RowBytes), dst);
             else WeightTensor.ConvertToFloat(Bits16.AsSpan(row * Cols, Cols), Type, dst);
         }
     }
@@ -119,6 +132,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     {
         var xs = D(x); var o = D(output); var wt = W(w);
         int n = wt.Rows, k = wt.Cols;
+        if (wt.Blocks != null) { QuantizedMatMul(xs, wt, o, rows); return; }
         // Each weight row is read once and applied to every activation row while it is in cache.
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
@@ -129,6 +143,25 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     (o[r * n + j], o[(r + 1) * n + j]) = wt.Dot2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j);
                 if (r < rows) o[r * n + j] = wt.Dot(xs.AsSpan(r * k, k), j);
             }
+        });
+    }
+
+    /// <summary>y = x w^T for a quantised w: the activation rows are quantised once (where the type's integer path
+    /// wants them so), then each weight row meets every activation row while it is in cache.</summary>
+    private void QuantizedMatMul(float[] xs, HostWeight wt, float[] o, int rows)
+    {
+        int n = wt.Rows, k = wt.Cols;
+        QuantizedActivation[]? xq = null;
+        if (QuantizedDot.UsesIntegerPath(wt.Type))
+        {
+            xq = new QuantizedActivation[rows];
+            for (int r = 0; r < rows; r++) (xq[r] = new QuantizedActivation(k)).Quantize(xs.AsSpan(r * k, k));
+        }
+        ForRanges(n, (long)k * rows / 4, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            for (int j = start; j < end; j++)
+                for (int r = 0; r < rows; r++)
+                    o[r * n + j] = wt.QuantizedDot(xs.AsSpan(r * k, k), xq?[r], j);
         });
     }
 

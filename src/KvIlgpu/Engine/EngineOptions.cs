@@ -35,7 +35,7 @@ public sealed record EngineOptions(
             return Enum.IsDefined(requested) ? requested
                 : throw new InvalidOptionException(nameof(KvStorage), $"{nameof(KvStorage)} {(int)requested} is not a storage type");
         var w = weights.Layers.Count > 0 ? weights.Layers[0].Wq : weights.TokenEmbedding;
-        return w.Dequantized ? Cache.KvStorageType.F16 : w.Type switch
+        return Models.Quantization.QuantFormats.IsQuantized(w.Type) ? Cache.KvStorageType.F16 : w.Type switch
         {
             Models.WeightType.F16 => Cache.KvStorageType.F16,
             Models.WeightType.BF16 => Cache.KvStorageType.BF16,

@@ -13,7 +13,7 @@ internal static class EmbeddingKernels
         for (int i = GridStride.Start; i < total; i += GridStride.Step)
         {
             int r = i / dim, c = i % dim;
-            y[i] = decoder.Decode(table[(long)tokens[r] * dim + c]);
+            y[i] = decoder.Decode(table, (long)tokens[r] * dim + c);
         }
     }
 

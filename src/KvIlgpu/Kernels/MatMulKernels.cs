@@ -19,7 +19,7 @@ internal static class MatMulKernels
                 float sum = 0;
                 long xRow = (long)r * k;
                 for (int i = Warp.LaneIdx; i < k; i += Warp.WarpSize)
-                    sum += x[xRow + i] * decoder.Decode(w[wRow + i]);
+                    sum += x[xRow + i] * decoder.Decode(w, wRow + i);
                 sum = WarpReduce.Sum(sum);
                 if (Warp.LaneIdx == 0) y[(long)r * n + j] = sum;
             }
@@ -37,7 +37,7 @@ internal static class MatMulKernels
             int r = idx / n, j = idx % n;
             long xRow = (long)r * k, wRow = (long)j * k;
             float sum = 0;
-            for (int i = 0; i < k; i++) sum += x[xRow + i] * decoder.Decode(w[wRow + i]);
+            for (int i = 0; i < k; i++) sum += x[xRow + i] * decoder.Decode(w, wRow + i);
             y[(long)r * n + j] = sum;
         }
     }
@@ -64,7 +64,7 @@ internal static class MatMulKernels
             {
                 int kk = k0 + tx;
                 xs[ty * tile + tx] = m0 + ty < rows && kk < k ? x[(long)(m0 + ty) * k + kk] : 0f;
-                ws[ty * tile + tx] = n0 + ty < n && kk < k ? decoder.Decode(w[(long)(n0 + ty) * k + kk]) : 0f;
+                ws[ty * tile + tx] = n0 + ty < n && kk < k ? decoder.Decode(w, (long)(n0 + ty) * k + kk) : 0f;
                 Group.Barrier();
                 for (int i = 0; i < tile; i++) acc += xs[ty * tile + i] * ws[tx * tile + i];
                 Group.Barrier();

@@ -34,6 +34,14 @@ public sealed class LlamaWeights
     /// as NaN logits. One vectorised pass per tensor; only a failing tensor is scanned again, to find the element.</summary>
     private void CheckValues(WeightTensor t)
     {
+        if (t.Blocks != null)
+        {
+            long block = Quantization.QuantFormats.FirstNonFiniteScale(t.Type, t.Blocks);
+            if (block < 0) return;
+            long perRow = t.Cols / Quantization.QuantFormats.BlockElements(t.Type);
+            throw new InvalidModelException(Source, $"tensor {t.Name}: the scale of {Quantization.QuantFormats.GgmlName(t.Type)} " +
+                $"block {block % perRow} of row {block / perRow} is NaN or infinite");
+        }
         int bad = t.Type switch
         {
             // MaxMagnitude is NaN when any element is NaN, and infinity or a huge value fails the bound alike.

@@ -130,7 +130,13 @@ internal static class TestModels
 
     /// <summary>GGUF v3 with llama metadata; matrices in the requested ggml type, norms f32; dims as ggml ne[] (cols first).</summary>
     public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null,
-        IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null, bool vocabularyOnly = false)
+        IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null, bool vocabularyOnly = false) =>
+        WriteGguf(path, w, _ => matrixType, tokenizer, metadata, vocabularyOnly);
+
+    /// <summary>GGUF v3 with each matrix in the type typeOf(its GGUF name) gives, as llama-quantize mixes them.</summary>
+    public static void WriteGguf(string path, LlamaWeights w, Func<string, GgufType> typeOf,
+        (string[] Tokens, float[] Scores)? tokenizer = null, IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null,
+        bool vocabularyOnly = false)
     {
         var c = w.Config;
         using var f = File.Create(path);
@@ -173,22 +179,11 @@ internal static class TestModels
             {
                 case GgufType.F32: return MemoryMarshal.AsBytes(v.AsSpan()).ToArray();
                 case GgufType.F16: return v.SelectMany(x => BitConverter.GetBytes(BitConverter.HalfToUInt16Bits((Half)x))).ToArray();
-                default:
-                    var outb = new List<byte>();
-                    for (int b = 0; b < v.Length / 32; b++)
-                    {
-                        float amax = 0;
-                        for (int i = 0; i < 32; i++) amax = Math.Max(amax, Math.Abs(v[b * 32 + i]));
-                        float d = amax / 127f;
-                        Half dh = (Half)d;
-                        outb.AddRange(BitConverter.GetBytes(BitConverter.HalfToUInt16Bits(dh)));
-                        for (int i = 0; i < 32; i++) outb.Add((byte)(sbyte)Math.Round(d == 0 ? 0 : v[b * 32 + i] / d));
-                    }
-                    return outb.ToArray();
+                default: return GgmlQuantizer.Quantize(type, v);
             }
         }
         // llama.cpp's --vocab-only writes the metadata and no tensors.
-        var blobs = tensors.Where(_ => !vocabularyOnly).Select(t => (t.Name, t.T, Type: t.Vector ? GgufType.F32 : matrixType))
+        var blobs = tensors.Where(_ => !vocabularyOnly).Select(t => (t.Name, t.T, Type: t.Vector ? GgufType.F32 : typeOf(t.Name)))
             .Select(t => (t.Name, t.T, t.Type, Data: Encode(t.T, t.Type))).ToList();
 
         bw.Write(0x46554747u); bw.Write(3u); bw.Write((ulong)blobs.Count); bw.Write((ulong)kv.Count);
@@ -227,4 +222,4 @@ internal static class TestModels
 }
 
 /// <summary>The GGUF tensor types the test writer emits (ggml type ids).</summary>
-public enum GgufType { F32 = 0, F16 = 1, Q8_0 = 8 }
+public enum GgufType { F32 = 0, F16 = 1, Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14 }

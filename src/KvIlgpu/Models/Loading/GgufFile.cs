@@ -1,4 +1,5 @@
 using System.Text;
+using KvIlgpu.Models.Quantization;
 
 namespace KvIlgpu.Models.Loading;
 
@@ -122,8 +123,8 @@ internal sealed class GgufFile
         return (T)Convert.ChangeType(v, typeof(T), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    /// <summary>Reads a tensor as [rows, cols] (rows = product of ne[1..], cols = ne[0]); f16/bf16 stay 16-bit,
-    /// q8_0 is dequantised to f32.</summary>
+    /// <summary>Reads a tensor as [rows, cols] (rows = product of ne[1..], cols = ne[0]); f16/bf16 stay 16-bit and the
+    /// quantised block formats stay raw blocks.</summary>
     public WeightTensor Read(string name, IProgress<LoadProgress>? progress, long progressBase, long progressTotal)
     {
         if (!Tensors.TryGetValue(name, out var info)) throw new InvalidModelException(Path, $"tensor {name} is missing");
@@ -131,40 +132,39 @@ internal sealed class GgufFile
         long rows = 1;
         for (int d = 1; d < info.Dims.Length; d++) rows *= (long)info.Dims[d];
         long count = rows * cols;
+        if (rows > int.MaxValue || count > Array.MaxLength)
+            throw new InvalidModelException(Path, $"tensor {name}: {rows} x {cols} elements are more than one array holds");
         using var r = new TensorFileReader(Path, progress) { ProgressBase = progressBase, ProgressTotal = progressTotal };
         r.Position = DataStart + (long)info.Offset;
-        switch ((GgmlType)info.Type)
+        var type = (GgmlType)info.Type switch
         {
-            case GgmlType.F32:
+            GgmlType.F32 => WeightType.F32,
+            GgmlType.F16 => WeightType.F16,
+            GgmlType.BF16 => WeightType.BF16,
+            GgmlType.Q8_0 => WeightType.Q8_0,
+            GgmlType.Q4_0 => WeightType.Q4_0,
+            GgmlType.Q4_1 => WeightType.Q4_1,
+            GgmlType.Q5_0 => WeightType.Q5_0,
+            GgmlType.Q5_1 => WeightType.Q5_1,
+            GgmlType.Q4_K => WeightType.Q4_K,
+            GgmlType.Q5_K => WeightType.Q5_K,
+            GgmlType.Q6_K => WeightType.Q6_K,
+            _ => throw new InvalidModelException(Path, $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: " +
+                "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K"),
+        };
+        switch (type)
+        {
+            case WeightType.F32:
                 return WeightTensor.FromF32(name, (int)rows, (int)cols, r.ReadArray<float>(count, name));
-            case GgmlType.F16:
-                return WeightTensor.From16(name, (int)rows, (int)cols, WeightType.F16, r.ReadArray<ushort>(count, name));
-            case GgmlType.BF16:
-                return WeightTensor.From16(name, (int)rows, (int)cols, WeightType.BF16, r.ReadArray<ushort>(count, name));
-            case GgmlType.Q8_0:
-                if (cols % 32 != 0) throw new InvalidModelException(Path,
-                    $"tensor {name}: q8_0 rows must be a multiple of 32 long, got {cols}");
-                var raw = r.ReadArray<byte>(count / 32 * 34, name);
-                var dequantized = WeightTensor.FromF32(name, (int)rows, (int)cols, DequantizeQ8_0(raw, count));
-                dequantized.Dequantized = true;
-                return dequantized;
+            case WeightType.F16 or WeightType.BF16:
+                return WeightTensor.From16(name, (int)rows, (int)cols, type, r.ReadArray<ushort>(count, name));
             default:
-                throw new InvalidModelException(Path,
-                    $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: F32, F16, BF16, Q8_0");
+                // Open() checked that ne[0] is a whole number of blocks and that the bytes are in the file.
+                long bytes = rows * QuantFormats.RowBytes(type, cols);
+                if (bytes > Array.MaxLength)
+                    throw new InvalidModelException(Path, $"tensor {name}: {bytes} bytes are more than one array holds");
+                return WeightTensor.FromBlocks(name, (int)rows, (int)cols, type, r.ReadArray<byte>(bytes, name));
         }
-    }
-
-    /// <summary>q8_0: blocks of 32 values, each an f16 scale followed by 32 signed bytes; x = d * q.</summary>
-    internal static float[] DequantizeQ8_0(ReadOnlySpan<byte> raw, long count)
-    {
-        var result = new float[count];
-        for (long b = 0; b < count / 32; b++)
-        {
-            var block = raw.Slice((int)(b * 34), 34);
-            float d = FloatBits.FromHalf(BitConverter.ToUInt16(block));
-            for (int i = 0; i < 32; i++) result[b * 32 + i] = d * (sbyte)block[2 + i];
-        }
-        return result;
     }
 
     /// <summary>Bytes a tensor takes in the data section, from its type's block layout (ggml's type traits: elements and

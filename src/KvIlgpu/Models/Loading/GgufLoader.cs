@@ -1,6 +1,7 @@
 namespace KvIlgpu.Models.Loading;
 
-/// <summary>Loads llama-architecture GGUF files (llama.cpp's convert output): f32, f16, bf16 and q8_0 tensors.
+/// <summary>Loads llama-architecture GGUF files (llama.cpp's convert and quantize output): f32, f16,
+/// bf16 and ggml's q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K and q6_K tensors, mixed in one file as llama-quantize writes them.
 /// llama.cpp stores Q and K in the interleaved-pair RoPE order, so no un-permuting is needed.</summary>
 internal static class GgufLoader
 {

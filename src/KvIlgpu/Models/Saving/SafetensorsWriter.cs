@@ -16,7 +16,13 @@ internal static class SafetensorsWriter
         long offset = 0;
         foreach (var (name, t, shape) in list)
         {
-            string dtype = t.Type switch { WeightType.F32 => "F32", WeightType.F16 => "F16", _ => "BF16" };
+            string dtype = t.Type switch
+            {
+                WeightType.F32 => "F32",
+                WeightType.F16 => "F16",
+                WeightType.BF16 => "BF16",
+                _ => throw new ArgumentException($"tensor {name} is {t.Type}: safetensors has no ggml block types"),
+            };
             header[name] = new { dtype, shape, data_offsets = new[] { offset, offset + t.ByteSize } };
             offset += t.ByteSize;
         }
