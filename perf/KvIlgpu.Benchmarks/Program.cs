@@ -38,4 +38,15 @@ if (args.Length > 0 && args[0] == "train-throughput")
         CultureInfo.InvariantCulture) : 3);
     return;
 }
+if (args.Length > 0 && args[0] == "weight-types")
+{
+    WeightTypesBenchmark.Run(args.Length > 1 ? args[1] : "-", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2,
+        args.Skip(3).ToList());
+    return;
+}
+if (args.Length > 0 && args[0] == "weight-gemv")
+{
+    WeightGemvBenchmark.Run(args[1], args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2);
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);

@@ -46,11 +46,6 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             _ => SimdMath.Dot2(x0, x1, default, Bits16.AsSpan(row * Cols, Cols), SimdMath.WeightKind.F16),
         };
 
-        /// <summary>Row j of a quantised weight against an activation row (xq: its quantised form, where the type's
-        /// integer path uses one).</summary>
-        public float QuantizedDot(ReadOnlySpan<float> x, QuantizedActivation? xq, int row) =>
-            Compute.QuantizedDot.Dot(Type, Blocks.AsSpan(row * RowBytes, RowBytes), x, xq);
-
         public void RowToFloat(int row, Span<float> dst)
         {
             if (F32 != null) F32.AsSpan(row * Cols, Cols).CopyTo(dst);
@@ -155,13 +150,19 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         if (QuantizedDot.UsesIntegerPath(wt.Type))
         {
             xq = new QuantizedActivation[rows];
-            for (int r = 0; r < rows; r++) (xq[r] = new QuantizedActivation(k)).Quantize(xs.AsSpan(r * k, k));
+            for (int r = 0; r < rows; r++)
+                (xq[r] = new QuantizedActivation(k, QuantizedDot.ActivationBlock(wt.Type))).Quantize(xs.AsSpan(r * k, k));
         }
+        // Tiles of 16 weight rows (a few KB) stay in L1 while every activation row passes over them.
+        const int tile = 16;
         ForRanges(n, (long)k * rows / 4, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
-            for (int j = start; j < end; j++)
+            for (int j0 = start; j0 < end; j0 += tile)
+            {
+                int count = Math.Min(tile, end - j0);
                 for (int r = 0; r < rows; r++)
-                    o[r * n + j] = wt.QuantizedDot(xs.AsSpan(r * k, k), xq?[r], j);
+                    QuantizedDot.DotRows(wt.Type, wt.Blocks, wt.RowBytes, j0, xs.AsSpan(r * k, k), xq?[r], o.AsSpan(r * n + j0, count));
+            }
         });
     }
 

@@ -1,45 +1,48 @@
 namespace KvIlgpu.Compute;
 
 /// <summary>An activation row quantised to 8 bits for integer dot products with ggml-quantised weights, as llama.cpp
-/// quantises activations to q8_0/q8_K: blocks of 32 values with one f32 scale (max |x| / 127, round to nearest), plus the
-/// scaled sum of the codes of every 16 values, which the weight formats with an offset or a minimum need
-/// (sum_i (q_i - c) x_i = sum_i q_i x_i - c sum_i x_i). Blocks of 32 rather than q8_K's 256 keep the rounding error per
-/// value at most half of max |x| / 127 over 32 neighbours.</summary>
+/// quantises activations: blocks of 32 values (q8_0, for weights in blocks of 32) or 256 (q8_K, for the k-quants'
+/// super-blocks) with one f32 scale each (max |x| / 127, round to nearest), plus the sum of the codes of every 16 values,
+/// which formats with an offset or a minimum need (sum_i (q_i - c) x_i = sum_i q_i x_i - c sum_i x_i).</summary>
 internal sealed class QuantizedActivation
 {
+    /// <summary>Values per block: 32 or 256.</summary>
+    public readonly int BlockSize;
     /// <summary>Codes, one per value.</summary>
     public readonly sbyte[] Codes;
-    /// <summary>Scale of each block of 32: value ≈ scale * code.</summary>
+    /// <summary>Scale of each block: value ≈ scale * code.</summary>
     public readonly float[] Scales;
-    /// <summary>scale * (sum of the 16 codes) for each group of 16 values.</summary>
-    public readonly float[] ScaledSums16;
+    /// <summary>Sum of the codes of each group of 16 values.</summary>
+    public readonly int[] Sums16;
+    /// <summary>Sum of the codes of each group of 32 values (at most 32 x 127, so 16 bits hold it).</summary>
+    public readonly short[] Sums32;
 
-    public QuantizedActivation(int length)
+    public QuantizedActivation(int length, int blockSize)
     {
+        BlockSize = blockSize;
         Codes = new sbyte[length];
-        Scales = new float[length / 32];
-        ScaledSums16 = new float[length / 16];
+        Scales = new float[length / blockSize];
+        Sums16 = new int[length / 16];
+        Sums32 = new short[length / 32];
     }
 
-    /// <summary>Quantises x (its length a multiple of 32, the length this was made for).</summary>
+    /// <summary>Quantises x (its length a multiple of the block size, the length this was made for).</summary>
     public void Quantize(ReadOnlySpan<float> x)
     {
         for (int b = 0; b < Scales.Length; b++)
         {
-            var block = x.Slice(32 * b, 32);
-            float amax = System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(block);
-            amax = MathF.Abs(amax);
+            var block = x.Slice(BlockSize * b, BlockSize);
+            float amax = MathF.Abs(System.Numerics.Tensors.TensorPrimitives.MaxMagnitude(block));
             float scale = amax / 127f, inverse = scale == 0 ? 0 : 1f / scale;
-            int sum0 = 0, sum1 = 0;
-            for (int i = 0; i < 32; i++)
-            {
-                int q = (int)MathF.Round(block[i] * inverse);
-                Codes[32 * b + i] = (sbyte)q;
-                if (i < 16) sum0 += q; else sum1 += q;
-            }
+            for (int i = 0; i < BlockSize; i++) Codes[BlockSize * b + i] = (sbyte)(int)MathF.Round(block[i] * inverse);
             Scales[b] = scale;
-            ScaledSums16[2 * b] = scale * sum0;
-            ScaledSums16[2 * b + 1] = scale * sum1;
         }
+        for (int g = 0; g < Sums16.Length; g++)
+        {
+            int sum = 0;
+            for (int i = 16 * g; i < 16 * g + 16; i++) sum += Codes[i];
+            Sums16[g] = sum;
+        }
+        for (int g = 0; g < Sums32.Length; g++) Sums32[g] = (short)(Sums16[2 * g] + Sums16[2 * g + 1]);
     }
 }

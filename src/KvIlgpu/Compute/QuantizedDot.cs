@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -19,21 +18,35 @@ internal static class QuantizedDot
     /// <summary>Whether the integer path serves this type on this CPU (the activation must then be quantised).</summary>
     public static bool UsesIntegerPath(WeightType type) => Avx2.IsSupported && Fma.IsSupported && type.IsQuantized();
 
-    /// <summary>The dot product of row (its raw blocks) with the activation: the quantised one on the integer path,
-    /// else the f32 one.</summary>
+    /// <summary>y[i] = row (first + i) of the blocks against the activation, for i below y.Length: one dispatch for
+    /// many rows, each row's loop inlined into the loop over rows.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot(WeightType type, ReadOnlySpan<byte> row, ReadOnlySpan<float> x, QuantizedActivation? xq)
+    public static void DotRows(WeightType type, ReadOnlySpan<byte> blocks, int rowBytes, int first, ReadOnlySpan<float> x,
+        QuantizedActivation? xq, Span<float> y)
     {
-        if (xq != null && UsesIntegerPath(type))
-            return type switch
-            {
-                WeightType.Q8_0 => DotQ8_0(row, xq),
-                WeightType.Q4_0 or WeightType.Q4_1 or WeightType.Q5_0 or WeightType.Q5_1 => DotBlock32(row, xq, type),
-                WeightType.Q4_K => DotQ45K(row, xq, five: false),
-                WeightType.Q5_K => DotQ45K(row, xq, five: true),
-                _ => DotQ6K(row, xq),
-            };
-        return DotByBlocks(type, row, x);
+        if (xq == null || !UsesIntegerPath(type))
+        {
+            for (int i = 0; i < y.Length; i++) y[i] = DotByBlocks(type, blocks.Slice((first + i) * rowBytes, rowBytes), x);
+            return;
+        }
+        switch (type)
+        {
+            case WeightType.Q8_0:
+                for (int i = 0; i < y.Length; i++) y[i] = DotQ8_0(blocks.Slice((first + i) * rowBytes, rowBytes), xq);
+                break;
+            case WeightType.Q4_K:
+                for (int i = 0; i < y.Length; i++) y[i] = DotQ45K(blocks.Slice((first + i) * rowBytes, rowBytes), xq, five: false);
+                break;
+            case WeightType.Q5_K:
+                for (int i = 0; i < y.Length; i++) y[i] = DotQ45K(blocks.Slice((first + i) * rowBytes, rowBytes), xq, five: true);
+                break;
+            case WeightType.Q6_K:
+                for (int i = 0; i < y.Length; i++) y[i] = DotQ6K(blocks.Slice((first + i) * rowBytes, rowBytes), xq);
+                break;
+            default:
+                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, type);
+                break;
+        }
     }
 
     /// <summary>Each block decoded to f32 on the stack, then an f32 SIMD dot.</summary>
@@ -51,9 +64,20 @@ internal static class QuantizedDot
         return sum;
     }
 
+    /// <summary>Every f16 bit pattern as f32 (256 KB): one load instead of a software conversion per block scale, as
+    /// ggml does without F16C.</summary>
+    private static readonly float[] HalfTable = Enumerable.Range(0, 65536).Select(h => (float)BitConverter.UInt16BitsToHalf((ushort)h))
+        .ToArray();
+
+    /// <summary>The f16 at b + offset as f32, from the table (fetched once per row by the caller: a static field read inside
+    /// the loop of a method compiled before the class's initialiser ran costs a helper call each time).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Half(ref byte b, int offset) => (float)BitConverter.UInt16BitsToHalf(
-        BinaryPrimitives.ReadUInt16LittleEndian(MemoryMarshal.CreateReadOnlySpan(ref Unsafe.Add(ref b, offset), 2)));
+    private static float Half(ref float table, ref byte b, int offset) =>
+        Unsafe.Add(ref table, Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref b, offset)));
+
+    /// <summary>The block size of the activation the integer path wants for a weight type: q8_K's 256 for the k-quants
+    /// (their sub-block scales are integers, so a super-block sums in int32 and converts once), 32 otherwise.</summary>
+    public static int ActivationBlock(WeightType type) => type is WeightType.Q4_K or WeightType.Q5_K or WeightType.Q6_K ? 256 : 32;
 
     /// <summary>Sum of the products of 32 unsigned weight codes with 32 activation codes, as 8 int32 partial sums
     /// (lanes 0-3 cover values 0-15, lanes 4-7 values 16-31).</summary>
@@ -62,8 +86,7 @@ internal static class QuantizedDot
         Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(weights, activations), Vector256.Create((short)1));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<sbyte> Codes(QuantizedActivation xq, int offset) =>
-        Vector256.LoadUnsafe(ref MemoryMarshal.GetArrayDataReference(xq.Codes), (nuint)offset);
+    private static Vector256<sbyte> Codes(ref sbyte codes, int offset) => Vector256.LoadUnsafe(ref codes, (nuint)offset);
 
     /// <summary>Low and high nibbles of 32 bytes.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -73,9 +96,11 @@ internal static class QuantizedDot
         return (bytes & mask, Vector256.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float DotQ8_0(ReadOnlySpan<byte> row, QuantizedActivation xq)
     {
+        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
         ref byte w = ref MemoryMarshal.GetReference(row);
         var acc = Vector256<float>.Zero;
         for (int b = 0; b < xq.Scales.Length; b++)
@@ -83,17 +108,19 @@ internal static class QuantizedDot
             ref byte block = ref Unsafe.Add(ref w, 34 * b);
             var q = Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 2)).AsSByte();
             // vpmaddubsw wants one unsigned side: |w| against x carrying w's sign.
-            var products = DotCodes(Avx2.Abs(q), Avx2.Sign(Codes(xq, 32 * b), q));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(Half(ref block, 0) * xq.Scales[b]), acc);
+            var products = DotCodes(Avx2.Abs(q), Avx2.Sign(Codes(ref codes, 32 * b), q));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(Half(ref table, ref block, 0) * xq.Scales[b]), acc);
         }
         return Vector256.Sum(acc);
     }
 
     /// <summary>q4_0, q4_1, q5_0 and q5_1 (blocks of 32): unsigned codes (nibble, plus the fifth bit from qh), then
     /// x = d (q - centre) or d q + m, the centre and the minimum taken off through the activation's code sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float DotBlock32(ReadOnlySpan<byte> row, QuantizedActivation xq, WeightType type)
     {
+        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
         bool hasMin = type is WeightType.Q4_1 or WeightType.Q5_1, five = type is WeightType.Q5_0 or WeightType.Q5_1;
         int blockBytes = QuantFormats.BlockBytes(type), qhAt = hasMin ? 4 : 2, qsAt = qhAt + (five ? 4 : 0);
         int centre = hasMin ? 0 : five ? 16 : 8;
@@ -110,40 +137,42 @@ internal static class QuantizedDot
             ref byte block = ref Unsafe.Add(ref w, blockBytes * b);
             var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, qsAt));
             // Values 0-15 are the low nibbles, 16-31 the high ones: exactly the two halves of the register.
-            var codes = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
+            var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
             if (five)
             {
                 var qh = Vector256.Create(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, qhAt))).AsByte();
                 // vpshufb picks within each 128-bit half; qh is repeated in every 4 bytes, so indices 0-3 reach it from both.
                 var spreadBits = Avx2.Shuffle(qh, spread) & bit;
-                codes |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
+                q |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
             }
-            float d = Half(ref block, 0), sum = xq.ScaledSums16[2 * b] + xq.ScaledSums16[2 * b + 1];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(codes, Codes(xq, 32 * b))), Vector256.Create(d * xq.Scales[b]),
-                acc);
+            float d = Half(ref table, ref block, 0), sum = xq.Scales[b] * (xq.Sums16[2 * b] + xq.Sums16[2 * b + 1]);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes, 32 * b))), Vector256.Create(d * xq.Scales[b]), acc);
             centred += d * sum;
-            if (hasMin) minimums += Half(ref block, 2) * sum;
+            if (hasMin) minimums += Half(ref table, ref block, 2) * sum;
         }
         return Vector256.Sum(acc) - centre * centred + minimums;
     }
 
-    /// <summary>q4_K and q5_K: per 64 values, 32 bytes of nibbles (low: values 0-31, high: 32-63) and, for q5_K, the
-    /// fifth bits from qh; x = d sc q - dmin m per sub-block of 32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>q4_K and q5_K against a q8_K activation: per 64 values, 32 bytes of nibbles (low: values 0-31, high: 32-63)
+    /// and, for q5_K, the fifth bits from qh; x = d sc q - dmin m per sub-block of 32. The sub-block scales multiply the
+    /// 16-bit pair sums (vpmaddwd), so a super-block accumulates in int32 and is converted to f32 once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float DotQ45K(ReadOnlySpan<byte> row, QuantizedActivation xq, bool five)
     {
-        int blockBytes = five ? 176 : 144, superBlocks = xq.Codes.Length / 256;
-        Span<byte> scales = stackalloc byte[12];
+        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        int blockBytes = five ? 176 : 144;
         var acc = Vector256<float>.Zero;
         float minimums = 0;
-        for (int s = 0; s < superBlocks; s++)
+        ref short pairs = ref MemoryMarshal.GetArrayDataReference(xq.Sums32);
+        for (int s = 0; s < xq.Scales.Length; s++)
         {
-            var block = row.Slice(blockBytes * s, blockBytes);
-            ref byte b0 = ref MemoryMarshal.GetReference(block);
-            float d = Half(ref b0, 0), dmin = Half(ref b0, 2);
-            block.Slice(4, 12).CopyTo(scales);
+            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), blockBytes * s);
+            float dx = xq.Scales[s], d = Half(ref table, ref b0, 0) * dx, dmin = Half(ref table, ref b0, 2) * dx;
+            var (scales, mins) = UnpackScales(ref Unsafe.Add(ref b0, 4));
             ref byte qs = ref Unsafe.Add(ref b0, five ? 48 : 16);
             var qh = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref b0, 16)) : default;
+            var sum = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
                 var (low, high) = Nibbles(Vector256.LoadUnsafe(ref qs, (nuint)(32 * c)));
@@ -154,34 +183,54 @@ internal static class QuantizedDot
                     low |= Vector256.Equals(qh & lowBit, lowBit) & sixteen;
                     high |= Vector256.Equals(qh & highBit, highBit) & sixteen;
                 }
-                int j = 8 * s + 2 * c; // activation block of the low half
-                var (sc0, m0) = QuantFormats.ScaleMin(scales, 2 * c);
-                var (sc1, m1) = QuantFormats.ScaleMin(scales, 2 * c + 1);
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(low, Codes(xq, 32 * j))),
-                    Vector256.Create(d * sc0 * xq.Scales[j]), acc);
-                acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(high, Codes(xq, 32 * j + 32))),
-                    Vector256.Create(d * sc1 * xq.Scales[j + 1]), acc);
-                minimums += dmin * (m0 * (xq.ScaledSums16[2 * j] + xq.ScaledSums16[2 * j + 1])
-                    + m1 * (xq.ScaledSums16[2 * j + 2] + xq.ScaledSums16[2 * j + 3]));
+                int at = 256 * s + 64 * c;
+                sum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes, at)),
+                    Vector256.Create((short)(byte)(scales >> (16 * c))));
+                sum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes, at + 32)),
+                    Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
             }
+            // The minimums against the activation's sums of 32: eight products in one vpmaddwd.
+            var minSums = Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs, 8 * s));
+            int minSum = Vector128.Sum(Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte()),
+                minSums));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(d), acc);
+            minimums += dmin * minSum;
         }
         return Vector256.Sum(acc) - minimums;
     }
 
-    /// <summary>q6_K: per half of 128 values, ql (64 bytes) and qh (32 bytes); value 32 i + l is a nibble of
-    /// ql[l + 32 (i mod 2)] (low for i &lt; 2) with bits 2i, 2i+1 of qh[l] on top; x = d sc (q - 32), one int8 scale per 16.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>q4_K's and q5_K's 12 scale bytes q as eight 6-bit scales and eight 6-bit minimums, one a byte, in two
+    /// 64-bit words (byte j: sub-block j), by <see cref="QuantFormats.ScaleMin"/>'s rule done four bytes at a time:
+    /// scales 0-3 are q[0..3] &amp; 63 and 4-7 are (q[8..11] &amp; 15) | (q[0..3] &gt;&gt; 6) &lt;&lt; 4; minimums 0-3 are
+    /// q[4..7] &amp; 63 and 4-7 are (q[8..11] &gt;&gt; 4) | (q[4..7] &gt;&gt; 6) &lt;&lt; 4.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (ulong Scales, ulong Mins) UnpackScales(ref byte q)
+    {
+        uint a = Unsafe.ReadUnaligned<uint>(ref q), b = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref q, 4)),
+            c = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref q, 8));
+        const uint low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
+        uint scalesHigh = (c & low4) | ((a >> 6) & low2) << 4, minsHigh = ((c >> 4) & low4) | ((b >> 6) & low2) << 4;
+        return ((a & low6) | (ulong)scalesHigh << 32, (b & low6) | (ulong)minsHigh << 32);
+    }
+
+    /// <summary>q6_K against a q8_K activation: per half of 128 values, ql (64 bytes) and qh (32 bytes); value 32 i + l is a
+    /// nibble of ql[l + 32 (i mod 2)] (low for i &lt; 2) with bits 2i, 2i+1 of qh[l] on top; x = d sc (q - 32), one int8
+    /// scale per 16 values, applied to the 16-bit pair sums so the super-block sums in int32.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
     private static float DotQ6K(ReadOnlySpan<byte> row, QuantizedActivation xq)
     {
-        int superBlocks = xq.Codes.Length / 256;
+        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
         var acc = Vector256<float>.Zero;
         float offsets = 0;
         var three = Vector256.Create((byte)3);
-        for (int s = 0; s < superBlocks; s++)
+        ref int sums = ref MemoryMarshal.GetArrayDataReference(xq.Sums16);
+        for (int s = 0; s < xq.Scales.Length; s++)
         {
             ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), 210 * s);
-            float d = Half(ref b0, 208);
+            float d = Half(ref table, ref b0, 208) * xq.Scales[s];
             ref sbyte sc = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref b0, 192));
+            var sum = Vector256<int>.Zero;
             for (int n = 0; n < 2; n++)
             {
                 var (low0, high0) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n)));
@@ -190,15 +239,17 @@ internal static class QuantizedDot
                 for (int i = 0; i < 4; i++)
                 {
                     var top = ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2 * i).AsByte() & three, 4);
-                    var codes = (i & 1) == 0 ? (i < 2 ? low0 : high0) : (i < 2 ? low1 : high1);
-                    int j = 8 * s + 4 * n + i, g = 8 * n + 2 * i; // activation block, scale of its first 16 values
-                    float dx = d * xq.Scales[j];
-                    var scale = Vector256.Create(Vector128.Create(dx * Unsafe.Add(ref sc, g)),
-                        Vector128.Create(dx * Unsafe.Add(ref sc, g + 1)));
-                    acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(codes | top, Codes(xq, 32 * j))), scale, acc);
+                    var q = (i & 1) == 0 ? (i < 2 ? low0 : high0) : (i < 2 ? low1 : high1);
+                    int g = 8 * n + 2 * i; // the scale of the quarter's first 16 values
+                    var scale = Vector256.Create(Vector128.Create((short)Unsafe.Add(ref sc, g)),
+                        Vector128.Create((short)Unsafe.Add(ref sc, g + 1)));
+                    sum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q | top, Codes(ref codes, 256 * s + 128 * n + 32 * i)), scale);
                 }
             }
-            for (int g = 0; g < 16; g++) offsets += d * Unsafe.Add(ref sc, g) * xq.ScaledSums16[16 * s + g];
+            int offset = 0;
+            for (int g = 0; g < 16; g++) offset += Unsafe.Add(ref sc, g) * Unsafe.Add(ref sums, 16 * s + g);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(d), acc);
+            offsets += d * offset;
         }
         return Vector256.Sum(acc) - 32 * offsets;
     }

@@ -50,10 +50,10 @@ public static class TokenizerLoader
         };
 
     /// <summary>The tokenizer embedded in a GGUF file: "llama" (SentencePiece pieces with scores) or "gpt2" (byte-level
-    /// BPE with merges); null when the file has none.</summary>
+    /// BPE with merges); null when the file has none (no tokenizer.ggml.model, or llama.cpp's "no_vocab" / "none").</summary>
     internal static ITextTokenizer? FromGguf(Models.Loading.GgufFile f)
     {
-        if (!f.Metadata.ContainsKey("tokenizer.ggml.model")) return null;
+        if (!f.Metadata.ContainsKey("tokenizer.ggml.model") || f.Metadata["tokenizer.ggml.model"] is "no_vocab" or "none") return null;
         return Checked(f.Path, null, () => EmbeddedTokenizer(f));
     }
 

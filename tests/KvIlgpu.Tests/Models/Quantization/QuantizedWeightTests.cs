@@ -64,7 +64,7 @@ public class QuantizedWeightTests
 
     /// <summary>The CPU matrix product against double precision over the reference values: exact but for f32 rounding on
     /// the by-blocks path; on the integer path within the closed-form error of the 8-bit activation (each activation
-    /// moves by at most half its block's step, max |x| / 127 / 2), summed over |w|.</summary>
+    /// moves by at most half its block's step, max |x| / 127 / 2, over blocks of 32 or 256), summed over |w|.</summary>
     [Theory]
     [MemberData(nameof(Types))]
     public void Managed_matrix_product_matches_the_reference(GgufType t)
@@ -91,10 +91,11 @@ public class QuantizedWeightTests
                     exact += (double)reference[j * k + i] * x[r * k + i];
                     magnitude += Math.Abs((double)reference[j * k + i] * x[r * k + i]);
                 }
-                for (int b = 0; b < k / 32; b++)
+                int block = QuantizedDot.ActivationBlock(Library(t));
+                for (int b = 0; b < k / block; b++)
                 {
-                    double step = x.Skip(r * k + 32 * b).Take(32).Max(Math.Abs) / 127;
-                    for (int i = 32 * b; i < 32 * b + 32; i++) activationError += step / 2 * Math.Abs(reference[j * k + i]);
+                    double step = x.Skip(r * k + block * b).Take(block).Max(Math.Abs) / 127;
+                    for (int i = block * b; i < block * b + block; i++) activationError += step / 2 * Math.Abs(reference[j * k + i]);
                 }
                 double allowed = (integer ? activationError : 0) + 1e-5 * magnitude + 1e-6;
                 Assert.True(Math.Abs(y[r * n + j] - exact) <= allowed,

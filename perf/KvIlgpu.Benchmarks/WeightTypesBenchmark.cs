@@ -1,0 +1,115 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using KvIlgpu.Compute;
+using KvIlgpu.Models;
+using KvIlgpu.Models.Loading;
+
+namespace KvIlgpu.Benchmarks;
+
+/// <summary>Decode and prefill speed of one model in every weight type, side by side with llama.cpp in one run.
+/// Usage: weight-types LLAMA_BENCH|- THREADS FILE.gguf... — each file (f32, f16, bf16 written by `kvilgpu convert`,
+/// the quantised ones by llama.cpp's llama-quantize from the f32 file) is timed by this engine's CPU backend
+/// (greedy decode from token 1 after warm-up, and one 512-token prefill on a fresh cache, medians of three) and then,
+/// unless LLAMA_BENCH is "-", by llama-bench (-p 512 -n 128 -r 3, the same threads), file after file, so both see the
+/// same machine state. The first file is the yardstick for "vs first" (give the f32 file first).</summary>
+internal static class WeightTypesBenchmark
+{
+    public static void Run(string llamaBench, int threads, IReadOnlyList<string> files, int decodeTokens = 128, int prefillTokens = 512)
+    {
+        var backend = new ManagedSimdBackend(threads);
+        Console.WriteLine($"backend: {backend.Name}; AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512F " +
+            $"{System.Runtime.Intrinsics.X86.Avx512F.IsSupported}, AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
+        var rows = new List<(string File, string Types, double MB, double Decode, double Prefill, double? CppDecode, double? CppPrefill)>();
+        foreach (var file in files)
+        {
+            var w = ModelLoader.Load(file);
+            string types = string.Join(" ", w.AllTensors().Distinct().Where(t => t.Rows > 1).GroupBy(t => t.Type)
+                .OrderByDescending(g => g.Count()).Select(g => $"{g.Key}x{g.Count()}"));
+            using var model = new LlamaModel(w, backend);
+            var decode = Median(Enumerable.Range(0, 3).Select(_ => DecodeTimer.DecodeTokensPerSecond(model, decodeTokens).TokensPerSecond));
+            var prefill = Median(Enumerable.Range(0, 3).Select(_ => PrefillTokensPerSecond(model, prefillTokens)));
+            var cpp = llamaBench == "-" ? null : LlamaBench(llamaBench, file, threads, prefillTokens, decodeTokens);
+            rows.Add((Path.GetFileName(file), types, w.ByteSize / 1e6, decode, prefill, cpp?.Decode, cpp?.Prefill));
+            Console.WriteLine($"{Path.GetFileName(file)}: decode {decode:F0} tok/s (llama.cpp {cpp?.Decode:F0}), prefill {prefill:F0} " +
+                $"tok/s (llama.cpp {cpp?.Prefill:F0})");
+        }
+        double firstDecode = rows[0].Decode;
+        Console.WriteLine();
+        Console.WriteLine($"| file | matrix types | weights MB | decode tok/s | llama.cpp | ratio | vs first | prefill {prefillTokens} tok/s " +
+            "| llama.cpp | ratio |");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+        static string Ratio(double ours, double? theirs) => theirs is > 0 ? $"{ours / theirs.Value:F2}x" : "-";
+        foreach (var r in rows)
+            Console.WriteLine($"| {r.File} | {r.Types} | {r.MB:F1} | {r.Decode:F0} | {r.CppDecode:F0} | {Ratio(r.Decode, r.CppDecode)} | " +
+                $"{r.Decode / firstDecode:F2}x | {r.Prefill:F0} | {r.CppPrefill:F0} | {Ratio(r.Prefill, r.CppPrefill)} |");
+    }
+
+    private static double Median(IEnumerable<double> xs)
+    {
+        var s = xs.OrderBy(x => x).ToList();
+        return s[s.Count / 2];
+    }
+
+    /// <summary>One prefill of count tokens (ids 1.. in the vocabulary) into a fresh cache, after one untimed prefill.</summary>
+    private static double PrefillTokensPerSecond(LlamaModel model, int count)
+    {
+        count = Math.Min(count, model.Config.MaxSeqLen - 1);
+        var tokens = Enumerable.Range(0, count).Select(i => 1 + i * 7 % (model.Config.VocabSize - 1)).ToArray();
+        using (var warm = model.CreateCache()) model.Forward(warm, tokens);
+        using var cache = model.CreateCache();
+        var sw = Stopwatch.StartNew();
+        model.Forward(cache, tokens);
+        return count / sw.Elapsed.TotalSeconds;
+    }
+
+    private static (double Decode, double Prefill)? LlamaBench(string exe, string file, int threads, int prompt, int gen)
+    {
+        var psi = new ProcessStartInfo(exe, ["-m", file, "-t", threads.ToString(CultureInfo.InvariantCulture), "-p",
+            prompt.ToString(CultureInfo.InvariantCulture), "-n", gen.ToString(CultureInfo.InvariantCulture), "-r", "3", "-o", "json"])
+        { RedirectStandardOutput = true, RedirectStandardError = true };
+        using var p = Process.Start(psi);
+        if (p == null) return null;
+        string stdout = p.StandardOutput.ReadToEnd();
+        p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0) { Console.WriteLine($"(llama-bench failed on {file}, exit code {p.ExitCode})"); return null; }
+        double decode = 0, prefill = 0;
+        foreach (var test in JsonDocument.Parse(stdout).RootElement.EnumerateArray())
+        {
+            double ts = test.GetProperty("avg_ts").GetDouble();
+            if (test.GetProperty("n_gen").GetInt32() > 0) decode = ts; else prefill = ts;
+        }
+        return (decode, prefill);
+    }
+}
+
+/// <summary>Where a decode step's time goes: every matrix of a model applied to one activation row, timed alone
+/// (usage: weight-gemv FILE THREADS).</summary>
+internal static class WeightGemvBenchmark
+{
+    public static void Run(string file, int threads)
+    {
+        var w = ModelLoader.Load(file);
+        var backend = new ManagedSimdBackend(threads);
+        double total = 0;
+        for (int pass = 0; pass < 2; pass++, total = pass == 1 ? 0 : total)
+        foreach (var g in w.AllTensors().Distinct().Where(t => t.Rows > 1).GroupBy(t => (t.Type, t.Rows, t.Cols)))
+        {
+            var t = g.First();
+            using var dw = backend.Upload(t);
+            using var dx = backend.Allocate(t.Cols);
+            using var dy = backend.Allocate(t.Rows);
+            backend.Write(dx, Enumerable.Range(0, t.Cols).Select(i => MathF.Sin(i)).ToArray());
+            for (int i = 0; i < 200; i++) backend.MatMul(dx, dw, dy, 1);
+            var sw = Stopwatch.StartNew();
+            int reps = 2000;
+            for (int i = 0; i < reps; i++) backend.MatMul(dx, dw, dy, 1);
+            double us = sw.Elapsed.TotalMicroseconds / reps;
+            total += us * g.Count();
+            Console.WriteLine($"{t.Type} [{t.Rows} x {t.Cols}] x{g.Count()}: {us:F1} us each, " +
+                $"{t.ByteSize / us / 1e3:F1} GB/s");
+        }
+        Console.WriteLine($"all matrices of one token: {total / 1e3:F2} ms ({1e6 / total:F0} tok/s if nothing else ran)");
+    }
+}
