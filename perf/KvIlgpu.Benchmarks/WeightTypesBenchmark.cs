@@ -94,22 +94,22 @@ internal static class WeightGemvBenchmark
         var backend = new ManagedSimdBackend(threads);
         double total = 0;
         for (int pass = 0; pass < 2; pass++, total = pass == 1 ? 0 : total)
-        foreach (var g in w.AllTensors().Distinct().Where(t => t.Rows > 1).GroupBy(t => (t.Type, t.Rows, t.Cols)))
-        {
-            var t = g.First();
-            using var dw = backend.Upload(t);
-            using var dx = backend.Allocate(t.Cols);
-            using var dy = backend.Allocate(t.Rows);
-            backend.Write(dx, Enumerable.Range(0, t.Cols).Select(i => MathF.Sin(i)).ToArray());
-            for (int i = 0; i < 200; i++) backend.MatMul(dx, dw, dy, 1);
-            var sw = Stopwatch.StartNew();
-            int reps = 2000;
-            for (int i = 0; i < reps; i++) backend.MatMul(dx, dw, dy, 1);
-            double us = sw.Elapsed.TotalMicroseconds / reps;
-            total += us * g.Count();
-            Console.WriteLine($"{t.Type} [{t.Rows} x {t.Cols}] x{g.Count()}: {us:F1} us each, " +
-                $"{t.ByteSize / us / 1e3:F1} GB/s");
-        }
+            foreach (var g in w.AllTensors().Distinct().Where(t => t.Rows > 1).GroupBy(t => (t.Type, t.Rows, t.Cols)))
+            {
+                var t = g.First();
+                using var dw = backend.Upload(t);
+                using var dx = backend.Allocate(t.Cols);
+                using var dy = backend.Allocate(t.Rows);
+                backend.Write(dx, Enumerable.Range(0, t.Cols).Select(i => MathF.Sin(i)).ToArray());
+                for (int i = 0; i < 200; i++) backend.MatMul(dx, dw, dy, 1);
+                var sw = Stopwatch.StartNew();
+                int reps = 2000;
+                for (int i = 0; i < reps; i++) backend.MatMul(dx, dw, dy, 1);
+                double us = sw.Elapsed.TotalMicroseconds / reps;
+                total += us * g.Count();
+                Console.WriteLine($"{t.Type} [{t.Rows} x {t.Cols}] x{g.Count()}: {us:F1} us each, " +
+                    $"{t.ByteSize / us / 1e3:F1} GB/s");
+            }
         Console.WriteLine($"all matrices of one token: {total / 1e3:F2} ms ({1e6 / total:F0} tok/s if nothing else ran)");
     }
 }

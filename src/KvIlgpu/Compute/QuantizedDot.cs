@@ -236,23 +236,33 @@ internal static class QuantizedDot
                 var (low0, high0) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n)));
                 var (low1, high1) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n + 32)));
                 var qh = Vector256.LoadUnsafe(ref b0, (nuint)(128 + 32 * n)).AsUInt16();
-                for (int i = 0; i < 4; i++)
-                {
-                    var top = ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2 * i).AsByte() & three, 4);
-                    var q = (i & 1) == 0 ? (i < 2 ? low0 : high0) : (i < 2 ? low1 : high1);
-                    int g = 8 * n + 2 * i; // the scale of the quarter's first 16 values
-                    var scale = Vector256.Create(Vector128.Create((short)Unsafe.Add(ref sc, g)),
-                        Vector128.Create((short)Unsafe.Add(ref sc, g + 1)));
-                    sum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q | top, Codes(ref codes, 256 * s + 128 * n + 32 * i)), scale);
-                }
+                // The four quarters written out: their nibble and qh shift are constants.
+                int at = 256 * s + 128 * n, g = 8 * n;
+                sum += Quarter(low0 | ShiftLeftBytes(qh.AsByte() & three, 4), ref Unsafe.Add(ref codes, at), ref sc, g);
+                sum += Quarter(low1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2).AsByte() & three, 4),
+                    ref Unsafe.Add(ref codes, at + 32), ref sc, g + 2);
+                sum += Quarter(high0 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 4).AsByte() & three, 4),
+                    ref Unsafe.Add(ref codes, at + 64), ref sc, g + 4);
+                sum += Quarter(high1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 6).AsByte() & three, 4),
+                    ref Unsafe.Add(ref codes, at + 96), ref sc, g + 6);
             }
-            int offset = 0;
-            for (int g = 0; g < 16; g++) offset += Unsafe.Add(ref sc, g) * Unsafe.Add(ref sums, 16 * s + g);
+            // The offset of 32 against the activation's sums of 16: sixteen products in two vpmulld.
+            var scales16 = Vector128.LoadUnsafe(ref sc);
+            int offset = Vector256.Sum(Avx2.ConvertToVector256Int32(scales16) * Vector256.LoadUnsafe(ref sums, (nuint)(16 * s))
+                + Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(scales16, 8)) * Vector256.LoadUnsafe(ref sums,
+                    (nuint)(16 * s + 8)));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(d), acc);
             offsets += d * offset;
         }
         return Vector256.Sum(acc) - 32 * offsets;
     }
+
+    /// <summary>32 q6_K codes (0-63) against 32 activation codes, the pair sums of the first 16 scaled by sc[g] and of the
+    /// last 16 by sc[g + 1], as 8 int32 partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Quarter(Vector256<byte> q, ref sbyte x, ref sbyte sc, int g) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.LoadUnsafe(ref x)),
+            Vector256.Create(Vector128.Create((short)Unsafe.Add(ref sc, g)), Vector128.Create((short)Unsafe.Add(ref sc, g + 1))));
 
     /// <summary>Vector256.ShiftLeft on bytes (shifts 16-bit lanes: the codes shifted here are below 4, so nothing crosses
     /// into the next byte).</summary>
