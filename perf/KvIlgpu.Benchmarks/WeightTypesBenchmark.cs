@@ -36,8 +36,8 @@ internal static class WeightTypesBenchmark
         }
         double firstDecode = rows[0].Decode;
         Console.WriteLine();
-        Console.WriteLine($"| file | matrix types | weights MB | decode tok/s | llama.cpp | ratio | vs first | prefill {prefillTokens} tok/s " +
-            "| llama.cpp | ratio |");
+        Console.WriteLine("| file | matrix types | weights MB | decode tok/s | llama.cpp | ratio | vs first | " +
+            $"prefill {prefillTokens} tok/s | llama.cpp | ratio |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
         static string Ratio(double ours, double? theirs) => theirs is > 0 ? $"{ours / theirs.Value:F2}x" : "-";
         foreach (var r in rows)

@@ -109,7 +109,8 @@ internal static class QuantizedDot
             var q = Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 2)).AsSByte();
             // vpmaddubsw wants one unsigned side: |w| against x carrying w's sign.
             var products = DotCodes(Avx2.Abs(q), Avx2.Sign(Codes(ref codes, 32 * b), q));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(Half(ref table, ref block, 0) * xq.Scales[b]), acc);
+            float scale = Half(ref table, ref block, 0) * xq.Scales[b];
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(scale), acc);
         }
         return Vector256.Sum(acc);
     }
@@ -146,7 +147,8 @@ internal static class QuantizedDot
                 q |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
             }
             float d = Half(ref table, ref block, 0), sum = xq.Scales[b] * (xq.Sums16[2 * b] + xq.Sums16[2 * b + 1]);
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes, 32 * b))), Vector256.Create(d * xq.Scales[b]), acc);
+            var products = DotCodes(q, Codes(ref codes, 32 * b));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(d * xq.Scales[b]), acc);
             centred += d * sum;
             if (hasMin) minimums += Half(ref table, ref block, 2) * sum;
         }
