@@ -210,9 +210,9 @@ internal static class QuantizedDot
     {
         uint a = Unsafe.ReadUnaligned<uint>(ref q), b = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref q, 4)),
             c = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref q, 8));
-        const uint low6 = 0x3F3F3F3F, low4 = 0x0F0F0F0F, low2 = 0x03030303;
-        uint scalesHigh = (c & low4) | ((a >> 6) & low2) << 4, minsHigh = ((c >> 4) & low4) | ((b >> 6) & low2) << 4;
-        return ((a & low6) | (ulong)scalesHigh << 32, (b & low6) | (ulong)minsHigh << 32);
+        const uint Low6 = 0x3F3F3F3F, Low4 = 0x0F0F0F0F, Low2 = 0x03030303;
+        uint scalesHigh = (c & Low4) | ((a >> 6) & Low2) << 4, minsHigh = ((c >> 4) & Low4) | ((b >> 6) & Low2) << 4;
+        return ((a & Low6) | (ulong)scalesHigh << 32, (b & Low6) | (ulong)minsHigh << 32);
     }
 
     /// <summary>q6_K against a q8_K activation: per half of 128 values, ql (64 bytes) and qh (32 bytes); value 32 i + l is a
