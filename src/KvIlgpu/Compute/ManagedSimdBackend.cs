@@ -154,12 +154,12 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 (xq[r] = new QuantizedActivation(k, QuantizedDot.ActivationBlock(wt.Type))).Quantize(xs.AsSpan(r * k, k));
         }
         // Tiles of 16 weight rows (a few KB) stay in L1 while every activation row passes over them.
-        const int tile = 16;
+        const int Tile = 16;
         ForRanges(n, (long)k * rows / 4, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
-            for (int j0 = start; j0 < end; j0 += tile)
+            for (int j0 = start; j0 < end; j0 += Tile)
             {
-                int count = Math.Min(tile, end - j0);
+                int count = Math.Min(Tile, end - j0);
                 for (int r = 0; r < rows; r++)
                     QuantizedDot.DotRows(wt.Type, wt.Blocks, wt.RowBytes, j0, xs.AsSpan(r * k, k), xq?[r], o.AsSpan(r * n + j0, count));
             }
