@@ -54,6 +54,10 @@ internal static class GgufLoader
             throw new InvalidModelException(f.Path, "the GGUF file holds no tensors: a vocabulary-only file (as llama.cpp's " +
                 "--vocab-only writes it) is a tokenizer; give it as --tokenizer");
         var config = ReadConfig(f);
+        // Every layer has nine tensors: a damaged llama.block_count is refused here, before anything is sized by it.
+        if ((long)config.Layers * 9 > f.Tensors.Count)
+            throw new InvalidModelException(f.Path, $"metadata llama.block_count is {config.Layers}, but the file holds " +
+                $"{f.Tensors.Count} tensors, enough for at most {f.Tensors.Count / 9} layers");
         // Every tensor must be one the llama architecture names: a damaged name is an error, not, say, an output head
         // silently replaced by the tied embedding. (rope_freqs.weight, Llama 3.1's frequency factors, is known and unused.)
         var known = new HashSet<string> { "token_embd.weight", "output_norm.weight", "output.weight", "rope_freqs.weight" };

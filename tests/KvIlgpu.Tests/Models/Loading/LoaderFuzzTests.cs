@@ -17,15 +17,17 @@ public class LoaderFuzzTests
     private const int CasesPerFormat = 400;
 
     public static TheoryData<string> Formats => new() { "llama2c", "safetensors-f32", "safetensors-bf16", "gguf-f16", "gguf-q8_0",
-        "config.json" };
+        "gguf-k-quants", "config.json" };
 
     [Theory]
     [MemberData(nameof(Formats))]
     public void Every_corrupted_file_loads_cleanly_or_fails_with_the_loader_error(string format)
     {
         using var dir = new TempDir();
-        var weights = TestModels.Random(TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2, vocab: 40, seq: 24),
-            seed: 7);
+        // The k-quants' super-blocks need rows a multiple of 256 long.
+        var weights = format == "gguf-k-quants"
+            ? TestModels.Random(TestModels.Config(dim: 256, hidden: 256, layers: 1, heads: 4, kvHeads: 2, vocab: 40, seq: 24), seed: 7)
+            : TestModels.Random(TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2, vocab: 40, seq: 24), seed: 7);
         string model = Write(format, dir, weights);
         string target = format == "config.json" ? Path.Combine(model, "config.json")
             : format.StartsWith("safetensors", StringComparison.Ordinal) ? Path.Combine(model, "model.safetensors") : model;
@@ -59,6 +61,10 @@ public class LoaderFuzzTests
                 return dir.File("m.gguf");
             case "gguf-q8_0":
                 TestModels.WriteGguf(dir.File("m.gguf"), w, GgufType.Q8_0);
+                return dir.File("m.gguf");
+            case "gguf-k-quants": // as llama-quantize's Q4_K_M mixes them
+                TestModels.WriteGguf(dir.File("m.gguf"), w, name => name.Contains("attn_v") || name == "output.weight" ? GgufType.Q6_K
+                    : name.Contains("ffn_down") ? GgufType.Q5_K : GgufType.Q4_K);
                 return dir.File("m.gguf");
             default:
                 TestModels.WriteHuggingFace(dir.File("hf"), w, format.EndsWith("bf16", StringComparison.Ordinal) ? WeightType.BF16
