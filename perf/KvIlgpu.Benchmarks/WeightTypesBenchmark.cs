@@ -12,7 +12,8 @@ namespace KvIlgpu.Benchmarks;
 /// the quantised ones by llama.cpp's llama-quantize from the f32 file) is timed by this engine's CPU backend
 /// (greedy decode from token 1 after warm-up, and one 512-token prefill on a fresh cache, medians of three) and then,
 /// unless LLAMA_BENCH is "-", by llama-bench (-p 512 -n 128 -r 3, the same threads), file after file, so both see the
-/// same machine state. The first file is the yardstick for "vs first" (give the f32 file first).</summary>
+/// same machine state. The first file is the yardstick for "vs first" and for the weight error, the relative RMS
+/// difference of the decoded matrices from its own (give the f32 file first).</summary>
 internal static class WeightTypesBenchmark
 {
     public static void Run(string llamaBench, int threads, IReadOnlyList<string> files, int decodeTokens = 128, int prefillTokens = 512)
@@ -20,29 +21,51 @@ internal static class WeightTypesBenchmark
         var backend = new ManagedSimdBackend(threads);
         Console.WriteLine($"backend: {backend.Name}; AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512F " +
             $"{System.Runtime.Intrinsics.X86.Avx512F.IsSupported}, AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
-        var rows = new List<(string File, string Types, double MB, double Decode, double Prefill, double? CppDecode, double? CppPrefill)>();
+        var rows = new List<(string File, string Types, double MB, double Error, double Decode, double Prefill, double? CppDecode,
+            double? CppPrefill)>();
+        LlamaWeights? first = null;
         foreach (var file in files)
         {
             var w = ModelLoader.Load(file);
+            first ??= w;
+            double error = RelativeError(first, w);
             string types = string.Join(" ", w.AllTensors().Distinct().Where(t => t.Rows > 1).GroupBy(t => t.Type)
                 .OrderByDescending(g => g.Count()).Select(g => $"{g.Key}x{g.Count()}"));
             using var model = new LlamaModel(w, backend);
             var decode = Median(Enumerable.Range(0, 3).Select(_ => DecodeTimer.DecodeTokensPerSecond(model, decodeTokens).TokensPerSecond));
             var prefill = Median(Enumerable.Range(0, 3).Select(_ => PrefillTokensPerSecond(model, prefillTokens)));
             var cpp = llamaBench == "-" ? null : LlamaBench(llamaBench, file, threads, prefillTokens, decodeTokens);
-            rows.Add((Path.GetFileName(file), types, w.ByteSize / 1e6, decode, prefill, cpp?.Decode, cpp?.Prefill));
+            rows.Add((Path.GetFileName(file), types, w.ByteSize / 1e6, error, decode, prefill, cpp?.Decode, cpp?.Prefill));
             Console.WriteLine($"{Path.GetFileName(file)}: decode {decode:F0} tok/s (llama.cpp {cpp?.Decode:F0}), prefill {prefill:F0} " +
                 $"tok/s (llama.cpp {cpp?.Prefill:F0})");
         }
         double firstDecode = rows[0].Decode;
         Console.WriteLine();
-        Console.WriteLine("| file | matrix types | weights MB | decode tok/s | llama.cpp | ratio | vs first | " +
+        Console.WriteLine("| file | matrix types | weights MB | weight error | decode tok/s | llama.cpp | ratio | vs first | " +
             $"prefill {prefillTokens} tok/s | llama.cpp | ratio |");
-        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|");
+        Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
         static string Ratio(double ours, double? theirs) => theirs is > 0 ? $"{ours / theirs.Value:F2}x" : "-";
         foreach (var r in rows)
-            Console.WriteLine($"| {r.File} | {r.Types} | {r.MB:F1} | {r.Decode:F0} | {r.CppDecode:F0} | {Ratio(r.Decode, r.CppDecode)} | " +
+            Console.WriteLine($"| {r.File} | {r.Types} | {r.MB:F1} | {r.Error:F4} | {r.Decode:F0} | {r.CppDecode:F0} | {Ratio(r.Decode, r.CppDecode)} | " +
                 $"{r.Decode / firstDecode:F2}x | {r.Prefill:F0} | {r.CppPrefill:F0} | {Ratio(r.Prefill, r.CppPrefill)} |");
+    }
+
+    /// <summary>The relative RMS difference of all matrices from the first file's, as this engine decodes them: a check
+    /// that another tool's encoding is read right (a misread layout gives about 1.4).</summary>
+    private static double RelativeError(LlamaWeights reference, LlamaWeights w)
+    {
+        double num = 0, den = 0;
+        foreach (var (a, b) in reference.AllTensors().Zip(w.AllTensors()).Where(p => p.First.Rows > 1))
+        {
+            var x = a.ToFloat();
+            var y = b.ToFloat();
+            for (long i = 0; i < x.LongLength; i++)
+            {
+                num += (double)(x[i] - y[i]) * (x[i] - y[i]);
+                den += (double)x[i] * x[i];
+            }
+        }
+        return Math.Sqrt(num / den);
     }
 
     private static double Median(IEnumerable<double> xs)
