@@ -16,6 +16,8 @@ internal sealed class QuantizedActivation
     public readonly int[] Sums16;
     /// <summary>Sum of the codes of each group of 32 values (at most 32 x 127, so 16 bits hold it).</summary>
     public readonly short[] Sums32;
+    /// <summary>Sum of each group of 32 values as the codes give it (Sums32 times the block's scale).</summary>
+    public readonly float[] ScaledSums32;
 
     public QuantizedActivation(int length, int blockSize)
     {
@@ -24,6 +26,7 @@ internal sealed class QuantizedActivation
         Scales = new float[length / blockSize];
         Sums16 = new int[length / 16];
         Sums32 = new short[length / 32];
+        ScaledSums32 = new float[length / 32];
     }
 
     /// <summary>Quantises x (its length a multiple of the block size, the length this was made for).</summary>
@@ -43,6 +46,10 @@ internal sealed class QuantizedActivation
             for (int i = 16 * g; i < 16 * g + 16; i++) sum += Codes[i];
             Sums16[g] = sum;
         }
-        for (int g = 0; g < Sums32.Length; g++) Sums32[g] = (short)(Sums16[2 * g] + Sums16[2 * g + 1]);
+        for (int g = 0; g < Sums32.Length; g++)
+        {
+            Sums32[g] = (short)(Sums16[2 * g] + Sums16[2 * g + 1]);
+            ScaledSums32[g] = Scales[32 * g / BlockSize] * Sums32[g];
+        }
     }
 }

@@ -43,8 +43,18 @@ internal static class QuantizedDot
             case WeightType.Q6_K:
                 for (int i = 0; i < y.Length; i++) y[i] = DotQ6K(blocks.Slice((first + i) * rowBytes, rowBytes), xq);
                 break;
+            // Each with its type as a constant, so the inlined loop has no per-block branches on it.
+            case WeightType.Q4_0:
+                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q4_0);
+                break;
+            case WeightType.Q4_1:
+                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q4_1);
+                break;
+            case WeightType.Q5_0:
+                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q5_0);
+                break;
             default:
-                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, type);
+                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q5_1);
                 break;
         }
     }
@@ -146,7 +156,7 @@ internal static class QuantizedDot
                 var spreadBits = Avx2.Shuffle(qh, spread) & bit;
                 q |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
             }
-            float d = Half(ref table, ref block, 0), sum = xq.Scales[b] * (xq.Sums16[2 * b] + xq.Sums16[2 * b + 1]);
+            float d = Half(ref table, ref block, 0), sum = xq.ScaledSums32[b];
             var products = DotCodes(q, Codes(ref codes, 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(d * xq.Scales[b]), acc);
             centred += d * sum;
