@@ -47,7 +47,8 @@ internal static class WeightTypesBenchmark
         static string Ratio(double ours, double? theirs) => theirs is > 0 ? $"{ours / theirs.Value:F2}x" : "-";
         foreach (var r in rows)
             Console.WriteLine($"| {r.File} | {r.Types} | {r.MB:F1} | {r.Error:F4} | {r.Decode:F0} | {r.CppDecode:F0} | " +
-                $"{Ratio(r.Decode, r.CppDecode)} | {r.Decode / firstDecode:F2}x | {r.Prefill:F0} | {r.CppPrefill:F0} | {Ratio(r.Prefill, r.CppPrefill)} |");
+                $"{Ratio(r.Decode, r.CppDecode)} | {r.Decode / firstDecode:F2}x | {r.Prefill:F0} | {r.CppPrefill:F0} | " +
+                $"{Ratio(r.Prefill, r.CppPrefill)} |");
     }
 
     /// <summary>The relative RMS difference of all matrices from the first file's, as this engine decodes them: a check
