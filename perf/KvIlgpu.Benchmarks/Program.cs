@@ -46,7 +46,8 @@ if (args.Length > 0 && args[0] == "weight-types")
 }
 if (args.Length > 0 && args[0] == "weight-gemv")
 {
-    WeightGemvBenchmark.Run(args[1], args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2);
+    WeightGemvBenchmark.Run(args[1], args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2,
+        args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 1);
     return;
 }
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);

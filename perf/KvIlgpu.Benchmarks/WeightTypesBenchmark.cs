@@ -109,10 +109,10 @@ internal static class WeightTypesBenchmark
 }
 
 /// <summary>Where a decode step's time goes: every matrix of a model applied to one activation row, timed alone
-/// (usage: weight-gemv FILE THREADS).</summary>
+/// (usage: weight-gemv FILE THREADS [ROWS], ROWS activation rows at once: 1 for decode, 64 for a prefill chunk).</summary>
 internal static class WeightGemvBenchmark
 {
-    public static void Run(string file, int threads)
+    public static void Run(string file, int threads, int rows = 1)
     {
         var w = ModelLoader.Load(file);
         var backend = new ManagedSimdBackend(threads);
@@ -122,18 +122,18 @@ internal static class WeightGemvBenchmark
             {
                 var t = g.First();
                 using var dw = backend.Upload(t);
-                using var dx = backend.Allocate(t.Cols);
-                using var dy = backend.Allocate(t.Rows);
-                backend.Write(dx, Enumerable.Range(0, t.Cols).Select(i => MathF.Sin(i)).ToArray());
-                for (int i = 0; i < 200; i++) backend.MatMul(dx, dw, dy, 1);
+                using var dx = backend.Allocate(t.Cols * rows);
+                using var dy = backend.Allocate(t.Rows * rows);
+                backend.Write(dx, Enumerable.Range(0, t.Cols * rows).Select(i => MathF.Sin(i)).ToArray());
+                int reps = Math.Max(20, 2000 / rows);
+                for (int i = 0; i < reps / 10; i++) backend.MatMul(dx, dw, dy, rows);
                 var sw = Stopwatch.StartNew();
-                int reps = 2000;
-                for (int i = 0; i < reps; i++) backend.MatMul(dx, dw, dy, 1);
+                for (int i = 0; i < reps; i++) backend.MatMul(dx, dw, dy, rows);
                 double us = sw.Elapsed.TotalMicroseconds / reps;
                 total += us * g.Count();
                 Console.WriteLine($"{t.Type} [{t.Rows} x {t.Cols}] x{g.Count()}: {us:F1} us each, " +
-                    $"{t.ByteSize / us / 1e3:F1} GB/s");
+                    $"{t.ByteSize / us / 1e3:F1} GB/s, {2.0 * t.Rows * t.Cols * rows / us / 1e3:F1} GFLOP/s");
             }
-        Console.WriteLine($"all matrices of one token: {total / 1e3:F2} ms ({1e6 / total:F0} tok/s if nothing else ran)");
+        Console.WriteLine($"all matrices of {rows} token(s): {total / 1e3:F2} ms ({rows * 1e6 / total:F0} tok/s if nothing else ran)");
     }
 }

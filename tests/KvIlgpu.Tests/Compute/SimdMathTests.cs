@@ -36,6 +36,24 @@ public class SimdMathTests
         Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x0[i] * wf[i]), a, 1e-4);
     }
 
+    /// <summary>The prefill GEMM's two-by-two block gives each product bitwise what Dot gives (and what decode gives the
+    /// same row).</summary>
+    [Theory]
+    [InlineData(512)]
+    [InlineData(1376)]
+    [InlineData(77)]
+    [InlineData(31)]
+    public void Two_by_two_dot_is_bitwise_equal_to_four_single_dots(int n)
+    {
+        var rng = new Random(n + 1);
+        float[] R() => Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
+        float[] x0 = R(), x1 = R(), w0 = R(), w1 = R();
+        var (a, b, c, d) = SimdMath.Dot2x2(x0, x1, w0, w1);
+        float[] expected = [SimdMath.Dot(x0, w0), SimdMath.Dot(x0, w1), SimdMath.Dot(x1, w0), SimdMath.Dot(x1, w1)];
+        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), new[] { a, b, c, d }.Select(BitConverter.SingleToInt32Bits));
+        Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x1[i] * w0[i]), c, 1e-4);
+    }
+
     /// <summary>Softmax of large inputs (attention scores or logits over a low temperature) is the closed form, not NaN.</summary>
     [Fact]
     public void Softmax_of_large_inputs_is_the_closed_form()
