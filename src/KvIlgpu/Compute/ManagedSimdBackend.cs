@@ -318,6 +318,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         ForRanges(rows * p.KvHeads, (long)stride * d * 2 * group, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var widened = new float[p.BlockSize * Math.Max(keyStride, valueStride)];
+            var rowScales = new float[p.BlockSize];
             for (int item = start; item < end; item++)
             {
                 int r = item / p.KvHeads, g = item % p.KvHeads;
@@ -328,13 +329,16 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
                     var keys = Widened(kp, (int)p.KeyOffset(slot0), count * p.KeyWords, p.Storage, widened);
+                    var keyScales = p.HasScales ? KeyScales(scales, slot0, count, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
                         var query = qs.AsSpan((r * p.Heads + h) * d, kw);
                         var scores = probs.AsSpan((r * p.Heads + h) * stride + t0, count);
-                        for (int i = 0; i < count; i++)
-                            scores[i] = SimdMath.Dot(query, keys.Slice(i * keyStride, kw))
-                                * (p.HasScales ? scale * scales[2 * (slot0 + i)] : scale);
+                        if (VectorRows && kw % 8 == 0) SimdMath.Scores(query, keys, keyStride, count, scale, keyScales, scores);
+                        else
+                            for (int i = 0; i < count; i++)
+                                scores[i] = SimdMath.Dot(query, keys.Slice(i * keyStride, kw))
+                                    * (p.HasScales ? scale * scales[2 * (slot0 + i)] : scale);
                     }
                 }
                 for (int h = first; h < first + group; h++)
@@ -347,17 +351,37 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
                     var values = Widened(vp, (int)p.ValueOffset(slot0), count * p.ValueWords, p.Storage, widened);
+                    var valueScales = p.HasScales ? ValueScales(scales, slot0, count, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
                         var dst = o.AsSpan((r * p.Heads + h) * d, vw);
                         var weights = probs.AsSpan((r * p.Heads + h) * stride + t0, count);
-                        for (int i = 0; i < count; i++)
-                            TensorPrimitives.MultiplyAdd(values.Slice(i * valueStride, vw),
-                                p.HasScales ? weights[i] * scales[2 * (slot0 + i) + 1] : weights[i], dst, dst);
+                        if (VectorRows && vw % 8 == 0) SimdMath.WeightedSum(values, valueStride, count, weights, valueScales, dst);
+                        else
+                            for (int i = 0; i < count; i++)
+                                TensorPrimitives.MultiplyAdd(values.Slice(i * valueStride, vw),
+                                    p.HasScales ? weights[i] * scales[2 * (slot0 + i) + 1] : weights[i], dst, dst);
                     }
                 }
             }
         });
+    }
+
+    /// <summary>Whether the row-blocked score and weighted-sum routines run (they are written for Vector256; a JIT-time
+    /// constant).</summary>
+    private static bool VectorRows => System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated;
+
+    /// <summary>q8 pools' per-row key scales of a block's rows, gathered (scales holds key, value pairs per slot).</summary>
+    private static ReadOnlySpan<float> KeyScales(float[] scales, int slot0, int count, float[] into)
+    {
+        for (int i = 0; i < count; i++) into[i] = scales[2 * (slot0 + i)];
+        return into.AsSpan(0, count);
+    }
+
+    private static ReadOnlySpan<float> ValueScales(float[] scales, int slot0, int count, float[] into)
+    {
+        for (int i = 0; i < count; i++) into[i] = scales[2 * (slot0 + i) + 1];
+        return into.AsSpan(0, count);
     }
 
     /// <summary>words packed words of a pool from offset as f32 features: f32 pools in place, others widened into scratch

@@ -103,6 +103,80 @@ internal static class SimdMath
 
     public enum WeightKind { F32, F16, BF16 }
 
+    /// <summary>Attention scores of one query against count cached rows (row t at keys[t * stride], width q.Length, a
+    /// multiple of 8): dst[t] = (q . k_t) * scale[t] (scale null: one scale for all). Four rows at a time share each
+    /// query chunk, which stays in a register, so a 64-wide head costs 8 FMAs a row and one reduction per four rows.
+    /// Accumulation: one accumulator per row over 8-value chunks in order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Scores(ReadOnlySpan<float> q, ReadOnlySpan<float> keys, int stride, int count, float scale,
+        ReadOnlySpan<float> rowScales, Span<float> dst)
+    {
+        int d = q.Length, t = 0;
+        ref float qr = ref MemoryMarshal.GetReference(q);
+        ref float kr = ref MemoryMarshal.GetReference(keys);
+        for (; t + 3 < count; t += 4)
+        {
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            nuint r0 = (nuint)(t * stride), r1 = r0 + (nuint)stride, r2 = r1 + (nuint)stride, r3 = r2 + (nuint)stride;
+            for (int c = 0; c < d; c += 8)
+            {
+                var qv = Vector256.LoadUnsafe(ref qr, (nuint)c);
+                a0 = Fmadd(qv, Vector256.LoadUnsafe(ref kr, r0 + (nuint)c), a0);
+                a1 = Fmadd(qv, Vector256.LoadUnsafe(ref kr, r1 + (nuint)c), a1);
+                a2 = Fmadd(qv, Vector256.LoadUnsafe(ref kr, r2 + (nuint)c), a2);
+                a3 = Fmadd(qv, Vector256.LoadUnsafe(ref kr, r3 + (nuint)c), a3);
+            }
+            dst[t] = Vector256.Sum(a0) * (rowScales.IsEmpty ? scale : scale * rowScales[t]);
+            dst[t + 1] = Vector256.Sum(a1) * (rowScales.IsEmpty ? scale : scale * rowScales[t + 1]);
+            dst[t + 2] = Vector256.Sum(a2) * (rowScales.IsEmpty ? scale : scale * rowScales[t + 2]);
+            dst[t + 3] = Vector256.Sum(a3) * (rowScales.IsEmpty ? scale : scale * rowScales[t + 3]);
+        }
+        for (; t < count; t++)
+        {
+            var a = Vector256<float>.Zero;
+            for (int c = 0; c < d; c += 8)
+                a = Fmadd(Vector256.LoadUnsafe(ref qr, (nuint)c), Vector256.LoadUnsafe(ref kr, (nuint)(t * stride + c)), a);
+            dst[t] = Vector256.Sum(a) * (rowScales.IsEmpty ? scale : scale * rowScales[t]);
+        }
+    }
+
+    /// <summary>dst += sum over t of weights[t] * rowScale[t] * v_t for count cached rows (row t at values[t * stride],
+    /// width dst.Length, a multiple of 8; rowScales empty: 1). The output stays in registers 64 values at a time while
+    /// every row is added, in order, with one FMA per 8 values.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void WeightedSum(ReadOnlySpan<float> values, int stride, int count, ReadOnlySpan<float> weights,
+        ReadOnlySpan<float> rowScales, Span<float> dst)
+    {
+        int d = dst.Length;
+        ref float vr = ref MemoryMarshal.GetReference(values);
+        ref float o = ref MemoryMarshal.GetReference(dst);
+        int c0 = 0;
+        for (; c0 + 32 <= d; c0 += 32)
+        {
+            var a0 = Vector256.LoadUnsafe(ref o, (nuint)c0); var a1 = Vector256.LoadUnsafe(ref o, (nuint)c0 + 8);
+            var a2 = Vector256.LoadUnsafe(ref o, (nuint)c0 + 16); var a3 = Vector256.LoadUnsafe(ref o, (nuint)c0 + 24);
+            for (int t = 0; t < count; t++)
+            {
+                var p = Vector256.Create(rowScales.IsEmpty ? weights[t] : weights[t] * rowScales[t]);
+                nuint at = (nuint)(t * stride + c0);
+                a0 = Fmadd(Vector256.LoadUnsafe(ref vr, at), p, a0);
+                a1 = Fmadd(Vector256.LoadUnsafe(ref vr, at + 8), p, a1);
+                a2 = Fmadd(Vector256.LoadUnsafe(ref vr, at + 16), p, a2);
+                a3 = Fmadd(Vector256.LoadUnsafe(ref vr, at + 24), p, a3);
+            }
+            a0.StoreUnsafe(ref o, (nuint)c0); a1.StoreUnsafe(ref o, (nuint)c0 + 8);
+            a2.StoreUnsafe(ref o, (nuint)c0 + 16); a3.StoreUnsafe(ref o, (nuint)c0 + 24);
+        }
+        for (; c0 < d; c0 += 8)
+        {
+            var a = Vector256.LoadUnsafe(ref o, (nuint)c0);
+            for (int t = 0; t < count; t++)
+                a = Fmadd(Vector256.LoadUnsafe(ref vr, (nuint)(t * stride + c0)),
+                    Vector256.Create(rowScales.IsEmpty ? weights[t] : weights[t] * rowScales[t]), a);
+            a.StoreUnsafe(ref o, (nuint)c0);
+        }
+    }
+
     /// <summary>Two f32 weight rows against two activation rows: four dot products, each weight and activation chunk
     /// loaded once for two products (one FMA per load, where <see cref="Dot2"/> has two for three). Each product keeps
     /// exactly Dot's accumulation order (four accumulators over 32-value steps, summed ((a0 + a1) + (a2 + a3)), then the
