@@ -219,6 +219,55 @@ internal static class SimdMath
         return (s00, s01, s10, s11);
     }
 
+    /// <summary>The two-by-two block for f16 or bf16 weight rows: each 16-value chunk of a row is widened once for both
+    /// activation rows, and every product is bitwise what <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool)"/>
+    /// gives.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static (float X0W0, float X0W1, float X1W0, float X1W1) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
+        ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, bool bf16)
+    {
+        int n = x0.Length, i = 0;
+        if (!Vector256.IsHardwareAccelerated)
+            return (Dot(x0, w0, bf16), Dot(x0, w1, bf16), Dot(x1, w0, bf16), Dot(x1, w1, bf16));
+        ref float xr0 = ref MemoryMarshal.GetReference(x0);
+        ref float xr1 = ref MemoryMarshal.GetReference(x1);
+        ref ushort wr0 = ref MemoryMarshal.GetReference(w0);
+        ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        for (; i <= n - 32; i += 32)
+        {
+            for (int half = 0; half < 2; half++)
+            {
+                nuint at = (nuint)(i + 16 * half);
+                var (u0, u1) = bf16 ? WidenBf16(Vector256.LoadUnsafe(ref wr0, at)) : WidenF16(Vector256.LoadUnsafe(ref wr0, at));
+                var (v0, v1) = bf16 ? WidenBf16(Vector256.LoadUnsafe(ref wr1, at)) : WidenF16(Vector256.LoadUnsafe(ref wr1, at));
+                var x = Vector256.LoadUnsafe(ref xr0, at); var y = Vector256.LoadUnsafe(ref xr1, at);
+                var xh = Vector256.LoadUnsafe(ref xr0, at + 8); var yh = Vector256.LoadUnsafe(ref xr1, at + 8);
+                if (half == 0)
+                {
+                    a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0); c0 = Fmadd(y, u0, c0); d0 = Fmadd(y, v0, d0);
+                    a1 = Fmadd(xh, u1, a1); b1 = Fmadd(xh, v1, b1); c1 = Fmadd(yh, u1, c1); d1 = Fmadd(yh, v1, d1);
+                }
+                else
+                {
+                    a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2); c2 = Fmadd(y, u0, c2); d2 = Fmadd(y, v0, d2);
+                    a3 = Fmadd(xh, u1, a3); b3 = Fmadd(xh, v1, b3); c3 = Fmadd(yh, u1, c3); d3 = Fmadd(yh, v1, d3);
+                }
+            }
+        }
+        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
+        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
+        for (; i < n; i++)
+        {
+            float p = bf16 ? Models.FloatBits.FromBFloat16(w0[i]) : Models.FloatBits.FromHalf(w0[i]);
+            float q = bf16 ? Models.FloatBits.FromBFloat16(w1[i]) : Models.FloatBits.FromHalf(w1[i]);
+            s00 += x0[i] * p; s01 += x0[i] * q;
+            s10 += x1[i] * p; s11 += x1[i] * q;
+        }
+        return (s00, s01, s10, s11);
+    }
+
     /// <summary>Widens 16 bf16 values to two f32 vectors.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector256<float>, Vector256<float>) WidenBf16(Vector256<ushort> v)

@@ -52,6 +52,15 @@ public class SimdMathTests
         float[] expected = [SimdMath.Dot(x0, w0), SimdMath.Dot(x0, w1), SimdMath.Dot(x1, w0), SimdMath.Dot(x1, w1)];
         Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), new[] { a, b, c, d }.Select(BitConverter.SingleToInt32Bits));
         Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x1[i] * w0[i]), c, 1e-4);
+        foreach (var type in new[] { WeightType.F16, WeightType.BF16 })
+        {
+            var u = WeightTensor.FromF32("u", 1, n, w0).ConvertTo(type).Bits16!;
+            var v = WeightTensor.FromF32("v", 1, n, w1).ConvertTo(type).Bits16!;
+            bool bf16 = type == WeightType.BF16;
+            var (p, q, r, s) = SimdMath.Dot2x2(x0, x1, u, v, bf16);
+            float[] wanted = [SimdMath.Dot(x0, u, bf16), SimdMath.Dot(x0, v, bf16), SimdMath.Dot(x1, u, bf16), SimdMath.Dot(x1, v, bf16)];
+            Assert.Equal(wanted.Select(BitConverter.SingleToInt32Bits), new[] { p, q, r, s }.Select(BitConverter.SingleToInt32Bits));
+        }
     }
 
     /// <summary>Softmax of large inputs (attention scores or logits over a low temperature) is the closed form, not NaN.</summary>
