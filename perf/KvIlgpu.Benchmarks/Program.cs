@@ -41,7 +41,7 @@ if (args.Length > 0 && args[0] == "train-throughput")
 if (args.Length > 0 && args[0] == "weight-types")
 {
     WeightTypesBenchmark.Run(args.Length > 1 ? args[1] : "-", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2,
-        args.Skip(3).ToList());
+        args.Skip(4).ToList(), args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 1);
     return;
 }
 if (args.Length > 0 && args[0] == "weight-gemv")

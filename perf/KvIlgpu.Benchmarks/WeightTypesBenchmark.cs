@@ -8,7 +8,7 @@ using KvIlgpu.Models.Loading;
 namespace KvIlgpu.Benchmarks;
 
 /// <summary>Decode and prefill speed of one model in every weight type, side by side with llama.cpp in one run.
-/// Usage: weight-types LLAMA_BENCH|- THREADS FILE.gguf... — each file (f32, f16, bf16 written by `kvilgpu convert`,
+/// Usage: weight-types LLAMA_BENCH|- THREADS ROUNDS FILE.gguf... — each file (f32, f16, bf16 written by `kvilgpu convert`,
 /// the quantised ones by llama.cpp's llama-quantize from the f32 file) is timed by this engine's CPU backend
 /// (greedy decode from token 1 after warm-up, and one 512-token prefill on a fresh cache, medians of three) and then,
 /// unless LLAMA_BENCH is "-", by llama-bench (-p 512 -n 128 -r 3, the same threads), file after file, so both see the
@@ -16,39 +16,58 @@ namespace KvIlgpu.Benchmarks;
 /// difference of the decoded matrices from its own (give the f32 file first).</summary>
 internal static class WeightTypesBenchmark
 {
-    public static void Run(string llamaBench, int threads, IReadOnlyList<string> files, int decodeTokens = 128, int prefillTokens = 512)
+    public static void Run(string llamaBench, int threads, IReadOnlyList<string> files, int rounds = 1, int decodeTokens = 128,
+        int prefillTokens = 512)
     {
         var backend = new ManagedSimdBackend(threads);
         Console.WriteLine($"backend: {backend.Name}; AVX2 {System.Runtime.Intrinsics.X86.Avx2.IsSupported}, AVX-512F " +
-            $"{System.Runtime.Intrinsics.X86.Avx512F.IsSupported}, AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}");
-        var rows = new List<(string File, string Types, double MB, double Error, double Decode, double Prefill, double? CppDecode,
-            double? CppPrefill)>();
+            $"{System.Runtime.Intrinsics.X86.Avx512F.IsSupported}, AVX-VNNI {System.Runtime.Intrinsics.X86.AvxVnni.IsSupported}; " +
+            $"{rounds} round(s)");
+        var info = new List<(string File, string Types, double MB, double Error)>();
         LlamaWeights? first = null;
         foreach (var file in files)
         {
             var w = ModelLoader.Load(file);
             first ??= w;
-            double error = RelativeError(first, w);
             string types = string.Join(" ", w.AllTensors().Distinct().Where(t => t.Rows > 1).GroupBy(t => t.Type)
                 .OrderByDescending(g => g.Count()).Select(g => $"{g.Key}x{g.Count()}"));
-            using var model = new LlamaModel(w, backend);
-            var decode = Median(Enumerable.Range(0, 3).Select(_ => DecodeTimer.DecodeTokensPerSecond(model, decodeTokens).TokensPerSecond));
-            var prefill = Median(Enumerable.Range(0, 3).Select(_ => PrefillTokensPerSecond(model, prefillTokens)));
-            var cpp = llamaBench == "-" ? null : LlamaBench(llamaBench, file, threads, prefillTokens, decodeTokens);
-            rows.Add((Path.GetFileName(file), types, w.ByteSize / 1e6, error, decode, prefill, cpp?.Decode, cpp?.Prefill));
-            Console.WriteLine($"{Path.GetFileName(file)}: decode {decode:F0} tok/s (llama.cpp {cpp?.Decode:F0}), prefill {prefill:F0} " +
-                $"tok/s (llama.cpp {cpp?.Prefill:F0})");
+            info.Add((Path.GetFileName(file), types, w.ByteSize / 1e6, RelativeError(first, w)));
         }
-        double firstDecode = rows[0].Decode;
+        // Every round times every file, ours then llama.cpp's, so a slow spell of the machine hits both; the table gives
+        // medians over rounds, the ratios the medians of each round's ratio.
+        var samples = files.Select(_ => new List<(double Decode, double Prefill, double? CppDecode, double? CppPrefill)>()).ToList();
+        for (int round = 0; round < rounds; round++)
+            for (int f = 0; f < files.Count; f++)
+            {
+                var w = ModelLoader.Load(files[f]);
+                double decode, prefill;
+                using (var model = new LlamaModel(w, backend))
+                {
+                    decode = Median(Enumerable.Range(0, 3).Select(_ => DecodeTimer.DecodeTokensPerSecond(model, decodeTokens).TokensPerSecond));
+                    prefill = Median(Enumerable.Range(0, 3).Select(_ => PrefillTokensPerSecond(model, prefillTokens)));
+                }
+                var cpp = llamaBench == "-" ? null : LlamaBench(llamaBench, files[f], threads, prefillTokens, decodeTokens);
+                samples[f].Add((decode, prefill, cpp?.Decode, cpp?.Prefill));
+                Console.WriteLine($"round {round + 1}, {info[f].File}: decode {decode:F0} tok/s (llama.cpp {cpp?.Decode:F0}), prefill " +
+                    $"{prefill:F0} tok/s (llama.cpp {cpp?.Prefill:F0})");
+            }
         Console.WriteLine();
         Console.WriteLine("| file | matrix types | weights MB | weight error | decode tok/s | llama.cpp | ratio | vs first | " +
             $"prefill {prefillTokens} tok/s | llama.cpp | ratio |");
         Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
-        static string Ratio(double ours, double? theirs) => theirs is > 0 ? $"{ours / theirs.Value:F2}x" : "-";
-        foreach (var r in rows)
-            Console.WriteLine($"| {r.File} | {r.Types} | {r.MB:F1} | {r.Error:F4} | {r.Decode:F0} | {r.CppDecode:F0} | " +
-                $"{Ratio(r.Decode, r.CppDecode)} | {r.Decode / firstDecode:F2}x | {r.Prefill:F0} | {r.CppPrefill:F0} | " +
-                $"{Ratio(r.Prefill, r.CppPrefill)} |");
+        string Ratio(IEnumerable<(double Ours, double? Theirs)> pairs) =>
+            pairs.All(p => p.Theirs is > 0) ? $"{Median(pairs.Select(p => p.Ours / p.Theirs!.Value)):F2}x" : "-";
+        string Of(double? v) => v is { } x ? x.ToString("F0", CultureInfo.InvariantCulture) : "-";
+        for (int f = 0; f < files.Count; f++)
+        {
+            var s = samples[f];
+            double? cppDecode = s.All(x => x.CppDecode != null) ? Median(s.Select(x => x.CppDecode!.Value)) : null;
+            double? cppPrefill = s.All(x => x.CppPrefill != null) ? Median(s.Select(x => x.CppPrefill!.Value)) : null;
+            var vsFirst = Median(s.Zip(samples[0], (a, b) => a.Decode / b.Decode));
+            Console.WriteLine($"| {info[f].File} | {info[f].Types} | {info[f].MB:F1} | {info[f].Error:F4} | " +
+                $"{Median(s.Select(x => x.Decode)):F0} | {Of(cppDecode)} | {Ratio(s.Select(x => (x.Decode, x.CppDecode)))} | " +
+                $"{vsFirst:F2}x | {Median(s.Select(x => x.Prefill)):F0} | {Of(cppPrefill)} | {Ratio(s.Select(x => (x.Prefill, x.CppPrefill)))} |");
+        }
     }
 
     /// <summary>The relative RMS difference of all matrices from the first file's, as this engine decodes them: a check
