@@ -43,7 +43,8 @@ internal static class WeightTypesBenchmark
                 double decode, prefill;
                 using (var model = new LlamaModel(w, backend))
                 {
-                    decode = Median(Enumerable.Range(0, 3).Select(_ => DecodeTimer.DecodeTokensPerSecond(model, decodeTokens).TokensPerSecond));
+                    decode = Median(Enumerable.Range(0, 3)
+                        .Select(_ => DecodeTimer.DecodeTokensPerSecond(model, decodeTokens).TokensPerSecond));
                     prefill = Median(Enumerable.Range(0, 3).Select(_ => PrefillTokensPerSecond(model, prefillTokens)));
                 }
                 var cpp = llamaBench == "-" ? null : LlamaBench(llamaBench, files[f], threads, prefillTokens, decodeTokens);
@@ -66,7 +67,8 @@ internal static class WeightTypesBenchmark
             var vsFirst = Median(s.Zip(samples[0], (a, b) => a.Decode / b.Decode));
             Console.WriteLine($"| {info[f].File} | {info[f].Types} | {info[f].MB:F1} | {info[f].Error:F4} | " +
                 $"{Median(s.Select(x => x.Decode)):F0} | {Of(cppDecode)} | {Ratio(s.Select(x => (x.Decode, x.CppDecode)))} | " +
-                $"{vsFirst:F2}x | {Median(s.Select(x => x.Prefill)):F0} | {Of(cppPrefill)} | {Ratio(s.Select(x => (x.Prefill, x.CppPrefill)))} |");
+                $"{vsFirst:F2}x | {Median(s.Select(x => x.Prefill)):F0} | {Of(cppPrefill)} | " +
+                $"{Ratio(s.Select(x => (x.Prefill, x.CppPrefill)))} |");
         }
     }
 
