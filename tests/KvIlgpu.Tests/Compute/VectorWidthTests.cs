@@ -1,0 +1,109 @@
+using System.Runtime.Intrinsics;
+using System.Text.Json;
+using KvIlgpu.Compute;
+using KvIlgpu.Models;
+using KvIlgpu.Tests.Support;
+
+namespace KvIlgpu.Tests.Compute;
+
+/// <summary>Switching the dot products' vector width is global state: these tests run alone, after the parallel ones.</summary>
+[CollectionDefinition("vector-width", DisableParallelization = true)]
+public class VectorWidthGroup;
+
+/// <summary>The Vector512 and Vector256 paths of the weight-row dot products, each run in this process (the Vector512
+/// one where the CPU has AVX-512; elsewhere both runs take Vector256), and the runtime's own switch.</summary>
+[Collection("vector-width")]
+public class VectorWidthTests
+{
+    private static IEnumerable<bool> Widths() => Vector512.IsHardwareAccelerated ? [true, false] : [false];
+
+    private static void With(bool wide, Action body)
+    {
+        bool before = SimdMath.UseVector512;
+        SimdMath.UseVector512 = wide;
+        try { body(); }
+        finally { SimdMath.UseVector512 = before; }
+    }
+
+    /// <summary>In either width, the one-, two- and two-by-two-row products agree bitwise (batching changes no number)
+    /// and match a double-precision sum.</summary>
+    [Theory]
+    [InlineData(WeightType.F32, 512)]
+    [InlineData(WeightType.F32, 1376)]
+    [InlineData(WeightType.F32, 100)]
+    [InlineData(WeightType.BF16, 1376)]
+    [InlineData(WeightType.F16, 576)]
+    [InlineData(WeightType.F16, 40)]
+    public void Every_product_agrees_bitwise_in_either_width(WeightType type, int n)
+    {
+        var rng = new Random(n * 3 + (int)type);
+        float[] R() => Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
+        float[] x0 = R(), x1 = R();
+        var w0 = WeightTensor.FromF32("w0", 1, n, R()).ConvertTo(type);
+        var w1 = WeightTensor.FromF32("w1", 1, n, R()).ConvertTo(type);
+        bool bf16 = type == WeightType.BF16;
+        var kind = type switch
+        {
+            WeightType.F32 => SimdMath.WeightKind.F32,
+            WeightType.BF16 => SimdMath.WeightKind.BF16,
+            _ => SimdMath.WeightKind.F16,
+        };
+        float Dot(float[] x, WeightTensor w) => type == WeightType.F32 ? SimdMath.Dot(x, w.F32) : SimdMath.Dot(x, w.Bits16, bf16);
+        foreach (bool wide in Widths())
+            With(wide, () =>
+            {
+                float[] single = [Dot(x0, w0), Dot(x0, w1), Dot(x1, w0), Dot(x1, w1)];
+                var (a, b) = SimdMath.Dot2(x0, x1, w0.F32, w0.Bits16, kind);
+                var block = type == WeightType.F32 ? SimdMath.Dot2x2(x0, x1, w0.F32, w1.F32)
+                    : SimdMath.Dot2x2(x0, x1, w0.Bits16, w1.Bits16, bf16);
+                Assert.Equal(single[0], a);
+                Assert.Equal(single[2], b);
+                Assert.Equal(single, new[] { block.X0W0, block.X0W1, block.X1W0, block.X1W1 });
+                var wf = w1.ToFloat();
+                Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x1[i] * wf[i]), single[3], 1e-4);
+            });
+    }
+
+    /// <summary>A whole model in each width matches the plain reference forward pass, prefill and decode.</summary>
+    [Theory]
+    [InlineData(WeightType.F32, 1e-4)]
+    [InlineData(WeightType.BF16, 3e-2)]
+    public void A_model_matches_the_reference_in_either_width(WeightType type, double tolerance)
+    {
+        var w = TestModels.Random(TestModels.Config(dim: 128, hidden: 160, vocab: 64), seed: 51);
+        var stored = type == WeightType.F32 ? w : w.ConvertMatrices(type);
+        var reference = ReferenceLlama.From(stored);
+        int[] tokens = [1, 17, 33, 5, 60, 2];
+        var expected = tokens.Select(t => reference.Step(t).Select(v => (float)v).ToArray()).ToList();
+        foreach (bool wide in Widths())
+            With(wide, () =>
+            {
+                using var model = new LlamaModel(stored, new ManagedSimdBackend(2), maxChunkRows: 4);
+                using var cache = model.CreateCache();
+                var all = model.Forward(cache, tokens.AsSpan(0, 4), allLogits: true);
+                for (int i = 0; i < 4; i++)
+                    Compare.Close(all.AsSpan(i * 64, 64), expected[i], tolerance,
+                        $"{(wide ? "Vector512" : "Vector256")}, prefill row {i}");
+                for (int i = 4; i < tokens.Length; i++)
+                    Compare.Close(model.Forward(cache, [tokens[i]]), expected[i], tolerance,
+                        $"{(wide ? "Vector512" : "Vector256")}, decode {i}");
+            });
+    }
+
+    /// <summary>DOTNET_EnableAVX512=0, the runtime's switch, takes the CLI to Vector256 (its device line says which ran).</summary>
+    [Fact]
+    public void The_runtime_switch_turns_the_wide_path_off()
+    {
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("m.bin"), TestModels.Random(TestModels.Config(dim: 64, hidden: 96), seed: 52));
+        string Device(Dictionary<string, string> env)
+        {
+            var (code, stdout, stderr) = CliRunner.RunProgram("KvIlgpu.Cli.dll", null, env, "generate", "--model", dir.File("m.bin"),
+                "--prompt-ids", "1,5", "--max-tokens", "4", "--temperature", "0", "--device", "cpu", "--json");
+            Assert.True(code == 0, stderr);
+            return JsonDocument.Parse(stdout).RootElement.GetProperty("device").GetString()!;
+        }
+        Assert.Contains("Vector256", Device(new() { ["DOTNET_EnableAVX512"] = "0", ["DOTNET_EnableAVX512F"] = "0" }));
+        Assert.Contains(Vector512.IsHardwareAccelerated ? "Vector512" : "Vector256", Device([]));
+    }
+}
