@@ -14,13 +14,13 @@ internal static class SimdMath
     private static Vector256<float> Fmadd(Vector256<float> a, Vector256<float> b, Vector256<float> acc) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, acc) : acc + a * b;
 
-    /// <summary>Whether the dot products with f16 and bf16 weight rows (Dot, Dot2, Dot2x2) run on Vector512: where the CPU
-    /// has AVX-512 (and the runtime has not been told otherwise: DOTNET_EnableAVX512=0 turns it off), else Vector256.
-    /// Each takes the same path for the same row length (64 or more values), so they stay bitwise equal to each other in
-    /// either mode. f32 rows stay on Vector256: on this project's AMD EPYC (Zen 4) a decode step's f32 matrices took
-    /// 1.8-2.0 ms with 64-byte loads against 1.2-1.5 ms with 32-byte ones (the rows are not 64-byte aligned, so every wide
-    /// load splits a cache line), while the 16-bit rows' widening gains (prefill's matrices 1.6x). Settable so tests run
-    /// both paths in one process.</summary>
+    /// <summary>Whether the weight-row dot products (Dot, Dot2, Dot2x2) take the wide order: where the CPU has AVX-512
+    /// (and the runtime has not been told otherwise: DOTNET_EnableAVX512=0 turns it off), else the Vector256 one. The wide
+    /// order keeps four 16-lane accumulators per product over 64-value steps. The several-row products (prefill, batched
+    /// decode) run it on Vector512; the one-row product (decode alone) runs the same order on Vector256 halves, because on
+    /// this project's AMD EPYC (Zen 4) a decode step's f32 matrices took 1.8-2.0 ms with 64-byte loads against 1.2-1.5 ms
+    /// with 32-byte ones (the rows are not 64-byte aligned, so every wide load splits a cache line). Every product is
+    /// bitwise the same either way, so batching changes no number. Settable so tests run both orders in one process.</summary>
     internal static bool UseVector512
     {
         get => Vector512.IsHardwareAccelerated && !_narrow;
@@ -64,8 +64,11 @@ internal static class SimdMath
 
     /// <summary>Four f32 accumulators of one product on the Vector512 path, summed as every path sums them.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Total(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3) =>
-        Vector512.Sum((a0 + a1) + (a2 + a3));
+    private static float Total(Vector512<float> a0, Vector512<float> a1, Vector512<float> a2, Vector512<float> a3)
+    {
+        var t = (a0 + a1) + (a2 + a3);
+        return Vector256.Sum(t.GetLower() + t.GetUpper());
+    }
 
     /// <summary>The f32 weights of one 64-value step, or the 16-bit ones widened: four vectors.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -98,22 +101,80 @@ internal static class SimdMath
     // share one order: four accumulators per product over 64-value steps (lanes 16m..16m+15 of a step into accumulator
     // m), summed ((a0 + a1) + (a2 + a3)), then the tail value by value.
 
+    /// <summary>One row in the wide order, with 32-byte loads: each Vector512 accumulator of the wide paths is kept as its
+    /// two Vector256 halves, so every lane sees the same operations in the same order (bitwise the same result), while
+    /// decode, which streams one row from memory, keeps the narrower loads that measured faster here.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float Dot512(ReadOnlySpan<float> x, ReadOnlySpan<float> wf, ReadOnlySpan<ushort> w16, WeightKind kind)
     {
         int n = x.Length, i = 0;
         ref float xr = ref MemoryMarshal.GetReference(x);
-        Vector512<float> a0 = default, a1 = default, a2 = default, a3 = default;
+        ref float fr = ref MemoryMarshal.GetReference(wf);
+        ref ushort hr = ref MemoryMarshal.GetReference(w16);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         for (; i <= n - 64; i += 64)
         {
-            var (u0, u1, u2, u3) = Chunk512(wf, w16, kind, i);
-            a0 = Fmadd(Vector512.LoadUnsafe(ref xr, (nuint)i), u0, a0);
-            a1 = Fmadd(Vector512.LoadUnsafe(ref xr, (nuint)i + 16), u1, a1);
-            a2 = Fmadd(Vector512.LoadUnsafe(ref xr, (nuint)i + 32), u2, a2);
-            a3 = Fmadd(Vector512.LoadUnsafe(ref xr, (nuint)i + 48), u3, a3);
+            Vector256<float> u0, v0, u1, v1, u2, v2, u3, v3; // u: low half of accumulator m's 16 values, v: high half
+            if (kind == WeightKind.F32)
+            {
+                u0 = Vector256.LoadUnsafe(ref fr, (nuint)i); v0 = Vector256.LoadUnsafe(ref fr, (nuint)i + 8);
+                u1 = Vector256.LoadUnsafe(ref fr, (nuint)i + 16); v1 = Vector256.LoadUnsafe(ref fr, (nuint)i + 24);
+                u2 = Vector256.LoadUnsafe(ref fr, (nuint)i + 32); v2 = Vector256.LoadUnsafe(ref fr, (nuint)i + 40);
+                u3 = Vector256.LoadUnsafe(ref fr, (nuint)i + 48); v3 = Vector256.LoadUnsafe(ref fr, (nuint)i + 56);
+            }
+            else
+            {
+                bool bf = kind == WeightKind.BF16;
+                (u0, v0) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i)) : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i));
+                (u1, v1) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i + 16))
+                    : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i + 16));
+                (u2, v2) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i + 32))
+                    : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i + 32));
+                (u3, v3) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i + 48))
+                    : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i + 48));
+            }
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), u0, a0);
+            b0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), v0, b0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), u1, a1);
+            b1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), v1, b1);
+            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 32), u2, a2);
+            b2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 40), v2, b2);
+            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 48), u3, a3);
+            b3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 56), v3, b3);
         }
-        float sum = Total(a0, a1, a2, a3);
+        float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((b0 + b1) + (b2 + b3)));
         for (; i < n; i++) sum += x[i] * Weight(wf, w16, kind, i);
+        return sum;
+    }
+
+    /// <summary>The wide order for one row of f16 or bf16 weights (kept apart from the f32 one so neither loop carries the
+    /// other's branches).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static float Dot512(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w16, bool bf16)
+    {
+        int n = x.Length, i = 0;
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref ushort hr = ref MemoryMarshal.GetReference(w16);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        for (; i <= n - 64; i += 64)
+        {
+            var h0 = Vector256.LoadUnsafe(ref hr, (nuint)i); var h1 = Vector256.LoadUnsafe(ref hr, (nuint)i + 16);
+            var h2 = Vector256.LoadUnsafe(ref hr, (nuint)i + 32); var h3 = Vector256.LoadUnsafe(ref hr, (nuint)i + 48);
+            var (u0, v0) = bf16 ? WidenBf16(h0) : WidenF16(h0);
+            var (u1, v1) = bf16 ? WidenBf16(h1) : WidenF16(h1);
+            var (u2, v2) = bf16 ? WidenBf16(h2) : WidenF16(h2);
+            var (u3, v3) = bf16 ? WidenBf16(h3) : WidenF16(h3);
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), u0, a0);
+            b0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), v0, b0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), u1, a1);
+            b1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), v1, b1);
+            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 32), u2, a2);
+            b2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 40), v2, b2);
+            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 48), u3, a3);
+            b3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 56), v3, b3);
+        }
+        float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((b0 + b1) + (b2 + b3)));
+        for (; i < n; i++) sum += x[i] * (bf16 ? Models.FloatBits.FromBFloat16(w16[i]) : Models.FloatBits.FromHalf(w16[i]));
         return sum;
     }
 
@@ -193,6 +254,7 @@ internal static class SimdMath
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
     {
+        if (Wide(x.Length)) return Dot512(x, w, default, WeightKind.F32);
         if (!Vector256.IsHardwareAccelerated || x.Length < 32) return TensorPrimitives.Dot(x, w);
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float wr = ref MemoryMarshal.GetReference(w);
@@ -218,7 +280,7 @@ internal static class SimdMath
         WeightKind kind)
     {
         int n = x0.Length, i = 0;
-        if (kind != WeightKind.F32 && Wide(n)) return Dot2_512(x0, x1, wf, w16, kind);
+        if (Wide(n)) return Dot2_512(x0, x1, wf, w16, kind);
         if (!Vector256.IsHardwareAccelerated || (kind == WeightKind.F32 && n < 32))
             return kind == WeightKind.F32 ? (Dot(x0, wf), Dot(x1, wf)) : (Dot(x0, w16, kind == WeightKind.BF16), Dot(x1, w16,
                 kind == WeightKind.BF16));
@@ -353,6 +415,7 @@ internal static class SimdMath
         ReadOnlySpan<float> w0, ReadOnlySpan<float> w1)
     {
         int n = x0.Length, i = 0;
+        if (Wide(n)) return Dot2x2_512(x0, x1, w0, default, w1, default, WeightKind.F32);
         if (!Vector256.IsHardwareAccelerated || n < 32) return (Dot(x0, w0), Dot(x0, w1), Dot(x1, w0), Dot(x1, w1));
         ref float xr0 = ref MemoryMarshal.GetReference(x0);
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
@@ -464,7 +527,7 @@ internal static class SimdMath
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w, bool bf16)
     {
         int n = x.Length, i = 0;
-        if (Wide(n)) return Dot512(x, default, w, bf16 ? WeightKind.BF16 : WeightKind.F16);
+        if (Wide(n)) return Dot512(x, w, bf16);
         float sum = 0;
         if (Vector256.IsHardwareAccelerated)
         {
