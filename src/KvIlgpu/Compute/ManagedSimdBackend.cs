@@ -75,7 +75,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public ManagedSimdBackend(int? threads = null) => _threads = Math.Max(1, threads ?? Environment.ProcessorCount);
 
     public string Name =>
-        $"cpu (managed SIMD, {_threads} threads, {(SimdMath.UseVector512 ? "Vector256, Vector512 for 16-bit weights"
+        $"cpu (managed SIMD, {_threads} threads, {(SimdMath.UseVector512 ? "Vector512"
             : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "Vector256" : "scalar")})";
     public DeviceKind Kind => DeviceKind.Cpu;
     /// <summary>None: the managed backend plans eviction on the host, where its cache already is.</summary>
