@@ -38,6 +38,11 @@ internal static class SimdMath
     private static Vector512<float> Fmadd(Vector512<float> a, Vector512<float> b, Vector512<float> acc) =>
         Avx512F.IsSupported ? Avx512F.FusedMultiplyAdd(a, b, acc) : acc + a * b;
 
+    // The two widenings below are the Vector256 ones (further down) at twice the width: .NET 8, which this library also
+    // targets, has no width-generic vector type to write them once. They must stay lane-for-lane the same: the wide order's
+    // several-row products widen with these and its one-row product with the Vector256 ones, and the vector-width tests
+    // check the two are bitwise equal.
+
     /// <summary>32 bf16 values to two f32 vectors.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static (Vector512<float>, Vector512<float>) WidenBf16(Vector512<ushort> v)
