@@ -22,8 +22,10 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         /// <summary>Raw ggml blocks of a quantised weight, and the bytes of one row of them.</summary>
         public readonly byte[]? Blocks;
         public readonly int RowBytes;
+        private readonly WeightTensor _tensor;
         public HostWeight(WeightTensor w)
         {
+            _tensor = w;
             Rows = w.Rows; Cols = w.Cols; Type = w.Type; F32 = w.F32; Bits16 = w.Bits16; Blocks = w.Blocks;
             if (Blocks != null) RowBytes = (int)Models.Quantization.QuantFormats.RowBytes(Type, Cols);
         }
@@ -55,12 +57,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 bf16: Type == WeightType.BF16),
         };
 
-        public void RowToFloat(int row, Span<float> dst)
-        {
-            if (F32 != null) F32.AsSpan(row * Cols, Cols).CopyTo(dst);
-            else if (Blocks != null) Models.Quantization.QuantFormats.Dequantize(Type, Blocks.AsSpan(row * RowBytes, RowBytes), dst);
-            else WeightTensor.ConvertToFloat(Bits16.AsSpan(row * Cols, Cols), Type, dst);
-        }
+        public void RowToFloat(int row, Span<float> dst) => _tensor.RowToFloat(row, dst);
     }
 
     private sealed class HostInts : DeviceIntBuffer
@@ -336,7 +333,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
                     var keys = Widened(kp, (int)p.KeyOffset(slot0), count * p.KeyWords, p.Storage, widened);
-                    var keyScales = p.HasScales ? KeyScales(scales, slot0, count, rowScales) : default;
+                    var keyScales = p.HasScales ? RowScales(scales, slot0, count, 0, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
                         var query = qs.AsSpan((r * p.Heads + h) * d, kw);
@@ -358,7 +355,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
                     var values = Widened(vp, (int)p.ValueOffset(slot0), count * p.ValueWords, p.Storage, widened);
-                    var valueScales = p.HasScales ? ValueScales(scales, slot0, count, rowScales) : default;
+                    var valueScales = p.HasScales ? RowScales(scales, slot0, count, 1, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
                         var dst = o.AsSpan((r * p.Heads + h) * d, vw);
@@ -378,16 +375,11 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     /// constant).</summary>
     private static bool VectorRows => System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated;
 
-    /// <summary>q8 pools' per-row key scales of a block's rows, gathered (scales holds key, value pairs per slot).</summary>
-    private static ReadOnlySpan<float> KeyScales(float[] scales, int slot0, int count, float[] into)
+    /// <summary>A q8 pool's per-row scales of a block's count rows from slot0, gathered: scales holds a (key, value) pair
+    /// per slot, and which picks the key's (0) or the value's (1).</summary>
+    private static ReadOnlySpan<float> RowScales(float[] scales, int slot0, int count, int which, float[] into)
     {
-        for (int i = 0; i < count; i++) into[i] = scales[2 * (slot0 + i)];
-        return into.AsSpan(0, count);
-    }
-
-    private static ReadOnlySpan<float> ValueScales(float[] scales, int slot0, int count, float[] into)
-    {
-        for (int i = 0; i < count; i++) into[i] = scales[2 * (slot0 + i) + 1];
+        for (int i = 0; i < count; i++) into[i] = scales[2 * (slot0 + i) + which];
         return into.AsSpan(0, count);
     }
 

@@ -10,7 +10,8 @@ namespace KvIlgpu.Compute;
 /// <summary>Dot products of one ggml-quantised weight row with an activation row, without dequantising the row to
 /// memory. With AVX2, every format's rows meet the 8-bit activation in integer arithmetic, as
 /// llama.cpp's kernels do: 32 weight codes (made unsigned) times 32 activation codes with one vpmaddubsw, pairs summed
-/// with vpmaddwd, and the block's two scales applied once per 32 values in f32. Offsets and minimums come off through
+/// with vpmaddwd, and the scales applied in f32 once per block of 32 (for the k-quants, whose sub-block scales are
+/// integers applied by vpmaddwd, once per super-block of 256). Offsets and minimums come off through
 /// the activation's precomputed code sums. CPUs without AVX2 decode each block to f32 on the stack and take an f32 dot
 /// with the unquantised activation.</summary>
 internal static class QuantizedDot

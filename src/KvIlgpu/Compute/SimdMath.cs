@@ -106,49 +106,30 @@ internal static class SimdMath
     // share one order: four accumulators per product over 64-value steps (lanes 16m..16m+15 of a step into accumulator
     // m), summed ((a0 + a1) + (a2 + a3)), then the tail value by value.
 
-    /// <summary>One row in the wide order, with 32-byte loads: each Vector512 accumulator of the wide paths is kept as its
-    /// two Vector256 halves, so every lane sees the same operations in the same order (bitwise the same result), while
-    /// decode, which streams one row from memory, keeps the narrower loads that measured faster here.</summary>
+    /// <summary>One f32 row in the wide order, with 32-byte loads: each Vector512 accumulator of the wide paths is kept as
+    /// its two Vector256 halves (a: lanes 0-7, b: lanes 8-15), so every lane sees the same operations in the same order
+    /// (bitwise the same result), while decode, which streams one row from memory, keeps the narrower loads that measured
+    /// faster here.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static float Dot512(ReadOnlySpan<float> x, ReadOnlySpan<float> wf, ReadOnlySpan<ushort> w16, WeightKind kind)
+    private static float Dot512(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
     {
         int n = x.Length, i = 0;
         ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float fr = ref MemoryMarshal.GetReference(wf);
-        ref ushort hr = ref MemoryMarshal.GetReference(w16);
+        ref float wr = ref MemoryMarshal.GetReference(w);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         for (; i <= n - 64; i += 64)
         {
-            Vector256<float> u0, v0, u1, v1, u2, v2, u3, v3; // u: low half of accumulator m's 16 values, v: high half
-            if (kind == WeightKind.F32)
-            {
-                u0 = Vector256.LoadUnsafe(ref fr, (nuint)i); v0 = Vector256.LoadUnsafe(ref fr, (nuint)i + 8);
-                u1 = Vector256.LoadUnsafe(ref fr, (nuint)i + 16); v1 = Vector256.LoadUnsafe(ref fr, (nuint)i + 24);
-                u2 = Vector256.LoadUnsafe(ref fr, (nuint)i + 32); v2 = Vector256.LoadUnsafe(ref fr, (nuint)i + 40);
-                u3 = Vector256.LoadUnsafe(ref fr, (nuint)i + 48); v3 = Vector256.LoadUnsafe(ref fr, (nuint)i + 56);
-            }
-            else
-            {
-                bool bf = kind == WeightKind.BF16;
-                (u0, v0) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i)) : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i));
-                (u1, v1) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i + 16))
-                    : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i + 16));
-                (u2, v2) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i + 32))
-                    : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i + 32));
-                (u3, v3) = bf ? WidenBf16(Vector256.LoadUnsafe(ref hr, (nuint)i + 48))
-                    : WidenF16(Vector256.LoadUnsafe(ref hr, (nuint)i + 48));
-            }
-            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), u0, a0);
-            b0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), v0, b0);
-            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), u1, a1);
-            b1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), v1, b1);
-            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 32), u2, a2);
-            b2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 40), v2, b2);
-            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 48), u3, a3);
-            b3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 56), v3, b3);
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), Vector256.LoadUnsafe(ref wr, (nuint)i), a0);
+            b0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), Vector256.LoadUnsafe(ref wr, (nuint)i + 8), b0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), Vector256.LoadUnsafe(ref wr, (nuint)i + 16), a1);
+            b1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), Vector256.LoadUnsafe(ref wr, (nuint)i + 24), b1);
+            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 32), Vector256.LoadUnsafe(ref wr, (nuint)i + 32), a2);
+            b2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 40), Vector256.LoadUnsafe(ref wr, (nuint)i + 40), b2);
+            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 48), Vector256.LoadUnsafe(ref wr, (nuint)i + 48), a3);
+            b3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 56), Vector256.LoadUnsafe(ref wr, (nuint)i + 56), b3);
         }
         float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((b0 + b1) + (b2 + b3)));
-        for (; i < n; i++) sum += x[i] * Weight(wf, w16, kind, i);
+        for (; i < n; i++) sum += x[i] * w[i];
         return sum;
     }
 
@@ -259,7 +240,7 @@ internal static class SimdMath
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
     {
-        if (Wide(x.Length)) return Dot512(x, w, default, WeightKind.F32);
+        if (Wide(x.Length)) return Dot512(x, w);
         if (!Vector256.IsHardwareAccelerated || x.Length < 32) return TensorPrimitives.Dot(x, w);
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float wr = ref MemoryMarshal.GetReference(w);
@@ -337,7 +318,7 @@ internal static class SimdMath
     public enum WeightKind { F32, F16, BF16 }
 
     /// <summary>Attention scores of one query against count cached rows (row t at keys[t * stride], width q.Length, a
-    /// multiple of 8): dst[t] = (q . k_t) * scale[t] (scale null: one scale for all). Four rows at a time share each
+    /// multiple of 8): dst[t] = (q . k_t) * scale * rowScales[t] (rowScales empty: 1). Four rows at a time share each
     /// query chunk, which stays in a register, so a 64-wide head costs 8 FMAs a row and one reduction per four rows.
     /// Accumulation: one accumulator per row over 8-value chunks in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -414,7 +395,7 @@ internal static class SimdMath
     /// loaded once for two products (one FMA per load, where <see cref="Dot2"/> has two for three). Each product keeps
     /// exactly Dot's accumulation order (four accumulators over 32-value steps, summed ((a0 + a1) + (a2 + a3)), then the
     /// tail in order), so the results are bitwise those of four Dot calls: the prefill GEMM gives a row what decode would.
-    /// Sixteen accumulators: the JIT keeps them in registers where AVX-512 gives it 32.</summary>
+    /// This is the Vector256 order's block; with AVX-512 the wide order's Vector512 block runs instead.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (float X0W0, float X0W1, float X1W0, float X1W1) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
         ReadOnlySpan<float> w0, ReadOnlySpan<float> w1)
