@@ -14,21 +14,22 @@ internal static class SimdMath
     private static Vector256<float> Fmadd(Vector256<float> a, Vector256<float> b, Vector256<float> acc) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, acc) : acc + a * b;
 
-    /// <summary>Whether the weight-row dot products (Dot, Dot2, Dot2x2) take the wide order: where the CPU has AVX-512
-    /// (and the runtime has not been told otherwise: DOTNET_EnableAVX512=0 turns it off), else the Vector256 one. The wide
-    /// order keeps four 16-lane accumulators per product over 64-value steps. The several-row products (prefill, batched
-    /// decode) run it on Vector512; the one-row product (decode alone) runs the same order on Vector256 halves, because on
-    /// this project's AMD EPYC (Zen 4) a decode step's f32 matrices took 1.8-2.0 ms with 64-byte loads against 1.2-1.5 ms
-    /// with 32-byte ones (the rows are not 64-byte aligned, so every wide load splits a cache line). Every product is
-    /// bitwise the same either way, so batching changes no number. Settable so tests run both orders in one process.</summary>
+    /// <summary>Whether the weight-row dot products (Dot, Dot2, Dot2x2) take the wide order: four 16-lane accumulators per
+    /// product over 64-value steps, the several-row products (prefill, batched decode) on Vector512 and the one-row
+    /// product (decode alone) in the same order on Vector256 halves, every product bitwise the same either way, so
+    /// batching changes no number. Off unless asked for (environment variable KVILGPU_SIMD=vector512) and the CPU has
+    /// AVX-512 (DOTNET_EnableAVX512=0 also keeps it off): on this project's AMD EPYC (Zen 4) the wide order made 16-bit
+    /// prefill 1.2-1.5x faster but a decode step's matrices 1.4-1.6x slower (perf weight-gemv), and decode matters more.
+    /// Settable so tests run both orders in one process.</summary>
     internal static bool UseVector512
     {
-        get => Vector512.IsHardwareAccelerated && !_narrow;
-        set => _narrow = !value;
+        get => Vector512.IsHardwareAccelerated && _wide;
+        set => _wide = value;
     }
 
-    // No initialiser: a class without a static constructor costs its callers no initialisation checks.
-    private static bool _narrow;
+    // Read once at first use of this class (a field initialiser; the class's callers read it per call, not per element).
+    private static bool _wide = string.Equals(Environment.GetEnvironmentVariable("KVILGPU_SIMD"), "vector512",
+        StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Whether a row of n values takes the Vector512 path.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
