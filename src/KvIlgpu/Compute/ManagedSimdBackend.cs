@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using KvIlgpu.Models;
@@ -31,31 +32,29 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         }
         public override void Dispose() { }
 
+        /// <summary>x . row (16-bit weights: x in pair order, prescaled as SimdMath.ToPairOrder returned).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public float Dot(ReadOnlySpan<float> x, int row) => Type switch
+        public float Dot(ReadOnlySpan<float> x, int row, bool prescaled) => Type switch
         {
             WeightType.F32 => SimdMath.Dot(x, F32.AsSpan(row * Cols, Cols)),
             WeightType.BF16 => SimdMath.Dot(x, Bits16.AsSpan(row * Cols, Cols), bf16: true),
-            _ => SimdMath.Dot(x, Bits16.AsSpan(row * Cols, Cols), bf16: false),
+            _ => SimdMath.Dot(x, Bits16.AsSpan(row * Cols, Cols), bf16: false, prescaled),
         };
 
-        /// <summary>Row j against two activation rows at once (bitwise equal to two Dot calls).</summary>
+        /// <summary>An f32 row j against two activation rows at once (bitwise equal to two Dot calls).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, int row) => Type switch
-        {
-            WeightType.F32 => SimdMath.Dot2(x0, x1, F32.AsSpan(row * Cols, Cols), default, SimdMath.WeightKind.F32),
-            WeightType.BF16 => SimdMath.Dot2(x0, x1, default, Bits16.AsSpan(row * Cols, Cols), SimdMath.WeightKind.BF16),
-            _ => SimdMath.Dot2(x0, x1, default, Bits16.AsSpan(row * Cols, Cols), SimdMath.WeightKind.F16),
-        };
+        public (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, int row) =>
+            SimdMath.Dot2(x0, x1, F32.AsSpan(row * Cols, Cols), default, SimdMath.WeightKind.F32);
 
         /// <summary>Rows j and j + 1 against two activation rows (bitwise equal to four Dot calls).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public (float, float, float, float) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, int row) => Type switch
-        {
-            WeightType.F32 => SimdMath.Dot2x2(x0, x1, F32.AsSpan(row * Cols, Cols), F32.AsSpan((row + 1) * Cols, Cols)),
-            _ => SimdMath.Dot2x2(x0, x1, Bits16.AsSpan(row * Cols, Cols), Bits16.AsSpan((row + 1) * Cols, Cols),
-                bf16: Type == WeightType.BF16),
-        };
+        public (float, float, float, float) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, int row, bool prescaled) =>
+            Type switch
+            {
+                WeightType.F32 => SimdMath.Dot2x2(x0, x1, F32.AsSpan(row * Cols, Cols), F32.AsSpan((row + 1) * Cols, Cols)),
+                _ => SimdMath.Dot2x2(x0, x1, Bits16.AsSpan(row * Cols, Cols), Bits16.AsSpan((row + 1) * Cols, Cols),
+                    bf16: Type == WeightType.BF16, prescaled),
+            };
 
         public void RowToFloat(int row, Span<float> dst) => _tensor.RowToFloat(row, dst);
     }
@@ -133,8 +132,27 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void MatMul(DeviceBuffer x, DeviceWeight w, DeviceBuffer output, int rows)
     {
         var xs = D(x); var o = D(output); var wt = W(w);
-        int n = wt.Rows, k = wt.Cols;
+        int k = wt.Cols;
         if (wt.Blocks != null) { QuantizedMatMul(xs, wt, o, rows); return; }
+        float[]? paired = null;
+        bool prescaled = false;
+        if (wt.Bits16 != null)
+        {
+            // The 16-bit products take their activation rows in pair order, made here once for every weight row; for f16,
+            // prescaled by 2^112 where every value allows it (one test for all rows, so they all agree).
+            paired = ArrayPool<float>.Shared.Rent(rows * k);
+            bool scale = wt.Type == WeightType.F16 && TensorPrimitives.MaxMagnitude(xs.AsSpan(0, rows * k)) < 32768f;
+            for (int r = 0; r < rows; r++)
+                prescaled = SimdMath.ToPairOrder(xs.AsSpan(r * k, k), paired.AsSpan(r * k, k), scale);
+            xs = paired;
+        }
+        try { MatMulRows(xs, wt, o, rows, prescaled); }
+        finally { if (paired != null) ArrayPool<float>.Shared.Return(paired); }
+    }
+
+    private void MatMulRows(float[] xs, HostWeight wt, float[] o, int rows, bool prescaled)
+    {
+        int n = wt.Rows, k = wt.Cols;
         // Each weight row is read once and applied to every activation row while it is in cache, two weight rows at a time
         // against two activation rows (every product bitwise what Dot gives, so batching changes no number).
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
@@ -146,15 +164,18 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     int r = 0;
                     for (; r + 1 < rows; r += 2)
                         (o[r * n + j], o[r * n + j + 1], o[(r + 1) * n + j], o[(r + 1) * n + j + 1]) =
-                            wt.Dot2x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j);
-                    if (r < rows) (o[r * n + j], o[r * n + j + 1]) = (wt.Dot(xs.AsSpan(r * k, k), j), wt.Dot(xs.AsSpan(r * k, k), j + 1));
+                            wt.Dot2x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j, prescaled);
+                    if (r < rows)
+                        (o[r * n + j], o[r * n + j + 1]) = (wt.Dot(xs.AsSpan(r * k, k), j, prescaled),
+                            wt.Dot(xs.AsSpan(r * k, k), j + 1, prescaled));
                 }
             for (; j < end; j++)
             {
                 int r = 0;
-                for (; r + 1 < rows; r += 2)
-                    (o[r * n + j], o[(r + 1) * n + j]) = wt.Dot2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j);
-                if (r < rows) o[r * n + j] = wt.Dot(xs.AsSpan(r * k, k), j);
+                if (wt.Bits16 == null)
+                    for (; r + 1 < rows; r += 2)
+                        (o[r * n + j], o[(r + 1) * n + j]) = wt.Dot2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j);
+                for (; r < rows; r++) o[r * n + j] = wt.Dot(xs.AsSpan(r * k, k), j, prescaled);
             }
         });
     }

@@ -7,9 +7,38 @@ using System.Runtime.Intrinsics.X86;
 namespace KvIlgpu.Compute;
 
 /// <summary>Dot products of an f32 vector with f32, f16 or bf16 weight rows, unrolled over Vector256 with FMA.
-/// The 16-bit formats are widened in registers, so a row is read from memory at its stored size.</summary>
+/// The 16-bit formats are widened in registers, so a row is read from memory at its stored size. Their products take
+/// the activation row in pair order (<see cref="ToPairOrder"/>, made once per matrix product and used for every weight
+/// row), which lets a pair of 16-bit weights widen in place into an even- and an odd-indexed f32 lane.</summary>
 internal static class SimdMath
 {
+    /// <summary>Writes x in the pair order the f16 and bf16 products take: within each block of 16 values (32 in the
+    /// wide order), the 8 even-indexed values, then the 8 odd-indexed ones; blocks only as far as the vector loops go
+    /// (whole 32-value steps, 64 in the wide order), the values after them as they are. Without vector hardware the
+    /// order is x's own. With scaleForHalves, the reordered values are also multiplied by 2^112 where that is exact
+    /// (Vector256 order, every |x| below 2^15), which saves the f16 widening its multiply; the products must then be
+    /// told so (prescaled), and give bitwise what they give unscaled: each FMA's product is the same real number.
+    /// Returns whether it scaled.</summary>
+    public static bool ToPairOrder(ReadOnlySpan<float> x, Span<float> dst, bool scaleForHalves = false)
+    {
+        int n = x.Length;
+        int block = Wide(n) ? 32 : 16, half = block / 2;
+        int covered = Vector256.IsHardwareAccelerated ? n - n % (2 * block) : 0;
+        bool scale = scaleForHalves && covered > 0 && !Wide(n) && TensorPrimitives.MaxMagnitude(x) < 32768f;
+        float factor = scale ? HalfRescale : 1f;
+        for (int b = 0; b < covered; b += block)
+            for (int k = 0; k < half; k++)
+            {
+                dst[b + k] = x[b + 2 * k] * factor;
+                dst[b + half + k] = x[b + 2 * k + 1] * factor;
+            }
+        x[covered..].CopyTo(dst[covered..]);
+        return scale;
+    }
+
+    /// <summary>2^112: an f16's exponent and mantissa, put where an f32's are, read as an f32 are 2^-112 times its value.</summary>
+    private const float HalfRescale = 5.192297e+33f;
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Fmadd(Vector256<float> a, Vector256<float> b, Vector256<float> acc) =>
         Fma.IsSupported ? Fma.MultiplyAdd(a, b, acc) : acc + a * b;
@@ -44,28 +73,24 @@ internal static class SimdMath
     // several-row products widen with these and its one-row product with the Vector256 ones, and the vector-width tests
     // check the two are bitwise equal.
 
-    /// <summary>32 bf16 values to two f32 vectors.</summary>
+    /// <summary>32 bf16 values (16 pairs) to their even- and odd-indexed f32 vectors.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<float>, Vector512<float>) WidenBf16(Vector512<ushort> v)
+    private static (Vector512<float> Even, Vector512<float> Odd) WidenBf16(Vector512<ushort> v)
     {
-        var (lo, hi) = Vector512.Widen(v);
-        return (Vector512.ShiftLeft(lo, 16).AsSingle(), Vector512.ShiftLeft(hi, 16).AsSingle());
+        var pairs = v.AsUInt32();
+        return (Vector512.ShiftLeft(pairs, 16).AsSingle(), (pairs & Vector512.Create(0xFFFF0000u)).AsSingle());
     }
 
-    /// <summary>32 f16 values to two f32 vectors, as the Vector256 widening does.</summary>
+    /// <summary>32 f16 values (16 pairs) to their even- and odd-indexed f32 vectors, as the Vector256 widening does.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector512<float>, Vector512<float>) WidenF16(Vector512<ushort> v)
+    private static (Vector512<float> Even, Vector512<float> Odd) WidenF16(Vector512<ushort> v)
     {
-        var (lo, hi) = Vector512.Widen(v);
-        var magic = Vector512.Create(5.192297e+33f); // 2^112
-        var mask = Vector512.Create(0x7FFFu);
-        Vector512<float> Convert(Vector512<uint> h)
-        {
-            var mag = Vector512.ShiftLeft(h & mask, 13).AsSingle() * magic;
-            var sign = Vector512.ShiftLeft(h & Vector512.Create(0x8000u), 16);
-            return (mag.AsUInt32() | sign).AsSingle();
-        }
-        return (Convert(lo), Convert(hi));
+        var pairs = v.AsInt32();
+        var mask = Vector512.Create(unchecked((int)0x8FFFE000));
+        var magic = Vector512.Create(HalfRescale);
+        var even = Vector512.ShiftRightArithmetic(Vector512.ShiftLeft(pairs, 16), 3) & mask;
+        var odd = Vector512.ShiftRightArithmetic(pairs, 3) & mask;
+        return (even.AsSingle() * magic, odd.AsSingle() * magic);
     }
 
     /// <summary>Four f32 accumulators of one product on the Vector512 path, summed as every path sums them.</summary>
@@ -147,18 +172,20 @@ internal static class SimdMath
         {
             var h0 = Vector256.LoadUnsafe(ref hr, (nuint)i); var h1 = Vector256.LoadUnsafe(ref hr, (nuint)i + 16);
             var h2 = Vector256.LoadUnsafe(ref hr, (nuint)i + 32); var h3 = Vector256.LoadUnsafe(ref hr, (nuint)i + 48);
-            var (u0, v0) = bf16 ? WidenBf16(h0) : WidenF16(h0);
-            var (u1, v1) = bf16 ? WidenBf16(h1) : WidenF16(h1);
-            var (u2, v2) = bf16 ? WidenBf16(h2) : WidenF16(h2);
-            var (u3, v3) = bf16 ? WidenBf16(h3) : WidenF16(h3);
-            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), u0, a0);
-            b0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), v0, b0);
-            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), u1, a1);
-            b1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), v1, b1);
-            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 32), u2, a2);
-            b2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 40), v2, b2);
-            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 48), u3, a3);
-            b3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 56), v3, b3);
+            // The wide order's 32-value pair blocks: h0 and h1 hold the low and high halves of a block's even values
+            // (accumulators a0, b0) and of its odd ones (a1, b1); h2 and h3 those of the next block.
+            var (e0, o0) = bf16 ? WidenBf16(h0) : WidenF16(h0);
+            var (e1, o1) = bf16 ? WidenBf16(h1) : WidenF16(h1);
+            var (e2, o2) = bf16 ? WidenBf16(h2) : WidenF16(h2);
+            var (e3, o3) = bf16 ? WidenBf16(h3) : WidenF16(h3);
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), e0, a0);
+            b0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), e1, b0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), o0, a1);
+            b1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), o1, b1);
+            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 32), e2, a2);
+            b2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 40), e3, b2);
+            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 48), o2, a3);
+            b3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 56), o3, b3);
         }
         float sum = Vector256.Sum(((a0 + a1) + (a2 + a3)) + ((b0 + b1) + (b2 + b3)));
         for (; i < n; i++) sum += x[i] * (bf16 ? Models.FloatBits.FromBFloat16(w16[i]) : Models.FloatBits.FromHalf(w16[i]));
@@ -259,9 +286,9 @@ internal static class SimdMath
         return sum;
     }
 
-    /// <summary>Two dot products sharing one weight row: each weight chunk is loaded (and widened) once for both
-    /// activation rows. Each row's accumulation order is exactly that of Dot, so results are bitwise identical to two
-    /// Dot calls: batching never changes a sequence's numbers.</summary>
+    /// <summary>Two dot products sharing one weight row (16-bit weights: activation rows in pair order): each weight chunk
+    /// is loaded (and widened) once for both activation rows. Each row's accumulation order is exactly that of Dot, so
+    /// results are bitwise identical to two Dot calls: batching never changes a sequence's numbers.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (float, float) Dot2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> wf, ReadOnlySpan<ushort> w16,
         WeightKind kind)
@@ -435,98 +462,164 @@ internal static class SimdMath
         return (s00, s01, s10, s11);
     }
 
-    /// <summary>The two-by-two block for f16 or bf16 weight rows: each 16-value chunk of a row is widened once for both
-    /// activation rows, and every product is bitwise what <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool)"/>
-    /// gives.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>The two-by-two block for f16 or bf16 weight rows (activation rows in pair order): each 16-value chunk of
+    /// a row is widened once for both activation rows, and every product is bitwise what
+    /// <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool, bool)"/> gives.</summary>
     public static (float X0W0, float X0W1, float X1W0, float X1W1) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
-        ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, bool bf16)
+        ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, bool bf16, bool prescaled = false)
     {
-        int n = x0.Length, i = 0;
-        if (Wide(n)) return Dot2x2_512(x0, x1, default, w0, default, w1, bf16 ? WeightKind.BF16 : WeightKind.F16);
+        if (Wide(x0.Length)) return Dot2x2_512(x0, x1, default, w0, default, w1, bf16 ? WeightKind.BF16 : WeightKind.F16);
         if (!Vector256.IsHardwareAccelerated)
             return (Dot(x0, w0, bf16), Dot(x0, w1, bf16), Dot(x1, w0, bf16), Dot(x1, w1, bf16));
+        return bf16 ? Dot2x2<Bf16Pairs>(x0, x1, w0, w1)
+            : prescaled ? Dot2x2<F16PrescaledPairs>(x0, x1, w0, w1) : Dot2x2<F16Pairs>(x0, x1, w0, w1);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static (float, float, float, float) Dot2x2<T>(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
+        ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1) where T : struct, IPairWidening
+    {
+        int n = x0.Length, i = 0;
         ref float xr0 = ref MemoryMarshal.GetReference(x0);
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
         ref ushort wr0 = ref MemoryMarshal.GetReference(w0);
         ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        var mask = T.Mask;
+        var scale = T.Scale;
         for (; i <= n - 32; i += 32)
         {
-            for (int half = 0; half < 2; half++)
-            {
-                nuint at = (nuint)(i + 16 * half);
-                var (u0, u1) = bf16 ? WidenBf16(Vector256.LoadUnsafe(ref wr0, at)) : WidenF16(Vector256.LoadUnsafe(ref wr0, at));
-                var (v0, v1) = bf16 ? WidenBf16(Vector256.LoadUnsafe(ref wr1, at)) : WidenF16(Vector256.LoadUnsafe(ref wr1, at));
-                var x = Vector256.LoadUnsafe(ref xr0, at); var y = Vector256.LoadUnsafe(ref xr1, at);
-                var xh = Vector256.LoadUnsafe(ref xr0, at + 8); var yh = Vector256.LoadUnsafe(ref xr1, at + 8);
-                if (half == 0)
-                {
-                    a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0); c0 = Fmadd(y, u0, c0); d0 = Fmadd(y, v0, d0);
-                    a1 = Fmadd(xh, u1, a1); b1 = Fmadd(xh, v1, b1); c1 = Fmadd(yh, u1, c1); d1 = Fmadd(yh, v1, d1);
-                }
-                else
-                {
-                    a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2); c2 = Fmadd(y, u0, c2); d2 = Fmadd(y, v0, d2);
-                    a3 = Fmadd(xh, u1, a3); b3 = Fmadd(xh, v1, b3); c3 = Fmadd(yh, u1, c3); d3 = Fmadd(yh, v1, d3);
-                }
-            }
+            nuint at = (nuint)i;
+            var (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at), mask, scale);
+            var (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at), mask, scale);
+            var x = Vector256.LoadUnsafe(ref xr0, at); var y = Vector256.LoadUnsafe(ref xr1, at);
+            a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0); c0 = Fmadd(y, u0, c0); d0 = Fmadd(y, v0, d0);
+            x = Vector256.LoadUnsafe(ref xr0, at + 8); y = Vector256.LoadUnsafe(ref xr1, at + 8);
+            a1 = Fmadd(x, u1, a1); b1 = Fmadd(x, v1, b1); c1 = Fmadd(y, u1, c1); d1 = Fmadd(y, v1, d1);
+            (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at + 16), mask, scale);
+            (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at + 16), mask, scale);
+            x = Vector256.LoadUnsafe(ref xr0, at + 16); y = Vector256.LoadUnsafe(ref xr1, at + 16);
+            a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2); c2 = Fmadd(y, u0, c2); d2 = Fmadd(y, v0, d2);
+            x = Vector256.LoadUnsafe(ref xr0, at + 24); y = Vector256.LoadUnsafe(ref xr1, at + 24);
+            a3 = Fmadd(x, u1, a3); b3 = Fmadd(x, v1, b3); c3 = Fmadd(y, u1, c3); d3 = Fmadd(y, v1, d3);
         }
         float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
         float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
         for (; i < n; i++)
         {
-            float p = bf16 ? Models.FloatBits.FromBFloat16(w0[i]) : Models.FloatBits.FromHalf(w0[i]);
-            float q = bf16 ? Models.FloatBits.FromBFloat16(w1[i]) : Models.FloatBits.FromHalf(w1[i]);
+            float p = T.ToSingle(w0[i]), q = T.ToSingle(w1[i]);
             s00 += x0[i] * p; s01 += x0[i] * q;
             s10 += x1[i] * p; s11 += x1[i] * q;
         }
         return (s00, s01, s10, s11);
     }
 
-    /// <summary>Widens 16 bf16 values to two f32 vectors.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float>, Vector256<float>) WidenBf16(Vector256<ushort> v)
+    /// <summary>How a 16-bit format's weights widen, pair by pair, into even- and odd-indexed f32 lanes: one type per
+    /// format, so each product's loop is compiled for its format (a type argument, not a flag tested in the loop). The
+    /// loops read Mask and Scale once, before they start (the JIT does not hoist the vector constants itself).</summary>
+    private interface IPairWidening
     {
-        var (lo, hi) = Vector256.Widen(v);
-        return (Vector256.ShiftLeft(lo, 16).AsSingle(), Vector256.ShiftLeft(hi, 16).AsSingle());
+        static abstract Vector256<int> Mask { get; }
+        static abstract Vector256<float> Scale { get; }
+        static abstract (Vector256<float> Even, Vector256<float> Odd) Widen(Vector256<ushort> v, Vector256<int> mask,
+            Vector256<float> scale);
+        static abstract float ToSingle(ushort bits);
     }
 
-    /// <summary>Widens 16 f16 values to two f32 vectors: exact for normal and subnormal halves
-    /// (shift the exponent and mantissa into place, then rescale by 2^112).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float>, Vector256<float>) WidenF16(Vector256<ushort> v)
+    private readonly struct F16Pairs : IPairWidening
     {
-        var (lo, hi) = Vector256.Widen(v);
-        var magic = Vector256.Create(5.192297e+33f); // 2^112
-        var mask = Vector256.Create(0x7FFFu);
-        Vector256<float> Convert(Vector256<uint> h)
+        public static Vector256<int> Mask => Vector256.Create(unchecked((int)0x8FFFE000));
+        public static Vector256<float> Scale => Vector256.Create(HalfRescale);
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector256<float> Even, Vector256<float> Odd) Widen(Vector256<ushort> v, Vector256<int> mask,
+            Vector256<float> scale) => WidenF16(v, mask, scale);
+        public static float ToSingle(ushort bits) => Models.FloatBits.FromHalf(bits);
+    }
+
+    /// <summary>f16 against an activation already multiplied by 2^112 (<see cref="ToPairOrder"/>): no multiply.</summary>
+    private readonly struct F16PrescaledPairs : IPairWidening
+    {
+        public static Vector256<int> Mask => F16Pairs.Mask;
+        public static Vector256<float> Scale => default;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector256<float> Even, Vector256<float> Odd) Widen(Vector256<ushort> v, Vector256<int> mask,
+            Vector256<float> scale)
         {
-            var mag = Vector256.ShiftLeft(h & mask, 13).AsSingle() * magic;
-            var sign = Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16);
-            return (mag.AsUInt32() | sign).AsSingle();
+            var pairs = v.AsInt32();
+            var even = Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(pairs, 16), 3) & mask;
+            return (even.AsSingle(), (Vector256.ShiftRightArithmetic(pairs, 3) & mask).AsSingle());
         }
-        return (Convert(lo), Convert(hi));
+        public static float ToSingle(ushort bits) => Models.FloatBits.FromHalf(bits);
+    }
+
+    private readonly struct Bf16Pairs : IPairWidening
+    {
+        public static Vector256<int> Mask => Vector256.Create(unchecked((int)0xFFFF0000));
+        public static Vector256<float> Scale => default;
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static (Vector256<float> Even, Vector256<float> Odd) Widen(Vector256<ushort> v, Vector256<int> mask,
+            Vector256<float> scale)
+        {
+            var pairs = v.AsInt32();
+            return (Vector256.ShiftLeft(pairs, 16).AsSingle(), (pairs & mask).AsSingle());
+        }
+        public static float ToSingle(ushort bits) => Models.FloatBits.FromBFloat16(bits);
+    }
+
+    /// <summary>16 bf16 values (8 pairs) to their even- and odd-indexed f32 vectors: a bf16 is the top half of an f32, so
+    /// the even one is the pair shifted up and the odd one the pair with its low half cleared.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> Even, Vector256<float> Odd) WidenBf16(Vector256<ushort> v)
+    {
+        var pairs = v.AsUInt32();
+        return (Vector256.ShiftLeft(pairs, 16).AsSingle(), (pairs & Vector256.Create(0xFFFF0000u)).AsSingle());
+    }
+
+    /// <summary>16 f16 values (8 pairs) to their even- and odd-indexed f32 vectors, exact for normal and subnormal halves.
+    /// With the half in the pair's top 16 bits, an arithmetic shift right by 3 puts its exponent and mantissa where an
+    /// f32's are (copying the sign into the bits above, which the mask clears, and keeping it in bit 31); the result, read
+    /// as an f32, is the half's value times 2^-112, so one multiply by 2^112 finishes it (and makes subnormal halves,
+    /// which land on f32 subnormals, normal). Four operations per eight values, and no widening shuffle: the odd values
+    /// are already in the top halves, and the even ones get there with one shift left.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> Even, Vector256<float> Odd) WidenF16(Vector256<ushort> v) =>
+        WidenF16(v, F16Pairs.Mask, F16Pairs.Scale);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> Even, Vector256<float> Odd) WidenF16(Vector256<ushort> v, Vector256<int> mask,
+        Vector256<float> scale)
+    {
+        var pairs = v.AsInt32();
+        var even = Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(pairs, 16), 3) & mask;
+        var odd = Vector256.ShiftRightArithmetic(pairs, 3) & mask;
+        return (even.AsSingle() * scale, odd.AsSingle() * scale);
+    }
+
+    /// <summary>x . w for an f16 or bf16 row w, with x in pair order (<see cref="ToPairOrder"/>; prescaled: what it
+    /// returned).</summary>
+    public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w, bool bf16, bool prescaled = false)
+    {
+        if (Wide(x.Length)) return Dot512(x, w, bf16);
+        return bf16 ? Dot<Bf16Pairs>(x, w) : prescaled ? Dot<F16PrescaledPairs>(x, w) : Dot<F16Pairs>(x, w);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w, bool bf16)
+    private static float Dot<T>(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w) where T : struct, IPairWidening
     {
         int n = x.Length, i = 0;
-        if (Wide(n)) return Dot512(x, w, bf16);
         float sum = 0;
         if (Vector256.IsHardwareAccelerated)
         {
             ref float xr = ref MemoryMarshal.GetReference(x);
             ref ushort wr = ref MemoryMarshal.GetReference(w);
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
+            var mask = T.Mask;
+            var scale = T.Scale;
             for (; i <= n - 32; i += 32)
             {
-                var w0 = Vector256.LoadUnsafe(ref wr, (nuint)i);
-                var w1 = Vector256.LoadUnsafe(ref wr, (nuint)i + 16);
-                var (f0, f1) = bf16 ? WidenBf16(w0) : WidenF16(w0);
-                var (f2, f3) = bf16 ? WidenBf16(w1) : WidenF16(w1);
+                var (f0, f1) = T.Widen(Vector256.LoadUnsafe(ref wr, (nuint)i), mask, scale);
+                var (f2, f3) = T.Widen(Vector256.LoadUnsafe(ref wr, (nuint)i + 16), mask, scale);
                 a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), f0, a0);
                 a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), f1, a1);
                 a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), f2, a2);
@@ -534,7 +627,7 @@ internal static class SimdMath
             }
             sum = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
-        for (; i < n; i++) sum += x[i] * (bf16 ? Models.FloatBits.FromBFloat16(w[i]) : Models.FloatBits.FromHalf(w[i]));
+        for (; i < n; i++) sum += x[i] * T.ToSingle(w[i]);
         return sum;
     }
 }

@@ -26,9 +26,11 @@ public class SimdMathTests
             _ =>
             SimdMath.WeightKind.F16
         };
-        var (a, b) = SimdMath.Dot2(x0, x1, w.F32, w.Bits16, kind);
-        float e0 = type == WeightType.F32 ? SimdMath.Dot(x0, w.F32) : SimdMath.Dot(x0, w.Bits16, type == WeightType.BF16);
-        float e1 = type == WeightType.F32 ? SimdMath.Dot(x1, w.F32) : SimdMath.Dot(x1, w.Bits16, type == WeightType.BF16);
+        // The 16-bit products read their activation rows in pair order.
+        float[] p0 = Paired(x0, type), p1 = Paired(x1, type);
+        var (a, b) = SimdMath.Dot2(p0, p1, w.F32, w.Bits16, kind);
+        float e0 = type == WeightType.F32 ? SimdMath.Dot(x0, w.F32) : SimdMath.Dot(p0, w.Bits16, type == WeightType.BF16);
+        float e1 = type == WeightType.F32 ? SimdMath.Dot(x1, w.F32) : SimdMath.Dot(p1, w.Bits16, type == WeightType.BF16);
         Assert.Equal(BitConverter.SingleToInt32Bits(e0), BitConverter.SingleToInt32Bits(a));
         Assert.Equal(BitConverter.SingleToInt32Bits(e1), BitConverter.SingleToInt32Bits(b));
         // And both are right: against a double-precision sum.
@@ -57,10 +59,63 @@ public class SimdMathTests
             var u = WeightTensor.FromF32("u", 1, n, w0).ConvertTo(type).Bits16!;
             var v = WeightTensor.FromF32("v", 1, n, w1).ConvertTo(type).Bits16!;
             bool bf16 = type == WeightType.BF16;
-            var (p, q, r, s) = SimdMath.Dot2x2(x0, x1, u, v, bf16);
-            float[] wanted = [SimdMath.Dot(x0, u, bf16), SimdMath.Dot(x0, v, bf16), SimdMath.Dot(x1, u, bf16), SimdMath.Dot(x1, v, bf16)];
+            float[] p0 = Paired(x0, type), p1 = Paired(x1, type);
+            var (p, q, r, s) = SimdMath.Dot2x2(p0, p1, u, v, bf16);
+            float[] wanted = [SimdMath.Dot(p0, u, bf16), SimdMath.Dot(p0, v, bf16), SimdMath.Dot(p1, u, bf16), SimdMath.Dot(p1, v, bf16)];
             Assert.Equal(wanted.Select(BitConverter.SingleToInt32Bits), new[] { p, q, r, s }.Select(BitConverter.SingleToInt32Bits));
+            var wf = WeightTensor.From16("u", 1, n, type, u).ToFloat();
+            Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x1[i] * wf[i]), r, 1e-4);
         }
+    }
+
+    private static float[] Paired(float[] x, WeightType type)
+    {
+        if (type == WeightType.F32) return x;
+        var p = new float[x.Length];
+        SimdMath.ToPairOrder(x, p);
+        return p;
+    }
+
+    /// <summary>The pair-order f16 and bf16 products against a double-precision sum of the format's own values (decoded
+    /// by FloatBits from the definition), over halves of every kind: both signs, zero, subnormals, the largest normal; and
+    /// an f16 product over an activation prescaled by 2^112 is bitwise the unscaled one, while an activation with a value
+    /// of 2^15 or more is left unscaled.</summary>
+    [Theory]
+    [InlineData(WeightType.F16, 64)]
+    [InlineData(WeightType.F16, 1376)]
+    [InlineData(WeightType.F16, 77)]
+    [InlineData(WeightType.BF16, 64)]
+    [InlineData(WeightType.BF16, 333)]
+    public void Pair_order_products_match_the_format_values(WeightType type, int n)
+    {
+        var rng = new Random(n * 7 + (int)type);
+        var bits = new ushort[n];
+        ushort[] special = type == WeightType.F16 ? [0x0000, 0x8000, 0x0001, 0x83FF, 0x03FF, 0x0400, 0x7BFF, 0xFBFF, 0x3C00]
+            : [0x0000, 0x8000, 0x0001, 0x807F, 0x0080, 0x3F80, 0xC2F7];
+        for (int i = 0; i < n; i++)
+            bits[i] = i % 5 == 0 ? special[i / 5 % special.Length]
+                : type == WeightType.F16 ? (ushort)(rng.Next(0, 0x7BFF) | (rng.Next(2) << 15))
+                : (ushort)(rng.Next(0x3000, 0x4300) | (rng.Next(2) << 15));
+        var x = Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        double expected = 0, magnitude = 0;
+        for (int i = 0; i < n; i++)
+        {
+            double term = x[i] * (double)(type == WeightType.F16 ? FloatBits.FromHalf(bits[i]) : FloatBits.FromBFloat16(bits[i]));
+            expected += term;
+            magnitude += Math.Abs(term);
+        }
+        bool bf16 = type == WeightType.BF16;
+        var paired = new float[n];
+        Assert.False(SimdMath.ToPairOrder(x, paired));
+        float plain = SimdMath.Dot(paired, bits, bf16);
+        Assert.Equal(expected, plain, magnitude * 1e-6 + 1e-30);
+        if (bf16) return;
+        var scaled = new float[n];
+        bool prescaled = SimdMath.ToPairOrder(x, scaled, scaleForHalves: true);
+        Assert.Equal(System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated && n >= 32 && !SimdMath.UseVector512, prescaled);
+        Assert.Equal(BitConverter.SingleToInt32Bits(plain), BitConverter.SingleToInt32Bits(SimdMath.Dot(scaled, bits, bf16, prescaled)));
+        x[n / 2] = 40000f;
+        Assert.False(SimdMath.ToPairOrder(x, scaled, scaleForHalves: true));
     }
 
     /// <summary>Softmax of large inputs (attention scores or logits over a low temperature) is the closed form, not NaN.</summary>

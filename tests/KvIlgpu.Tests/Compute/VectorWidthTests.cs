@@ -52,10 +52,18 @@ public class VectorWidthTests
         foreach (bool wide in Widths())
             With(wide, () =>
             {
-                float[] single = [Dot(x0, w0), Dot(x0, w1), Dot(x1, w0), Dot(x1, w1)];
-                var (a, b) = SimdMath.Dot2(x0, x1, w0.F32, w0.Bits16, kind);
+                // The 16-bit products read their activation rows in pair order, which depends on the width.
+                float[] p0 = x0, p1 = x1;
+                if (type != WeightType.F32)
+                {
+                    p0 = new float[n]; p1 = new float[n];
+                    SimdMath.ToPairOrder(x0, p0);
+                    SimdMath.ToPairOrder(x1, p1);
+                }
+                float[] single = [Dot(p0, w0), Dot(p0, w1), Dot(p1, w0), Dot(p1, w1)];
+                var (a, b) = SimdMath.Dot2(p0, p1, w0.F32, w0.Bits16, kind);
                 var block = type == WeightType.F32 ? SimdMath.Dot2x2(x0, x1, w0.F32, w1.F32)
-                    : SimdMath.Dot2x2(x0, x1, w0.Bits16, w1.Bits16, bf16);
+                    : SimdMath.Dot2x2(p0, p1, w0.Bits16, w1.Bits16, bf16);
                 Assert.Equal(single[0], a);
                 Assert.Equal(single[2], b);
                 Assert.Equal(single, new[] { block.X0W0, block.X0W1, block.X1W0, block.X1W1 });
