@@ -2,6 +2,7 @@ using System.Numerics;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 using KvIlgpu.Kernels;
 
 namespace KvIlgpu.Compute;
@@ -30,6 +31,85 @@ internal static class KvRowDecoder
             default:
                 DecodeCodes(MemoryMarshal.Cast<int, sbyte>(row)[..dst.Length], dst);
                 break;
+        }
+    }
+
+    /// <summary>Row pair order, the order the managed attention reads 16-bit cache rows in (a row's width a multiple of
+    /// 8): per 16 features the 8 even-indexed ones, then the 8 odd-indexed ones; a last 8 as its 4 even then its 4 odd.
+    /// A 32-bit word of the pool holds a pair of features, so a pair widens into an even and an odd f32 lane in place
+    /// (<see cref="SimdMath.WidenF16(System.Runtime.Intrinsics.Vector256{ushort})"/>) with no shuffle; the query is put in
+    /// the same order once, and the value sum comes back out of it once.</summary>
+    public static void ToPairOrder(ReadOnlySpan<float> x, Span<float> dst)
+    {
+        for (int c = 0; c < x.Length; c += 16)
+        {
+            int half = Math.Min(16, x.Length - c) / 2;
+            for (int k = 0; k < half; k++)
+            {
+                dst[c + k] = x[c + 2 * k];
+                dst[c + half + k] = x[c + 2 * k + 1];
+            }
+        }
+    }
+
+    /// <summary>The inverse of <see cref="ToPairOrder"/>.</summary>
+    public static void FromPairOrder(ReadOnlySpan<float> paired, Span<float> dst)
+    {
+        for (int c = 0; c < paired.Length; c += 16)
+        {
+            int half = Math.Min(16, paired.Length - c) / 2;
+            for (int k = 0; k < half; k++)
+            {
+                dst[c + 2 * k] = paired[c + k];
+                dst[c + 2 * k + 1] = paired[c + half + k];
+            }
+        }
+    }
+
+    /// <summary>Widens count rows of an f16 or bf16 pool (row i at words[i * rowWords], its first width features, width a
+    /// multiple of 8) into dst (row i at dst[i * dstStride]) in row pair order: per 16 features one load, the in-place
+    /// widening and two stores. f16 infinities and NaNs, which the in-place widening would turn into finite numbers, are
+    /// detected on the way (an exponent of all ones); rows of a block that holds one are widened exactly instead.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DecodePaired(ReadOnlySpan<int> words, int rowWords, int count, int width, Span<float> dst, int dstStride,
+        int storage)
+    {
+        bool bf16 = storage == KvCodec.BF16;
+        var halves = MemoryMarshal.Cast<int, ushort>(words);
+        ref ushort hr = ref MemoryMarshal.GetReference(halves);
+        ref float dr = ref MemoryMarshal.GetReference(dst);
+        var exponent = Vector256.Create(0x7C007C00u);
+        var carry = Vector256.Create(0x04000400u);
+        var special = Vector256<uint>.Zero;
+        for (int i = 0; i < count; i++)
+        {
+            nuint src = (nuint)(i * rowWords * 2), at = (nuint)(i * dstStride);
+            int c = 0;
+            for (; c + 16 <= width; c += 16)
+            {
+                var pairs = Vector256.LoadUnsafe(ref hr, src + (nuint)c);
+                var (even, odd) = bf16 ? SimdMath.WidenBf16(pairs) : SimdMath.WidenF16(pairs);
+                // An all-ones exponent plus one carries into the half's top bit.
+                special |= (pairs.AsUInt32() & exponent) + carry;
+                even.StoreUnsafe(ref dr, at + (nuint)c);
+                odd.StoreUnsafe(ref dr, at + (nuint)c + 8);
+            }
+            if (c < width)
+            {
+                // The last 8 features: 4 pairs, widened in the low lanes of one Vector256.
+                var pairs = Vector256.Create(Vector128.LoadUnsafe(ref hr, src + (nuint)c), Vector128<ushort>.Zero);
+                var (even, odd) = bf16 ? SimdMath.WidenBf16(pairs) : SimdMath.WidenF16(pairs);
+                special |= (pairs.AsUInt32() & exponent) + carry;
+                even.GetLower().StoreUnsafe(ref dr, at + (nuint)c);
+                odd.GetLower().StoreUnsafe(ref dr, at + (nuint)c + 4);
+            }
+        }
+        if (bf16 || (special & Vector256.Create(0x80008000u)) == Vector256<uint>.Zero) return;
+        var natural = new float[width];
+        for (int i = 0; i < count; i++)
+        {
+            Decode(words.Slice(i * rowWords, rowWords), natural, storage);
+            ToPairOrder(natural, dst.Slice(i * dstStride, width));
         }
     }
 

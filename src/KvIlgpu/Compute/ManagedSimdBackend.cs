@@ -153,22 +153,43 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     private void MatMulRows(float[] xs, HostWeight wt, float[] o, int rows, bool prescaled)
     {
         int n = wt.Rows, k = wt.Cols;
-        // Each weight row is read once and applied to every activation row while it is in cache, two weight rows at a time
-        // against two activation rows (every product bitwise what Dot gives, so batching changes no number).
+        // A tile of weight rows stays in L1 while every activation row passes over it, two weight rows at a time against two
+        // activation rows, so each pair of activation rows is read from L2 once per tile, not once per weight-row pair
+        // (every product bitwise what Dot gives, so batching changes no number).
+        int tile = Math.Max(2, Math.Min(16, 8192 / Math.Max(1, k)) & ~1);
+        bool three = wt.Type == WeightType.F32 && SimdMath.ThreeRowBlocks;
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;
+            Span<float> six = stackalloc float[6];
             if (rows > 1)
-                for (; j + 1 < end; j += 2)
+            {
+                int pairsEnd = start + ((end - start) & ~1);
+                for (int j0 = start; j0 < pairsEnd; j0 += tile)
                 {
+                    int j1 = Math.Min(j0 + tile, pairsEnd);
                     int r = 0;
+                    if (three)
+                    {
+                        for (; r + 2 < rows; r += 3)
+                            for (int jj = j0; jj < j1; jj += 2)
+                            {
+                                SimdMath.Dot3x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k),
+                                    wt.F32.AsSpan(jj * k, k), wt.F32.AsSpan((jj + 1) * k, k), six);
+                                o[r * n + jj] = six[0]; o[r * n + jj + 1] = six[1];
+                                o[(r + 1) * n + jj] = six[2]; o[(r + 1) * n + jj + 1] = six[3];
+                                o[(r + 2) * n + jj] = six[4]; o[(r + 2) * n + jj + 1] = six[5];
+                            }
+                    }
                     for (; r + 1 < rows; r += 2)
-                        (o[r * n + j], o[r * n + j + 1], o[(r + 1) * n + j], o[(r + 1) * n + j + 1]) =
-                            wt.Dot2x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j, prescaled);
+                        for (int jj = j0; jj < j1; jj += 2)
+                            (o[r * n + jj], o[r * n + jj + 1], o[(r + 1) * n + jj], o[(r + 1) * n + jj + 1]) =
+                                wt.Dot2x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), jj, prescaled);
                     if (r < rows)
-                        (o[r * n + j], o[r * n + j + 1]) = (wt.Dot(xs.AsSpan(r * k, k), j, prescaled),
-                            wt.Dot(xs.AsSpan(r * k, k), j + 1, prescaled));
+                        for (int jj = j0; jj < j1; jj++) o[r * n + jj] = wt.Dot(xs.AsSpan(r * k, k), jj, prescaled);
                 }
+                j = pairsEnd;
+            }
             for (; j < end; j++)
             {
                 int r = 0;
@@ -340,24 +361,36 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // Rows of a block are contiguous in the pools; widened, each takes its words' features (padding included).
         int keyStride = p.KeyWords * perWord, valueStride = p.ValueWords * perWord;
         float scale = 1f / MathF.Sqrt(d);
+        // 16-bit rows are widened in pair order (KvRowDecoder.ToPairOrder), which needs widths of whole 8s; the query and
+        // the value sum are put in that order and back once per head.
+        bool pairs = VectorRows && (p.Storage == Kernels.KvCodec.F16 || p.Storage == Kernels.KvCodec.BF16);
         ForRanges(rows * p.KvHeads, (long)stride * d * 2 * group, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             var widened = new float[p.BlockSize * Math.Max(keyStride, valueStride)];
             var rowScales = new float[p.BlockSize];
+            var pairedQueries = pairs ? new float[group * d] : null;
+            var pairedSums = pairs ? new float[group * d] : null;
             for (int item = start; item < end; item++)
             {
                 int r = item / p.KvHeads, g = item % p.KvHeads;
                 int head = p.HeadIndex(info[4 * r], layer, g);
                 int len = Kernels.PagedLayout.VisibleSlots(lengths[head], info[4 * r + 1], info[4 * r + 2]);
                 int kw = p.KeyWidth(head), vw = p.ValueWidth(head), first = g * group;
+                bool pairKeys = pairs && kw % 8 == 0, pairValues = pairs && vw % 8 == 0;
+                ReadOnlySpan<float> Query(int h) => pairKeys ? pairedQueries.AsSpan((h - first) * kw, kw)
+                    : qs.AsSpan((r * p.Heads + h) * d, kw);
+                if (pairKeys)
+                    for (int h = first; h < first + group; h++)
+                        KvRowDecoder.ToPairOrder(qs.AsSpan((r * p.Heads + h) * d, kw), pairedQueries.AsSpan((h - first) * kw, kw));
                 for (int t0 = 0; t0 < len; t0 += p.BlockSize)
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
-                    var keys = Widened(kp, (int)p.KeyOffset(slot0), count * p.KeyWords, p.Storage, widened);
+                    var keys = pairKeys ? WidenedPairs(kp, (int)p.KeyOffset(slot0), count, p.KeyWords, kw, p.Storage, widened)
+                        : Widened(kp, (int)p.KeyOffset(slot0), count * p.KeyWords, p.Storage, widened);
                     var keyScales = p.HasScales ? RowScales(scales, slot0, count, 0, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
-                        var query = qs.AsSpan((r * p.Heads + h) * d, kw);
+                        var query = Query(h);
                         var scores = probs.AsSpan((r * p.Heads + h) * stride + t0, count);
                         if (VectorRows && kw % 8 == 0) SimdMath.Scores(query, keys, keyStride, count, scale, keyScales, scores);
                         else
@@ -372,14 +405,16 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     SimdMath.SoftMax(sc, sc);
                     o.AsSpan((r * p.Heads + h) * d, d).Clear();
                 }
+                if (pairValues) pairedSums.AsSpan(0, group * vw).Clear();
                 for (int t0 = 0; t0 < len; t0 += p.BlockSize)
                 {
                     int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
-                    var values = Widened(vp, (int)p.ValueOffset(slot0), count * p.ValueWords, p.Storage, widened);
+                    var values = pairValues ? WidenedPairs(vp, (int)p.ValueOffset(slot0), count, p.ValueWords, vw, p.Storage, widened)
+                        : Widened(vp, (int)p.ValueOffset(slot0), count * p.ValueWords, p.Storage, widened);
                     var valueScales = p.HasScales ? RowScales(scales, slot0, count, 1, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
-                        var dst = o.AsSpan((r * p.Heads + h) * d, vw);
+                        var dst = pairValues ? pairedSums.AsSpan((h - first) * vw, vw) : o.AsSpan((r * p.Heads + h) * d, vw);
                         var weights = probs.AsSpan((r * p.Heads + h) * stride + t0, count);
                         if (VectorRows && vw % 8 == 0) SimdMath.WeightedSum(values, valueStride, count, weights, valueScales, dst);
                         else
@@ -388,8 +423,21 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                                     p.HasScales ? weights[i] * scales[2 * (slot0 + i) + 1] : weights[i], dst, dst);
                     }
                 }
+                if (pairValues)
+                    for (int h = first; h < first + group; h++)
+                        KvRowDecoder.FromPairOrder(pairedSums.AsSpan((h - first) * vw, vw), o.AsSpan((r * p.Heads + h) * d, vw));
             }
         });
+    }
+
+    /// <summary>count rows of a 16-bit pool from offset (rowWords words each) widened into scratch in row pair order, the
+    /// first width features of each, rows at the pool's stride.</summary>
+    private static ReadOnlySpan<float> WidenedPairs(int[] pool, int offset, int count, int rowWords, int width, int storage,
+        float[] scratch)
+    {
+        int stride = rowWords * Kernels.KvCodec.PerWord(storage);
+        KvRowDecoder.DecodePaired(pool.AsSpan(offset, count * rowWords), rowWords, count, width, scratch, stride, storage);
+        return scratch.AsSpan(0, count * stride);
     }
 
     /// <summary>Whether the row-blocked score and weighted-sum routines run (they are written for Vector256; a JIT-time

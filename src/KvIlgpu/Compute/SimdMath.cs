@@ -462,6 +462,65 @@ internal static class SimdMath
         return (s00, s01, s10, s11);
     }
 
+    /// <summary>Whether the three-by-two block runs: it holds 24 accumulators, which need AVX-512's 32 vector registers
+    /// (with AVX2's 16 they would spill).</summary>
+    public static bool ThreeRowBlocks => Avx512F.VL.IsSupported && !UseVector512;
+
+    /// <summary>Two f32 weight rows against three activation rows: six dot products, each in exactly Dot's accumulation
+    /// order (so bitwise what Dot gives), with five loads for six FMAs where the two-by-two block has four for four.
+    /// dst receives x0.w0, x0.w1, x1.w0, x1.w1, x2.w0, x2.w1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot3x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> w0,
+        ReadOnlySpan<float> w1, Span<float> dst)
+    {
+        int n = x0.Length, i = 0;
+        if (n < 32)
+        {
+            dst[0] = Dot(x0, w0); dst[1] = Dot(x0, w1); dst[2] = Dot(x1, w0);
+            dst[3] = Dot(x1, w1); dst[4] = Dot(x2, w0); dst[5] = Dot(x2, w1);
+            return;
+        }
+        ref float xr0 = ref MemoryMarshal.GetReference(x0);
+        ref float xr1 = ref MemoryMarshal.GetReference(x1);
+        ref float xr2 = ref MemoryMarshal.GetReference(x2);
+        ref float wr0 = ref MemoryMarshal.GetReference(w0);
+        ref float wr1 = ref MemoryMarshal.GetReference(w1);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
+        for (; i <= n - 32; i += 32)
+        {
+            nuint at = (nuint)i;
+            var u = Vector256.LoadUnsafe(ref wr0, at); var v = Vector256.LoadUnsafe(ref wr1, at);
+            var x = Vector256.LoadUnsafe(ref xr0, at);
+            a0 = Fmadd(x, u, a0); b0 = Fmadd(x, v, b0);
+            x = Vector256.LoadUnsafe(ref xr1, at); c0 = Fmadd(x, u, c0); d0 = Fmadd(x, v, d0);
+            x = Vector256.LoadUnsafe(ref xr2, at); e0 = Fmadd(x, u, e0); f0 = Fmadd(x, v, f0);
+            u = Vector256.LoadUnsafe(ref wr0, at + 8); v = Vector256.LoadUnsafe(ref wr1, at + 8);
+            x = Vector256.LoadUnsafe(ref xr0, at + 8); a1 = Fmadd(x, u, a1); b1 = Fmadd(x, v, b1);
+            x = Vector256.LoadUnsafe(ref xr1, at + 8); c1 = Fmadd(x, u, c1); d1 = Fmadd(x, v, d1);
+            x = Vector256.LoadUnsafe(ref xr2, at + 8); e1 = Fmadd(x, u, e1); f1 = Fmadd(x, v, f1);
+            u = Vector256.LoadUnsafe(ref wr0, at + 16); v = Vector256.LoadUnsafe(ref wr1, at + 16);
+            x = Vector256.LoadUnsafe(ref xr0, at + 16); a2 = Fmadd(x, u, a2); b2 = Fmadd(x, v, b2);
+            x = Vector256.LoadUnsafe(ref xr1, at + 16); c2 = Fmadd(x, u, c2); d2 = Fmadd(x, v, d2);
+            x = Vector256.LoadUnsafe(ref xr2, at + 16); e2 = Fmadd(x, u, e2); f2 = Fmadd(x, v, f2);
+            u = Vector256.LoadUnsafe(ref wr0, at + 24); v = Vector256.LoadUnsafe(ref wr1, at + 24);
+            x = Vector256.LoadUnsafe(ref xr0, at + 24); a3 = Fmadd(x, u, a3); b3 = Fmadd(x, v, b3);
+            x = Vector256.LoadUnsafe(ref xr1, at + 24); c3 = Fmadd(x, u, c3); d3 = Fmadd(x, v, d3);
+            x = Vector256.LoadUnsafe(ref xr2, at + 24); e3 = Fmadd(x, u, e3); f3 = Fmadd(x, v, f3);
+        }
+        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
+        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
+        float s20 = Vector256.Sum((e0 + e1) + (e2 + e3)), s21 = Vector256.Sum((f0 + f1) + (f2 + f3));
+        for (; i < n; i++)
+        {
+            s00 += x0[i] * w0[i]; s01 += x0[i] * w1[i];
+            s10 += x1[i] * w0[i]; s11 += x1[i] * w1[i];
+            s20 += x2[i] * w0[i]; s21 += x2[i] * w1[i];
+        }
+        dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
+    }
+
     /// <summary>The two-by-two block for f16 or bf16 weight rows (activation rows in pair order): each 16-value chunk of
     /// a row is widened once for both activation rows, and every product is bitwise what
     /// <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool, bool)"/> gives.</summary>
@@ -570,7 +629,7 @@ internal static class SimdMath
     /// <summary>16 bf16 values (8 pairs) to their even- and odd-indexed f32 vectors: a bf16 is the top half of an f32, so
     /// the even one is the pair shifted up and the odd one the pair with its low half cleared.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float> Even, Vector256<float> Odd) WidenBf16(Vector256<ushort> v)
+    internal static (Vector256<float> Even, Vector256<float> Odd) WidenBf16(Vector256<ushort> v)
     {
         var pairs = v.AsUInt32();
         return (Vector256.ShiftLeft(pairs, 16).AsSingle(), (pairs & Vector256.Create(0xFFFF0000u)).AsSingle());
@@ -583,7 +642,7 @@ internal static class SimdMath
     /// which land on f32 subnormals, normal). Four operations per eight values, and no widening shuffle: the odd values
     /// are already in the top halves, and the even ones get there with one shift left.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector256<float> Even, Vector256<float> Odd) WidenF16(Vector256<ushort> v) =>
+    internal static (Vector256<float> Even, Vector256<float> Odd) WidenF16(Vector256<ushort> v) =>
         WidenF16(v, F16Pairs.Mask, F16Pairs.Scale);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
