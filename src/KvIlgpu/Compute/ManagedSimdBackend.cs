@@ -56,6 +56,19 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     bf16: Type == WeightType.BF16, prescaled),
             };
 
+        /// <summary>Rows j and j + 1 against three activation rows, into dst (x0.wj, x0.wj+1, x1.wj, ...; bitwise equal to
+        /// six Dot calls).</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Dot3x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, int row, bool prescaled,
+            Span<float> dst)
+        {
+            if (Type == WeightType.F32)
+                SimdMath.Dot3x2(x0, x1, x2, F32.AsSpan(row * Cols, Cols), F32.AsSpan((row + 1) * Cols, Cols), dst);
+            else
+                SimdMath.Dot3x2(x0, x1, x2, Bits16.AsSpan(row * Cols, Cols), Bits16.AsSpan((row + 1) * Cols, Cols),
+                    Type == WeightType.BF16, prescaled, dst);
+        }
+
         public void RowToFloat(int row, Span<float> dst) => _tensor.RowToFloat(row, dst);
     }
 
@@ -157,7 +170,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // activation rows, so each pair of activation rows is read from L2 once per tile, not once per weight-row pair
         // (every product bitwise what Dot gives, so batching changes no number).
         int tile = Math.Max(2, Math.Min(16, 8192 / Math.Max(1, k)) & ~1);
-        bool three = wt.Type == WeightType.F32 && SimdMath.ThreeRowBlocks;
+        bool three = SimdMath.ThreeRowBlocks;
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;
@@ -174,8 +187,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                         for (; r + 2 < rows; r += 3)
                             for (int jj = j0; jj < j1; jj += 2)
                             {
-                                SimdMath.Dot3x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k),
-                                    wt.F32.AsSpan(jj * k, k), wt.F32.AsSpan((jj + 1) * k, k), six);
+                                wt.Dot3x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k), jj,
+                                    prescaled, six);
                                 o[r * n + jj] = six[0]; o[r * n + jj + 1] = six[1];
                                 o[(r + 1) * n + jj] = six[2]; o[(r + 1) * n + jj + 1] = six[3];
                                 o[(r + 2) * n + jj] = six[4]; o[(r + 2) * n + jj + 1] = six[5];

@@ -521,9 +521,70 @@ internal static class SimdMath
         dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
     }
 
+    /// <summary>The three-by-two block for f16 or bf16 weight rows (activation rows in pair order; prescaled as
+    /// <see cref="ToPairOrder"/> returned): each 16-value chunk of a weight row is widened once for three activation rows,
+    /// every product bitwise what <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool, bool)"/> gives.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot3x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<ushort> w0,
+        ReadOnlySpan<ushort> w1, bool bf16, bool prescaled, Span<float> dst)
+    {
+        if (bf16) Dot3x2<Bf16Pairs>(x0, x1, x2, w0, w1, dst);
+        else if (prescaled) Dot3x2<F16PrescaledPairs>(x0, x1, x2, w0, w1, dst);
+        else Dot3x2<F16Pairs>(x0, x1, x2, w0, w1, dst);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Dot3x2<T>(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<ushort> w0,
+        ReadOnlySpan<ushort> w1, Span<float> dst) where T : struct, IPairWidening
+    {
+        int n = x0.Length, i = 0;
+        ref float xr0 = ref MemoryMarshal.GetReference(x0);
+        ref float xr1 = ref MemoryMarshal.GetReference(x1);
+        ref float xr2 = ref MemoryMarshal.GetReference(x2);
+        ref ushort wr0 = ref MemoryMarshal.GetReference(w0);
+        ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
+        var mask = T.Mask;
+        var scale = T.Scale;
+        for (; i <= n - 32; i += 32)
+        {
+            nuint at = (nuint)i;
+            var (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at), mask, scale);
+            var (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at), mask, scale);
+            var x = Vector256.LoadUnsafe(ref xr0, at); a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0);
+            x = Vector256.LoadUnsafe(ref xr1, at); c0 = Fmadd(x, u0, c0); d0 = Fmadd(x, v0, d0);
+            x = Vector256.LoadUnsafe(ref xr2, at); e0 = Fmadd(x, u0, e0); f0 = Fmadd(x, v0, f0);
+            x = Vector256.LoadUnsafe(ref xr0, at + 8); a1 = Fmadd(x, u1, a1); b1 = Fmadd(x, v1, b1);
+            x = Vector256.LoadUnsafe(ref xr1, at + 8); c1 = Fmadd(x, u1, c1); d1 = Fmadd(x, v1, d1);
+            x = Vector256.LoadUnsafe(ref xr2, at + 8); e1 = Fmadd(x, u1, e1); f1 = Fmadd(x, v1, f1);
+            (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at + 16), mask, scale);
+            (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at + 16), mask, scale);
+            x = Vector256.LoadUnsafe(ref xr0, at + 16); a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2);
+            x = Vector256.LoadUnsafe(ref xr1, at + 16); c2 = Fmadd(x, u0, c2); d2 = Fmadd(x, v0, d2);
+            x = Vector256.LoadUnsafe(ref xr2, at + 16); e2 = Fmadd(x, u0, e2); f2 = Fmadd(x, v0, f2);
+            x = Vector256.LoadUnsafe(ref xr0, at + 24); a3 = Fmadd(x, u1, a3); b3 = Fmadd(x, v1, b3);
+            x = Vector256.LoadUnsafe(ref xr1, at + 24); c3 = Fmadd(x, u1, c3); d3 = Fmadd(x, v1, d3);
+            x = Vector256.LoadUnsafe(ref xr2, at + 24); e3 = Fmadd(x, u1, e3); f3 = Fmadd(x, v1, f3);
+        }
+        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
+        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
+        float s20 = Vector256.Sum((e0 + e1) + (e2 + e3)), s21 = Vector256.Sum((f0 + f1) + (f2 + f3));
+        for (; i < n; i++)
+        {
+            float p = T.ToSingle(w0[i]), q = T.ToSingle(w1[i]);
+            s00 += x0[i] * p; s01 += x0[i] * q;
+            s10 += x1[i] * p; s11 += x1[i] * q;
+            s20 += x2[i] * p; s21 += x2[i] * q;
+        }
+        dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
+    }
+
     /// <summary>The two-by-two block for f16 or bf16 weight rows (activation rows in pair order): each 16-value chunk of
     /// a row is widened once for both activation rows, and every product is bitwise what
     /// <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool, bool)"/> gives.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static (float X0W0, float X0W1, float X1W0, float X1W1) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
         ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, bool bf16, bool prescaled = false)
     {
@@ -657,6 +718,7 @@ internal static class SimdMath
 
     /// <summary>x . w for an f16 or bf16 row w, with x in pair order (<see cref="ToPairOrder"/>; prescaled: what it
     /// returned).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<ushort> w, bool bf16, bool prescaled = false)
     {
         if (Wide(x.Length)) return Dot512(x, w, bf16);

@@ -120,4 +120,29 @@ public class VectorWidthTests
         }));
         Assert.Contains(Vector512.IsHardwareAccelerated ? "Vector512" : "Vector256", Device(new() { ["KVILGPU_SIMD"] = "vector512" }));
     }
+
+    /// <summary>Without AVX-512 (the runtime's switch, as on the team's AVX2-only machines) the matrix products take the
+    /// two-by-two blocks where this CPU takes three-by-two ones: a prompt long enough for both, in f32 and in f16 (a GGUF
+    /// the CLI converts), gives the same greedy tokens either way.</summary>
+    [Fact]
+    public void Without_avx512_the_two_row_blocks_give_the_same_tokens()
+    {
+        using var dir = new TempDir();
+        TestModels.WriteLlama2c(dir.File("m.bin"), TestModels.Random(TestModels.Config(dim: 96, hidden: 160), seed: 53));
+        var (converted, _, convertError) = CliRunner.Run("convert", "--model",
+            dir.File("m.bin"), "--out", dir.File("m16.gguf"), "--dtype", "f16");
+        Assert.True(converted == 0, convertError);
+        foreach (var model in new[] { dir.File("m.bin"), dir.File("m16.gguf") })
+        {
+            string Tokens(Dictionary<string, string> env)
+            {
+                var (code, stdout, stderr) = CliRunner.RunProgram("KvIlgpu.Cli.dll", null, env, "generate", "--model", model,
+                    "--prompt-ids", "1,5,9,2,17,30,4,8,11", "--max-tokens", "6", "--temperature", "0", "--device", "cpu",
+                    "--json");
+                Assert.True(code == 0, stderr);
+                return JsonDocument.Parse(stdout).RootElement.GetProperty("token_ids").GetRawText();
+            }
+            Assert.Equal(Tokens([]), Tokens(new() { ["DOTNET_EnableAVX512F"] = "0" }));
+        }
+    }
 }
