@@ -134,7 +134,7 @@ internal sealed class GgufFile
         long count = rows * cols;
         if (rows > int.MaxValue || count > Array.MaxLength)
             throw new InvalidModelException(Path, $"tensor {name}: {rows} x {cols} elements are more than one array holds");
-        using var r = new TensorFileReader(Path, progress) { ProgressBase = progressBase, ProgressTotal = progressTotal };
+        using var r = new TensorFileReader(Path, progress, buffered: false) { ProgressBase = progressBase, ProgressTotal = progressTotal };
         r.Position = DataStart + (long)info.Offset;
         var type = (GgmlType)info.Type switch
         {

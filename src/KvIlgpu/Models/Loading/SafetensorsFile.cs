@@ -118,7 +118,7 @@ internal sealed class SafetensorsFile
         if (!e.Shape.SequenceEqual(shape))
             throw new InvalidModelException(Path, $"tensor {name} has shape [{string.Join(", ", e.Shape)}]; expected " +
                 $"[{string.Join(", ", shape)}]");
-        using var r = new TensorFileReader(Path, null);
+        using var r = new TensorFileReader(Path, null, buffered: false);
         r.Position = DataStart + e.Begin;
         return r.ReadArray<float>(shape.Aggregate(1L, (a, b) => a * b), name);
     }
@@ -137,7 +137,7 @@ internal sealed class SafetensorsFile
             throw new InvalidModelException(Path, $"tensor {name}: shape [{string.Join(", ", e.Shape)}] is too large");
         int rows = e.Shape.Length == 1 ? 1 : (int)e.Shape[0];
         int cols = (int)e.Shape[^1];
-        using var r = new TensorFileReader(Path, progress) { ProgressBase = progressBase, ProgressTotal = progressTotal };
+        using var r = new TensorFileReader(Path, progress, buffered: false) { ProgressBase = progressBase, ProgressTotal = progressTotal };
         r.Position = DataStart + e.Begin;
         return e.DType == "F32"
             ? WeightTensor.FromF32(name, rows, cols, r.ReadArray<float>(count, name))
