@@ -103,14 +103,14 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void Synchronize() { }
     public void Dispose() { }
 
-    /// <summary>Runs body over [0, count) split into contiguous ranges, in parallel when the work is large enough.</summary>
+    /// <summary>Runs body over [0, count) split into contiguous ranges, in parallel when the work is large enough (on the
+    /// process's spinning workers: see <see cref="SpinningWorkers"/>).</summary>
     private void ForRanges(int count, long workPerItem, Action<int, int> body)
     {
         int parts = (int)Math.Min(_threads, Math.Max(1, count * workPerItem / 16384));
         if (parts <= 1 || count < 2) { body(0, count); return; }
         parts = Math.Min(parts, count);
-        Parallel.For(0, parts, new ParallelOptions { MaxDegreeOfParallelism = _threads }, p =>
-            body((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
+        SpinningWorkers.For(parts).Run(p => body((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
