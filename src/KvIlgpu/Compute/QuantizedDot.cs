@@ -60,6 +60,22 @@ internal static class QuantizedDot
         }
     }
 
+    /// <summary>Whether <see cref="DotRows2"/> has a two-activation-row kernel for the type (else callers take DotRows per
+    /// activation row).</summary>
+    public static bool HasTwoRowKernel(WeightType type) => Avx2.IsSupported && Fma.IsSupported && type is WeightType.Q4_K
+        or WeightType.Q5_K;
+
+    /// <summary>As <see cref="DotRows"/> for two activation rows at once, y0 for xq0 and y1 for xq1, each bitwise what
+    /// DotRows gives it (types with <see cref="HasTwoRowKernel"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void DotRows2(WeightType type, ReadOnlySpan<byte> blocks, int rowBytes, int first, QuantizedActivation xq0,
+        QuantizedActivation xq1, Span<float> y0, Span<float> y1)
+    {
+        bool five = type == WeightType.Q5_K;
+        for (int i = 0; i < y0.Length; i++)
+            (y0[i], y1[i]) = DotQ45K2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, five);
+    }
+
     /// <summary>Each block decoded to f32 on the stack, then an f32 SIMD dot.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static float DotByBlocks(WeightType type, ReadOnlySpan<byte> row, ReadOnlySpan<float> x)
@@ -210,6 +226,59 @@ internal static class QuantizedDot
             minimums += dmin * minSum;
         }
         return Vector256.Sum(acc) - minimums;
+    }
+
+    /// <summary><see cref="DotQ45K"/> against two activation rows at once (prefill, batched decode): each super-block's
+    /// scales, codes and fifth bits are unpacked once for both. Each row's arithmetic is DotQ45K's, in its order, so each
+    /// result is bitwise what DotQ45K gives (batching changes no number).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static (float, float) DotQ45K2(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1, bool five)
+    {
+        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
+        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        int blockBytes = five ? 176 : 144;
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        float minimums0 = 0, minimums1 = 0;
+        ref short pairs0 = ref MemoryMarshal.GetArrayDataReference(xq0.Sums32);
+        ref short pairs1 = ref MemoryMarshal.GetArrayDataReference(xq1.Sums32);
+        for (int s = 0; s < xq0.Scales.Length; s++)
+        {
+            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), blockBytes * s);
+            float wd = Half(ref table, ref b0, 0), wmin = Half(ref table, ref b0, 2);
+            float dx0 = xq0.Scales[s], dx1 = xq1.Scales[s];
+            float d0 = wd * dx0, dmin0 = wmin * dx0, d1 = wd * dx1, dmin1 = wmin * dx1;
+            var (scales, mins) = UnpackScales(ref Unsafe.Add(ref b0, 4));
+            ref byte qs = ref Unsafe.Add(ref b0, five ? 48 : 16);
+            var qh = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref b0, 16)) : default;
+            Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
+            for (int c = 0; c < 4; c++)
+            {
+                var (low, high) = Nibbles(Vector256.LoadUnsafe(ref qs, (nuint)(32 * c)));
+                if (five)
+                {
+                    var lowBit = Vector256.Create((byte)(1 << (2 * c))); var highBit = Vector256.Create((byte)(2 << (2 * c)));
+                    var sixteen = Vector256.Create((byte)16);
+                    low |= Vector256.Equals(qh & lowBit, lowBit) & sixteen;
+                    high |= Vector256.Equals(qh & highBit, highBit) & sixteen;
+                }
+                int at = 256 * s + 64 * c;
+                var lowScale = Vector256.Create((short)(byte)(scales >> (16 * c)));
+                var highScale = Vector256.Create((short)(byte)(scales >> (16 * c + 8)));
+                sum0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes0, at)), lowScale);
+                sum0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes0, at + 32)), highScale);
+                sum1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes1, at)), lowScale);
+                sum1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes1, at + 32)), highScale);
+            }
+            var mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
+            int minSum0 = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs0, 8 * s))));
+            int minSum1 = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs1, 8 * s))));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(d0), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(d1), acc1);
+            minimums0 += dmin0 * minSum0;
+            minimums1 += dmin1 * minSum1;
+        }
+        return (Vector256.Sum(acc0) - minimums0, Vector256.Sum(acc1) - minimums1);
     }
 
     /// <summary>q4_K's and q5_K's 12 scale bytes q as eight 6-bit scales and eight 6-bit minimums, one a byte, in two

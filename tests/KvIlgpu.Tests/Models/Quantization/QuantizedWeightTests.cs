@@ -81,6 +81,17 @@ public class QuantizedWeightTests
         backend.MatMul(dx, dw, dy, rows);
         var y = new float[rows * n];
         backend.Read(dy, y);
+        // Each row of the batch is bitwise what the row gives alone (the k-quants' two-row kernel included).
+        for (int r = 0; r < rows; r++)
+        {
+            using var one = backend.Allocate(k);
+            using var out1 = backend.Allocate(n);
+            backend.Write(one, x.AsSpan(r * k, k));
+            backend.MatMul(one, dw, out1, 1);
+            var alone = new float[n];
+            backend.Read(out1, alone);
+            Assert.Equal(alone.Select(BitConverter.SingleToInt32Bits), y.Skip(r * n).Take(n).Select(BitConverter.SingleToInt32Bits));
+        }
         bool integer = QuantizedDot.UsesIntegerPath(Library(t));
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < n; j++)
