@@ -204,19 +204,8 @@ internal static class QuantizedDot
             var sum = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
-                var (low, high) = Nibbles(Vector256.LoadUnsafe(ref qs, (nuint)(32 * c)));
-                if (five)
-                {
-                    var lowBit = Vector256.Create((byte)(1 << (2 * c))); var highBit = Vector256.Create((byte)(2 << (2 * c)));
-                    var sixteen = Vector256.Create((byte)16);
-                    low |= Vector256.Equals(qh & lowBit, lowBit) & sixteen;
-                    high |= Vector256.Equals(qh & highBit, highBit) & sixteen;
-                }
-                int at = 256 * s + 64 * c;
-                sum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes, at)),
-                    Vector256.Create((short)(byte)(scales >> (16 * c))));
-                sum += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes, at + 32)),
-                    Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
+                var (low, high) = KQuantCodes(ref qs, qh, c, five);
+                sum += ScaledSubBlocks(low, high, scales, c, ref codes, 256 * s + 64 * c);
             }
             // The minimums against the activation's sums of 32: eight products in one vpmaddwd.
             var minSums = Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs, 8 * s));
@@ -254,21 +243,9 @@ internal static class QuantizedDot
             Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
             for (int c = 0; c < 4; c++)
             {
-                var (low, high) = Nibbles(Vector256.LoadUnsafe(ref qs, (nuint)(32 * c)));
-                if (five)
-                {
-                    var lowBit = Vector256.Create((byte)(1 << (2 * c))); var highBit = Vector256.Create((byte)(2 << (2 * c)));
-                    var sixteen = Vector256.Create((byte)16);
-                    low |= Vector256.Equals(qh & lowBit, lowBit) & sixteen;
-                    high |= Vector256.Equals(qh & highBit, highBit) & sixteen;
-                }
-                int at = 256 * s + 64 * c;
-                var lowScale = Vector256.Create((short)(byte)(scales >> (16 * c)));
-                var highScale = Vector256.Create((short)(byte)(scales >> (16 * c + 8)));
-                sum0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes0, at)), lowScale);
-                sum0 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes0, at + 32)), highScale);
-                sum1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes1, at)), lowScale);
-                sum1 += Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes1, at + 32)), highScale);
+                var (low, high) = KQuantCodes(ref qs, qh, c, five);
+                sum0 += ScaledSubBlocks(low, high, scales, c, ref codes0, 256 * s + 64 * c);
+                sum1 += ScaledSubBlocks(low, high, scales, c, ref codes1, 256 * s + 64 * c);
             }
             var mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
             int minSum0 = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs0, 8 * s))));
@@ -280,6 +257,31 @@ internal static class QuantizedDot
         }
         return (Vector256.Sum(acc0) - minimums0, Vector256.Sum(acc1) - minimums1);
     }
+
+    /// <summary>The codes of the c-th 64 values of a q4_K or q5_K super-block: the low nibbles of 32 bytes are sub-block
+    /// 2c, the high ones sub-block 2c + 1, and for q5_K bits 2c and 2c + 1 of qh add 16.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte> Low, Vector256<byte> High) KQuantCodes(ref byte qs, Vector256<byte> qh, int c, bool five)
+    {
+        var (low, high) = Nibbles(Vector256.LoadUnsafe(ref qs, (nuint)(32 * c)));
+        if (five)
+        {
+            var lowBit = Vector256.Create((byte)(1 << (2 * c))); var highBit = Vector256.Create((byte)(2 << (2 * c)));
+            var sixteen = Vector256.Create((byte)16);
+            low |= Vector256.Equals(qh & lowBit, lowBit) & sixteen;
+            high |= Vector256.Equals(qh & highBit, highBit) & sixteen;
+        }
+        return (low, high);
+    }
+
+    /// <summary>Sub-blocks 2c and 2c + 1 against the activation codes at at: code products summed in pairs (vpmaddubsw),
+    /// then times each sub-block's integer scale (vpmaddwd), as 8 int32 partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> ScaledSubBlocks(Vector256<byte> low, Vector256<byte> high, ulong scales, int c, ref sbyte codes,
+        int at) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes, at)), Vector256.Create((short)(byte)(scales >> (16 * c))))
+        + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes, at + 32)),
+            Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
 
     /// <summary>q4_K's and q5_K's 12 scale bytes q as eight 6-bit scales and eight 6-bit minimums, one a byte, in two
     /// 64-bit words (byte j: sub-block j), by <see cref="QuantFormats.ScaleMin"/>'s rule done four bytes at a time:
