@@ -63,7 +63,7 @@ internal static class QuantizedDot
     /// <summary>Whether <see cref="DotRows2"/> has a two-activation-row kernel for the type (else callers take DotRows per
     /// activation row).</summary>
     public static bool HasTwoRowKernel(WeightType type) => Avx2.IsSupported && Fma.IsSupported && type is WeightType.Q4_K
-        or WeightType.Q5_K;
+        or WeightType.Q5_K or WeightType.Q6_K or WeightType.Q8_0;
 
     /// <summary>As <see cref="DotRows"/> for two activation rows at once, y0 for xq0 and y1 for xq1, each bitwise what
     /// DotRows gives it (types with <see cref="HasTwoRowKernel"/>).</summary>
@@ -71,6 +71,16 @@ internal static class QuantizedDot
     public static void DotRows2(WeightType type, ReadOnlySpan<byte> blocks, int rowBytes, int first, QuantizedActivation xq0,
         QuantizedActivation xq1, Span<float> y0, Span<float> y1)
     {
+        if (type == WeightType.Q6_K)
+        {
+            for (int i = 0; i < y0.Length; i++) (y0[i], y1[i]) = DotQ6K2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1);
+            return;
+        }
+        if (type == WeightType.Q8_0)
+        {
+            for (int i = 0; i < y0.Length; i++) (y0[i], y1[i]) = DotQ8_02(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1);
+            return;
+        }
         bool five = type == WeightType.Q5_K;
         for (int i = 0; i < y0.Length; i++)
             (y0[i], y1[i]) = DotQ45K2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, five);
@@ -140,6 +150,30 @@ internal static class QuantizedDot
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(scale), acc);
         }
         return Vector256.Sum(acc);
+    }
+
+    /// <summary><see cref="DotQ8_0"/> against two activation rows: each block's codes loaded, and their magnitudes taken,
+    /// once for both; each result bitwise DotQ8_0's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static (float, float) DotQ8_02(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1)
+    {
+        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
+        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        for (int b = 0; b < xq0.Scales.Length; b++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, 34 * b);
+            var q = Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 2)).AsSByte();
+            var magnitude = Avx2.Abs(q);
+            float d = Half(ref table, ref block, 0);
+            var products0 = DotCodes(magnitude, Avx2.Sign(Codes(ref codes0, 32 * b), q));
+            var products1 = DotCodes(magnitude, Avx2.Sign(Codes(ref codes1, 32 * b), q));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products0), Vector256.Create(d * xq0.Scales[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products1), Vector256.Create(d * xq1.Scales[b]), acc1);
+        }
+        return (Vector256.Sum(acc0), Vector256.Sum(acc1));
     }
 
     /// <summary>q4_0, q4_1, q5_0 and q5_1 (blocks of 32): unsigned codes (nibble, plus the fifth bit from qh), then
@@ -339,6 +373,59 @@ internal static class QuantizedDot
             offsets += d * offset;
         }
         return Vector256.Sum(acc) - 32 * offsets;
+    }
+
+    /// <summary><see cref="DotQ6K"/> against two activation rows: each half super-block's codes assembled once for both;
+    /// each result bitwise DotQ6K's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static (float, float) DotQ6K2(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1)
+    {
+        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
+        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        float offsets0 = 0, offsets1 = 0;
+        var three = Vector256.Create((byte)3);
+        ref int sums0 = ref MemoryMarshal.GetArrayDataReference(xq0.Sums16);
+        ref int sums1 = ref MemoryMarshal.GetArrayDataReference(xq1.Sums16);
+        for (int s = 0; s < xq0.Scales.Length; s++)
+        {
+            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), 210 * s);
+            float wd = Half(ref table, ref b0, 208), d0 = wd * xq0.Scales[s], d1 = wd * xq1.Scales[s];
+            ref sbyte sc = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref b0, 192));
+            Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
+            for (int n = 0; n < 2; n++)
+            {
+                var (low0, high0) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n)));
+                var (low1, high1) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n + 32)));
+                var qh = Vector256.LoadUnsafe(ref b0, (nuint)(128 + 32 * n)).AsUInt16();
+                int at = 256 * s + 128 * n, g = 8 * n;
+                var q0 = low0 | ShiftLeftBytes(qh.AsByte() & three, 4);
+                var q1 = low1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2).AsByte() & three, 4);
+                var q2 = high0 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 4).AsByte() & three, 4);
+                var q3 = high1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 6).AsByte() & three, 4);
+                sum0 += Quarter(q0, ref Unsafe.Add(ref codes0, at), ref sc, g);
+                sum0 += Quarter(q1, ref Unsafe.Add(ref codes0, at + 32), ref sc, g + 2);
+                sum0 += Quarter(q2, ref Unsafe.Add(ref codes0, at + 64), ref sc, g + 4);
+                sum0 += Quarter(q3, ref Unsafe.Add(ref codes0, at + 96), ref sc, g + 6);
+                sum1 += Quarter(q0, ref Unsafe.Add(ref codes1, at), ref sc, g);
+                sum1 += Quarter(q1, ref Unsafe.Add(ref codes1, at + 32), ref sc, g + 2);
+                sum1 += Quarter(q2, ref Unsafe.Add(ref codes1, at + 64), ref sc, g + 4);
+                sum1 += Quarter(q3, ref Unsafe.Add(ref codes1, at + 96), ref sc, g + 6);
+            }
+            var scales16 = Vector128.LoadUnsafe(ref sc);
+            var scalesLow = Avx2.ConvertToVector256Int32(scales16);
+            var scalesHigh = Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(scales16, 8));
+            int offset0 = Vector256.Sum(scalesLow * Vector256.LoadUnsafe(ref sums0, (nuint)(16 * s))
+                + scalesHigh * Vector256.LoadUnsafe(ref sums0, (nuint)(16 * s + 8)));
+            int offset1 = Vector256.Sum(scalesLow * Vector256.LoadUnsafe(ref sums1, (nuint)(16 * s))
+                + scalesHigh * Vector256.LoadUnsafe(ref sums1, (nuint)(16 * s + 8)));
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(d0), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(d1), acc1);
+            offsets0 += d0 * offset0;
+            offsets1 += d1 * offset1;
+        }
+        return (Vector256.Sum(acc0) - 32 * offsets0, Vector256.Sum(acc1) - 32 * offsets1);
     }
 
     /// <summary>32 q6_K codes (0-63) against 32 activation codes, the pair sums of the first 16 scaled by sc[g] and of the
