@@ -62,8 +62,7 @@ internal static class QuantizedDot
 
     /// <summary>Whether <see cref="DotRows2"/> has a two-activation-row kernel for the type (else callers take DotRows per
     /// activation row).</summary>
-    public static bool HasTwoRowKernel(WeightType type) => Avx2.IsSupported && Fma.IsSupported && type is WeightType.Q4_K
-        or WeightType.Q5_K or WeightType.Q6_K or WeightType.Q8_0;
+    public static bool HasTwoRowKernel(WeightType type) => UsesIntegerPath(type);
 
     /// <summary>As <see cref="DotRows"/> for two activation rows at once, y0 for xq0 and y1 for xq1, each bitwise what
     /// DotRows gives it (types with <see cref="HasTwoRowKernel"/>).</summary>
@@ -80,6 +79,26 @@ internal static class QuantizedDot
         {
             for (int i = 0; i < y0.Length; i++) (y0[i], y1[i]) = DotQ8_02(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1);
             return;
+        }
+        // Each 32-value format with its type as a constant, as in DotRows.
+        switch (type)
+        {
+            case WeightType.Q4_0:
+                for (int i = 0; i < y0.Length; i++)
+                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q4_0);
+                return;
+            case WeightType.Q4_1:
+                for (int i = 0; i < y0.Length; i++)
+                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q4_1);
+                return;
+            case WeightType.Q5_0:
+                for (int i = 0; i < y0.Length; i++)
+                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q5_0);
+                return;
+            case WeightType.Q5_1:
+                for (int i = 0; i < y0.Length; i++)
+                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q5_1);
+                return;
         }
         bool five = type == WeightType.Q5_K;
         for (int i = 0; i < y0.Length; i++)
@@ -214,6 +233,49 @@ internal static class QuantizedDot
             if (hasMin) minimums += Half(ref table, ref block, 2) * sum;
         }
         return Vector256.Sum(acc) - centre * centred + minimums;
+    }
+
+    /// <summary><see cref="DotBlock32"/> against two activation rows: each block's codes assembled once for both; each
+    /// result bitwise DotBlock32's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static (float, float) DotBlock32x2(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1,
+        WeightType type)
+    {
+        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
+        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
+        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        bool hasMin = type is WeightType.Q4_1 or WeightType.Q5_1, five = type is WeightType.Q5_0 or WeightType.Q5_1;
+        int blockBytes = QuantFormats.BlockBytes(type), qhAt = hasMin ? 4 : 2, qsAt = qhAt + (five ? 4 : 0);
+        int centre = hasMin ? 0 : five ? 16 : 8;
+        ref byte w = ref MemoryMarshal.GetReference(row);
+        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
+        var mask = Vector128.Create((byte)0x0F);
+        var spread = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+        var bit = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8,
+            16, 32, 64, 128);
+        float centred0 = 0, minimums0 = 0, centred1 = 0, minimums1 = 0;
+        for (int b = 0; b < xq0.Scales.Length; b++)
+        {
+            ref byte block = ref Unsafe.Add(ref w, blockBytes * b);
+            var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, qsAt));
+            var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
+            if (five)
+            {
+                var qh = Vector256.Create(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, qhAt))).AsByte();
+                var spreadBits = Avx2.Shuffle(qh, spread) & bit;
+                q |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
+            }
+            float d = Half(ref table, ref block, 0), m = hasMin ? Half(ref table, ref block, 2) : 0;
+            float sum0 = xq0.ScaledSums32[b], sum1 = xq1.ScaledSums32[b];
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes0, 32 * b))),
+                Vector256.Create(d * xq0.Scales[b]), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes1, 32 * b))),
+                Vector256.Create(d * xq1.Scales[b]), acc1);
+            centred0 += d * sum0;
+            centred1 += d * sum1;
+            if (hasMin) { minimums0 += m * sum0; minimums1 += m * sum1; }
+        }
+        return (Vector256.Sum(acc0) - centre * centred0 + minimums0, Vector256.Sum(acc1) - centre * centred1 + minimums1);
     }
 
     /// <summary>q4_K and q5_K against a q8_K activation: per 64 values, 32 bytes of nibbles (low: values 0-31, high: 32-63)
