@@ -207,25 +207,12 @@ internal static class QuantizedDot
         int centre = hasMin ? 0 : five ? 16 : 8;
         ref byte w = ref MemoryMarshal.GetReference(row);
         var acc = Vector256<float>.Zero;
-        var mask = Vector128.Create((byte)0x0F);
-        // Fifth bits: each byte of the register takes the byte of qh that holds its bit, then tests that bit.
-        var spread = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-        var bit = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8,
-            16, 32, 64, 128);
+        var (mask, spread, bit) = Block32Constants();
         float centred = 0, minimums = 0;
         for (int b = 0; b < xq.Scales.Length; b++)
         {
             ref byte block = ref Unsafe.Add(ref w, blockBytes * b);
-            var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, qsAt));
-            // Values 0-15 are the low nibbles, 16-31 the high ones: exactly the two halves of the register.
-            var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
-            if (five)
-            {
-                var qh = Vector256.Create(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, qhAt))).AsByte();
-                // vpshufb picks within each 128-bit half; qh is repeated in every 4 bytes, so indices 0-3 reach it from both.
-                var spreadBits = Avx2.Shuffle(qh, spread) & bit;
-                q |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
-            }
+            var q = Block32Codes(ref block, qsAt, qhAt, five, mask, spread, bit);
             float d = Half(ref table, ref block, 0), sum = xq.ScaledSums32[b];
             var products = DotCodes(q, Codes(ref codes, 32 * b));
             acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(d * xq.Scales[b]), acc);
@@ -233,6 +220,33 @@ internal static class QuantizedDot
             if (hasMin) minimums += Half(ref table, ref block, 2) * sum;
         }
         return Vector256.Sum(acc) - centre * centred + minimums;
+    }
+
+    /// <summary>The nibble mask and, for the fifth bits, the byte of qh each code's bit is in and the bit itself (read once
+    /// per row, before the loop over blocks).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector128<byte> Mask, Vector256<byte> Spread, Vector256<byte> Bit) Block32Constants() => (
+        Vector128.Create((byte)0x0F),
+        Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
+        Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32,
+            64, 128));
+
+    /// <summary>The 32 unsigned codes of a q4_0, q4_1, q5_0 or q5_1 block: values 0-15 are the low nibbles, 16-31 the high
+    /// ones (exactly the two halves of the register), and for the q5 formats each code's fifth bit from qh adds 16: each
+    /// byte takes the byte of qh that holds its bit (vpshufb picks within each 128-bit half; qh is repeated in every 4
+    /// bytes, so indices 0-3 reach it from both), then tests that bit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> Block32Codes(ref byte block, int qsAt, int qhAt, bool five, Vector128<byte> mask,
+        Vector256<byte> spread, Vector256<byte> bit)
+    {
+        var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, qsAt));
+        var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
+        if (five)
+        {
+            var qh = Vector256.Create(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, qhAt))).AsByte();
+            q |= Vector256.Equals(Avx2.Shuffle(qh, spread) & bit, bit) & Vector256.Create((byte)16);
+        }
+        return q;
     }
 
     /// <summary><see cref="DotBlock32"/> against two activation rows: each block's codes assembled once for both; each
@@ -249,22 +263,12 @@ internal static class QuantizedDot
         int centre = hasMin ? 0 : five ? 16 : 8;
         ref byte w = ref MemoryMarshal.GetReference(row);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        var mask = Vector128.Create((byte)0x0F);
-        var spread = Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-        var bit = Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8,
-            16, 32, 64, 128);
+        var (mask, spread, bit) = Block32Constants();
         float centred0 = 0, minimums0 = 0, centred1 = 0, minimums1 = 0;
         for (int b = 0; b < xq0.Scales.Length; b++)
         {
             ref byte block = ref Unsafe.Add(ref w, blockBytes * b);
-            var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, qsAt));
-            var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
-            if (five)
-            {
-                var qh = Vector256.Create(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, qhAt))).AsByte();
-                var spreadBits = Avx2.Shuffle(qh, spread) & bit;
-                q |= Vector256.Equals(spreadBits, bit) & Vector256.Create((byte)16);
-            }
+            var q = Block32Codes(ref block, qsAt, qhAt, five, mask, spread, bit);
             float d = Half(ref table, ref block, 0), m = hasMin ? Half(ref table, ref block, 2) : 0;
             float sum0 = xq0.ScaledSums32[b], sum1 = xq1.ScaledSums32[b];
             acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes0, 32 * b))),
