@@ -50,4 +50,10 @@ if (args.Length > 0 && args[0] == "weight-gemv")
         args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 1);
     return;
 }
+if (args.Length > 0 && args[0] == "hand-off")
+{
+    HandOffBenchmark.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20000,
+        args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 3);
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(DecodeTimer).Assembly).Run(args);
