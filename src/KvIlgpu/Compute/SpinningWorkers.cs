@@ -8,9 +8,9 @@ namespace KvIlgpu.Compute;
 /// thread pool on the development VM (perf hand-off), up to a sixth of a 16-bit decode step. Here the workers wait for
 /// the next operation by spinning on a counter (yielding now and then to any thread ready on their core), so a
 /// hand-over costs a cache line (0.3-0.5 us); after a quarter of a millisecond with no work they sleep on a monitor
-/// instead, so an idle process burns no core. A part's exception reaches the caller as itself. One pool per thread count is shared by every backend
-/// of the process; a call that finds the pool busy (another backend, or a loop inside a loop) runs on Parallel.For as
-/// before, so callers never wait for each other.</summary>
+/// instead, so an idle process burns no core. A part's exception reaches the caller as itself. One pool per thread
+/// count is shared by every backend of the process; a call that finds the pool busy (another backend, or a loop inside
+/// a loop) runs on Parallel.For as before, so callers never wait for each other.</summary>
 internal sealed class SpinningWorkers
 {
     private static readonly Dictionary<int, SpinningWorkers> Pools = [];
