@@ -8,7 +8,7 @@ namespace KvIlgpu.Benchmarks;
 /// <summary>Decode speed of one sequence over a long cache in each KV storage type: a prompt that fills the cache to
 /// cached tokens less the decoded ones, then greedy decode steps, through the engine's paged path (managed SIMD CPU
 /// backend); rounds alternate the storage types and each reports its median. A warm-up run per type comes first.
-/// Usage: kv-decode MODEL.bin [cached-tokens] [decode-tokens] [rounds]</summary>
+/// Usage: kv-decode MODEL.bin [cached-tokens] [decode-tokens] [rounds]; decode-tokens 0 times the attention step alone.</summary>
 internal static class StorageDecode
 {
     public static void Run(string path, int cached, int decode, int rounds)
@@ -20,24 +20,8 @@ internal static class StorageDecode
         var rng = new Random(3);
         var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(3, c.VocabSize)).ToArray();
         var types = new[] { KvStorageType.F32, KvStorageType.F16, KvStorageType.BF16, KvStorageType.Q8 };
-        var engines = types.ToDictionary(t => t, t => InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1,
-            KvStorage: t)));
-        Console.WriteLine($"model: {path}; one sequence, {prompt}-token prompt then {decode} decode steps (the cache ends at " +
-            $"{cached} tokens); {rounds} alternating rounds, medians; {Environment.ProcessorCount} cores");
-        var results = types.ToDictionary(t => t, _ => new List<double>());
-        double Decode(InferenceEngine e) => e.Submit(ids, new GenerationOptions(decode, SamplingOptions.Greedy, StopAtEos: false))
-            .Completion.GetAwaiter().GetResult().DecodeTokensPerSecond;
-        foreach (var t in types) Decode(engines[t]);
-        for (int round = 0; round < rounds; round++)
-            foreach (var t in types) results[t].Add(Decode(engines[t]));
-        double baseline = Median(results[KvStorageType.F32]);
-        Console.WriteLine();
-        Console.WriteLine("| KV storage | bytes per token per head | decode tok/s | vs f32 |");
-        Console.WriteLine("|---|---|---|---|");
-        foreach (var t in types)
-            Console.WriteLine($"| {t.ToString().ToLowerInvariant()} | {engines[t].KvBytesPerToken} | {Median(results[t]):F1} | " +
-                $"{Median(results[t]) / baseline:F2}x |");
-        foreach (var e in engines.Values) e.Dispose();
+        Console.WriteLine($"model: {path}; {Environment.ProcessorCount} cores");
+        if (decode > 0) DecodeRounds(w, ids, types, decode, rounds);
 
         // The attention step alone (what the storage type changes): one decode row over every layer's cached tokens.
         var attention = types.ToDictionary(t => t, _ => new List<double>());
@@ -60,6 +44,30 @@ internal static class StorageDecode
                 $"{(double)caches[t].Cache.Layout.BytesPerSlot * cached * c.Layers * c.KvHeads / 1e6:F1} | " +
                 $"{Median(attention[t]) * 1e3:F3} | {f32Time / Median(attention[t]):F2}x |");
         foreach (var (_, cache) in caches.Values) cache.Dispose();
+    }
+
+    /// <summary>Greedy decode through the engine in each storage type, the types alternated over rounds: the first table.</summary>
+    private static void DecodeRounds(Models.LlamaWeights w, int[] ids, KvStorageType[] types, int decode, int rounds)
+    {
+        var c = w.Config;
+        var engines = types.ToDictionary(t => t, t => InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1,
+            KvStorage: t)));
+        Console.WriteLine($"one sequence, {ids.Length}-token prompt then {decode} decode steps (the cache ends at " +
+            $"{ids.Length + decode} tokens); {rounds} alternating rounds, medians; {Environment.ProcessorCount} cores");
+        var results = types.ToDictionary(t => t, _ => new List<double>());
+        double Decode(InferenceEngine e) => e.Submit(ids, new GenerationOptions(decode, SamplingOptions.Greedy, StopAtEos: false))
+            .Completion.GetAwaiter().GetResult().DecodeTokensPerSecond;
+        foreach (var t in types) Decode(engines[t]);
+        for (int round = 0; round < rounds; round++)
+            foreach (var t in types) results[t].Add(Decode(engines[t]));
+        double baseline = Median(results[KvStorageType.F32]);
+        Console.WriteLine();
+        Console.WriteLine("| KV storage | bytes per token per head | decode tok/s | vs f32 |");
+        Console.WriteLine("|---|---|---|---|");
+        foreach (var t in types)
+            Console.WriteLine($"| {t.ToString().ToLowerInvariant()} | {engines[t].KvBytesPerToken} | {Median(results[t]):F1} | " +
+                $"{Median(results[t]) / baseline:F2}x |");
+        foreach (var e in engines.Values) e.Dispose();
     }
 
     /// <summary>A one-sequence cache of the model's shape holding tokens random keys and values in every layer, written

@@ -367,9 +367,10 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             }
     }
 
-    /// <summary>Paged attention one (row, KV head) at a time, a block at a time: each block's cached rows are read (and
-    /// widened from their storage type in one SIMD pass) once for all the query heads of the group, which is what keeps
-    /// 16-bit and q8 caches from being slower than f32 ones.</summary>
+    /// <summary>Paged attention one (row, KV head) at a time: through <see cref="GroupedPagedAttention"/> (rows widened in
+    /// registers, for up to four query heads at once) where it serves the head, else a block at a time, each block's
+    /// cached rows widened from their storage type in one SIMD pass into scratch, once for all the group's query heads
+    /// (heads whose widths are not whole 16s, CPUs without AVX2, and the f16 rows the fused path declines).</summary>
     public void PagedAttention(DeviceBuffer q, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer,
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
     {
@@ -389,12 +390,19 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             var rowScales = new float[p.BlockSize];
             var pairedQueries = pairs ? new float[group * d] : null;
             var pairedSums = pairs ? new float[group * d] : null;
+            GroupedPagedAttention.Scratch? grouped = null;
             for (int item = start; item < end; item++)
             {
                 int r = item / p.KvHeads, g = item % p.KvHeads;
                 int head = p.HeadIndex(info[4 * r], layer, g);
                 int len = Kernels.PagedLayout.VisibleSlots(lengths[head], info[4 * r + 1], info[4 * r + 2]);
                 int kw = p.KeyWidth(head), vw = p.ValueWidth(head), first = g * group;
+                int groupRow = r * p.Heads + first;
+                if (FusedGroupAttention && GroupedPagedAttention.Serves(kw, vw)
+                    && GroupedPagedAttention.Attend(p, kp, vp, scales, tables, head, len, qs.AsSpan(groupRow * d, group * d),
+                        probs.AsSpan(groupRow * stride, group * stride), stride, o.AsSpan(groupRow * d, group * d),
+                        grouped ??= new GroupedPagedAttention.Scratch(p)))
+                    continue;
                 bool pairKeys = pairs && kw % 8 == 0, pairValues = pairs && vw % 8 == 0;
                 ReadOnlySpan<float> Query(int h) => pairKeys ? pairedQueries.AsSpan((h - first) * kw, kw)
                     : qs.AsSpan((r * p.Heads + h) * d, kw);
@@ -448,6 +456,10 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             }
         });
     }
+
+    /// <summary>Whether decode attention takes <see cref="GroupedPagedAttention"/> where it serves the heads' widths (the
+    /// default), or the block-widening path below for every head; settable so tests compare the two in one process.</summary>
+    internal static bool FusedGroupAttention { get; set; } = true;
 
     /// <summary>count rows of a 16-bit pool from offset (rowWords words each) widened into scratch in row pair order, the
     /// first width features of each, rows at the pool's stride.</summary>
