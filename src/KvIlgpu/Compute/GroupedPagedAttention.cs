@@ -29,15 +29,29 @@ internal static class GroupedPagedAttention
     public static bool Serves(int keyWidth, int valueWidth) =>
         Avx2.IsSupported && Fma.IsSupported && keyWidth % 16 == 0 && valueWidth % 16 == 0;
 
-    /// <summary>Scratch for one worker, sized for a layout's group, widths and block.</summary>
-    public sealed class Scratch(in PagedLayout p)
+    /// <summary>One thread's scratch, kept for its next call (the backend's workers are long-lived threads) and grown as
+    /// layouts and lengths need.</summary>
+    private sealed class Scratch
     {
+        [ThreadStatic] private static Scratch? _current;
+
         /// <summary>The group's queries in the storage type's order and scale, head h at h * HeadDim.</summary>
-        public readonly float[] Queries = new float[p.GroupSize * p.HeadDim];
-        /// <summary>One block's probabilities times the row factor (q8 scales, f16's 2^112), head h at h * BlockSize.</summary>
-        public readonly float[] Weights = new float[p.GroupSize * p.BlockSize];
+        public float[] Queries = [];
+        /// <summary>The probabilities times the row factor (q8 value scales, f16's 2^112), head h at h * stride.</summary>
+        public float[] Weights = [];
+        /// <summary>Each visible slot's q8 value scale, in logical order.</summary>
+        public float[] Factors = [];
         /// <summary>The group's value sums in pair order (16-bit rows), head h at h * HeadDim.</summary>
-        public readonly float[] Sums = new float[p.GroupSize * p.HeadDim];
+        public float[] Sums = [];
+
+        public static Scratch For(in PagedLayout p, int stride)
+        {
+            var s = _current ??= new Scratch();
+            int features = p.GroupSize * p.HeadDim;
+            if (s.Queries.Length < features) { s.Queries = new float[features]; s.Sums = new float[features]; }
+            if (s.Weights.Length < p.GroupSize * stride) { s.Weights = new float[p.GroupSize * stride]; s.Factors = new float[stride]; }
+            return s;
+        }
     }
 
     /// <summary>Attention of the group's query heads over a head's len visible slots: scores, then probabilities, into
@@ -45,19 +59,20 @@ internal static class GroupedPagedAttention
     /// features past the value width zero). queries holds the group's queries (head h's at h * HeadDim). Returns false,
     /// having written nothing that the exact path does not overwrite, where it declines (see the class).</summary>
     public static bool Attend(in PagedLayout p, int[] keyPool, int[] valuePool, float[] scales, int[] tables, int head, int len,
-        ReadOnlySpan<float> queries, Span<float> scores, int stride, Span<float> output, Scratch scratch) => p.Storage switch
+        ReadOnlySpan<float> queries, Span<float> scores, int stride, Span<float> output) => p.Storage switch
         {
-            KvCodec.F32 => Attend<F32Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output, scratch),
-            KvCodec.F16 => Attend<F16Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output, scratch),
-            KvCodec.BF16 => Attend<Bf16Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output, scratch),
-            _ => Attend<Q8Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output, scratch),
+            KvCodec.F32 => Attend<F32Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
+            KvCodec.F16 => Attend<F16Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
+            KvCodec.BF16 => Attend<Bf16Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
+            _ => Attend<Q8Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
         };
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static bool Attend<T>(in PagedLayout p, int[] keyPool, int[] valuePool, float[] scales, int[] tables, int head,
-        int len, ReadOnlySpan<float> queries, Span<float> scores, int stride, Span<float> output, Scratch scratch)
+        int len, ReadOnlySpan<float> queries, Span<float> scores, int stride, Span<float> output)
         where T : struct, IRowFormat
     {
+        var scratch = Scratch.For(p, stride);
         int group = p.GroupSize, d = p.HeadDim, kw = p.KeyWidth(head), vw = p.ValueWidth(head), bs = p.BlockSize;
         float scale = 1f / MathF.Sqrt(d);
         if (T.Scaled && TensorPrimitives.MaxMagnitude(queries) >= 32768f) return false;
@@ -101,30 +116,38 @@ internal static class GroupedPagedAttention
         var sums = paired ? scratch.Sums.AsSpan(0, group * d) : output[..(group * d)];
         sums.Clear();
         ref float or = ref MemoryMarshal.GetReference(sums);
-        ref float wr = ref MemoryMarshal.GetArrayDataReference(scratch.Weights);
+        // The probabilities that weight the rows, times the row factor where there is one: one vector pass a head.
+        ref float weights = ref sr;
+        if (T.RowScales || T.Scaled)
+        {
+            if (T.RowScales)
+                for (int t0 = 0; t0 < len; t0 += bs)
+                {
+                    long slot0 = p.Slot(tables[p.TableIndex(head, t0)], t0);
+                    for (int i = 0, count = Math.Min(bs, len - t0); i < count; i++) scratch.Factors[t0 + i] = scales[2 * (slot0 + i) + 1];
+                }
+            for (int h = 0; h < group; h++)
+            {
+                var from = scores.Slice(h * stride, len);
+                var to = scratch.Weights.AsSpan(h * stride, len);
+                if (T.Scaled) TensorPrimitives.Multiply(from, HalfRescale, to);
+                else TensorPrimitives.Multiply(from, scratch.Factors.AsSpan(0, len), to);
+            }
+            weights = ref MemoryMarshal.GetArrayDataReference(scratch.Weights);
+        }
         for (int t0 = 0; t0 < len; t0 += bs)
         {
             int count = Math.Min(bs, len - t0);
             long slot0 = p.Slot(tables[p.TableIndex(head, t0)], t0);
             ref int rows = ref valuePool[p.ValueOffset(slot0)];
-            // The probabilities that weight the block's rows, times the row factor where there is one.
-            ref float weights = ref Unsafe.Add(ref sr, t0);
-            int weightStride = stride;
-            if (T.RowScales || T.Scaled)
-            {
-                for (int h = 0; h < group; h++)
-                    for (int i = 0; i < count; i++)
-                        scratch.Weights[h * bs + i] = scores[h * stride + t0 + i] * (T.Scaled ? HalfRescale : scales[2 * (slot0 + i) + 1]);
-                weights = ref wr;
-                weightStride = bs;
-            }
             for (int h = 0; h < group;)
             {
-                ref float wh = ref Unsafe.Add(ref weights, h * weightStride);
+                ref float wh = ref Unsafe.Add(ref weights, h * stride + t0);
                 ref float oh = ref Unsafe.Add(ref or, h * d);
-                if (group - h >= 4) ValueRows<T, Four>(ref rows, p.ValueWords, count, ref wh, weightStride, ref oh, d, vw, ref special);
-                else if (group - h >= 2) ValueRows<T, Two>(ref rows, p.ValueWords, count, ref wh, weightStride, ref oh, d, vw, ref special);
-                else ValueRows<T, One>(ref rows, p.ValueWords, count, ref wh, weightStride, ref oh, d, vw, ref special);
+                int words = p.ValueWords;
+                if (group - h >= 4) ValueRows<T, Four>(ref rows, words, count, ref wh, stride, ref oh, d, vw, ref special);
+                else if (group - h >= 2) ValueRows<T, Two>(ref rows, words, count, ref wh, stride, ref oh, d, vw, ref special);
+                else ValueRows<T, One>(ref rows, words, count, ref wh, stride, ref oh, d, vw, ref special);
                 h += group - h >= 4 ? 4 : group - h >= 2 ? 2 : 1;
             }
         }

@@ -390,7 +390,6 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             var rowScales = new float[p.BlockSize];
             var pairedQueries = pairs ? new float[group * d] : null;
             var pairedSums = pairs ? new float[group * d] : null;
-            GroupedPagedAttention.Scratch? grouped = null;
             for (int item = start; item < end; item++)
             {
                 int r = item / p.KvHeads, g = item % p.KvHeads;
@@ -400,8 +399,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 int groupRow = r * p.Heads + first;
                 if (FusedGroupAttention && GroupedPagedAttention.Serves(kw, vw)
                     && GroupedPagedAttention.Attend(p, kp, vp, scales, tables, head, len, qs.AsSpan(groupRow * d, group * d),
-                        probs.AsSpan(groupRow * stride, group * stride), stride, o.AsSpan(groupRow * d, group * d),
-                        grouped ??= new GroupedPagedAttention.Scratch(p)))
+                        probs.AsSpan(groupRow * stride, group * stride), stride, o.AsSpan(groupRow * d, group * d)))
                     continue;
                 bool pairKeys = pairs && kw % 8 == 0, pairValues = pairs && vw % 8 == 0;
                 ReadOnlySpan<float> Query(int h) => pairKeys ? pairedQueries.AsSpan((h - first) * kw, kw)
