@@ -35,7 +35,7 @@ if (args.Length > 0 && args[0] == "serve-throughput")
 if (args.Length > 0 && args[0] == "train-throughput")
 {
     TrainingThroughput.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 1024, args.Length > 2 ? int.Parse(args[2],
-        CultureInfo.InvariantCulture) : 3);
+        CultureInfo.InvariantCulture) : 3, args.Length > 3 ? args[3] : "default");
     return;
 }
 if (args.Length > 0 && args[0] == "weight-types")

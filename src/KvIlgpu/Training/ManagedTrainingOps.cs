@@ -4,7 +4,8 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Training;
 
-/// <summary>Training ops on the CPU with managed SIMD (the ForwardBackward functions); tensors wrap host arrays.</summary>
+/// <summary>Training ops on the CPU with managed SIMD (the ForwardBackward functions, the matrix products on
+/// <see cref="TrainingMatMul"/>'s blocks); tensors wrap host arrays.</summary>
 internal sealed class ManagedTrainingOps : ITrainingOps
 {
     public static ManagedTrainingOps Instance { get; } = new();
@@ -36,11 +37,11 @@ internal sealed class ManagedTrainingOps : ITrainingOps
 
     public void EmbeddingBackward(ReadOnlySpan<int> tokens, TrainingTensor dy, TrainingTensor dTable, int dim) =>
         ForwardBackward.EmbeddingBackward(tokens, A(dy), A(dTable), dim);
-    public void MatMul(TrainingTensor x, TrainingTensor w, TrainingTensor y, int m, int k, int n) => ForwardBackward.MatMul(A(x), A(w),
+    public void MatMul(TrainingTensor x, TrainingTensor w, TrainingTensor y, int m, int k, int n) => TrainingMatMul.Forward(A(x), A(w),
         A(y), m, k, n);
     public void MatMulBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor? dx, TrainingTensor? dw, int m,
         int k, int n) =>
-        ForwardBackward.MatMulBackward(A(x), A(w), A(dy), S(dx), S(dw), m, k, n);
+        TrainingMatMul.Backward(A(x), A(w), A(dy), S(dx), S(dw), m, k, n);
     public void RmsNorm(TrainingTensor x, TrainingTensor w, TrainingTensor y, int rows, float eps) =>
         ForwardBackward.RmsNorm(A(x), A(w), A(y), rows, eps);
     public void RmsNormBackward(TrainingTensor x, TrainingTensor w, TrainingTensor dy, TrainingTensor dx, TrainingTensor? dw, int rows,
