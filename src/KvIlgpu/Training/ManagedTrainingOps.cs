@@ -4,8 +4,8 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Training;
 
-/// <summary>Training ops on the CPU with managed SIMD (the ForwardBackward functions, the matrix products on
-/// <see cref="TrainingMatMul"/>'s blocks); tensors wrap host arrays.</summary>
+/// <summary>Training ops on the CPU with managed SIMD (the ForwardBackward functions; matrix products and attention on the
+/// register blocks of <see cref="TrainingMatMul"/> and <see cref="TrainingAttention"/>); tensors wrap host arrays.</summary>
 internal sealed class ManagedTrainingOps : ITrainingOps
 {
     public static ManagedTrainingOps Instance { get; } = new();
@@ -64,10 +64,10 @@ internal sealed class ManagedTrainingOps : ITrainingOps
         ForwardBackward.SwiGluBackward(A(g), A(u), A(dy), A(dg), A(du));
     public void Attention(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor output, TrainingTensor probs, int t,
         int heads, int kvHeads, int d) =>
-        ForwardBackward.Attention(A(q), A(k), A(v), A(output), A(probs), t, heads, kvHeads, d);
+        TrainingAttention.Forward(A(q), A(k), A(v), A(output), A(probs), t, heads, kvHeads, d);
     public void AttentionBackward(TrainingTensor q, TrainingTensor k, TrainingTensor v, TrainingTensor probs, TrainingTensor dOut,
         TrainingTensor dq, TrainingTensor dk, TrainingTensor dv, int t, int heads, int kvHeads, int d) =>
-        ForwardBackward.AttentionBackward(A(q), A(k), A(v), A(probs), A(dOut), A(dq), A(dk), A(dv), t, heads, kvHeads, d);
+        TrainingAttention.Backward(A(q), A(k), A(v), A(probs), A(dOut), A(dq), A(dk), A(dv), t, heads, kvHeads, d);
     public float CrossEntropy(TrainingTensor logits, ReadOnlySpan<int> targets, ReadOnlySpan<float> rowScale, TrainingTensor dLogits,
         int vocab) =>
         ForwardBackward.CrossEntropy(A(logits), targets, A(dLogits), vocab, rowScale);
