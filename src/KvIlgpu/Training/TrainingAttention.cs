@@ -23,12 +23,7 @@ internal static class TrainingAttention
         for (int h = 0; h < heads; h++)
         {
             int g = h / group;
-            if (h % group == 0)
-            {
-                Gather(k, t, kvHeads * d, g * d, d, s.K);
-                Gather(v, t, kvHeads * d, g * d, d, s.V);
-                Transpose(s.V, t, d, s.VT);
-            }
+            if (h % group == 0) s.LoadKvHead(k, v, t, kvHeads * d, g * d, d, transposeKeys: false);
             Gather(q, t, heads * d, h * d, d, s.Q);
             var p = probs.Slice(h * t * t, t * t);
             p.Clear();
@@ -52,9 +47,7 @@ internal static class TrainingAttention
             int g = h / group;
             if (h % group == 0)
             {
-                Gather(k, t, kvHeads * d, g * d, d, s.K);
-                Gather(v, t, kvHeads * d, g * d, d, s.V);
-                Transpose(s.K, t, d, s.KT);
+                s.LoadKvHead(k, v, t, kvHeads * d, g * d, d, transposeKeys: true);
                 s.DK.AsSpan(0, t * d).Clear();
                 s.DV.AsSpan(0, t * d).Clear();
             }
@@ -76,11 +69,11 @@ internal static class TrainingAttention
             BandProduct(ds, s.KT, s.DQ, t, d, t, suffix: false, accumulate: false);
             Scatter(s.DQ, t, heads * d, h * d, d, dq, add: true);
             // dK += dS^T Q and dV += P^T dO, over each row block's suffix of queries.
-            Transpose(ds, t, t, s.Square2);
-            Transpose(s.Q, t, d, s.QT);
+            TrainingMatMul.Transpose(ds, t, t, s.Square2);
+            TrainingMatMul.Transpose(s.Q, t, d, s.QT);
             BandProduct(s.Square2, s.QT, s.DK, t, d, t, suffix: true, accumulate: true);
-            Transpose(p, t, t, s.Square2);
-            Transpose(s.O, t, d, s.QT);
+            TrainingMatMul.Transpose(p, t, t, s.Square2);
+            TrainingMatMul.Transpose(s.O, t, d, s.QT);
             BandProduct(s.Square2, s.QT, s.DV, t, d, t, suffix: true, accumulate: true);
             if (h % group == group - 1)
             {
@@ -134,22 +127,16 @@ internal static class TrainingAttention
             for (int j = 0; j < cols; j += 2)
             {
                 SimdMath.Dot3x2(a0, a1, a2, b.Slice(j * length + start, n), b.Slice((j + 1) * length + start, n), six);
-                Put(c, r * cols + j, six[0], accumulate); Put(c, r * cols + j + 1, six[1], accumulate);
-                Put(c, (r + 1) * cols + j, six[2], accumulate); Put(c, (r + 1) * cols + j + 1, six[3], accumulate);
-                Put(c, (r + 2) * cols + j, six[4], accumulate); Put(c, (r + 2) * cols + j + 1, six[5], accumulate);
+                TrainingMatMul.PutBlock(c, r, j, cols, six, accumulate);
             }
         }
         for (; r < rows; r++)
         {
             int start = suffix ? r : 0, end = suffix ? length : r + 1, n = end - start;
+            var row = a.Slice(r * length + start, n);
             for (int j = 0; j < cols; j++)
-                Put(c, r * cols + j, SimdMath.Dot(a.Slice(r * length + start, n), b.Slice(j * length + start, n)), accumulate);
+                TrainingMatMul.Put(c, r * cols + j, SimdMath.Dot(row, b.Slice(j * length + start, n)), accumulate);
         }
-    }
-
-    private static void Put(Span<float> c, int at, float value, bool accumulate)
-    {
-        if (accumulate) c[at] += value; else c[at] = value;
     }
 
     /// <summary>dst [t, d] = the d features at offset of each of src's t rows (stride floats apart).</summary>
@@ -169,19 +156,6 @@ internal static class TrainingAttention
         }
     }
 
-    /// <summary>dst [cols, rows] = src [rows, cols]^T, in 32 x 32 tiles.</summary>
-    private static void Transpose(ReadOnlySpan<float> src, int rows, int cols, float[] dst)
-    {
-        const int Tile = 32;
-        for (int r0 = 0; r0 < rows; r0 += Tile)
-            for (int c0 = 0; c0 < cols; c0 += Tile)
-            {
-                int r1 = Math.Min(rows, r0 + Tile), c1 = Math.Min(cols, c0 + Tile);
-                for (int r = r0; r < r1; r++)
-                    for (int c = c0; c < c1; c++) dst[c * rows + r] = src[r * cols + c];
-            }
-    }
-
     /// <summary>One call's per-head matrices, rented from the shared pool.</summary>
     private sealed class Scratch : IDisposable
     {
@@ -194,6 +168,15 @@ internal static class TrainingAttention
             KT = pool.Rent(t * d); VT = pool.Rent(t * d); QT = pool.Rent(t * d);
             DQ = pool.Rent(t * d); DK = pool.Rent(t * d); DV = pool.Rent(t * d);
             Square1 = pool.Rent(t * t); Square2 = pool.Rent(t * t);
+        }
+
+        /// <summary>A KV head's keys and values into K and V (and KT, or VT: the transpose the pass needs).</summary>
+        public void LoadKvHead(ReadOnlySpan<float> k, ReadOnlySpan<float> v, int t, int stride, int offset, int d, bool transposeKeys)
+        {
+            Gather(k, t, stride, offset, d, K);
+            Gather(v, t, stride, offset, d, V);
+            if (transposeKeys) TrainingMatMul.Transpose(K, t, d, KT);
+            else TrainingMatMul.Transpose(V, t, d, VT);
         }
 
         public void Dispose()

@@ -61,9 +61,7 @@ internal static class TrainingMatMul
                 for (int j = j0; j < pairsEnd; j += 2)
                 {
                     SimdMath.Dot3x2(a0, a1, a2, b.Slice(j * length, length), b.Slice((j + 1) * length, length), six);
-                    Put(c, r * cols + j, six[0], accumulate); Put(c, r * cols + j + 1, six[1], accumulate);
-                    Put(c, (r + 1) * cols + j, six[2], accumulate); Put(c, (r + 1) * cols + j + 1, six[3], accumulate);
-                    Put(c, (r + 2) * cols + j, six[4], accumulate); Put(c, (r + 2) * cols + j + 1, six[5], accumulate);
+                    PutBlock(c, r, j, cols, six, accumulate);
                 }
                 for (int j = pairsEnd; j < j1; j++)
                     for (int i = 0; i < 3; i++) Put(c, (r + i) * cols + j, RowDot(a, b, r + i, j, length), accumulate);
@@ -89,13 +87,24 @@ internal static class TrainingMatMul
     private static float RowDot(ReadOnlySpan<float> a, ReadOnlySpan<float> b, int row, int col, int length) =>
         SimdMath.Dot(a.Slice(row * length, length), b.Slice(col * length, length));
 
-    private static void Put(Span<float> c, int at, float value, bool accumulate)
+    /// <summary>A three-by-two block (Dot3x2's order: row r's two, then row r + 1's, then row r + 2's) into c at (r, j).</summary>
+    internal static void PutBlock(Span<float> c, int r, int j, int cols, ReadOnlySpan<float> six, bool accumulate)
+    {
+        for (int i = 0; i < 3; i++)
+        {
+            Put(c, (r + i) * cols + j, six[2 * i], accumulate);
+            Put(c, (r + i) * cols + j + 1, six[2 * i + 1], accumulate);
+        }
+    }
+
+    /// <summary>c[at] = value, or += where accumulating.</summary>
+    internal static void Put(Span<float> c, int at, float value, bool accumulate)
     {
         if (accumulate) c[at] += value; else c[at] = value;
     }
 
     /// <summary>dst [cols, rows] = src [rows, cols]^T, in 32 x 32 tiles.</summary>
-    private static void Transpose(ReadOnlySpan<float> src, int rows, int cols, float[] dst)
+    internal static void Transpose(ReadOnlySpan<float> src, int rows, int cols, float[] dst)
     {
         const int Tile = 32;
         for (int r0 = 0; r0 < rows; r0 += Tile)
