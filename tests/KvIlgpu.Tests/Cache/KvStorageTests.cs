@@ -162,19 +162,25 @@ public class KvStorageTests
     }
 
     /// <summary>Heads of 8 (full, and 5/3 of them: the managed backend's per-row fallback) and, on the managed backend,
-    /// of 64 (full, and 40/24: its four-rows-at-a-time scores and register-held value sums, 32 features a pass).</summary>
-    public static TheoryData<string, KvStorageType, int, int, int> AttentionCases()
+    /// of 64 (full, and 40/24) and of 32, with 1, 2, 3 and 4 query heads per KV head: every pass shape of its fused group
+    /// attention, held here to dense attention in double.</summary>
+    public static TheoryData<string, KvStorageType, int, int, int, int> AttentionCases()
     {
-        var cases = new TheoryData<string, KvStorageType, int, int, int>();
+        var cases = new TheoryData<string, KvStorageType, int, int, int, int>();
         foreach (var backend in new[] { "cpu", "ilgpu-cpu" })
             foreach (var type in new[] { KvStorageType.F32, KvStorageType.F16, KvStorageType.BF16, KvStorageType.Q8 })
             {
-                cases.Add(backend, type, 8, 8, 8);
-                cases.Add(backend, type, 8, 5, 3);
+                cases.Add(backend, type, 8, 8, 8, 4);
+                cases.Add(backend, type, 8, 5, 3, 4);
                 if (backend == "cpu")
                 {
-                    cases.Add(backend, type, 64, 64, 64);
-                    cases.Add(backend, type, 64, 40, 24);
+                    cases.Add(backend, type, 64, 64, 64, 4);
+                    cases.Add(backend, type, 64, 40, 24, 4);
+                    // The fused group attention's other pass shapes: four, three (two then one) and one query heads
+                    // per KV head.
+                    cases.Add(backend, type, 64, 64, 48, 8);
+                    cases.Add(backend, type, 64, 48, 32, 6);
+                    cases.Add(backend, type, 32, 32, 16, 2);
                 }
             }
         return cases;
@@ -187,11 +193,11 @@ public class KvStorageTests
     [Theory]
     [MemberData(nameof(AttentionCases))]
     public void Paged_attention_over_packed_narrow_heads_matches_dense_attention_over_rounded_kvs(string backendName,
-        KvStorageType type, int d, int keyWidth, int valueWidth)
+        KvStorageType type, int d, int keyWidth, int valueWidth, int heads)
     {
         var b = Backends.Get(backendName);
         var rng = new Random(keyWidth * 31 + (int)type);
-        int heads = 4, kvHeads = 2, blockSize = 4, layers = 2, sequences = 2, layer = 1;
+        int kvHeads = 2, blockSize = 4, layers = 2, sequences = 2, layer = 1;
         var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: layers, seq: 40);
         int[] promptLengths = [13, 22];
         int[][] cutTo = [[13, 6], [1, 22]];
