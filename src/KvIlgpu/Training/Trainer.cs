@@ -218,7 +218,7 @@ public static class Trainer
 
     private static void Checkpoint(string outDir, TrainableLlama model, AdamW opt, TrainingConfig cfg, List<string> log, RunTotals totals)
     {
-        ModelSaver.Save(outDir, model.ToWeights(outDir));
+        HuggingFaceFolderWriter.Write(outDir, model.ToWeights(outDir));
         var moments = opt.ExportState(model).SelectMany(kv => new[]
         {
             ("m." + kv.Key, WeightTensor.FromF32(kv.Key, 1, kv.Value.M.Length, kv.Value.M), new long[] { kv.Value.M.Length }),

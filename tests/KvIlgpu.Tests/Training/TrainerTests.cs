@@ -1,6 +1,7 @@
 using KvIlgpu.Compute;
 using KvIlgpu.Models;
 using KvIlgpu.Models.Loading;
+using KvIlgpu.Models.Saving;
 using KvIlgpu.Tests.Support;
 using KvIlgpu.Training;
 
@@ -82,7 +83,7 @@ public class TrainerTests
         Assert.True(last < first * 0.3, $"loss {first:F3} -> {last:F3}");
 
         using var dir = new TempDir();
-        ModelSaver.Save(dir.Path, m.ToWeights());
+        HuggingFaceFolderWriter.Write(dir.Path, m.ToWeights());
         var loaded = ModelLoader.Load(dir.Path);
         Compare.Close(InferenceLogits(loaded, seq), m.Logits(seq), 1e-5, "saved and loaded logits");
     }
