@@ -47,7 +47,8 @@ public static class GgufWriter
 
         WeightTensor Matrix(WeightTensor t) => matrixType is { } type ? (t.Type.IsQuantized() ? t.ConvertTo(WeightType.F32) : t)
             .ConvertTo(type) : t;
-        WeightTensor Interleaved(WeightTensor t, int heads) => c.RopeLayout == RopeLayout.HalfSplit ? ToInterleaved(t, heads) : t;
+        WeightTensor Interleaved(WeightTensor t, int heads) =>
+            c.RopeLayout == RopeLayout.HalfSplit ? RopeRowOrder.ToInterleaved(t, heads) : t;
         var tensors = new List<(string Name, WeightTensor T)> { ("token_embd.weight", Matrix(w.TokenEmbedding)) };
         for (int l = 0; l < c.Layers; l++)
         {
@@ -129,18 +130,4 @@ public static class GgufWriter
         WeightType.Q6_K => 14,
         _ => throw new ArgumentOutOfRangeException(nameof(t)),
     };
-
-    /// <summary>Rows of each head from half-split order (rotation pairs (i, i + d/2), as Hugging Face stores Q and K) to
-    /// interleaved pairs (2i, 2i + 1): row 2i + p takes row p d/2 + i.</summary>
-    private static WeightTensor ToInterleaved(WeightTensor t, int heads)
-    {
-        var src = t.ToFloat();
-        var dst = new float[src.Length];
-        int d = t.Rows / heads;
-        for (int h = 0; h < heads; h++)
-            for (int i = 0; i < d / 2; i++)
-                for (int p = 0; p < 2; p++)
-                    Array.Copy(src, (long)(h * d + p * d / 2 + i) * t.Cols, dst, (long)(h * d + 2 * i + p) * t.Cols, t.Cols);
-        return WeightTensor.FromF32(t.Name, t.Rows, t.Cols, dst).ConvertTo(t.Type.IsQuantized() ? WeightType.F32 : t.Type);
-    }
 }

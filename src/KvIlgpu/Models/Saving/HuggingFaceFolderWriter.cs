@@ -25,7 +25,7 @@ public static class HuggingFaceFolderWriter
                     "safetensors cannot hold: give a matrix type (f32, f16 or bf16)");
             return t.ConvertTo(type);
         }
-        WeightTensor HalfSplit(WeightTensor t, int heads) => c.RopeLayout == RopeLayout.HalfSplit ? t : ToHalfSplit(t, heads);
+        WeightTensor HalfSplit(WeightTensor t, int heads) => c.RopeLayout == RopeLayout.HalfSplit ? t : RopeRowOrder.ToHalfSplit(t, heads);
 
         var tensors = new List<(string, WeightTensor, long[])>();
         void Add(string name, WeightTensor t) => tensors.Add((name, t, t.Rows == 1 ? [t.Cols] : [t.Rows, t.Cols]));
@@ -81,18 +81,4 @@ public static class HuggingFaceFolderWriter
         WeightType.BF16 => "bfloat16",
         _ => "float32",
     };
-
-    /// <summary>Rows of each head from interleaved pairs (2i, 2i + 1) to half-split order (i, i + d/2): row p d/2 + i
-    /// takes row 2i + p (the inverse of GgufWriter's permutation).</summary>
-    private static WeightTensor ToHalfSplit(WeightTensor t, int heads)
-    {
-        var src = t.ToFloat();
-        var dst = new float[src.Length];
-        int d = t.Rows / heads;
-        for (int h = 0; h < heads; h++)
-            for (int i = 0; i < d / 2; i++)
-                for (int p = 0; p < 2; p++)
-                    Array.Copy(src, (long)(h * d + 2 * i + p) * t.Cols, dst, (long)(h * d + p * d / 2 + i) * t.Cols, t.Cols);
-        return WeightTensor.FromF32(t.Name, t.Rows, t.Cols, dst).ConvertTo(t.Type.IsQuantized() ? WeightType.F32 : t.Type);
-    }
 }
