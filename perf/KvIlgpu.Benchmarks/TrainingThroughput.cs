@@ -8,12 +8,15 @@ namespace KvIlgpu.Benchmarks;
 /// <summary>Training throughput (forward + backward + AdamW, tokens per second) of the default model's shape on every
 /// training backend present, side by side in one run: the managed SIMD trainer (micro-batches on all cores), and the
 /// ILGPU kernels on CUDA when a GPU is present (else on the CPU accelerator, with a shorter sequence, as a check only).
-/// Usage: train-throughput [sequence-length] [steps] [default|wide] (wide: the 64-wide-head model's shape, issue 18's).</summary>
+/// Usage: train-throughput [sequence-length] [steps] [default|head16] (default: the default model's shape, 64-wide heads;
+/// head16: the first default model's, 16-wide heads).</summary>
 internal static class TrainingThroughput
 {
     public static void Run(int sequenceLength, int steps, string shape = "default")
     {
-        bool wide = shape == "wide";
+        if (shape is not ("default" or "head16"))
+            throw new ArgumentException($"train-throughput: shape '{shape}' is not one of default, head16");
+        bool wide = shape == "default";
         int maxSeq = Math.Max(1024, sequenceLength);
         var config = wide
             ? new ModelConfig
@@ -26,8 +29,9 @@ internal static class TrainingThroughput
                 Dim = 128, HiddenDim = 344, Layers = 4, Heads = 8, KvHeads = 2, VocabSize = 4258, MaxSeqLen = maxSeq, TiedEmbeddings = true,
                 BosTokenId = 4256, EosTokenIds = [4257],
             };
-        config = config.Validated(wide ? "wide shape" : "default shape");
-        Console.WriteLine($"{(wide ? "64-wide-head model shape (4.0M" : "default model shape (1.24M")} parameters), {sequenceLength} " +
+        config = config.Validated(wide ? "default shape" : "head16 shape");
+        Console.WriteLine($"{(wide ? "default model shape (64-wide heads, 4.0M" : "head16 model shape (16-wide heads, 1.24M")} " +
+            $"parameters), {sequenceLength} " +
             $"tokens per sequence, 4 sequences per step, {steps} timed steps after 1 warm-up");
         double flops = FlopsPerToken(config, sequenceLength), managed = Measure(config, null, sequenceLength, steps);
         Console.WriteLine($"managed SIMD CPU: {managed:F0} tokens/s = {managed * flops / 1e9:F1} GFLOP/s ({flops / 1e6:F1} MFLOP per " +

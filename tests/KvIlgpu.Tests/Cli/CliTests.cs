@@ -23,6 +23,39 @@ public class CliTests
         Assert.True(json.GetProperty("prefill_tokens_per_s").GetDouble() > 0);
     }
 
+    /// <summary>convert to a folder writes a Hugging Face model with the source folder's tokenizer: the 16-wide shipped
+    /// model kept in f32 generates the same greedy tokens from its copy, and a bf16 copy runs and says it is bf16.</summary>
+    [Fact]
+    public void Convert_to_a_folder_writes_a_hugging_face_model_with_its_tokenizer()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(root.FullName, "KvIlgpu.sln"))) root = root.Parent!;
+        string source = Path.Combine(root.FullName, "weights", "head16");
+        using var dir = new TempDir();
+        string[] Generate(string model) => ["generate", "--model", model, "--prompt", "The jury said that", "--max-tokens", "12",
+            "--temperature", "0", "--json"];
+        var f32 = CliRunner.Run("convert", "--model", source, "--out", dir.File("f32"), "--dtype", "f32");
+        Assert.True(f32.ExitCode == 0, f32.Stderr);
+        Assert.Contains("copied tokenizer.json", f32.Stdout);
+        var original = CliRunner.Run(Generate(source));
+        var copy = CliRunner.Run(Generate(dir.File("f32")));
+        Assert.True(original.ExitCode == 0 && copy.ExitCode == 0, original.Stderr + copy.Stderr);
+        Assert.Equal(JsonDocument.Parse(original.Stdout).RootElement.GetProperty("token_ids").ToString(),
+            JsonDocument.Parse(copy.Stdout).RootElement.GetProperty("token_ids").ToString());
+
+        var bf16 = CliRunner.Run("convert", "--model", source, "--out", dir.File("bf16"), "--dtype", "bf16");
+        Assert.True(bf16.ExitCode == 0, bf16.Stderr);
+        Assert.Equal("bfloat16", JsonDocument.Parse(File.ReadAllText(dir.File("bf16/config.json"))).RootElement
+            .GetProperty("torch_dtype").GetString());
+        Assert.True(new FileInfo(dir.File("bf16/model.safetensors")).Length < 0.6 * new FileInfo(dir.File("f32/model.safetensors")).Length);
+        var run = CliRunner.Run(Generate(dir.File("bf16")));
+        Assert.True(run.ExitCode == 0, run.Stderr);
+
+        var onItself = CliRunner.Run("convert", "--model", dir.File("f32"), "--out", dir.File("f32"));
+        Assert.Equal(1, onItself.ExitCode);
+        Assert.Contains("--out", onItself.Stderr);
+    }
+
     [Fact]
     public void Generate_and_tokenize_with_a_text_prompt_and_a_tokenizer_beside_the_model()
     {

@@ -188,22 +188,29 @@ public class TrainCommandTests
         Assert.False(File.Exists(Path.Combine(dir.File("out"), "model.safetensors")));
     }
 
-    /// <summary>The shipped model's recipe still passes every check (its corpus path is ../shared's, so the files load
-    /// wherever the checkout is).</summary>
+    /// <summary>The shipped models' recipes still pass every check (their corpus path is ../shared's, so the files load
+    /// wherever the checkout is): the default model's stages (64-wide heads) and those of the 16-wide-head model before it,
+    /// and both models' projection training.</summary>
     [Fact]
-    public void Every_stage_config_of_the_default_model_loads()
+    public void Every_stage_config_of_the_shipped_models_loads()
     {
         var root = new DirectoryInfo(AppContext.BaseDirectory);
         while (!File.Exists(Path.Combine(root.FullName, "KvIlgpu.sln"))) root = root.Parent!;
         var configs = Directory.GetFiles(Path.Combine(root.FullName, "weights", "default-train"), "stage*.json");
-        Assert.Equal(16, configs.Length); // stages 1-10 and 14-19
-        foreach (var path in configs) TrainingConfig.Load(path);
-        // And the recipes in training: the 64-wide-head model's stages and the default model's projection training.
-        foreach (var path in Directory.GetFiles(Path.Combine(root.FullName, "weights", "wide-train"), "stage*.json"))
+        Assert.Equal(5, configs.Length); // stages 1, 1b, 2, 3 and 4
+        foreach (var path in configs)
         {
-            var wide = TrainingConfig.Load(path);
-            Assert.Equal(64, wide.Dim / wide.Heads);
+            var stage = TrainingConfig.Load(path);
+            Assert.Equal(64, stage.Dim / stage.Heads);
         }
-        KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train", "kv-projection.json"));
+        var narrow = Directory.GetFiles(Path.Combine(root.FullName, "weights", "head16-train"), "stage*.json");
+        Assert.Equal(16, narrow.Length); // stages 1-10 and 14-19
+        foreach (var path in narrow)
+        {
+            var stage = TrainingConfig.Load(path);
+            Assert.Equal(16, stage.Dim / stage.Heads);
+        }
+        foreach (var folder in new[] { "default-train", "head16-train" })
+            KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", folder, "kv-projection.json"));
     }
 }
