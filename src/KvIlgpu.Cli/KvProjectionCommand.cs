@@ -125,11 +125,17 @@ internal static class KvProjectionCommand
             Description = "tokens per calibration prompt",
             DefaultValueFactory = _ => 256,
         };
+        var taskPrompts = new Option<int>("--task-prompts")
+        {
+            Description = "synthetic retrieval and copy tasks (over the corpus's training text) added to the calibration " +
+                "prompts, each scored at its answer only; 0 for corpus text alone",
+            DefaultValueFactory = _ => 0,
+        };
         var device = DeviceOption();
         var output = OutOption();
         var cmd = new Command("ranks", "choose each head's K and V rank under a budget: lower the rank whose step down (d/8) changes the " +
             "next-token distribution least, until the budget is met")
-            { model, projection, budget, corpus, uniform, prompts, promptLength, device, output };
+            { model, projection, budget, corpus, uniform, prompts, promptLength, taskPrompts, device, output };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             double share = CliValues.Share(r.GetValue(budget)!, "--budget");
@@ -150,10 +156,22 @@ internal static class KvProjectionCommand
             }
             else
             {
+                int tasks = r.GetValue(taskPrompts);
+                if (tasks < 0) throw new InvalidOptionException("--task-prompts", $"--task-prompts must be 0 or more, got {tasks}");
                 var ids = EvaluationCorpus.LoadCalibration(corpusPath, engine.Tokenizer);
-                var windows = PcaCalibrator.Windows(ids, Math.Min(length, engine.Config.MaxSeqLen), promptCount * length);
-                result = ProgressDisplay.Steps("searching ranks", progress => RankSearch.Search(engine, p, share, windows, progress));
-                how = $"searched on {windows.Count} prompts of {Path.GetFileName(corpusPath)}";
+                int window = Math.Min(length, engine.Config.MaxSeqLen);
+                var calibration = PcaCalibrator.Windows(ids, window, promptCount * length).Select(RankSearchPrompt.Whole).ToList();
+                how = $"searched on {calibration.Count} prompts of {Path.GetFileName(corpusPath)}";
+                if (tasks > 0)
+                {
+                    if (engine.Tokenizer is not { } tok || engine.Config.BosTokenId is not int bos || ids.Count <= 2 * window
+                        || corpusPath.EndsWith(".ids", StringComparison.OrdinalIgnoreCase))
+                        throw new InvalidOptionException("--task-prompts", "--task-prompts needs a text corpus and a model with a " +
+                            "tokenizer and a BOS token");
+                    calibration.AddRange(RankSearchPrompt.Tasks(corpusPath, tok, [.. ids], bos, tasks, window));
+                    how += $" and {tasks} task prompts scored at their answers";
+                }
+                result = ProgressDisplay.Steps("searching ranks", progress => RankSearch.Search(engine, p, share, calibration, progress));
             }
             string budgetText = share.ToString("0.####", CultureInfo.InvariantCulture);
             KvProjectionFile.Save(result, outPath, new Dictionary<string, string> { ["ranks"] = $"{how}, budget {budgetText}" });

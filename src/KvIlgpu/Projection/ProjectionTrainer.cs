@@ -58,9 +58,7 @@ public static class ProjectionTrainer
             if (tokenizer == null || c.BosTokenId is not int bos)
                 throw new InvalidDataException($"{cfg.Corpus}: task_fraction needs a text corpus and a model with a tokenizer and a " +
                     "BOS token");
-            var docs = cfg.Corpus.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase)
-                ? [.. BrownCorpus.Read(cfg.Corpus).SkipLast(new TrainingConfig().ValidationDocuments).Select(doc => doc.Text)]
-                : File.ReadAllText(cfg.Corpus).Split("\n\n", StringSplitOptions.RemoveEmptyEntries).ToList();
+            var docs = BrownCorpus.TrainingTexts(cfg.Corpus);
             var taskConfig = new TrainingConfig
             {
                 SequenceLength = len - 1, TaskFraction = 1, TaskMinLength = cfg.TaskMinLength, TaskWeights = cfg.TaskWeights,

@@ -5,15 +5,20 @@ namespace KvIlgpu.Projection;
 
 /// <summary>MatryoshkaKV's adaptive ranks under a budget (SPEC section 5): from full rank, repeatedly lower the one
 /// (layer, KV head, K or V) rank whose step down by d/8 changes the next-token distribution least, measured as the mean
-/// KL(full rank || candidate) over every position of the calibration prompts (teacher-forced), until the mean kept
-/// fraction of feature dims is at most the budget. Candidates are tried in a fixed order and ties go to the first, so
-/// the search is deterministic; ranks never go below d/8.</summary>
+/// over the calibration prompts of each prompt's mean KL(full rank || candidate) over its scored positions
+/// (teacher-forced), until the mean kept fraction of feature dims is at most the budget. Candidates are tried in a fixed
+/// order and ties go to the first, so the search is deterministic; ranks never go below d/8.</summary>
 public static class RankSearch
 {
+    /// <summary>The search over prompts scored at every position (corpus text).</summary>
+    public static KvProjection Search(InferenceEngine engine, KvProjection projection, double budget, IReadOnlyList<int[]> prompts,
+        IProgress<(int Done, int Total)>? progress = null) =>
+        Search(engine, projection, budget, [.. prompts.Select(RankSearchPrompt.Whole)], progress);
+
     /// <summary>The projection at searched ranks with KeptFraction at most budget (exactly budget when budget is a
     /// multiple of 1/(16 x layers x KV heads), as 1/2 and 1/4 are). progress reports steps taken of those needed.</summary>
-    public static KvProjection Search(InferenceEngine engine, KvProjection projection, double budget, IReadOnlyList<int[]> prompts,
-        IProgress<(int Done, int Total)>? progress = null)
+    public static KvProjection Search(InferenceEngine engine, KvProjection projection, double budget,
+        IReadOnlyList<RankSearchPrompt> prompts, IProgress<(int Done, int Total)>? progress = null)
     {
         if (!(budget is > 0 and <= 1)) throw new InvalidOptionException("Budget", $"a rank budget must be in (0, 1], got {budget}");
         if (prompts.Count == 0) throw new ArgumentException("no calibration prompts", nameof(prompts));
@@ -50,16 +55,17 @@ public static class RankSearch
         return projection.WithRanks(keys, values, projection.Method);
     }
 
-    /// <summary>Log-probabilities of every position's next token, [positions][vocabulary], from an empty cache.</summary>
-    private static float[][] LogProbabilities(LlamaModel model, int[] prompt)
+    /// <summary>Log-probabilities of the next token at the prompt's scored positions, [positions][vocabulary], from an
+    /// empty cache.</summary>
+    private static float[][] LogProbabilities(LlamaModel model, RankSearchPrompt prompt)
     {
-        using var cache = model.CreateCache(prompt.Length);
-        var logits = model.Forward(cache, prompt, allLogits: true);
+        using var cache = model.CreateCache(prompt.Tokens.Length);
+        var logits = model.Forward(cache, prompt.Tokens, allLogits: true);
         int vocab = model.Config.VocabSize;
-        var result = new float[prompt.Length][];
-        for (int t = 0; t < prompt.Length; t++)
+        var result = new float[prompt.ScoredTo - prompt.ScoredFrom][];
+        for (int t = 0; t < result.Length; t++)
         {
-            var row = logits.AsSpan(t * vocab, vocab);
+            var row = logits.AsSpan((prompt.ScoredFrom + t) * vocab, vocab);
             float max = float.NegativeInfinity;
             foreach (var v in row) max = Math.Max(max, v);
             double sum = 0;

@@ -34,6 +34,13 @@ public static partial class BrownCorpus
         return docs.OrderBy(d => d.Name, StringComparer.Ordinal).ToList();
     }
 
+    /// <summary>The texts the trainers write synthetic tasks over: a Brown .tgz's documents less the held-out ones
+    /// (`validation_documents`' default, which eval scores), or a text file's paragraphs.</summary>
+    public static List<string> TrainingTexts(string corpus) =>
+        corpus.EndsWith(".tgz", StringComparison.OrdinalIgnoreCase)
+            ? [.. Read(corpus).SkipLast(new TrainingConfig().ValidationDocuments).Select(doc => doc.Text)]
+            : [.. File.ReadAllText(corpus).Split("\n\n", StringSplitOptions.RemoveEmptyEntries)];
+
     /// <summary>Tagged text to plain text: paragraphs separated by a blank line, sentences by a space.</summary>
     public static string Untag(string tagged)
     {

@@ -55,4 +55,85 @@ public class RankSearchTests
         Assert.Equal(keyCheaper ? d - step : d, searched.Rank(KvPart.Key, 0, 0));
         Assert.Equal(keyCheaper ? d : d - step, searched.Rank(KvPart.Value, 0, 0));
     }
+    /// <summary>A task prompt counts only at the positions that predict its answer: on a model and prompt where that
+    /// changes which rank is cheapest to lower first (found among seeds here, every candidate measured from the engine's
+    /// logits directly), the search follows the answer positions, and a whole-prompt search the whole prompt.</summary>
+    [Fact]
+    public void A_prompt_scored_at_its_answer_counts_only_those_positions()
+    {
+        var c = TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2, seq: 32);
+        int d = c.HeadDim, step = d / 8, units = c.Layers * c.KvHeads, answer = 3;
+        for (int seed = 0; seed < 40; seed++)
+        {
+            var w = TestModels.Random(c, seed: 100 + seed);
+            var p = TestProjections.Random(c.Layers, c.KvHeads, d, seed: 200 + seed);
+            var rng = new Random(seed);
+            var prompt = Enumerable.Range(0, 20).Select(_ => rng.Next(c.VocabSize)).ToArray();
+            int from = prompt.Length - answer - 1, to = prompt.Length - 1;
+            float[] Run(KvProjection projection)
+            {
+                using var model = new KvIlgpu.Models.LlamaModel(w, new ManagedSimdBackend()) { Projection = projection };
+                using var cache = model.CreateCache();
+                return model.Forward(cache, prompt, allLogits: true);
+            }
+            var full = Run(p);
+            // Candidates in the search's order: every unit's key, then every unit's value.
+            var lows = Enumerable.Range(0, 2 * units).Select(k =>
+            {
+                var keys = Enumerable.Repeat(d, units).ToArray();
+                var values = Enumerable.Repeat(d, units).ToArray();
+                (k < units ? keys : values)[k % units] -= step;
+                return Run(p.WithRanks(keys, values));
+            }).ToList();
+            int Cheapest(int first, int last)
+            {
+                int v = c.VocabSize, n = last - first;
+                var costs = lows.Select(low => KvIlgpu.Training.ForwardBackward.KlDivergence(full.AsSpan(first * v, n * v).ToArray(),
+                    low.AsSpan(first * v, n * v).ToArray(), new float[n * v], v)).ToList();
+                return costs.IndexOf(costs.Min());
+            }
+            int atAnswer = Cheapest(from, to), overall = Cheapest(0, prompt.Length);
+            if (atAnswer == overall) continue;
+            using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu));
+            double oneStep = 1 - 1.0 / (16 * units);
+            int Lowered(KvProjection searched) => Enumerable.Range(0, 2 * units).Single(k =>
+                searched.Rank(k < units ? KvPart.Key : KvPart.Value, k % units / c.KvHeads, k % units % c.KvHeads) == d - step);
+            Assert.Equal(atAnswer, Lowered(RankSearch.Search(engine, p, oneStep, [RankSearchPrompt.Answer(prompt, answer)])));
+            Assert.Equal(overall, Lowered(RankSearch.Search(engine, p, oneStep, [prompt])));
+            return;
+        }
+        Assert.Fail("no seed where the answer positions and the whole prompt disagree");
+    }
+
+    /// <summary>The synthetic calibration tasks are scored at their answers, which every task (passkey, needle, copy)
+    /// states earlier in its prompt; a task too long for the length falls back to a corpus window scored whole.</summary>
+    [Fact]
+    public void Task_prompts_are_scored_at_answers_stated_earlier_and_deterministic()
+    {
+        var texts = Enumerable.Range(0, 20).Select(i => string.Join(" ", Enumerable.Range(0, 12).Select(j =>
+            $"The cat sat on the mat number {i + j}. The other cat ate the rat, then slept by the door for {j % 7} hours."))).ToList();
+        using var dir = new TempDir();
+        KvIlgpu.Tokenization.ByteLevelBpeTrainer.Save(KvIlgpu.Tokenization.ByteLevelBpeTrainer.Train(texts, 300, ["<|bos|>"]),
+            dir.File("tokenizer.json"));
+        var tok = new KvIlgpu.Tokenization.ByteLevelBpeTextTokenizer(dir.File("tokenizer.json"));
+        File.WriteAllText(dir.File("corpus.txt"), string.Join("\n\n", texts));
+        var ids = tok.Encode(string.Join(" ", texts)).ToArray();
+        var a = RankSearchPrompt.Tasks(dir.File("corpus.txt"), tok, ids, bos: 0, count: 8, length: 256);
+        var b = RankSearchPrompt.Tasks(dir.File("corpus.txt"), tok, ids, bos: 0, count: 8, length: 256);
+        Assert.Equal(8, a.Count);
+        Assert.Equal(a.Select(x => string.Join(",", x.Tokens)), b.Select(x => string.Join(",", x.Tokens)));
+        int tasks = 0;
+        foreach (var prompt in a)
+        {
+            Assert.True(prompt.Tokens.Length <= 256, $"{prompt.Tokens.Length} tokens");
+            if (prompt.ScoredFrom == 0 && prompt.ScoredTo == prompt.Tokens.Length) continue; // a corpus window
+            tasks++;
+            Assert.Equal(prompt.Tokens.Length - 1, prompt.ScoredTo);
+            // Positions ScoredFrom .. ScoredTo - 1 predict the answer's tokens, the prompt's last ones.
+            string answer = tok.Decode(prompt.Tokens[(prompt.ScoredFrom + 1)..]).Trim().TrimEnd('.');
+            string before = tok.Decode(prompt.Tokens[..(prompt.ScoredFrom + 1)]);
+            Assert.True(answer.Length > 0 && before.Contains(answer), $"answer '{answer}' not stated in '{before}'");
+        }
+        Assert.True(tasks >= 4, $"{tasks} of 8 prompts are tasks");
+    }
 }
