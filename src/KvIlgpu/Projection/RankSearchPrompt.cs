@@ -32,7 +32,8 @@ public sealed record RankSearchPrompt
         new(tokens, tokens.Length - answerTokens - 1, tokens.Length - 1);
 
     /// <summary>count synthetic tasks as the trainers draw them (passkey, multi-key needle and copy, 2:1:1, over the
-    /// corpus's training documents as filler; lengths log-uniform from length/4 to length tokens), each scored at its
+    /// corpus's training documents as filler, half the passkey and needle fillers a few sentences repeated as the
+    /// trainers' repeated_filler makes them; lengths log-uniform from length/4 to length tokens), each scored at its
     /// answer. corpusTokens is the calibration text as token ids (a window of it stands in for a task that does not
     /// fit). Deterministic for a seed.</summary>
     public static List<RankSearchPrompt> Tasks(string corpus, ITextTokenizer tokenizer, int[] corpusTokens, int bos, int count,
@@ -42,6 +43,7 @@ public sealed record RankSearchPrompt
         var config = new TrainingConfig
         {
             SequenceLength = length - 1, TaskFraction = 1, TaskMinLength = Math.Max(16, length / 4), TaskWeights = [2, 1, 1],
+            RepeatedFiller = 0.5,
         };
         var rng = new Random(seed);
         return [.. Enumerable.Range(0, count).Select(_ => Trainer.Sample(rng, config, tokenizer, corpusTokens, docs, bos))
