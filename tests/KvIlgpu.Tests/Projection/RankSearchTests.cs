@@ -55,6 +55,7 @@ public class RankSearchTests
         Assert.Equal(keyCheaper ? d - step : d, searched.Rank(KvPart.Key, 0, 0));
         Assert.Equal(keyCheaper ? d : d - step, searched.Rank(KvPart.Value, 0, 0));
     }
+
     /// <summary>A task prompt counts only at the positions that predict its answer: on a model and prompt where that
     /// changes which rank is cheapest to lower first (found among seeds here, every candidate measured from the engine's
     /// logits directly), the search follows the answer positions, and a whole-prompt search the whole prompt.</summary>

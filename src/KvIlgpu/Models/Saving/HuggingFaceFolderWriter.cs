@@ -4,7 +4,8 @@ using KvIlgpu.Models.Quantization;
 namespace KvIlgpu.Models.Saving;
 
 /// <summary>Writes a model as a Hugging Face folder (config.json and model.safetensors, in Hugging Face's tensor names
-/// and its half-split order of Q and K rows), which every loader of this project, and HF transformers, reads back.</summary>
+/// and its half-split order of Q and K rows; a model with q/k/v biases as Qwen2), which every loader of this project,
+/// and HF transformers, reads back.</summary>
 public static class HuggingFaceFolderWriter
 {
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
@@ -56,11 +57,13 @@ public static class HuggingFaceFolderWriter
         Directory.CreateDirectory(dir);
         var config = new Dictionary<string, object?>
         {
-            ["architectures"] = new[] { "LlamaForCausalLM" }, ["model_type"] = "llama", ["hidden_act"] = "silu",
+            // q/k/v biases without an o_proj bias are Qwen2's layout (HF's Llama attention_bias adds one to o_proj too).
+            ["architectures"] = new[] { c.AttentionBias ? "Qwen2ForCausalLM" : "LlamaForCausalLM" },
+            ["model_type"] = c.AttentionBias ? "qwen2" : "llama", ["hidden_act"] = "silu",
             ["hidden_size"] = c.Dim, ["intermediate_size"] = c.HiddenDim, ["num_hidden_layers"] = c.Layers,
             ["num_attention_heads"] = c.Heads, ["num_key_value_heads"] = c.KvHeads, ["head_dim"] = c.HeadDim,
             ["vocab_size"] = c.VocabSize, ["max_position_embeddings"] = c.MaxSeqLen, ["rms_norm_eps"] = c.RmsNormEps,
-            ["rope_theta"] = c.RopeTheta, ["attention_bias"] = c.AttentionBias, ["tie_word_embeddings"] = c.TiedEmbeddings,
+            ["rope_theta"] = c.RopeTheta, ["tie_word_embeddings"] = c.TiedEmbeddings,
             ["torch_dtype"] = TorchDtype(tensors[0].Item2.Type),
             ["bos_token_id"] = c.BosTokenId,
             ["eos_token_id"] = c.EosTokenIds.Count == 1 ? c.EosTokenIds[0] : c.EosTokenIds.Count == 0 ? null : c.EosTokenIds,

@@ -47,6 +47,7 @@ public class HuggingFaceFolderWriterTests
         HuggingFaceFolderWriter.Write(dir.Path, w);
         var hf = ModelLoader.Load(dir.Path);
         Assert.True(hf.Config.AttentionBias);
+        Assert.Contains("\"model_type\": \"qwen2\"", File.ReadAllText(Path.Combine(dir.Path, "config.json")));
         AssertLogits(hf, ReferenceLlama.From(w), 1e-5);
     }
 
@@ -60,7 +61,10 @@ public class HuggingFaceFolderWriterTests
         var e = Assert.Throws<ArgumentException>(() => HuggingFaceFolderWriter.Write(dir.File("hf"), q));
         Assert.Contains("q8_0", e.Message, StringComparison.OrdinalIgnoreCase);
         HuggingFaceFolderWriter.Write(dir.File("hf"), q, WeightType.F16);
-        Assert.Equal(WeightType.F16, ModelLoader.Load(dir.File("hf")).Layers[0].WUp.Type);
+        var up = ModelLoader.Load(dir.File("hf")).Layers[0].WUp;
+        Assert.Equal(WeightType.F16, up.Type);
+        // The dequantised values, rounded to f16 (relative step 2^-11).
+        Compare.Close(up.ToFloat(), q.Layers[0].WUp.ToFloat(), 1e-3, "w_up dequantised to f16");
     }
 
     private static void AssertLogits(LlamaWeights model, ReferenceLlama reference, double tolerance)
