@@ -8,5 +8,23 @@ namespace KvIlgpu.Cache;
 /// <param name="Storage">How features are stored (resolved: not Auto).</param>
 /// <param name="KeyWidth">Features of K each slot stores (0: the model's head_dim).</param>
 /// <param name="ValueWidth">Features of V each slot stores (0: the model's head_dim).</param>
+/// <param name="KeyWidths">Features of K each (layer, KV head) stores, layer-major (a projection's key ranks); when given,
+/// it replaces KeyWidth.</param>
+/// <param name="ValueWidths">Likewise for V.</param>
 internal sealed record PagedCacheOptions(long? MemoryBytes = null, double MemoryFraction = 0.25, int BlockSize = 16, int MaxSequences = 64,
-    KvStorageType Storage = KvStorageType.F32, int KeyWidth = 0, int ValueWidth = 0);
+    KvStorageType Storage = KvStorageType.F32, int KeyWidth = 0, int ValueWidth = 0, IReadOnlyList<int>? KeyWidths = null,
+    IReadOnlyList<int>? ValueWidths = null)
+{
+    /// <summary>The layout these options give a model's cache.</summary>
+    public Kernels.PagedLayout LayoutFor(Models.ModelConfig config)
+    {
+        int heads = config.Layers * config.KvHeads;
+        return Kernels.PagedLayout.For(config, BlockSize, Storage, KeyWidths ?? Enumerable.Repeat(KeyWidth, heads).ToArray(),
+            ValueWidths ?? Enumerable.Repeat(ValueWidth, heads).ToArray());
+    }
+
+    /// <summary>The key width options give (layer, KV head) number i (layer-major); 0: head_dim.</summary>
+    public int KeyWidthOf(int i) => KeyWidths?[i] ?? KeyWidth;
+    /// <summary>The value width options give (layer, KV head) number i (layer-major); 0: head_dim.</summary>
+    public int ValueWidthOf(int i) => ValueWidths?[i] ?? ValueWidth;
+}

@@ -4,14 +4,16 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Cache;
 
-/// <summary>The paged KV cache of SPEC 1: one pool of blocks, each holding K and V of BlockSize tokens for ONE
-/// (layer, KV head); per (sequence, layer, KV head) a block table and a length, kept on the device and mirrored on
-/// the host (which decides allocation). Lengths may differ between heads. Memory accounting covers blocks and
-/// metadata (tables, lengths, per-slot position and metric).</summary>
+/// <summary>The paged KV cache of SPEC 1: one pool of blocks of one size, each holding K and V of tokens of ONE
+/// (layer, KV head), as many as fit at that head's widths (BlockSize of the widest; see <see cref="PagedLayout"/>); per
+/// (sequence, layer, KV head) a block table and a length, kept on the device and mirrored on the host (which decides
+/// allocation). Lengths may differ between heads, and so may widths. Memory accounting covers blocks and metadata
+/// (tables, lengths, per-slot position and metric).</summary>
 internal sealed class PagedKvCache : IDisposable
 {
     private readonly IComputeBackend _backend;
-    private readonly int[] _tables;   // host mirror of the device tables
+    private readonly int[] _tables;   // host mirror of the device tables (the heads' shapes first)
+    private readonly HeadShape[] _shapes; // per (layer, KV head)
     private readonly int[] _lengths;  // host mirror of the device lengths
     private readonly int[] _blockCounts; // blocks held per head
     private readonly Stack<int> _freeSequences;
@@ -40,7 +42,7 @@ internal sealed class PagedKvCache : IDisposable
         if (options.MaxSequences <= 0) throw new ArgumentOutOfRangeException(nameof(options), "MaxSequences must be positive");
         _backend = backend;
         if (options.Storage == KvStorageType.Auto) throw new ArgumentException("resolve the storage type first", nameof(options));
-        Layout = PagedLayout.For(config, options.BlockSize, options.Storage, options.KeyWidth, options.ValueWidth);
+        Layout = options.LayoutFor(config);
         MaxSequences = options.MaxSequences;
         int heads = MaxSequences * HeadsPerSequence;
         BytesPerBlock = Layout.BytesPerBlock;
@@ -53,15 +55,21 @@ internal sealed class PagedKvCache : IDisposable
                     $"metadata; one token of one sequence needs {HeadsPerSequence} blocks " +
                         $"({HeadsPerSequence * BytesPerBlock + MetadataBytes} bytes)");
         // One buffer holds at most int.MaxValue elements.
-        long perBlock = Math.Max(Math.Max(Layout.KeyPoolWords(1), Layout.ValuePoolWords(1)), 2L * options.BlockSize);
+        long perBlock = Math.Max(Layout.PoolWords(1), 2L * Layout.SlotsPerBlock);
         blocks = Math.Min(blocks, int.MaxValue / perBlock);
         Pool = new BlockPool((int)blocks);
-        int slots = (int)blocks * options.BlockSize;
-        Buffers = new PagedKvBuffers(Layout, backend.AllocateInts((int)Layout.KeyPoolWords(blocks)),
-            backend.AllocateInts((int)Layout.ValuePoolWords(blocks)),
-            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(heads * Layout.MaxBlocksPerHead),
+        int slots = (int)blocks * Layout.SlotsPerBlock;
+        Buffers = new PagedKvBuffers(Layout, backend.AllocateInts((int)Layout.PoolWords(blocks)),
+            backend.AllocateInts(slots), backend.Allocate(slots), backend.AllocateInts(Layout.TableWords(MaxSequences)),
                 backend.AllocateInts(heads), backend.Allocate(Layout.HasScales ? 2 * slots : 1));
-        _tables = new int[heads * Layout.MaxBlocksPerHead];
+        _tables = new int[Layout.TableWords(MaxSequences)];
+        _shapes = new HeadShape[HeadsPerSequence];
+        for (int i = 0; i < HeadsPerSequence; i++)
+        {
+            _shapes[i] = Layout.ShapeFor(options.KeyWidthOf(i), options.ValueWidthOf(i));
+            PagedLayout.WriteShape(_tables, i, _shapes[i]);
+        }
+        backend.WriteInts(Buffers.Tables, _tables.AsSpan(0, Layout.ShapeWords));
         _lengths = new int[heads];
         _blockCounts = new int[heads];
         _sequenceInUse = new bool[MaxSequences];
@@ -70,6 +78,14 @@ internal sealed class PagedKvCache : IDisposable
 
     /// <summary>Index of a (sequence, layer, KV head) among all heads of the cache (block tables, lengths).</summary>
     public int Head(int sequence, int layer, int kvHead) => Layout.HeadIndex(sequence, layer, kvHead);
+
+    /// <summary>What a (layer, KV head) stores: its widths and its tokens per block.</summary>
+    public HeadShape Shape(int layer, int kvHead) => _shapes[layer * Layout.KvHeads + kvHead];
+
+    /// <summary>Each (layer, KV head)'s tokens per block, layer-major.</summary>
+    public int[] TokensPerBlock() => [.. _shapes.Select(s => s.TokensPerBlock)];
+
+    private HeadShape ShapeOf(int head) => _shapes[head % HeadsPerSequence];
 
     public int Length(int sequence, int layer, int kvHead) => _lengths[Head(sequence, layer, kvHead)];
     public int Block(int sequence, int layer, int kvHead, int index) => _tables[Layout.BlockEntry(Head(sequence, layer, kvHead), index)];
@@ -94,7 +110,7 @@ internal sealed class PagedKvCache : IDisposable
     }
 
     /// <summary>Blocks a sequence of this many tokens needs across all its heads.</summary>
-    public int BlocksFor(int tokens) => HeadsPerSequence * Layout.BlocksFor(tokens);
+    public int BlocksFor(int tokens) => _shapes.Sum(s => PagedLayout.BlocksFor(tokens, s));
 
     /// <summary>Reserves a row of block tables for a new sequence; null when all are in use.</summary>
     public int? TryAddSequence()
@@ -113,9 +129,9 @@ internal sealed class PagedKvCache : IDisposable
         for (int h = 0; h < HeadsPerSequence; h++)
         {
             int head = sequence * HeadsPerSequence + h;
-            int want = Layout.BlocksFor(_lengths[head] + extraTokens);
-            if (want > Layout.MaxBlocksPerHead) throw new ContextOverflowException(_lengths[head] + extraTokens,
-                Layout.MaxBlocksPerHead * Layout.BlockSize);
+            int want = PagedLayout.BlocksFor(_lengths[head] + extraTokens, _shapes[h]);
+            if (_lengths[head] + extraTokens > Layout.MaxBlocksPerHead * Layout.BlockSize)
+                throw new ContextOverflowException(_lengths[head] + extraTokens, Layout.MaxBlocksPerHead * Layout.BlockSize);
             needed += Math.Max(0, want - _blockCounts[head]);
         }
         if (needed > Pool.Free) return false;
@@ -123,7 +139,7 @@ internal sealed class PagedKvCache : IDisposable
         for (int h = 0; h < HeadsPerSequence; h++)
         {
             int head = sequence * HeadsPerSequence + h;
-            int want = Layout.BlocksFor(_lengths[head] + extraTokens);
+            int want = PagedLayout.BlocksFor(_lengths[head] + extraTokens, _shapes[h]);
             int first = _blockCounts[head];
             while (_blockCounts[head] < want)
             {
@@ -144,7 +160,7 @@ internal sealed class PagedKvCache : IDisposable
         for (int h = 0; h < HeadsPerSequence; h++)
         {
             int head = sequence * HeadsPerSequence + h;
-            if (_lengths[head] + count > _blockCounts[head] * Layout.BlockSize)
+            if (_lengths[head] + count > _blockCounts[head] * _shapes[h].TokensPerBlock)
                 throw new InvalidOperationException($"head {head} has no room reserved for {count} more tokens");
             _lengths[head] += count;
         }
@@ -173,16 +189,18 @@ internal sealed class PagedKvCache : IDisposable
         int head = Head(sequence, layer, kvHead);
         if ((uint)index >= (uint)_lengths[head]) throw new ArgumentOutOfRangeException(nameof(index),
             $"slot {index} of a head of length {_lengths[head]}");
-        return (int)Layout.Slot(_tables[Layout.TableIndex(head, index)], index);
+        var shape = ShapeOf(head);
+        return (int)Layout.Slot(_tables[Layout.TableIndex(head, index, shape)], index, shape);
     }
 
-    /// <summary>Runs compaction moves on the device: pairs of (from, to) physical slots.</summary>
-    public void MoveSlots(IReadOnlyList<int> pairs)
+    /// <summary>Runs compaction moves on the device: triples of (from, to) physical slots of a head, and that head's index
+    /// (<see cref="Head"/>).</summary>
+    public void MoveSlots(IReadOnlyList<int> moves)
     {
-        if (pairs.Count == 0) return;
-        using var buffer = _backend.AllocateInts(pairs.Count);
-        _backend.WriteInts(buffer, pairs.ToArray());
-        _backend.MoveSlots(Buffers, buffer, pairs.Count / 2);
+        if (moves.Count == 0) return;
+        using var buffer = _backend.AllocateInts(moves.Count);
+        _backend.WriteInts(buffer, moves.ToArray());
+        _backend.MoveSlots(Buffers, buffer, moves.Count / 3);
     }
 
     /// <summary>Shortens a head to newLength and returns its now-unused trailing blocks to the pool.</summary>
@@ -190,7 +208,7 @@ internal sealed class PagedKvCache : IDisposable
     {
         int head = Head(sequence, layer, kvHead);
         if (newLength < 0 || newLength > _lengths[head]) throw new ArgumentOutOfRangeException(nameof(newLength));
-        int keep = Layout.BlocksFor(newLength);
+        int keep = PagedLayout.BlocksFor(newLength, ShapeOf(head));
         for (int i = keep; i < _blockCounts[head]; i++) Pool.Release(_tables[Layout.BlockEntry(head, i)], head);
         _blockCounts[head] = keep;
         _lengths[head] = newLength;
@@ -202,33 +220,35 @@ internal sealed class PagedKvCache : IDisposable
     public List<HeadSlots> ReadHeads(int sequence)
     {
         var result = new List<HeadSlots>();
-        var blockMetric = new float[Layout.BlockSize];
-        var blockPositions = new int[Layout.BlockSize];
+        var blockMetric = new float[Layout.SlotsPerBlock];
+        var blockPositions = new int[Layout.SlotsPerBlock];
         for (int layer = 0; layer < Layout.Layers; layer++)
             for (int h = 0; h < Layout.KvHeads; h++)
             {
                 int head = Head(sequence, layer, h), n = _lengths[head];
+                var shape = Shape(layer, h);
+                int perBlock = shape.TokensPerBlock;
                 var metric = new float[n];
                 var positions = new int[n];
-                for (int b = 0; b * Layout.BlockSize < n; b++)
+                for (int b = 0; b * perBlock < n; b++)
                 {
-                    int count = Math.Min(Layout.BlockSize, n - b * Layout.BlockSize);
-                    int start = (int)Layout.Slot(_tables[Layout.BlockEntry(head, b)], 0);
+                    int count = Math.Min(perBlock, n - b * perBlock);
+                    int start = (int)Layout.Slot(_tables[Layout.BlockEntry(head, b)], 0, shape);
                     _backend.Read(Buffers.Metric, blockMetric.AsSpan(0, count), start);
                     _backend.ReadInts(Buffers.Positions, blockPositions.AsSpan(0, count), start);
-                    blockMetric.AsSpan(0, count).CopyTo(metric.AsSpan(b * Layout.BlockSize));
-                    blockPositions.AsSpan(0, count).CopyTo(positions.AsSpan(b * Layout.BlockSize));
+                    blockMetric.AsSpan(0, count).CopyTo(metric.AsSpan(b * perBlock));
+                    blockPositions.AsSpan(0, count).CopyTo(positions.AsSpan(b * perBlock));
                 }
-                result.Add(new HeadSlots(layer, h, metric, positions));
+                result.Add(new HeadSlots(layer, h, metric, positions, perBlock));
             }
         return result;
     }
 
     /// <summary>The cached keys of one sequence's head, in logical slot order, one row of HeadDim floats per slot (widened
-    /// from the storage type; features past the head's KeyWidth, which it does not store, are zero).</summary>
+    /// from the storage type; features past the head's key width, which it does not store, are zero).</summary>
     public float[][] ReadKeys(int sequence, int layer, int kvHead)
     {
-        int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
+        int head = Head(sequence, layer, kvHead), width = ShapeOf(head).KeyWidth;
         var keys = new float[_lengths[head]][];
         ForEachKeyBlock(head, (t, block) =>
         {
@@ -242,11 +262,11 @@ internal sealed class PagedKvCache : IDisposable
         return keys;
     }
 
-    /// <summary>Multiplies every cached key of one sequence's head by mask (KeyWidth factors), channel by channel (and
+    /// <summary>Multiplies every cached key of one sequence's head by mask (key-width factors), channel by channel (and
     /// stores the result in the storage type again).</summary>
     public void ScaleKeys(int sequence, int layer, int kvHead, float[] mask)
     {
-        int head = Head(sequence, layer, kvHead), width = Layout.KeyWidth(head);
+        int head = Head(sequence, layer, kvHead), width = ShapeOf(head).KeyWidth;
         ForEachKeyBlock(head, (_, block) =>
         {
             for (int i = 0; i < block.Length; i++) block[i] *= mask[i % width];
@@ -261,24 +281,25 @@ internal sealed class PagedKvCache : IDisposable
     /// and written back.</summary>
     private void ForEachKeyBlock(int head, KeyBlockVisitor body)
     {
-        int n = _lengths[head], width = Layout.KeyWidth(head), words = Layout.KeyWords;
-        var block = new float[Layout.BlockSize * width];
-        var packed = new int[Layout.BlockSize * words];
-        var scales = new float[2 * Layout.BlockSize];
-        for (int t = 0; t < n; t += Layout.BlockSize)
+        var shape = ShapeOf(head);
+        int n = _lengths[head], width = shape.KeyWidth, words = shape.KeyWords, perBlock = shape.TokensPerBlock;
+        var block = new float[perBlock * width];
+        var packed = new int[perBlock * words];
+        var scales = new float[2 * perBlock];
+        for (int t = 0; t < n; t += perBlock)
         {
-            int count = Math.Min(Layout.BlockSize, n - t);
-            long slot = Layout.Slot(_tables[Layout.TableIndex(head, t)], t);
-            int offset = (int)Layout.KeyOffset(slot);
+            int count = Math.Min(perBlock, n - t);
+            long slot = Layout.Slot(_tables[Layout.TableIndex(head, t, shape)], t, shape);
+            int offset = (int)Layout.KeyOffset(slot, shape);
             var keys = block.AsSpan(0, count * width);
-            _backend.ReadInts(Buffers.Keys, packed.AsSpan(0, count * words), offset);
+            _backend.ReadInts(Buffers.Blocks, packed.AsSpan(0, count * words), offset);
             if (Layout.HasScales) _backend.Read(Buffers.Scales, scales.AsSpan(0, 2 * count), (int)(2 * slot));
             for (int i = 0; i < count; i++)
                 KvCodec.LoadRow(packed.AsSpan(i * words, words), scales[2 * i], keys.Slice(i * width, width), Layout.Storage);
             if (!body(t, keys)) continue;
             for (int i = 0; i < count; i++)
                 scales[2 * i] = KvCodec.StoreRow(keys.Slice(i * width, width), packed.AsSpan(i * words, words), Layout.Storage);
-            _backend.WriteInts(Buffers.Keys, packed.AsSpan(0, count * words), offset);
+            _backend.WriteInts(Buffers.Blocks, packed.AsSpan(0, count * words), offset);
             if (Layout.HasScales) _backend.Write(Buffers.Scales, scales.AsSpan(0, 2 * count), (int)(2 * slot));
         }
     }
@@ -288,11 +309,13 @@ internal sealed class PagedKvCache : IDisposable
     {
         int head = Head(sequence, layer, kvHead);
         if (values.Length > _lengths[head]) throw new ArgumentOutOfRangeException(nameof(values), "more metric values than slots");
-        for (int b = 0; b * Layout.BlockSize < values.Length; b++)
+        var shape = ShapeOf(head);
+        int perBlock = shape.TokensPerBlock;
+        for (int b = 0; b * perBlock < values.Length; b++)
         {
-            int count = Math.Min(Layout.BlockSize, values.Length - b * Layout.BlockSize);
-            _backend.Write(Buffers.Metric, values.Slice(b * Layout.BlockSize, count), (int)Layout.Slot(_tables[Layout.BlockEntry(head,
-                b)], 0));
+            int count = Math.Min(perBlock, values.Length - b * perBlock);
+            _backend.Write(Buffers.Metric, values.Slice(b * perBlock, count), (int)Layout.Slot(_tables[Layout.BlockEntry(head, b)], 0,
+                shape));
         }
     }
 
@@ -328,8 +351,8 @@ internal sealed class PagedKvCache : IDisposable
         int held = 0;
         for (int head = 0; head < _lengths.Length; head++)
         {
-            if (_lengths[head] > _blockCounts[head] * Layout.BlockSize) throw new InvalidOperationException($"head {head} is longer " +
-                $"than its blocks");
+            if (_lengths[head] > _blockCounts[head] * ShapeOf(head).TokensPerBlock)
+                throw new InvalidOperationException($"head {head} is longer than its blocks");
             for (int i = 0; i < _blockCounts[head]; i++)
             {
                 int b = _tables[Layout.BlockEntry(head, i)];

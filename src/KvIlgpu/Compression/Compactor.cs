@@ -33,6 +33,7 @@ internal static class Compactor
             {
                 physical.Add(cache.PhysicalSlot(sequence, layer, kvHead, from));
                 physical.Add(cache.PhysicalSlot(sequence, layer, kvHead, to));
+                physical.Add(cache.Head(sequence, layer, kvHead));
             }
         }
         cache.MoveSlots(physical);

@@ -58,22 +58,23 @@ internal static class GroupedPagedAttention
     /// scores (head h's at h * stride), and the output into output (head h's HeadDim features at h * HeadDim, the
     /// features past the value width zero). queries holds the group's queries (head h's at h * HeadDim). Returns false,
     /// having written nothing that the exact path does not overwrite, where it declines (see the class).</summary>
-    public static bool Attend(in PagedLayout p, int[] keyPool, int[] valuePool, float[] scales, int[] tables, int head, int len,
+    public static bool Attend(in PagedLayout p, int[] pool, float[] scales, int[] tables, int head, int len,
         ReadOnlySpan<float> queries, Span<float> scores, int stride, Span<float> output) => p.Storage switch
         {
-            KvCodec.F32 => Attend<F32Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
-            KvCodec.F16 => Attend<F16Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
-            KvCodec.BF16 => Attend<Bf16Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
-            _ => Attend<Q8Rows>(p, keyPool, valuePool, scales, tables, head, len, queries, scores, stride, output),
+            KvCodec.F32 => Attend<F32Rows>(p, pool, scales, tables, head, len, queries, scores, stride, output),
+            KvCodec.F16 => Attend<F16Rows>(p, pool, scales, tables, head, len, queries, scores, stride, output),
+            KvCodec.BF16 => Attend<Bf16Rows>(p, pool, scales, tables, head, len, queries, scores, stride, output),
+            _ => Attend<Q8Rows>(p, pool, scales, tables, head, len, queries, scores, stride, output),
         };
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static bool Attend<T>(in PagedLayout p, int[] keyPool, int[] valuePool, float[] scales, int[] tables, int head,
+    private static bool Attend<T>(in PagedLayout p, int[] pool, float[] scales, int[] tables, int head,
         int len, ReadOnlySpan<float> queries, Span<float> scores, int stride, Span<float> output)
         where T : struct, IRowFormat
     {
         var scratch = Scratch.For(p, stride);
-        int group = p.GroupSize, d = p.HeadDim, kw = p.KeyWidth(head), vw = p.ValueWidth(head), bs = p.BlockSize;
+        var shape = p.Shape(tables, head);
+        int group = p.GroupSize, d = p.HeadDim, kw = shape.KeyWidth, vw = shape.ValueWidth, bs = shape.TokensPerBlock;
         float scale = 1f / MathF.Sqrt(d);
         if (T.Scaled && TensorPrimitives.MaxMagnitude(queries) >= 32768f) return false;
         var q = scratch.Queries;
@@ -91,14 +92,14 @@ internal static class GroupedPagedAttention
         for (int t0 = 0; t0 < len; t0 += bs)
         {
             int count = Math.Min(bs, len - t0);
-            long slot0 = p.Slot(tables[p.TableIndex(head, t0)], t0);
-            ref int rows = ref keyPool[p.KeyOffset(slot0)];
+            long slot0 = p.Slot(tables[p.TableIndex(head, t0, shape)], t0, shape);
+            ref int rows = ref pool[p.KeyOffset(slot0, shape)];
             ref float rowScales = ref T.RowScales ? ref Unsafe.Add(ref scaleRef, (nint)(2 * slot0)) : ref scaleRef;
             for (int h = 0; h < group;)
             {
                 ref float qh = ref Unsafe.Add(ref qr, h * d);
                 ref float dst = ref Unsafe.Add(ref sr, h * stride + t0);
-                int words = p.KeyWords;
+                int words = shape.KeyWords;
                 if (group - h >= 4)
                     ScoreRows<T, Four>(ref qh, d, kw, ref rows, words, count, scale, ref rowScales, ref dst, stride, ref special);
                 else if (group - h >= 2)
@@ -123,7 +124,7 @@ internal static class GroupedPagedAttention
             if (T.RowScales)
                 for (int t0 = 0; t0 < len; t0 += bs)
                 {
-                    long slot0 = p.Slot(tables[p.TableIndex(head, t0)], t0);
+                    long slot0 = p.Slot(tables[p.TableIndex(head, t0, shape)], t0, shape);
                     for (int i = 0, count = Math.Min(bs, len - t0); i < count; i++) scratch.Factors[t0 + i] = scales[2 * (slot0 + i) + 1];
                 }
             for (int h = 0; h < group; h++)
@@ -138,13 +139,13 @@ internal static class GroupedPagedAttention
         for (int t0 = 0; t0 < len; t0 += bs)
         {
             int count = Math.Min(bs, len - t0);
-            long slot0 = p.Slot(tables[p.TableIndex(head, t0)], t0);
-            ref int rows = ref valuePool[p.ValueOffset(slot0)];
+            long slot0 = p.Slot(tables[p.TableIndex(head, t0, shape)], t0, shape);
+            ref int rows = ref pool[p.ValueOffset(slot0, shape)];
             for (int h = 0; h < group;)
             {
                 ref float wh = ref Unsafe.Add(ref weights, h * stride + t0);
                 ref float oh = ref Unsafe.Add(ref or, h * d);
-                int words = p.ValueWords;
+                int words = shape.ValueWords;
                 if (group - h >= 4) ValueRows<T, Four>(ref rows, words, count, ref wh, stride, ref oh, d, vw, ref special);
                 else if (group - h >= 2) ValueRows<T, Two>(ref rows, words, count, ref wh, stride, ref oh, d, vw, ref special);
                 else ValueRows<T, One>(ref rows, words, count, ref wh, stride, ref oh, d, vw, ref special);

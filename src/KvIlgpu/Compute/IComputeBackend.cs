@@ -63,8 +63,9 @@ internal interface IComputeBackend : IDisposable
     void AccumulateMetric(DeviceBuffer probabilities, int stride, PagedKvBuffers cache, DeviceIntBuffer rowInfo,
         DeviceIntBuffer modes, int rows, int layer);
 
-    /// <summary>Copies physical slot pairs[2i] to pairs[2i+1] (K, V, position, metric) for i &lt; count.</summary>
-    void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count);
+    /// <summary>Copies physical slot moves[3i] to moves[3i+1] of head moves[3i+2] (its K and V at that head's widths,
+    /// position, metric, scales) for i &lt; count.</summary>
+    void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer moves, int count);
 
     /// <summary>Index of the largest of x[offset ..+count] (the first on ties).</summary>
     int ArgMax(DeviceBuffer x, int offset, int count);

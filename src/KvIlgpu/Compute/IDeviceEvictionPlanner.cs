@@ -6,10 +6,10 @@ namespace KvIlgpu.Compute;
 internal interface IDeviceEvictionPlanner
 {
     /// <summary>For the heads firstHead .. firstHead + lengths.Length - 1 of a paged cache (one sequence's, in
-    /// (layer, KV head) order, each with its length), the logical slots each head evicts: positions at or after
+    /// (layer, KV head) order, each with its length and its tokens per block), the logical slots each head evicts: positions at or after
     /// recentFrom and before sinks are protected; the budget is maxCacheTokens per head on average, or keepRate of
     /// the evictable KVs; with average enabled, KVs rank by their averaged metric (SPEC 2's variant). It selects
     /// exactly what the host's <c>CrossHeadChunkSelection</c> selects.</summary>
-    int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens,
-        double? keepRate, Kernels.MetricAverage average = default);
+    int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int[] blockSizes, int recentFrom, int sinks,
+        int? maxCacheTokens, double? keepRate, Kernels.MetricAverage average = default);
 }

@@ -113,14 +113,14 @@ internal sealed class IlgpuBackend : IComputeBackend
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
         AttentionParams> _attention;
     private readonly Action<KernelConfig, ArrayView<float>, int, int, ArrayView<int>> _argMax;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<float>,
         ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout> _pagedWrite;
-    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>,
+    private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>,
         ArrayView<int>, ArrayView<int>,
         ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout> _pagedAttention;
-    private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-        ArrayView<int>, int, PagedLayout> _moveSlots;
+    private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+        ArrayView<int>, ArrayView<int>, int, PagedLayout> _moveSlots;
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<float>,
         int, int, int, PagedLayout> _accumulateMetric;
@@ -173,19 +173,19 @@ internal sealed class IlgpuBackend : IComputeBackend
         _projectHeads = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             int, int, int>(ProjectionKernels.ProjectHeads);
         _argMax = a.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<int>>(SamplingKernels.ArgMax);
-        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+        _pagedWrite = a.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
             ArrayView<float>, ArrayView<float>,
             ArrayView<int>, ArrayView<int>, ArrayView<int>, int, int, PagedLayout>(PagedAttentionKernels.Write);
-        _moveSlots = a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
-            ArrayView<int>, int, PagedLayout>(PagedAttentionKernels.MoveSlots);
+        _moveSlots = a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
+            ArrayView<int>, ArrayView<int>, int, PagedLayout>(PagedAttentionKernels.MoveSlots);
         _accumulateMetric = a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<int>,
             ArrayView<float>,
             int, int, int, PagedLayout>(PagedAttentionKernels.AccumulateMetric);
         _pagedAttention = _shape.ThreadPerOutput
-            ? a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+            ? a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
                 ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int,
                 PagedLayout>(PagedAttentionKernels.AttentionThreadPerHead)
-            : a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
+            : a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>,
                 ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, PagedLayout>(PagedAttentionKernels.Attention);
     }
 
@@ -407,7 +407,7 @@ internal sealed class IlgpuBackend : IComputeBackend
     }
 
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers c, DeviceIntBuffer rowInfo, int rows, int layer) =>
-        _pagedWrite(_shape.Elementwise((long)rows * c.Layout.KvHeads), V(k), V(v), IV(c.Keys), IV(c.Values),
+        _pagedWrite(_shape.Elementwise((long)rows * c.Layout.KvHeads), V(k), V(v), IV(c.Blocks),
             IV(c.Positions), V(c.Metric), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), rows, layer, c.Layout);
 
     public void PagedAttention(DeviceBuffer q, PagedKvBuffers c, DeviceIntBuffer rowInfo, int rows, int layer,
@@ -415,7 +415,7 @@ internal sealed class IlgpuBackend : IComputeBackend
     {
         long items = (long)rows * c.Layout.Heads;
         var cfg = _shape.ThreadPerOutput ? _shape.Elementwise(items) : _shape.WarpPerItem(items);
-        _pagedAttention(cfg, V(q), IV(c.Keys), IV(c.Values), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output),
+        _pagedAttention(cfg, V(q), IV(c.Blocks), V(c.Scales), IV(c.Tables), IV(c.Lengths), IV(rowInfo), V(output),
             V(probabilities),
             rows, layer, stride, emitProbabilities ? 1 : 0, c.Layout);
     }
@@ -428,8 +428,8 @@ internal sealed class IlgpuBackend : IComputeBackend
     public void MoveSlots(PagedKvBuffers c, DeviceIntBuffer pairs, int count)
     {
         if (count == 0) return;
-        _moveSlots(_shape.Elementwise((long)count * Math.Max(c.Layout.KeyWords, c.Layout.ValueWords)), IV(c.Keys), IV(c.Values),
-            IV(c.Positions), V(c.Metric), V(c.Scales), IV(pairs), count, c.Layout);
+        _moveSlots(_shape.Elementwise((long)count * (c.Layout.BlockWords / c.Layout.BlockSize)), IV(c.Blocks), IV(c.Positions),
+            V(c.Metric), V(c.Scales), IV(c.Tables), IV(pairs), count, c.Layout);
     }
 
     public int ArgMax(DeviceBuffer x, int offset, int count)

@@ -20,8 +20,8 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
     private readonly Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>,
         ArrayView<int>, ArrayView<int>,
         int, int, PagedLayout, int, int, MetricAverage> _sortKeys;
-    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int,
-        int> _chunkKeys;
+    private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>,
+        ArrayView<int>, int> _chunkKeys;
     private readonly Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<int>, int> _evictsInOrder;
     private readonly Action<KernelConfig, ArrayView<ulong>, ArrayView<int>, ArrayView<int>, int, int> _takeChunks;
     private readonly RadixSortPairs<ulong, Stride1D.Dense, int, Stride1D.Dense> _sortPairs;
@@ -35,8 +35,8 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
         _sortKeys = _a.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>,
             ArrayView<int>, ArrayView<int>,
             int, int, PagedLayout, int, int, MetricAverage>(EvictionKernels.SortKeys);
-        _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>, int,
-            int>(EvictionKernels.ChunkKeys);
+        _chunkKeys = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, ArrayView<ulong>, ArrayView<int>,
+            ArrayView<int>, int>(EvictionKernels.ChunkKeys);
         _evictsInOrder = _a.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<int>, int>(EvictionKernels.EvictsInOrder);
         _takeChunks = _a.LoadStreamKernel<ArrayView<ulong>, ArrayView<int>, ArrayView<int>, int, int>(EvictionKernels.TakeChunks);
         _sortPairs = _a.CreateRadixSortPairs<ulong, Stride1D.Dense, int, Stride1D.Dense, AscendingUInt64>();
@@ -44,18 +44,18 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
     }
 
     /// <inheritdoc/>
-    public int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int recentFrom, int sinks, int? maxCacheTokens,
-        double? keepRate, MetricAverage average = default)
+    public int[][] PlanChunks(PagedKvBuffers cache, int firstHead, int[] lengths, int[] blockSizes, int recentFrom, int sinks,
+        int? maxCacheTokens, double? keepRate, MetricAverage average = default)
     {
         if ((maxCacheTokens == null) == (keepRate == null)) throw new ArgumentException("give exactly one of maxCacheTokens or keepRate");
-        int heads = lengths.Length, b = cache.Layout.BlockSize;
+        int heads = lengths.Length;
         if (heads > 0xFFFF) throw new NotSupportedException("the device planner handles up to 65,535 heads per sequence");
         var offsets = new int[heads + 1];
         var chunkOffsets = new int[heads + 1];
         for (int h = 0; h < heads; h++)
         {
             offsets[h + 1] = offsets[h] + lengths[h];
-            chunkOffsets[h + 1] = chunkOffsets[h] + (lengths[h] + b - 1) / b;
+            chunkOffsets[h + 1] = chunkOffsets[h] + (lengths[h] + blockSizes[h] - 1) / blockSizes[h];
         }
         int total = offsets[heads], chunks = chunkOffsets[heads];
         var evicted = new int[heads][];
@@ -76,8 +76,9 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
         using var chunkKeys = _a.Allocate1D<ulong>(chunks);
         using var chunkIds = _a.Allocate1D(Enumerable.Range(0, chunks).ToArray());
         using var chunkEvicts = _a.Allocate1D<int>(chunks);
+        using var blockSizeBuffer = _a.Allocate1D(blockSizes);
         _chunkKeys(_shape.Elementwise(heads), keys.View, offsetBuffer.View, chunkOffsetBuffer.View, chunkKeys.View, chunkEvicts.View,
-            heads, b);
+            blockSizeBuffer.View, heads);
         Sort(chunkKeys.View, chunkIds.View);
         using var inOrder = _a.Allocate1D<int>(chunks);
         using var before = _a.Allocate1D<int>(chunks);
@@ -96,7 +97,7 @@ internal sealed class IlgpuEvictionPlanner : IDeviceEvictionPlanner
         var sortedSlots = slots.GetAsArray1D();
         for (int h = 0; h < heads; h++)
         {
-            int fill = lengths[h] % b == 0 ? b : lengths[h] % b;
+            int b = blockSizes[h], fill = lengths[h] % b == 0 ? b : lengths[h] % b;
             int count = takenHost[h] == 0 ? 0 : (takenHost[h] - 1) * b + fill;
             evicted[h] = sortedSlots[offsets[h]..(offsets[h] + count)];
         }

@@ -341,14 +341,14 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     public void WriteInts(DeviceIntBuffer dst, ReadOnlySpan<int> src, int dstOffset = 0) => src.CopyTo(I(dst).AsSpan(dstOffset));
     public void ReadInts(DeviceIntBuffer src, Span<int> dst, int srcOffset = 0) => I(src).AsSpan(srcOffset, dst.Length).CopyTo(dst);
 
-    private static int SlotOf(in Kernels.PagedLayout p, int[] tables, int head, int index) => (int)p.Slot(tables[p.TableIndex(head,
-        index)], index);
+    private static int SlotOf(in Kernels.PagedLayout p, int[] tables, int head, Kernels.HeadShape shape, int index) =>
+        (int)p.Slot(tables[p.TableIndex(head, index, shape)], index, shape);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void PagedWrite(DeviceBuffer k, DeviceBuffer v, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer)
     {
         var p = cache.Layout;
-        var ks = D(k); var vs = D(v); var kp = I(cache.Keys); var vp = I(cache.Values); var scales = D(cache.Scales);
+        var ks = D(k); var vs = D(v); var pool = I(cache.Blocks); var scales = D(cache.Scales);
         var pos = I(cache.Positions); var metric = D(cache.Metric); var tables = I(cache.Tables);
         var lengths = I(cache.Lengths); var info = I(rowInfo);
         int d = p.HeadDim;
@@ -356,11 +356,13 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             for (int h = 0; h < p.KvHeads; h++)
             {
                 int head = p.HeadIndex(info[4 * r], layer, h);
-                int slot = SlotOf(p, tables, head, Kernels.PagedLayout.AppendIndex(lengths[head], info[4 * r + 1], info[4 * r + 2]));
-                float keyScale = Kernels.KvCodec.StoreRow(ks.AsSpan((r * p.KvHeads + h) * d, p.KeyWidth(head)),
-                    kp.AsSpan((int)p.KeyOffset(slot), p.KeyWords), p.Storage);
-                float valueScale = Kernels.KvCodec.StoreRow(vs.AsSpan((r * p.KvHeads + h) * d, p.ValueWidth(head)),
-                    vp.AsSpan((int)p.ValueOffset(slot), p.ValueWords), p.Storage);
+                var shape = p.Shape(tables, head);
+                int slot = SlotOf(p, tables, head, shape,
+                    Kernels.PagedLayout.AppendIndex(lengths[head], info[4 * r + 1], info[4 * r + 2]));
+                float keyScale = Kernels.KvCodec.StoreRow(ks.AsSpan((r * p.KvHeads + h) * d, shape.KeyWidth),
+                    pool.AsSpan((int)p.KeyOffset(slot, shape), shape.KeyWords), p.Storage);
+                float valueScale = Kernels.KvCodec.StoreRow(vs.AsSpan((r * p.KvHeads + h) * d, shape.ValueWidth),
+                    pool.AsSpan((int)p.ValueOffset(slot, shape), shape.ValueWords), p.Storage);
                 if (p.HasScales) { scales[2 * slot] = keyScale; scales[2 * slot + 1] = valueScale; }
                 pos[slot] = info[4 * r + 3];
                 metric[slot] = 0f;
@@ -375,19 +377,18 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
     {
         var p = cache.Layout;
-        var qs = D(q); var kp = I(cache.Keys); var vp = I(cache.Values); var o = D(output); var probs = D(probabilities);
+        var qs = D(q); var pool = I(cache.Blocks); var o = D(output); var probs = D(probabilities);
         var scales = D(cache.Scales); var tables = I(cache.Tables); var lengths = I(cache.Lengths); var info = I(rowInfo);
         int d = p.HeadDim, group = p.GroupSize, perWord = Kernels.KvCodec.PerWord(p.Storage);
-        // Rows of a block are contiguous in the pools; widened, each takes its words' features (padding included).
-        int keyStride = p.KeyWords * perWord, valueStride = p.ValueWords * perWord;
         float scale = 1f / MathF.Sqrt(d);
         // 16-bit rows are widened in pair order (KvRowDecoder.ToPairOrder), which needs widths of whole 8s; the query and
         // the value sum are put in that order and back once per head.
         bool pairs = VectorRows && (p.Storage == Kernels.KvCodec.F16 || p.Storage == Kernels.KvCodec.BF16);
         ForRanges(rows * p.KvHeads, (long)stride * d * 2 * group, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
-            var widened = new float[p.BlockSize * Math.Max(keyStride, valueStride)];
-            var rowScales = new float[p.BlockSize];
+            // Any head's block widened: a block's words, as features.
+            var widened = new float[p.BlockWords * perWord];
+            var rowScales = new float[p.SlotsPerBlock];
             var pairedQueries = pairs ? new float[group * d] : null;
             var pairedSums = pairs ? new float[group * d] : null;
             for (int item = start; item < end; item++)
@@ -395,10 +396,13 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 int r = item / p.KvHeads, g = item % p.KvHeads;
                 int head = p.HeadIndex(info[4 * r], layer, g);
                 int len = Kernels.PagedLayout.VisibleSlots(lengths[head], info[4 * r + 1], info[4 * r + 2]);
-                int kw = p.KeyWidth(head), vw = p.ValueWidth(head), first = g * group;
+                var shape = p.Shape(tables, head);
+                int kw = shape.KeyWidth, vw = shape.ValueWidth, first = g * group, perBlock = shape.TokensPerBlock;
+                // Rows of a block are contiguous in the pool; widened, each takes its words' features (padding included).
+                int keyStride = shape.KeyWords * perWord, valueStride = shape.ValueWords * perWord;
                 int groupRow = r * p.Heads + first;
                 if (FusedGroupAttention && GroupedPagedAttention.Serves(kw, vw)
-                    && GroupedPagedAttention.Attend(p, kp, vp, scales, tables, head, len, qs.AsSpan(groupRow * d, group * d),
+                    && GroupedPagedAttention.Attend(p, pool, scales, tables, head, len, qs.AsSpan(groupRow * d, group * d),
                         probs.AsSpan(groupRow * stride, group * stride), stride, o.AsSpan(groupRow * d, group * d)))
                     continue;
                 bool pairKeys = pairs && kw % 8 == 0, pairValues = pairs && vw % 8 == 0;
@@ -407,11 +411,12 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 if (pairKeys)
                     for (int h = first; h < first + group; h++)
                         KvRowDecoder.ToPairOrder(qs.AsSpan((r * p.Heads + h) * d, kw), pairedQueries.AsSpan((h - first) * kw, kw));
-                for (int t0 = 0; t0 < len; t0 += p.BlockSize)
+                for (int t0 = 0; t0 < len; t0 += perBlock)
                 {
-                    int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
-                    var keys = pairKeys ? WidenedPairs(kp, (int)p.KeyOffset(slot0), count, p.KeyWords, kw, p.Storage, widened)
-                        : Widened(kp, (int)p.KeyOffset(slot0), count * p.KeyWords, p.Storage, widened);
+                    int count = Math.Min(perBlock, len - t0), slot0 = SlotOf(p, tables, head, shape, t0);
+                    int at = (int)p.KeyOffset(slot0, shape);
+                    var keys = pairKeys ? WidenedPairs(pool, at, count, shape.KeyWords, kw, p.Storage, widened)
+                        : Widened(pool, at, count * shape.KeyWords, p.Storage, widened);
                     var keyScales = p.HasScales ? RowScales(scales, slot0, count, 0, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
@@ -431,11 +436,12 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     o.AsSpan((r * p.Heads + h) * d, d).Clear();
                 }
                 if (pairValues) pairedSums.AsSpan(0, group * vw).Clear();
-                for (int t0 = 0; t0 < len; t0 += p.BlockSize)
+                for (int t0 = 0; t0 < len; t0 += perBlock)
                 {
-                    int count = Math.Min(p.BlockSize, len - t0), slot0 = SlotOf(p, tables, head, t0);
-                    var values = pairValues ? WidenedPairs(vp, (int)p.ValueOffset(slot0), count, p.ValueWords, vw, p.Storage, widened)
-                        : Widened(vp, (int)p.ValueOffset(slot0), count * p.ValueWords, p.Storage, widened);
+                    int count = Math.Min(perBlock, len - t0), slot0 = SlotOf(p, tables, head, shape, t0);
+                    int at = (int)p.ValueOffset(slot0, shape);
+                    var values = pairValues ? WidenedPairs(pool, at, count, shape.ValueWords, vw, p.Storage, widened)
+                        : Widened(pool, at, count * shape.ValueWords, p.Storage, widened);
                     var valueScales = p.HasScales ? RowScales(scales, slot0, count, 1, rowScales) : default;
                     for (int h = first; h < first + group; h++)
                     {
@@ -507,6 +513,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             for (int g = 0; g < p.KvHeads; g++)
             {
                 int head = p.HeadIndex(info[4 * r], layer, g);
+                var shape = p.Shape(tables, head);
                 int visible = Kernels.PagedLayout.VisibleSlots(lengths[head], info[4 * r + 1], info[4 * r + 2]);
                 for (int t = 0; t < visible; t++)
                 {
@@ -516,23 +523,25 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                         float v = probs[(r * p.Heads + q) * stride + t];
                         sum += squared ? v * v : v;
                     }
-                    metric[SlotOf(p, tables, head, t)] += sum;
+                    metric[SlotOf(p, tables, head, shape, t)] += sum;
                 }
             }
         }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer pairs, int count)
+    public void MoveSlots(PagedKvBuffers cache, DeviceIntBuffer moves, int count)
     {
         var p = cache.Layout;
-        var kp = I(cache.Keys); var vp = I(cache.Values); var pos = I(cache.Positions); var metric = D(cache.Metric);
-        var scales = D(cache.Scales); var pr = I(pairs);
+        var pool = I(cache.Blocks); var pos = I(cache.Positions); var metric = D(cache.Metric);
+        var scales = D(cache.Scales); var mv = I(moves); var tables = I(cache.Tables);
         for (int m = 0; m < count; m++)
         {
-            int from = pr[2 * m], to = pr[2 * m + 1];
-            kp.AsSpan((int)p.KeyOffset(from), p.KeyWords).CopyTo(kp.AsSpan((int)p.KeyOffset(to), p.KeyWords));
-            vp.AsSpan((int)p.ValueOffset(from), p.ValueWords).CopyTo(vp.AsSpan((int)p.ValueOffset(to), p.ValueWords));
+            int from = mv[3 * m], to = mv[3 * m + 1];
+            var shape = p.Shape(tables, mv[3 * m + 2]);
+            pool.AsSpan((int)p.KeyOffset(from, shape), shape.KeyWords).CopyTo(pool.AsSpan((int)p.KeyOffset(to, shape), shape.KeyWords));
+            pool.AsSpan((int)p.ValueOffset(from, shape), shape.ValueWords)
+                .CopyTo(pool.AsSpan((int)p.ValueOffset(to, shape), shape.ValueWords));
             pos[to] = pos[from];
             metric[to] = metric[from];
             if (p.HasScales) { scales[2 * to] = scales[2 * from]; scales[2 * to + 1] = scales[2 * from + 1]; }

@@ -45,14 +45,14 @@ public sealed class InferenceEngine : IDisposable
     {
         _model = model; _backend = backend; Tokenizer = tokenizer;
         var c = model.Config;
-        // A projection's cache holds its coordinates only: as wide as its largest ranks.
-        int keyWidth = options.KvProjection?.AllRanks(Projection.KvPart.Key).Max() ?? 0;
-        int valueWidth = options.KvProjection?.AllRanks(Projection.KvPart.Value).Max() ?? 0;
-        long perSequence = Kernels.PagedLayout.For(c, options.BlockSize, storage, keyWidth, valueWidth).FullSequenceBytes;
+        // A projection's cache holds each head's coordinates only: as wide as that head's ranks.
+        var cacheOptions = new PagedCacheOptions(options.KvMemoryBytes, options.KvMemoryFraction, options.BlockSize, options.MaxBatchSize,
+            storage, KeyWidths: options.KvProjection?.AllRanks(Projection.KvPart.Key),
+            ValueWidths: options.KvProjection?.AllRanks(Projection.KvPart.Value));
+        long perSequence = cacheOptions.LayoutFor(c).FullSequenceBytes;
         long memory = options.KvMemoryBytes ?? Math.Min(8 * perSequence + (1 << 20),
             (long)(backend.MemoryBytes * options.KvMemoryFraction));
-        _cache = new PagedKvCache(backend, c, new PagedCacheOptions(memory, options.KvMemoryFraction, options.BlockSize,
-            options.MaxBatchSize, storage, keyWidth, valueWidth));
+        _cache = new PagedKvCache(backend, c, cacheOptions with { MemoryBytes = memory });
         try { _scheduler = new Scheduler(model, _cache, new SchedulerOptions(options.MaxBatchSize, options.MaxTokensPerStep), tokenizer); }
         catch { _cache.Dispose(); throw; }
     }

@@ -37,7 +37,8 @@ internal static class EvictionKernels
         for (int i = GridStride.Start; i < total; i += GridStride.Step)
         {
             int h = HeadOf(offsets, heads, i), t = i - offsets[h];
-            long physical = layout.Slot(tables[layout.TableIndex(firstHead + h, t)], t);
+            var shape = layout.Shape(tables, firstHead + h);
+            long physical = layout.Slot(tables[layout.TableIndex(firstHead + h, t, shape)], t, shape);
             int position = positions[physical];
             bool isProtected = position >= recentFrom || position < sinks;
             float m = isProtected ? float.PositiveInfinity : average.Score(metric[physical], position);
@@ -47,15 +48,17 @@ internal static class EvictionKernels
         }
     }
 
-    /// <summary>Step 2: chunk j of head h frees j+1 blocks; its score is the sorted metric at j*B + fill - 1 (fill: the
-    /// slots of the head's last block). Chunk keys order by score, then head, then chunk; chunks that would evict a
-    /// protected slot (and unused entries) get the largest key and evict nothing.</summary>
+    /// <summary>Step 2: chunk j of head h frees j+1 blocks; its score is the sorted metric at j*B + fill - 1 (B: the
+    /// head's tokens per block, blockSizes[h]; fill: the slots of the head's last block). Chunk keys order by score, then
+    /// head, then chunk; chunks that would evict a protected slot (and unused entries) get the largest key and evict
+    /// nothing.</summary>
     public static void ChunkKeys(ArrayView<ulong> sortedKeys, ArrayView<int> offsets, ArrayView<int> chunkOffsets,
-        ArrayView<ulong> chunkKeys, ArrayView<int> chunkEvicts, int heads, int blockSize)
+        ArrayView<ulong> chunkKeys, ArrayView<int> chunkEvicts, ArrayView<int> blockSizes, int heads)
     {
         uint infinity = OrderedBits(float.PositiveInfinity);
         for (int h = GridStride.Start; h < heads; h += GridStride.Step)
         {
+            int blockSize = blockSizes[h];
             int n = offsets[h + 1] - offsets[h], fill = n % blockSize == 0 ? blockSize : n % blockSize;
             for (int j = 0; j < chunkOffsets[h + 1] - chunkOffsets[h]; j++)
             {

@@ -16,18 +16,19 @@ internal static class PagedAttentionKernels
         return (head, PagedLayout.VisibleSlots(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
     }
 
-    private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, int index) => p.Slot(tables[p.TableIndex(head, index)],
-        index);
+    /// <summary>The physical slot of a head's logical slot index.</summary>
+    private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, HeadShape shape, int index) =>
+        p.Slot(tables[p.TableIndex(head, index, shape)], index, shape);
 
     /// <summary>The q8 scale of a slot's key (part 0) or value (part 1); 1 for the other storage types.</summary>
     private static float ScaleOf(PagedLayout p, ArrayView<float> scales, long slot, int part) =>
         p.HasScales ? scales[2 * slot + part] : 1f;
 
-    /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]; the first KeyWidth and ValueWidth features of each head)
+    /// <summary>Writes each row's K and V ([rows, KvHeads * HeadDim]; the first key and value widths of each head's shape)
     /// into its own slot of every KV head, packed in the cache's storage type (with its q8 scales), with the token's
     /// position and a zero eviction metric. One thread per (row, KV head), so packed words are written whole.</summary>
-    public static void Write(ArrayView<float> k, ArrayView<float> v, ArrayView<int> kPool, ArrayView<int> vPool,
-        ArrayView<int> positions, ArrayView<float> metric, ArrayView<float> scales, ArrayView<int> tables, ArrayView<int> lengths,
+    public static void Write(ArrayView<float> k, ArrayView<float> v, ArrayView<int> pool, ArrayView<int> positions,
+        ArrayView<float> metric, ArrayView<float> scales, ArrayView<int> tables, ArrayView<int> lengths,
         ArrayView<int> rowInfo, int rows, int layer, PagedLayout p)
     {
         int d = p.HeadDim, total = rows * p.KvHeads;
@@ -35,10 +36,11 @@ internal static class PagedAttentionKernels
         {
             int h = i % p.KvHeads, r = i / p.KvHeads;
             int head = p.HeadIndex(rowInfo[4 * r], layer, h);
-            long slot = SlotOf(p, tables, head, PagedLayout.AppendIndex(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
+            var shape = p.Shape(tables, head);
+            long slot = SlotOf(p, tables, head, shape, PagedLayout.AppendIndex(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
             long source = (long)r * p.KvHeads * d + h * d;
-            float keyScale = KvCodec.StoreRow(k, source, p.KeyWidth(head), kPool, p.KeyOffset(slot), p.Storage);
-            float valueScale = KvCodec.StoreRow(v, source, p.ValueWidth(head), vPool, p.ValueOffset(slot), p.Storage);
+            float keyScale = KvCodec.StoreRow(k, source, shape.KeyWidth, pool, p.KeyOffset(slot, shape), p.Storage);
+            float valueScale = KvCodec.StoreRow(v, source, shape.ValueWidth, pool, p.ValueOffset(slot, shape), p.Storage);
             if (p.HasScales) { scales[2 * slot] = keyScale; scales[2 * slot + 1] = valueScale; }
             positions[slot] = rowInfo[4 * r + 3];
             metric[slot] = 0f;
@@ -46,12 +48,12 @@ internal static class PagedAttentionKernels
     }
 
     /// <summary>Attention through per-head block tables, one warp per (row, query head). Each KV head is read up to
-    /// its own length (heads differ after eviction) and its own widths: the score is q's first KeyWidth features against
-    /// the stored key, scaled by 1/sqrt(HeadDim), and the output's first ValueWidth features are the weighted stored values
+    /// its own length (heads differ after eviction) and its own shape's widths: the score is q's first key-width features
+    /// against the stored key, scaled by 1/sqrt(HeadDim), and the output's first value-width features are the weighted stored values
     /// (the rest are zero). Stored features are widened in registers. When emitProbabilities is set,
     /// probs[(r * Heads + h) * stride + t] holds the softmax probability of the head's t-th slot (for the eviction
     /// metric), with no second pass over the cache; otherwise that buffer is only scratch.</summary>
-    public static void Attention(ArrayView<float> q, ArrayView<int> kPool, ArrayView<int> vPool, ArrayView<float> scales,
+    public static void Attention(ArrayView<float> q, ArrayView<int> pool, ArrayView<float> scales,
         ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
         ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
     {
@@ -61,12 +63,13 @@ internal static class PagedAttentionKernels
         {
             int r = item / p.Heads, h = item % p.Heads;
             var (head, len) = RowHead(p, lengths, rowInfo, layer, r, h);
+            var shape = p.Shape(tables, head);
             long qb = (long)r * qDim + h * d, sb = (long)item * stride;
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
             {
-                long slot = SlotOf(p, tables, head, t);
-                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(slot), p.KeyWidth(head), p.Storage,
+                long slot = SlotOf(p, tables, head, shape, t);
+                float s = AttentionMath.ScaledScore(q, qb, pool, p.KeyOffset(slot, shape), shape.KeyWidth, p.Storage,
                     ScaleOf(p, scales, slot, 0) * scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
@@ -75,10 +78,10 @@ internal static class PagedAttentionKernels
             for (int i = Warp.LaneIdx; i < d; i += Warp.WarpSize)
             {
                 float acc = 0;
-                for (int t = 0; t < len && i < p.ValueWidth(head); t++)
+                for (int t = 0; t < len && i < shape.ValueWidth; t++)
                 {
-                    long slot = SlotOf(p, tables, head, t);
-                    acc += probs[sb + t] * KvCodec.Load(vPool, p.ValueOffset(slot), i, p.Storage, ScaleOf(p, scales, slot, 1));
+                    long slot = SlotOf(p, tables, head, shape, t);
+                    acc += probs[sb + t] * KvCodec.Load(pool, p.ValueOffset(slot, shape), i, p.Storage, ScaleOf(p, scales, slot, 1));
                 }
                 output[(long)r * qDim + h * d + i] = acc * inv;
             }
@@ -92,7 +95,7 @@ internal static class PagedAttentionKernels
 
     /// <summary>The same attention with one thread per (row, query head) and no warp shuffles, for ILGPU's CPU
     /// accelerator, where each shuffle is a barrier between simulated threads.</summary>
-    public static void AttentionThreadPerHead(ArrayView<float> q, ArrayView<int> kPool, ArrayView<int> vPool, ArrayView<float> scales,
+    public static void AttentionThreadPerHead(ArrayView<float> q, ArrayView<int> pool, ArrayView<float> scales,
         ArrayView<int> tables, ArrayView<int> lengths, ArrayView<int> rowInfo, ArrayView<float> output,
         ArrayView<float> probs, int rows, int layer, int stride, int emitProbabilities, PagedLayout p)
     {
@@ -102,12 +105,13 @@ internal static class PagedAttentionKernels
         {
             int r = item / p.Heads, h = item % p.Heads;
             var (head, len) = RowHead(p, lengths, rowInfo, layer, r, h);
+            var shape = p.Shape(tables, head);
             long qb = (long)r * qDim + h * d, sb = (long)item * stride;
             float max = float.NegativeInfinity;
             for (int t = 0; t < len; t++)
             {
-                long slot = SlotOf(p, tables, head, t);
-                float s = AttentionMath.ScaledScore(q, qb, kPool, p.KeyOffset(slot), p.KeyWidth(head), p.Storage,
+                long slot = SlotOf(p, tables, head, shape, t);
+                float s = AttentionMath.ScaledScore(q, qb, pool, p.KeyOffset(slot, shape), shape.KeyWidth, p.Storage,
                     ScaleOf(p, scales, slot, 0) * scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
@@ -118,29 +122,31 @@ internal static class PagedAttentionKernels
             for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] = 0f;
             for (int t = 0; t < len; t++)
             {
-                long slot = SlotOf(p, tables, head, t);
-                long vb = p.ValueOffset(slot);
+                long slot = SlotOf(p, tables, head, shape, t);
+                long vb = p.ValueOffset(slot, shape);
                 float vScale = ScaleOf(p, scales, slot, 1);
                 float w = probs[sb + t] * inv;
-                for (int i = 0; i < p.ValueWidth(head); i++)
-                    output[(long)r * qDim + h * d + i] += w * KvCodec.Load(vPool, vb, i, p.Storage, vScale);
+                for (int i = 0; i < shape.ValueWidth; i++)
+                    output[(long)r * qDim + h * d + i] += w * KvCodec.Load(pool, vb, i, p.Storage, vScale);
                 if (emitProbabilities != 0) probs[sb + t] = w;
             }
         }
     }
 
-    /// <summary>Compaction moves: pair i copies physical slot pairs[2i] to pairs[2i+1] (packed K and V, position, metric,
-    /// scales). Sources and destinations are disjoint, so the moves run in any order.</summary>
-    public static void MoveSlots(ArrayView<int> kPool, ArrayView<int> vPool, ArrayView<int> positions, ArrayView<float> metric,
-        ArrayView<float> scales, ArrayView<int> pairs, int count, PagedLayout p)
+    /// <summary>Compaction moves: move i copies physical slot moves[3i] to moves[3i+1] of head moves[3i+2] (its packed K and V
+    /// at that head's shape, position, metric, scales). Sources and destinations are disjoint, so the moves run in any
+    /// order. One thread per (move, word of the widest slot).</summary>
+    public static void MoveSlots(ArrayView<int> pool, ArrayView<int> positions, ArrayView<float> metric, ArrayView<float> scales,
+        ArrayView<int> tables, ArrayView<int> moves, int count, PagedLayout p)
     {
-        int words = XMath.Max(p.KeyWords, p.ValueWords);
+        int words = p.BlockWords / p.BlockSize;
         for (int i = GridStride.Start; i < count * words; i += GridStride.Step)
         {
             int m = i / words, f = i % words;
-            long from = pairs[2 * m], to = pairs[2 * m + 1];
-            if (f < p.KeyWords) kPool[p.KeyOffset(to) + f] = kPool[p.KeyOffset(from) + f];
-            if (f < p.ValueWords) vPool[p.ValueOffset(to) + f] = vPool[p.ValueOffset(from) + f];
+            long from = moves[3 * m], to = moves[3 * m + 1];
+            var shape = p.Shape(tables, moves[3 * m + 2]);
+            if (f < shape.KeyWords) pool[p.KeyOffset(to, shape) + f] = pool[p.KeyOffset(from, shape) + f];
+            if (f < shape.ValueWords) pool[p.ValueOffset(to, shape) + f] = pool[p.ValueOffset(from, shape) + f];
             if (f != 0) continue;
             positions[to] = positions[from];
             metric[to] = metric[from];
@@ -169,7 +175,7 @@ internal static class PagedAttentionKernels
                 float v = probs[((long)r * p.Heads + q) * stride + t];
                 sum += mode == 2 ? v * v : v; // MetricAccumulation.Squared, else Plain
             }
-            metric[SlotOf(p, tables, head, t)] += sum;
+            metric[SlotOf(p, tables, head, p.Shape(tables, head), t)] += sum;
         }
     }
 }

@@ -2,19 +2,49 @@ using KvIlgpu.Models;
 
 namespace KvIlgpu.Kernels;
 
+/// <summary>What one (layer, KV head) stores, read from the head of the block tables (<c>PagedLayout.Shape</c>):
+/// its key and value widths in features, the words they pack into, and how many of its tokens one block holds.</summary>
+internal readonly struct HeadShape
+{
+    public HeadShape(int keyWidth, int valueWidth, int tokensPerBlock, int storage)
+    {
+        KeyWidth = keyWidth; ValueWidth = valueWidth; TokensPerBlock = tokensPerBlock;
+        KeyWords = KvCodec.Words(storage, keyWidth);
+        ValueWords = KvCodec.Words(storage, valueWidth);
+    }
+
+    /// <summary>Features of K each of the head's slots stores.</summary>
+    public int KeyWidth { get; }
+    /// <summary>Features of V each of the head's slots stores.</summary>
+    public int ValueWidth { get; }
+    /// <summary>The head's tokens in one block.</summary>
+    public int TokensPerBlock { get; }
+    /// <summary>32-bit words of one slot's keys.</summary>
+    public int KeyWords { get; }
+    /// <summary>32-bit words of one slot's values.</summary>
+    public int ValueWords { get; }
+}
+
 /// <summary>Geometry of the paged KV cache (SPEC 1), the one place its index arithmetic is written; the kernels and
-/// the host code both call these methods. A physical block holds <see cref="BlockSize"/> slots of ONE (layer, KV head).
-/// Heads are numbered (sequence, layer, KV head) in that order (<see cref="HeadIndex"/>); entry
-/// <see cref="TableIndex"/> of the block tables is the block holding a head's logical slot, and <see cref="Slot"/> is
-/// that slot's physical index, which addresses the per-slot position and metric. Where a slot's keys and values lie in
-/// the K and V pools, and how wide they are, only <see cref="KeyOffset"/>, <see cref="ValueOffset"/>,
-/// <see cref="KeyWidth"/> and <see cref="ValueWidth"/> say, and how each feature is packed into the pools' 32-bit words only
-/// <see cref="Storage"/> and <see cref="KvCodec"/> say. Every head of a cache stores the same widths today: HeadDim, or
-/// the largest ranks of a MatryoshkaKV projection (its coordinates, narrower heads padded with zeros).</summary>
+/// the host code both call these methods.
+/// <list type="bullet">
+/// <item>Heads are numbered (sequence, layer, KV head) in that order (<see cref="HeadIndex"/>). Each (layer, KV head) may
+/// store its own key and value widths (a MatryoshkaKV projection's ranks; head_dim without one).</item>
+/// <item>Every block of the pool has one size: <see cref="BlockWords"/> words of packed keys and values. A block holds
+/// tokens of ONE head, as many as fit at that head's widths: <see cref="BlockSize"/> of the widest head, more of a
+/// narrower one (<see cref="HeadShape.TokensPerBlock"/>). In a block the head's keys come first, row after row, then its
+/// values (<see cref="KeyOffset"/>, <see cref="ValueOffset"/>); each feature is packed into the 32-bit words as
+/// <see cref="Storage"/> and <see cref="KvCodec"/> say.</item>
+/// <item>Per-slot position, metric and (q8) scales live in arrays with <see cref="SlotsPerBlock"/> entries per block (the
+/// most tokens any head puts in one); <see cref="Slot"/> is a slot's index there.</item>
+/// <item>The block-tables buffer starts with each (layer, KV head)'s shape, three ints (key width, value width, tokens
+/// per block; <see cref="ShapeWords"/> in all, read by <c>Shape</c>), then each head's table
+/// (<see cref="BlockEntry"/>), so every kernel that has the tables has the shapes.</item>
+/// </list></summary>
 internal readonly struct PagedLayout
 {
-    /// <summary>A layout from its dimensions; see <see cref="For"/> for a model's.</summary>
-    /// <param name="blockSize">Tokens (slots) per block.</param>
+    /// <summary>A layout with the same widths in every head; see <c>For</c> for a model's.</summary>
+    /// <param name="blockSize">Tokens (slots) per block of the widest head.</param>
     /// <param name="headDim">The model's head width.</param>
     /// <param name="heads">Query heads per layer.</param>
     /// <param name="kvHeads">KV heads per layer.</param>
@@ -25,27 +55,62 @@ internal readonly struct PagedLayout
     /// <param name="valueWidth">Features of V each slot stores (0: headDim).</param>
     public PagedLayout(int blockSize, int headDim, int heads, int kvHeads, int layers, int maxBlocksPerHead,
         Cache.KvStorageType storage = Cache.KvStorageType.F32, int keyWidth = 0, int valueWidth = 0)
+        : this(blockSize, headDim, heads, kvHeads, layers, maxBlocksPerHead, storage,
+            Enumerable.Repeat(keyWidth, layers * kvHeads).ToArray(), Enumerable.Repeat(valueWidth, layers * kvHeads).ToArray())
+    {
+    }
+
+    /// <summary>A layout whose (layer, KV head)s store their own widths: keyWidths[layer * kvHeads + kvHead] features of K
+    /// and valueWidths[...] of V (0: headDim).</summary>
+    public PagedLayout(int blockSize, int headDim, int heads, int kvHeads, int layers, int maxBlocksPerHead,
+        Cache.KvStorageType storage, IReadOnlyList<int> keyWidths, IReadOnlyList<int> valueWidths)
     {
         BlockSize = blockSize; HeadDim = headDim; Heads = heads; KvHeads = kvHeads; Layers = layers; MaxBlocksPerHead = maxBlocksPerHead;
         if (storage == Cache.KvStorageType.Auto) throw new ArgumentException("resolve Auto to a storage type first", nameof(storage));
         Storage = (int)storage;
-        _keyWidth = keyWidth == 0 ? headDim : keyWidth;
-        _valueWidth = valueWidth == 0 ? headDim : valueWidth;
-        if (_keyWidth < 1 || _keyWidth > headDim || _valueWidth < 1 || _valueWidth > headDim)
-            throw new ArgumentOutOfRangeException(nameof(keyWidth), $"cached widths must be 1..{headDim}");
-        KeyWords = KvCodec.Words(Storage, _keyWidth);
-        ValueWords = KvCodec.Words(Storage, _valueWidth);
+        if (keyWidths.Count != layers * kvHeads || valueWidths.Count != layers * kvHeads)
+            throw new ArgumentException($"give a width for each of the {layers * kvHeads} (layer, KV head)s", nameof(keyWidths));
+        int widest = 0;
+        var slotWords = new int[layers * kvHeads];
+        for (int i = 0; i < slotWords.Length; i++)
+        {
+            int kw = keyWidths[i] == 0 ? headDim : keyWidths[i], vw = valueWidths[i] == 0 ? headDim : valueWidths[i];
+            if (kw < 1 || kw > headDim || vw < 1 || vw > headDim)
+                throw new ArgumentOutOfRangeException(nameof(keyWidths), $"cached widths must be 1..{headDim} (got {kw} and {vw})");
+            slotWords[i] = KvCodec.Words(Storage, kw) + KvCodec.Words(Storage, vw);
+            widest = Math.Max(widest, slotWords[i]);
+        }
+        BlockWords = blockSize * widest;
+        int most = 0;
+        long tokens = 0, fullBlocks = 0;
+        foreach (int words in slotWords)
+        {
+            int perBlock = BlockWords / words;
+            most = Math.Max(most, perBlock);
+            tokens += perBlock;
+            fullBlocks += (maxBlocksPerHead * (long)blockSize + perBlock - 1) / perBlock;
+        }
+        SlotsPerBlock = most;
+        _tokensPerBlockSum = tokens;
+        _fullSequenceBlocks = fullBlocks;
     }
 
-    /// <summary>The layout of a model's cache: room in each head's table for the model's whole context.</summary>
+    /// <summary>The layout of a model's cache: room in each head's table for the model's whole context, every head at the
+    /// same widths (0: head_dim).</summary>
     public static PagedLayout For(ModelConfig config, int blockSize, Cache.KvStorageType storage = Cache.KvStorageType.F32,
         int keyWidth = 0, int valueWidth = 0) =>
         new(blockSize, config.HeadDim, config.Heads, config.KvHeads, config.Layers, (config.MaxSeqLen + blockSize - 1) / blockSize,
             storage, keyWidth, valueWidth);
 
-    private readonly int _keyWidth, _valueWidth;
+    /// <summary>The layout of a model's cache with widths per (layer, KV head) (layer-major; 0: head_dim).</summary>
+    public static PagedLayout For(ModelConfig config, int blockSize, Cache.KvStorageType storage, IReadOnlyList<int> keyWidths,
+        IReadOnlyList<int> valueWidths) =>
+        new(blockSize, config.HeadDim, config.Heads, config.KvHeads, config.Layers, (config.MaxSeqLen + blockSize - 1) / blockSize,
+            storage, keyWidths, valueWidths);
 
-    /// <summary>Tokens (slots) per block.</summary>
+    private readonly long _tokensPerBlockSum, _fullSequenceBlocks;
+
+    /// <summary>Tokens (slots) per block of the widest head.</summary>
     public int BlockSize { get; }
     /// <summary>The model's attention head width: the width of queries, and of the attention score scale.</summary>
     public int HeadDim { get; }
@@ -59,10 +124,10 @@ internal readonly struct PagedLayout
     public int MaxBlocksPerHead { get; }
     /// <summary>How features are stored: a <see cref="Cache.KvStorageType"/> value, as <see cref="KvCodec"/> reads it.</summary>
     public int Storage { get; }
-    /// <summary>32-bit words of one slot's keys.</summary>
-    public int KeyWords { get; }
-    /// <summary>32-bit words of one slot's values.</summary>
-    public int ValueWords { get; }
+    /// <summary>32-bit words of packed keys and values in every block.</summary>
+    public int BlockWords { get; }
+    /// <summary>Entries of the per-slot arrays (position, metric, q8 scales) per block: the most tokens any head puts in one.</summary>
+    public int SlotsPerBlock { get; }
     /// <summary>Whether each slot carries q8 scales (one for its key, one for its value).</summary>
     public bool HasScales => Storage == KvCodec.Q8;
 
@@ -75,40 +140,70 @@ internal readonly struct PagedLayout
     public int HeadIndex(int sequence, int layer, int kvHead) => (sequence * Layers + layer) * KvHeads + kvHead;
     /// <summary>The KV head that query head h of a layer reads.</summary>
     public int KvHeadOf(int queryHead) => queryHead / GroupSize;
+
+    /// <summary>Ints at the start of the tables buffer that hold the (layer, KV head)s' shapes.</summary>
+    public int ShapeWords => 3 * HeadsPerSequence;
+    /// <summary>Ints of the tables buffer for this many sequences: the shapes, then every head's table.</summary>
+    public int TableWords(int sequences) => ShapeWords + sequences * HeadsPerSequence * MaxBlocksPerHead;
+    /// <summary>The shape of a (layer, KV head) at these widths (0: head_dim): its tokens per block are as many slots of
+    /// its packed widths as <see cref="BlockWords"/> holds.</summary>
+    public HeadShape ShapeFor(int keyWidth, int valueWidth)
+    {
+        int kw = keyWidth == 0 ? HeadDim : keyWidth, vw = valueWidth == 0 ? HeadDim : valueWidth;
+        return new HeadShape(kw, vw, BlockWords / (KvCodec.Words(Storage, kw) + KvCodec.Words(Storage, vw)), Storage);
+    }
+    /// <summary>Writes a (layer, KV head)'s shape into the head of the tables (<paramref name="headOfSequence"/>:
+    /// layer * KvHeads + KV head).</summary>
+    public static void WriteShape(Span<int> tables, int headOfSequence, HeadShape shape) =>
+        (tables[3 * headOfSequence], tables[3 * headOfSequence + 1], tables[3 * headOfSequence + 2]) =
+            (shape.KeyWidth, shape.ValueWidth, shape.TokensPerBlock);
+    /// <summary>The shape of a head (any sequence's), from the head of the tables (a device view in kernels).</summary>
+    public HeadShape Shape(ILGPU.ArrayView<int> tables, int head)
+    {
+        int at = 3 * (head % HeadsPerSequence);
+        return new HeadShape(tables[at], tables[at + 1], tables[at + 2], Storage);
+    }
+    /// <summary>The shape of a head (any sequence's), from the head of the tables (a host array).</summary>
+    public HeadShape Shape(ReadOnlySpan<int> tables, int head)
+    {
+        int at = 3 * (head % HeadsPerSequence);
+        return new HeadShape(tables[at], tables[at + 1], tables[at + 2], Storage);
+    }
+
     /// <summary>Entry of the block tables holding a head's i-th block.</summary>
-    public int BlockEntry(int head, int block) => head * MaxBlocksPerHead + block;
+    public int BlockEntry(int head, int block) => ShapeWords + head * MaxBlocksPerHead + block;
     /// <summary>Entry of the block tables holding the block of a head's logical slot index.</summary>
-    public int TableIndex(int head, int index) => BlockEntry(head, index / BlockSize);
-    /// <summary>The physical slot of logical slot index, which lives in block (the table entry of that index).</summary>
-    public long Slot(int block, int index) => (long)block * BlockSize + index % BlockSize;
+    public int TableIndex(int head, int index, HeadShape shape) => BlockEntry(head, index / shape.TokensPerBlock);
+    /// <summary>The physical slot (index of the per-slot arrays) of a head's logical slot index, which lives in block (the
+    /// table entry of that index).</summary>
+    public long Slot(int block, int index, HeadShape shape) => (long)block * SlotsPerBlock + index % shape.TokensPerBlock;
+    /// <summary>The word where the keys of a physical slot of a head of this shape start.</summary>
+    public long KeyOffset(long slot, HeadShape shape) => slot / SlotsPerBlock * BlockWords + slot % SlotsPerBlock * shape.KeyWords;
+    /// <summary>The word where the values of a physical slot of a head of this shape start: after the block's keys.</summary>
+    public long ValueOffset(long slot, HeadShape shape) =>
+        slot / SlotsPerBlock * BlockWords + shape.TokensPerBlock * shape.KeyWords + slot % SlotsPerBlock * shape.ValueWords;
     /// <summary>The logical slot a step's row writes: the head's length already counts the count tokens its sequence
     /// appends in this step, and the row is the offset-th of them.</summary>
     public static int AppendIndex(int headLength, int count, int offset) => headLength - count + offset;
     /// <summary>Slots a step's row attends to: every older slot, and the step's own tokens up to its own.</summary>
     public static int VisibleSlots(int headLength, int count, int offset) => headLength - count + offset + 1;
-    /// <summary>Blocks one head needs for this many tokens.</summary>
-    public int BlocksFor(int tokens) => (tokens + BlockSize - 1) / BlockSize;
+    /// <summary>Blocks one head of this shape needs for this many tokens.</summary>
+    public static int BlocksFor(int tokens, HeadShape shape) => (tokens + shape.TokensPerBlock - 1) / shape.TokensPerBlock;
+    /// <summary>Words of the block pool for this many blocks.</summary>
+    public long PoolWords(long blocks) => blocks * BlockWords;
 
-    /// <summary>Features of K each slot of a head stores.</summary>
-    public int KeyWidth(int head) => _keyWidth;
-    /// <summary>Features of V each slot of a head stores.</summary>
-    public int ValueWidth(int head) => _valueWidth;
-    /// <summary>The word where a physical slot's keys start in the K pool.</summary>
-    public long KeyOffset(long slot) => slot * KeyWords;
-    /// <summary>The word where a physical slot's values start in the V pool.</summary>
-    public long ValueOffset(long slot) => slot * ValueWords;
-    /// <summary>Words of the K pool for this many blocks.</summary>
-    public long KeyPoolWords(long blocks) => blocks * BlockSize * KeyWords;
-    /// <summary>Words of the V pool for this many blocks.</summary>
-    public long ValuePoolWords(long blocks) => blocks * BlockSize * ValueWords;
-
-    /// <summary>Bytes one slot (one token of one head) holds: its packed K and V, its position (int) and metric (float),
-    /// and with q8 its two scales (floats).</summary>
-    public int BytesPerSlot => (KeyWords + ValueWords) * sizeof(int) + sizeof(int) + sizeof(float) + (HasScales ? 2 * sizeof(float) : 0);
-    /// <summary>Bytes of one block: <see cref="BytesPerSlot"/> for each of its slots.</summary>
-    public long BytesPerBlock => (long)BlockSize * BytesPerSlot;
-    /// <summary>Bytes of the block tables and lengths for this many sequences.</summary>
-    public long MetadataBytes(int sequences) => (long)sequences * HeadsPerSequence * (MaxBlocksPerHead + 1) * sizeof(int);
+    /// <summary>Bytes of one block: its packed keys and values, and for each of its <see cref="SlotsPerBlock"/> slots a
+    /// position (int) and metric (float), and with q8 two scales (floats).</summary>
+    public long BytesPerBlock => (long)BlockWords * sizeof(int) + (long)SlotsPerBlock * (sizeof(int) + sizeof(float) + (HasScales ?
+        2 * sizeof(float) : 0));
+    /// <summary>Bytes one token of one head holds, on average over the (layer, KV head)s: a block's bytes over its tokens
+    /// (exact where every head has the same widths).</summary>
+    public int BytesPerSlot => (int)Math.Round((double)BytesPerBlock * HeadsPerSequence / _tokensPerBlockSum);
+    /// <summary>Bytes of the block tables and lengths for this many sequences (the shapes included).</summary>
+    public long MetadataBytes(int sequences) => (long)sequences * HeadsPerSequence * (MaxBlocksPerHead + 1) * sizeof(int) +
+        ShapeWords * sizeof(int);
+    /// <summary>Blocks that hold one sequence of the model's whole context in every head.</summary>
+    public long FullSequenceBlocks => _fullSequenceBlocks;
     /// <summary>Bytes of blocks that hold one sequence of the model's whole context in every head.</summary>
-    public long FullSequenceBytes => (long)HeadsPerSequence * MaxBlocksPerHead * BytesPerBlock;
+    public long FullSequenceBytes => _fullSequenceBlocks * BytesPerBlock;
 }

@@ -112,6 +112,22 @@ internal sealed class LlamaModel : IDisposable
         return result;
     }
 
+    /// <summary>Throws unless every (layer, KV head) of the cache stores at least the features the model writes there: its
+    /// projection's ranks, or head_dim without one.</summary>
+    private void CheckCacheWidths(PagedKvCache cache)
+    {
+        for (int l = 0; l < Config.Layers; l++)
+            for (int h = 0; h < Config.KvHeads; h++)
+            {
+                var shape = cache.Shape(l, h);
+                int keyWidth = Projection?.Rank(KvPart.Key, l, h) ?? Config.HeadDim;
+                int valueWidth = Projection?.Rank(KvPart.Value, l, h) ?? Config.HeadDim;
+                if (shape.KeyWidth < keyWidth || shape.ValueWidth < valueWidth)
+                    throw new InvalidOperationException($"the cache stores {shape.KeyWidth} key and {shape.ValueWidth} value features " +
+                        $"in layer {l}'s KV head {h}, but the model's KV projection needs {keyWidth} and {valueWidth}");
+            }
+    }
+
     /// <summary>One step of a batch over the paged cache: rows of several sequences (a prompt chunk or one decode
     /// token each). The caller has reserved room and already added each sequence's row count to its head lengths.
     /// Returns logits [logitRows.Length, VocabSize] for the requested rows; when probabilities is given, the last
@@ -120,10 +136,7 @@ internal sealed class LlamaModel : IDisposable
     {
         if (rows.Length == 0 || rows.Length > MaxChunkRows)
             throw new ArgumentOutOfRangeException(nameof(rows), $"a step takes 1..{MaxChunkRows} rows, got {rows.Length}");
-        int keyWidth = _projection?.MaxKeyRank ?? Config.HeadDim, valueWidth = _projection?.MaxValueRank ?? Config.HeadDim;
-        if (cache.Layout.KeyWidth(0) < keyWidth || cache.Layout.ValueWidth(0) < valueWidth)
-            throw new InvalidOperationException($"the cache stores {cache.Layout.KeyWidth(0)} key and {cache.Layout.ValueWidth(0)} " +
-                $"value features per head, but the model's KV projection needs {keyWidth} and {valueWidth}");
+        CheckCacheWidths(cache);
         var info = new int[rows.Length * 4];
         var tokens = new int[rows.Length];
         var positions = new int[rows.Length];

@@ -34,8 +34,8 @@ public class PagedCacheTests
             var values = new Dictionary<(int, int), float[][]>();
             int[][] lengths = [new[] { 0, 1, 5, 13, 16, 7 }[..kvHeads], new[] { 9, 4, 1, 2, 3, 11 }[..kvHeads], new[] { 33, 2, 17, 8, 4,
                 1 }[..kvHeads]];
-            var kPool = new float[cache.Pool.Total * blockSize * d];
-            var vPool = new float[cache.Pool.Total * blockSize * d];
+            // Each block: blockSize keys of d floats, then blockSize values.
+            var pool = new float[cache.Pool.Total * 2 * blockSize * d];
             for (int s = 0; s < sequences; s++)
                 for (int h = 0; h < kvHeads; h++)
                 {
@@ -48,13 +48,12 @@ public class PagedCacheTests
                     {
                         keys[(s, h)][t] = Enumerable.Range(0, d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
                         values[(s, h)][t] = Enumerable.Range(0, d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
-                        int slot = blocks[t / blockSize] * blockSize + t % blockSize;
-                        keys[(s, h)][t].CopyTo(kPool, slot * d);
-                        values[(s, h)][t].CopyTo(vPool, slot * d);
+                        int block = blocks[t / blockSize] * 2 * blockSize * d, row = t % blockSize * d;
+                        keys[(s, h)][t].CopyTo(pool, block + row);
+                        values[(s, h)][t].CopyTo(pool, block + blockSize * d + row);
                     }
                 }
-            b.WriteFloatBits(cache.Buffers.Keys, kPool);
-            b.WriteFloatBits(cache.Buffers.Values, vPool);
+            b.WriteFloatBits(cache.Buffers.Blocks, pool);
             cache.CheckInvariants();
 
             // One decode row per sequence whose heads are all non-empty: count 1, offset 0 -> each head attends to its whole length.

@@ -11,26 +11,35 @@ public class CompactorTests
 {
     /// <summary>After a plan is applied: each head holds exactly its kept set (packed K and V, q8 scales, position and
     /// metric travelling together), attention over the cache equals dense attention over the kept KVs, every freed block
-    /// is back in the pool, and the protected window is still there; in every storage type and for heads narrower than
-    /// head_dim.</summary>
+    /// is back in the pool, and the protected window is still there; in every storage type, for heads narrower than
+    /// head_dim, and for heads of different widths in one cache (widths per (layer, KV head), layer-major: each head then
+    /// holds its own number of tokens per block, and a chunk of each frees one block).</summary>
     [Theory]
-    [InlineData("cpu", KvStorageType.F32, 8, 8)]
-    [InlineData("ilgpu-cpu", KvStorageType.F32, 8, 8)]
-    [InlineData("cpu", KvStorageType.Q8, 5, 3)]
-    [InlineData("ilgpu-cpu", KvStorageType.Q8, 6, 8)]
-    [InlineData("cpu", KvStorageType.F16, 3, 7)]
-    [InlineData("ilgpu-cpu", KvStorageType.BF16, 8, 4)]
+    [InlineData("cpu", KvStorageType.F32, "8", "8")]
+    [InlineData("ilgpu-cpu", KvStorageType.F32, "8", "8")]
+    [InlineData("cpu", KvStorageType.Q8, "5", "3")]
+    [InlineData("ilgpu-cpu", KvStorageType.Q8, "6", "8")]
+    [InlineData("cpu", KvStorageType.F16, "3", "7")]
+    [InlineData("ilgpu-cpu", KvStorageType.BF16, "8", "4")]
+    [InlineData("cpu", KvStorageType.F32, "8,2,4,6", "1,8,4,3")]
+    [InlineData("ilgpu-cpu", KvStorageType.F32, "8,2,4,6", "1,8,4,3")]
+    [InlineData("cpu", KvStorageType.Q8, "2,8,5,1", "8,3,1,6")]
+    [InlineData("ilgpu-cpu", KvStorageType.F16, "4,8,1,3", "2,5,8,8")]
+    [InlineData("cpu", KvStorageType.BF16, "8,8,2,2", "8,1,8,1")]
     public void Compaction_keeps_exactly_the_survivors_and_attention_matches_dense_over_them(string backendName, KvStorageType type,
-        int keyWidth, int valueWidth)
+        string keyWidthList, string valueWidthList)
     {
         var b = Backends.Get(backendName);
         var rng = new Random(5);
         int heads = 4, kvHeads = 2, d = 8, blockSize = 4, layers = 2, seqLen = 37;
         var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: layers, seq: 64);
+        int[] Widths(string list) => list.Contains(',') ? [.. list.Split(',').Select(int.Parse)]
+            : [.. Enumerable.Repeat(int.Parse(list), layers * kvHeads)];
+        int[] keyWidths = Widths(keyWidthList), valueWidths = Widths(valueWidthList);
         lock (Backends.Lock)
         {
             using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize,
-                MaxSequences: 2, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
+                MaxSequences: 2, Storage: type, KeyWidths: keyWidths, ValueWidths: valueWidths));
             var layout = cache.Layout;
             int st = (int)type;
             // A row as the cache holds it: packed words, its scale, and the features they widen to.
@@ -48,22 +57,22 @@ public class CompactorTests
             // Fill every slot: K/V rows derived from (layer, head, position) so they can be checked after moving.
             float[] K(int l, int h, int p) => Enumerable.Range(0, d).Select(i => MathF.Sin(l * 7 + h * 13 + p * 0.37f + i)).ToArray();
             float[] V(int l, int h, int p) => Enumerable.Range(0, d).Select(i => MathF.Cos(l * 5 + h * 11 + p * 0.29f + i * 2)).ToArray();
-            int slots = cache.Pool.Total * blockSize;
-            var kPool = new int[slots * layout.KeyWords]; var vPool = new int[slots * layout.ValueWords]; var pos = new int[slots];
+            int slots = cache.Pool.Total * layout.SlotsPerBlock;
+            var pool = new int[cache.Pool.Total * layout.BlockWords]; var pos = new int[slots];
             var metric = new float[slots]; var scales = new float[2 * slots];
             for (int l = 0; l < layers; l++)
                 for (int h = 0; h < kvHeads; h++)
                     for (int t = 0; t < seqLen; t++)
                     {
                         int s = cache.PhysicalSlot(seq, l, h, t);
-                        var (kw, ks, _) = Packed(K(l, h, t), keyWidth);
-                        var (vw, vs, _) = Packed(V(l, h, t), valueWidth);
-                        kw.CopyTo(kPool, s * layout.KeyWords); vw.CopyTo(vPool, s * layout.ValueWords);
+                        var shape = cache.Shape(l, h);
+                        var (kw, ks, _) = Packed(K(l, h, t), shape.KeyWidth);
+                        var (vw, vs, _) = Packed(V(l, h, t), shape.ValueWidth);
+                        kw.CopyTo(pool, layout.KeyOffset(s, shape)); vw.CopyTo(pool, layout.ValueOffset(s, shape));
                         (scales[2 * s], scales[2 * s + 1]) = (ks, vs);
                         pos[s] = t; metric[s] = (float)rng.NextDouble();
                     }
-            b.WriteInts(cache.Buffers.Keys, kPool); b.WriteInts(cache.Buffers.Values, vPool); b.WriteInts(cache.Buffers.Positions,
-                pos); b.Write(cache.Buffers.Metric, metric);
+            b.WriteInts(cache.Buffers.Blocks, pool); b.WriteInts(cache.Buffers.Positions, pos); b.Write(cache.Buffers.Metric, metric);
             if (layout.HasScales) b.Write(cache.Buffers.Scales, scales);
 
             var before = cache.ReadHeads(seq);
@@ -76,8 +85,8 @@ public class CompactorTests
             var after = cache.ReadHeads(seq);
 
             int blocksAfter = 0;
-            var kAfter = new int[kPool.Length]; var vAfter = new int[vPool.Length]; var scalesAfter = new float[scales.Length];
-            b.ReadInts(cache.Buffers.Keys, kAfter); b.ReadInts(cache.Buffers.Values, vAfter);
+            var poolAfter = new int[pool.Length]; var scalesAfter = new float[scales.Length];
+            b.ReadInts(cache.Buffers.Blocks, poolAfter);
             if (layout.HasScales) b.Read(cache.Buffers.Scales, scalesAfter);
             for (int i = 0; i < before.Count; i++)
             {
@@ -86,18 +95,19 @@ public class CompactorTests
                 Assert.Equal(keptPositions, after[i].Positions.OrderBy(p => p).ToArray());
                 for (int p = seqLen - budget.ProtectedWindow; p < seqLen; p++) Assert.Contains(p, after[i].Positions);
                 Assert.Contains(0, after[i].Positions); // the sink
+                var shape = cache.Shape(after[i].Layer, after[i].KvHead);
                 for (int t = 0; t < after[i].Length; t++)
                 {
                     int p = after[i].Positions[t], s = cache.PhysicalSlot(seq, after[i].Layer, after[i].KvHead, t);
-                    var (kw, ks, _) = Packed(K(after[i].Layer, after[i].KvHead, p), keyWidth);
-                    var (vw, vs, _) = Packed(V(after[i].Layer, after[i].KvHead, p), valueWidth);
-                    Assert.Equal(kw, kAfter.AsSpan(s * layout.KeyWords, layout.KeyWords).ToArray());
-                    Assert.Equal(vw, vAfter.AsSpan(s * layout.ValueWords, layout.ValueWords).ToArray());
+                    var (kw, ks, _) = Packed(K(after[i].Layer, after[i].KvHead, p), shape.KeyWidth);
+                    var (vw, vs, _) = Packed(V(after[i].Layer, after[i].KvHead, p), shape.ValueWidth);
+                    Assert.Equal(kw, poolAfter.AsSpan((int)layout.KeyOffset(s, shape), shape.KeyWords).ToArray());
+                    Assert.Equal(vw, poolAfter.AsSpan((int)layout.ValueOffset(s, shape), shape.ValueWords).ToArray());
                     if (layout.HasScales) Assert.Equal((ks, vs), (scalesAfter[2 * s], scalesAfter[2 * s + 1]));
                     int ot = Array.IndexOf(before[i].Positions, p);
                     Assert.Equal(before[i].Metric[ot], after[i].Metric[t]); // the metric travelled with its KV
                 }
-                blocksAfter += (after[i].Length + blockSize - 1) / blockSize;
+                blocksAfter += (after[i].Length + shape.TokensPerBlock - 1) / shape.TokensPerBlock;
             }
             Assert.Equal(blocksAfter, cache.Pool.Used);
             Assert.True(cache.Pool.Used < usedBefore);
@@ -117,6 +127,7 @@ public class CompactorTests
                 {
                     int kvh = h / (heads / kvHeads);
                     var kept = after.Single(x => x.Layer == l && x.KvHead == kvh).Positions;
+                    int keyWidth = keyWidths[l * kvHeads + kvh], valueWidth = valueWidths[l * kvHeads + kvh];
                     var sc = kept.Select(p => Packed(K(l, kvh, p), keyWidth).Features.Select((kv, i) => (double)kv * q[h * d + i]).Sum()
                         / Math.Sqrt(d)).ToArray();
                     double mx = sc.Max(), sum = sc.Sum(x => Math.Exp(x - mx));

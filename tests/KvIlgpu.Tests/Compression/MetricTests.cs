@@ -35,10 +35,10 @@ public class MetricTests
                     free.RemoveRange(0, n);
                 }
             int slots = cache.Pool.Total * blockSize;
-            var keys = Enumerable.Range(0, slots * d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
+            // Every block: blockSize keys of d floats, then as many values (random too).
+            var keys = Enumerable.Range(0, cache.Pool.Total * 2 * blockSize * d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
             var metric0 = Enumerable.Range(0, slots).Select(_ => (float)rng.NextDouble()).ToArray();
-            b.WriteFloatBits(cache.Buffers.Keys, keys);
-            b.WriteFloatBits(cache.Buffers.Values, keys);
+            b.WriteFloatBits(cache.Buffers.Blocks, keys);
             b.Write(cache.Buffers.Metric, metric0);
             var q = Enumerable.Range(0, 3 * heads * d).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
             using var dq = b.Upload(q);
@@ -63,8 +63,8 @@ public class MetricTests
                     {
                         var sc = Enumerable.Range(0, len).Select(t =>
                         {
-                            int slot = cache.PhysicalSlot(r, layer, g, t);
-                            return Enumerable.Range(0, d).Sum(i => (double)q[(r * heads + qh) * d + i] * keys[slot * d + i]) / Math.Sqrt(d);
+                            int slot = cache.PhysicalSlot(r, layer, g, t), key = (slot / blockSize * 2 * blockSize + slot % blockSize) * d;
+                            return Enumerable.Range(0, d).Sum(i => (double)q[(r * heads + qh) * d + i] * keys[key + i]) / Math.Sqrt(d);
                         }).ToArray();
                         double mx = sc.Max(), sum = sc.Sum(x => Math.Exp(x - mx));
                         for (int t = 0; t < len; t++)

@@ -31,14 +31,48 @@ public class PagedLayoutTests
     [Fact]
     public void Slots_follow_the_block_tables()
     {
-        // Logical slot 37 of head 5 is slot 5 of the head's third block (entry 5 * 7 + 2).
-        Assert.Equal(37, Layout.BlockEntry(5, 2));
-        Assert.Equal(37, Layout.TableIndex(5, 37));
-        Assert.Equal(11 * 16 + 5, Layout.Slot(11, 37));
-        Assert.Equal((11 * 16 + 5) * 8, Layout.KeyOffset(Layout.Slot(11, 37)));
-        Assert.Equal(Layout.KeyOffset(42), Layout.ValueOffset(42));
-        Assert.Equal((8, 8), (Layout.KeyWidth(3), Layout.ValueWidth(3)));
-        Assert.Equal((0, 1, 1, 2), (Layout.BlocksFor(0), Layout.BlocksFor(1), Layout.BlocksFor(16), Layout.BlocksFor(17)));
+        // The tables start with 6 heads' shapes (3 ints each); logical slot 37 of head 5 is slot 5 of the head's third
+        // block (entry 18 + 5 * 7 + 2). A block holds 16 keys of 8 floats, then 16 values.
+        var shape = Layout.ShapeFor(0, 0);
+        Assert.Equal((8, 8, 16, 8, 8), (shape.KeyWidth, shape.ValueWidth, shape.TokensPerBlock, shape.KeyWords, shape.ValueWords));
+        Assert.Equal(18, Layout.ShapeWords);
+        Assert.Equal(18 + 37, Layout.BlockEntry(5, 2));
+        Assert.Equal(18 + 37, Layout.TableIndex(5, 37, shape));
+        Assert.Equal(11 * 16 + 5, Layout.Slot(11, 37, shape));
+        Assert.Equal(11 * 256 + 5 * 8, Layout.KeyOffset(Layout.Slot(11, 37, shape), shape));
+        Assert.Equal(11 * 256 + 128 + 5 * 8, Layout.ValueOffset(Layout.Slot(11, 37, shape), shape));
+        Assert.Equal((0, 1, 1, 2), (PagedLayout.BlocksFor(0, shape), PagedLayout.BlocksFor(1, shape), PagedLayout.BlocksFor(16, shape),
+            PagedLayout.BlocksFor(17, shape)));
+    }
+
+    private static readonly int[] MixedKeyWidths = [8, 2, 4, 1, 8, 5], MixedValueWidths = [8, 4, 4, 1, 1, 5];
+
+    [Fact]
+    public void Heads_of_narrower_widths_hold_more_tokens_in_a_block_of_the_same_size()
+    {
+        // Widths per (layer, KV head): the widest head (8 + 8 f32 features) sets the block at 16 x 16 = 256 words; a head
+        // of 2 + 4 features holds 256 / 6 = 42 tokens, one of 1 + 1 holds 128 (so the per-slot arrays hold 128 a block).
+        var layout = new PagedLayout(16, 8, 6, 2, 3, 7, global::KvIlgpu.Cache.KvStorageType.F32, MixedKeyWidths, MixedValueWidths);
+        Assert.Equal((256, 128), (layout.BlockWords, layout.SlotsPerBlock));
+        var narrow = layout.ShapeFor(2, 4);
+        Assert.Equal((42, 2, 4), (narrow.TokensPerBlock, narrow.KeyWords, narrow.ValueWords));
+        Assert.Equal(32, layout.ShapeFor(4, 4).TokensPerBlock);
+        Assert.Equal(28, layout.ShapeFor(8, 1).TokensPerBlock);
+        // Slot 50 of such a head is slot 8 of its second block; its keys and values lie in that block's 256 words.
+        long slot = layout.Slot(3, 50, narrow);
+        Assert.Equal(3 * 128 + 8, slot);
+        Assert.Equal(3 * 256 + 8 * 2, layout.KeyOffset(slot, narrow));
+        Assert.Equal(3 * 256 + 42 * 2 + 8 * 4, layout.ValueOffset(slot, narrow));
+        Assert.Equal(3, PagedLayout.BlocksFor(100, narrow));
+        // A block's bytes: its words and 128 positions and metrics. One token of one head: the mean over the six heads
+        // of a block's bytes over its tokens per block.
+        Assert.Equal(256 * 4 + 128 * 8, layout.BytesPerBlock);
+        Assert.Equal((int)Math.Round(2048.0 * 6 / (16 + 42 + 32 + 128 + 28 + 25)), layout.BytesPerSlot);
+        // The shapes go at the head of the tables, three ints each.
+        var tables = new int[layout.TableWords(1)];
+        PagedLayout.WriteShape(tables, 1, narrow);
+        Assert.Equal([2, 4, 42], tables[3..6]);
+        Assert.Equal(42, layout.Shape(tables, 6 + 1).TokensPerBlock); // head 1 of the second sequence
     }
 
     [Fact]
@@ -53,8 +87,9 @@ public class PagedLayoutTests
     public void Bytes_count_keys_values_positions_metrics_and_tables()
     {
         Assert.Equal(2 * 16 * 8 * 4 + 16 * (4 + 4), Layout.BytesPerBlock);
-        Assert.Equal(3 * 6 * (7 + 1) * 4, Layout.MetadataBytes(3));
+        Assert.Equal(3 * 6 * (7 + 1) * 4 + 18 * 4, Layout.MetadataBytes(3));
         Assert.Equal(6 * 7 * Layout.BytesPerBlock, Layout.FullSequenceBytes);
-        Assert.Equal(5 * 16 * 8, Layout.KeyPoolWords(5));
+        Assert.Equal(5 * 16 * 8 * 2, Layout.PoolWords(5));
+        Assert.Equal(Layout.BytesPerBlock / 16, Layout.BytesPerSlot);
     }
 }

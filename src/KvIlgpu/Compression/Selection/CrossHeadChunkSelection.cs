@@ -5,8 +5,9 @@ namespace KvIlgpu.Compression;
 
 /// <summary>Block-granular eviction ranked across all heads and layers of a sequence (SPEC 3):
 /// 1. slots in the protected window and the sinks get metric +infinity;
-/// 2. per head, slots sorted by metric ascending are cut into chunks; since the head's last block holds only h
-///    slots, freeing j+1 blocks evicts j*B + h KVs, and chunk j's score is the metric at sorted index j*B + h - 1;
+/// 2. per head, slots sorted by metric ascending are cut into chunks of the head's own tokens per block B (heads of
+///    narrower widths hold more tokens in a block); since the head's last block holds only h slots, freeing j+1 blocks
+///    evicts j*B + h KVs, and chunk j's score is the metric at sorted index j*B + h - 1;
 /// 3. all chunks of the sequence are ranked together by score and the lowest are evicted until the budget holds, so
 ///    each head loses a prefix of its own sorted list.
 /// Ties go to the lower slot index, then the lower head, then the lower chunk, so plans are deterministic.</summary>
@@ -21,7 +22,7 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
 
     /// <inheritdoc/>
     public EvictionPlan? SelectOnDevice(IDeviceEvictionPlanner planner, PagedKvCache cache, int sequence, SelectionContext context) =>
-        planner.PlanChunks(cache.Buffers, cache.Head(sequence, 0, 0), HeadLengths(cache, sequence),
+        planner.PlanChunks(cache.Buffers, cache.Head(sequence, 0, 0), HeadLengths(cache, sequence), cache.TokensPerBlock(),
             context.SequenceLength - context.Budget.ProtectedWindow,
             context.Budget.Sinks, context.Budget.MaxCacheTokens, context.Budget.KeepRate, context.Average) is { } evicted
             ? new EvictionPlan(evicted) : null;
@@ -34,10 +35,10 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
 
     /// <summary>The plan for the heads of one sequence (their metrics, in slot order).</summary>
     /// <param name="heads">Every head of the sequence.</param>
-    /// <param name="blockSize">Tokens per cache block.</param>
+    /// <param name="defaultBlockSize">Tokens per cache block of the heads that do not give their own.</param>
     /// <param name="budget">How many KVs may stay, and which are protected.</param>
     /// <param name="sequenceLength">Tokens the sequence has seen (positions 0 .. sequenceLength-1).</param>
-    public static EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget)
+    public static EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int defaultBlockSize, int sequenceLength, EvictionBudget budget)
     {
         budget.Validate();
         int recentFrom = sequenceLength - budget.ProtectedWindow;
@@ -47,7 +48,7 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
         for (int hi = 0; hi < heads.Count; hi++)
         {
             var head = heads[hi];
-            int n = head.Length;
+            int n = head.Length, blockSize = head.TokensPerBlock ?? defaultBlockSize;
             total += n;
             var metric = new float[n];
             for (int t = 0; t < n; t++)
@@ -82,7 +83,8 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
         var result = new int[heads.Count][];
         for (int hi = 0; hi < heads.Count; hi++)
         {
-            int n = heads[hi].Length, h = n % blockSize == 0 ? blockSize : n % blockSize;
+            int n = heads[hi].Length, blockSize = heads[hi].TokensPerBlock ?? defaultBlockSize;
+            int h = n % blockSize == 0 ? blockSize : n % blockSize;
             int count = taken[hi] == 0 ? 0 : (taken[hi] - 1) * blockSize + h;
             result[hi] = order[hi][..count];
         }
