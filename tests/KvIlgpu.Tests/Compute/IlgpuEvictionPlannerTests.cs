@@ -7,7 +7,8 @@ namespace KvIlgpu.Tests.Compute;
 
 /// <summary>The device planner (ILGPU.Algorithms radix sorts and scan) selects exactly what the host planner selects,
 /// on random caches: the second of two sequences (so its heads are not the first in the tables), heads shortened to
-/// random lengths, positions in any order as after earlier evictions, metrics with and without ties, both budget kinds.</summary>
+/// random lengths, positions in any order as after earlier evictions, metrics with and without ties, both budget kinds,
+/// and heads of different widths (each with its own tokens per block).</summary>
 [Collection("backends")]
 public class IlgpuEvictionPlannerTests
 {
@@ -25,12 +26,14 @@ public class IlgpuEvictionPlannerTests
                 int layers = rng.Next(1, 4), kvHeads = rng.Next(1, 3), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)],
                     seqLen = rng.Next(1, 90);
                 var config = TestModels.Config(dim: 4 * kvHeads * 4, heads: 4 * kvHeads, kvHeads: kvHeads, layers: layers, seq: 128);
+                // Every other trial gives each (layer, KV head) its own widths of its 4 features.
+                int[]? Widths() => trial % 2 == 0 ? null : [.. Enumerable.Range(0, layers * kvHeads).Select(_ => rng.Next(1, 5))];
                 using var cache = new PagedKvCache(backend, config, new PagedCacheOptions(MemoryBytes: 4_000_000, BlockSize: blockSize,
-                    MaxSequences: 2));
+                    MaxSequences: 2, KeyWidths: Widths(), ValueWidths: Widths()));
                 int other = cache.TryAddSequence()!.Value, seq = cache.TryAddSequence()!.Value;
                 Assert.True(cache.TryReserve(other, 5)); cache.Append(other, 5);
                 Assert.True(cache.TryReserve(seq, seqLen)); cache.Append(seq, seqLen);
-                int slots = cache.Pool.Total * blockSize;
+                int slots = cache.Pool.Total * cache.Layout.SlotsPerBlock;
                 var positions = new int[slots];
                 var metric = new float[slots];
                 for (int l = 0; l < layers; l++)
@@ -71,11 +74,12 @@ public class IlgpuEvictionPlannerTests
 
     /// <summary>Through <see cref="SequenceCompressor"/>, a backend that offers device planning (as CUDA does) leaves a
     /// sequence's heads exactly as host planning on the managed backend leaves them: the same survivors, positions and
-    /// metrics in the same slots, and the same blocks back in the pool.</summary>
+    /// metrics in the same slots, and the same blocks back in the pool; also with heads of different widths.</summary>
     [Theory]
-    [InlineData("kvcompress")] // the squared-average default
-    [InlineData("kvcompress:squared")] // the SPEC's sum
-    public void Compression_through_a_device_planning_backend_matches_host_planning(string policy)
+    [InlineData("kvcompress", false)] // the squared-average default
+    [InlineData("kvcompress:squared", false)] // the SPEC's sum
+    [InlineData("kvcompress", true)]
+    public void Compression_through_a_device_planning_backend_matches_host_planning(string policy, bool mixedWidths)
     {
         var rng = new Random(5);
         var config = TestModels.Config(dim: 32, heads: 4, kvHeads: 2, layers: 2, seq: 96);
@@ -85,26 +89,28 @@ public class IlgpuEvictionPlannerTests
         Assert.Null(host.EvictionPlanner);
         lock (Backends.Lock)
         {
-            using var onDevice = new PagedKvCache(device, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4,
-                MaxSequences: 1));
-            using var onHost = new PagedKvCache(host, config, new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4, MaxSequences: 1));
-            int seqLen = 70;
-            var metric = Enumerable.Range(0, onHost.Pool.Total * 4).Select(_ => (float)rng.NextDouble()).ToArray();
+            var options = new PagedCacheOptions(MemoryBytes: 400_000, BlockSize: 4, MaxSequences: 1,
+                KeyWidths: mixedWidths ? [8, 3, 5, 8] : null, ValueWidths: mixedWidths ? [2, 8, 8, 4] : null);
+            using var onDevice = new PagedKvCache(device, config, options);
+            using var onHost = new PagedKvCache(host, config, options);
+            int seqLen = 70, slots = onHost.Pool.Total * onHost.Layout.SlotsPerBlock;
+            var metric = Enumerable.Range(0, slots).Select(_ => (float)rng.NextDouble()).ToArray();
             foreach (var cache in new[] { onDevice, onHost })
             {
                 int seq = cache.TryAddSequence()!.Value;
                 Assert.True(cache.TryReserve(seq, seqLen));
                 cache.Append(seq, seqLen);
-                var positions = new int[cache.Pool.Total * 4];
+                var positions = new int[slots];
                 for (int l = 0; l < 2; l++) for (int h = 0; h < 2; h++) for (int t = 0; t < seqLen; t++) positions[cache.PhysicalSlot(seq,
                     l, h, t)] = t;
                 cache.Backend.WriteInts(cache.Buffers.Positions, positions);
                 cache.Backend.Write(cache.Buffers.Metric, metric);
             }
-            var options = CompressionOptions.ForPolicy(policy, new EvictionBudget(MaxCacheTokens: 20, ProtectedWindow: 6, Sinks: 1));
-            int evictedOnDevice = SequenceCompressor.Compress(onDevice, 0, seqLen, options, promptLength: 40);
-            int evictedOnHost = SequenceCompressor.Compress(onHost, 0, seqLen, options, promptLength: 40);
-            Assert.Equal(4 * seqLen - 4 * 20, evictedOnHost, tolerance: 4 * 4); // within a block per head of the budget
+            var compression = CompressionOptions.ForPolicy(policy, new EvictionBudget(MaxCacheTokens: 20, ProtectedWindow: 6, Sinks: 1));
+            int evictedOnDevice = SequenceCompressor.Compress(onDevice, 0, seqLen, compression, promptLength: 40);
+            int evictedOnHost = SequenceCompressor.Compress(onHost, 0, seqLen, compression, promptLength: 40);
+            // Within a block per head of the budget.
+            Assert.Equal(4 * seqLen - 4 * 20, evictedOnHost, tolerance: onHost.TokensPerBlock().Sum());
             Assert.Equal(evictedOnHost, evictedOnDevice);
             var a = onDevice.ReadHeads(0);
             var b = onHost.ReadHeads(0);

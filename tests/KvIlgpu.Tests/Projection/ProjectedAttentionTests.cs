@@ -38,8 +38,12 @@ public class ProjectedAttentionTests
         }
     }
 
-    [Fact]
-    public async Task Paged_generation_with_a_projection_follows_the_reference_greedy_path()
+    /// <summary>Through the engine's paged cache, where each (layer, KV head) stores only its own ranks' coordinates (a
+    /// cache of heads of different widths), greedy tokens follow the reference's.</summary>
+    [Theory]
+    [InlineData(DeviceKind.Cpu)]
+    [InlineData(DeviceKind.IlgpuCpu)]
+    public async Task Paged_generation_with_a_projection_follows_the_reference_greedy_path(DeviceKind device)
     {
         var c = TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2, seq: 40);
         var w = TestModels.Random(c, seed: 11);
@@ -56,7 +60,11 @@ public class ProjectedAttentionTests
             expected.Add(next);
             logits = reference.Step(next);
         }
-        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvProjection: p));
+        using var engine = InferenceEngine.FromWeights(w, new EngineOptions(device, KvProjection: p));
+        Assert.True(Enumerable.Range(0, c.Layers).SelectMany(l => Enumerable.Range(0, c.KvHeads).Select(h => engine.Cache.Shape(l, h)))
+            .Select(s => (s.KeyWidth, s.ValueWidth)).SequenceEqual(Enumerable.Range(0, c.Layers * c.KvHeads).Select(i =>
+                (p.AllRanks(KvIlgpu.Projection.KvPart.Key)[i], p.AllRanks(KvIlgpu.Projection.KvPart.Value)[i]))),
+            "each head stores its own ranks");
         var got = new List<int>();
         await foreach (var t in engine.GenerateAsync(prompt, new GenerationOptions(12, StopAtEos: false))) got.Add(t.Id);
         Assert.Equal(expected, got);
