@@ -11,17 +11,21 @@ namespace KvIlgpu.Benchmarks;
 
 /// <summary>KV-Compress's throughput experiment on our machines: many requests with long prompts under one fixed KV
 /// memory, every way of holding fewer bytes side by side: the full cache in f32, f16 and q8; a MatryoshkaKV projection at
-/// half the feature dims (its cache stores the coordinates only); KV-Compress eviction at compression ratios 2..64
+/// half the feature dims (its cache stores the coordinates only), at the same ranks in every head and at ranks that differ
+/// between heads (half the dims on average: each head's blocks hold as many tokens as fit at its own widths);
+/// KV-Compress eviction at compression ratios 2..64
 /// (budget = (prompt + output) / ratio tokens per head); and their compositions. Fewer bytes per sequence let the
 /// scheduler decode more sequences together. Reports output tokens/s, the largest decode batch, preemptions and the
 /// bytes one cached token of one head takes. The projection's bases are the identity (throughput does not depend on
 /// their values; the model's weights are random too).
-/// Usage: compress-throughput MODEL.bin [requests] [prompt] [output] [full-sequences-of-memory]</summary>
+/// Usage: compress-throughput MODEL.bin [requests] [prompt] [output] [full-sequences-of-memory] [rows]; rows, when given,
+/// runs only the rows whose cache name contains it (the first row, the full f32 cache, always runs: it is the baseline).
+/// </summary>
 internal static class CompressionThroughput
 {
-    private sealed record Setting(string Name, KvStorageType Storage, double Dims, double Ratio);
+    private sealed record Setting(string Name, KvStorageType Storage, double Dims, double Ratio, bool PerHeadRanks = false);
 
-    public static void Run(string path, int requests, int prompt, int output, int memorySequences)
+    public static void Run(string path, int requests, int prompt, int output, int memorySequences, string? only = null)
     {
         var w = ModelLoader.Load(path);
         var c = w.Config;
@@ -34,6 +38,10 @@ internal static class CompressionThroughput
             $"{memory / 1e6:F1} MB (room for {memorySequences} uncompressed f32 sequences); protected window 8, observation " +
             $"window 8, block size {blockSize}, {Environment.ProcessorCount} cores");
         var identity = KvProjection.Identity(c.Layers, c.KvHeads, c.HeadDim);
+        // Ranks that differ between heads, half the dims on average: keys at 3/4 and 1/4 of the dims in turn, values at 1/2.
+        int heads = c.Layers * c.KvHeads, d = c.HeadDim;
+        var perHead = identity.WithRanks([.. Enumerable.Range(0, heads).Select(i => i % 2 == 0 ? 3 * d / 4 : d / 4)],
+            [.. Enumerable.Repeat(d / 2, heads)], "identity, ranks per head");
         var settings = new List<Setting>
         {
             new("full", KvStorageType.F32, 1, 1), new("full", KvStorageType.F16, 1, 1), new("full", KvStorageType.Q8, 1, 1),
@@ -45,12 +53,16 @@ internal static class CompressionThroughput
         settings.Add(new("kvcompress + projection", KvStorageType.F32, 0.5, 2));
         settings.Add(new("kvcompress + projection", KvStorageType.Q8, 0.5, 2));
         settings.Add(new("kvcompress + projection", KvStorageType.Q8, 0.5, 8));
+        settings.Add(new("projection, ranks per head", KvStorageType.F32, 0.5, 1, PerHeadRanks: true));
+        settings.Add(new("projection, ranks per head", KvStorageType.Q8, 0.5, 1, PerHeadRanks: true));
+        settings.Add(new("kvcompress + projection, ranks per head", KvStorageType.Q8, 0.5, 2, PerHeadRanks: true));
+        if (only != null) settings = [settings[0], .. settings.Skip(1).Where(s => s.Name.Contains(only, StringComparison.Ordinal))];
         var rows = new List<(Setting S, int BytesPerToken, double Tps, int MaxBatch, long Preemptions)>();
         foreach (var s in settings)
         {
             using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, KvMemoryBytes: memory,
                 BlockSize: blockSize, MaxBatchSize: 64, MaxTokensPerStep: 256,
-                KvProjection: s.Dims < 1 ? identity.WithUniformRanks(s.Dims) : null, KvStorage: s.Storage));
+                KvProjection: s.PerHeadRanks ? perHead : s.Dims < 1 ? identity.WithUniformRanks(s.Dims) : null, KvStorage: s.Storage));
             CompressionOptions? compression = s.Ratio == 1 ? null
                 : new CompressionOptions(new EvictionBudget(MaxCacheTokens: (int)Math.Max(1, total / s.Ratio), ProtectedWindow: 8),
                     ObservationWindow: 8);

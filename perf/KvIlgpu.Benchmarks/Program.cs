@@ -17,7 +17,8 @@ if (args.Length > 0 && args[0] == "batch")
 if (args.Length > 0 && args[0] == "compress-throughput")
 {
     int Arg(int i, int d) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : d;
-    CompressionThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 32), Arg(3, 512), Arg(4, 64), Arg(5, 4));
+    CompressionThroughput.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 32), Arg(3, 512), Arg(4, 64), Arg(5, 4),
+        args.Length > 6 ? args[6] : null);
     return;
 }
 if (args.Length > 0 && args[0] == "kv-decode")

@@ -90,22 +90,26 @@ public class PagedCacheTests
 
     /// <summary>Long random sequences of allocate / append / free / preempt, with the pool's invariants checked after
     /// every step: no block owned twice, used + free = total, every table entry owned by its head; for full-width f32
-    /// heads and for narrower packed ones.</summary>
+    /// heads, for narrower packed ones, and for heads of different widths (each with its own tokens per block), with
+    /// heads shortened as eviction leaves them.</summary>
     [Theory]
-    [InlineData(1, KvStorageType.F32, 0, 0)]
-    [InlineData(2, KvStorageType.Q8, 3, 5)]
-    [InlineData(3, KvStorageType.F16, 12, 2)]
-    public void Random_allocate_append_free_sequences_keep_the_pool_consistent(int seed, KvStorageType type, int keyWidth,
-        int valueWidth)
+    [InlineData(1, KvStorageType.F32, "0", "0")]
+    [InlineData(2, KvStorageType.Q8, "3", "5")]
+    [InlineData(3, KvStorageType.F16, "12", "2")]
+    [InlineData(4, KvStorageType.F32, "12,2,9,1", "4,12,1,12")]
+    [InlineData(5, KvStorageType.Q8, "1,12,5,8", "12,2,3,12")]
+    public void Random_allocate_append_free_sequences_keep_the_pool_consistent(int seed, KvStorageType type, string keyWidths,
+        string valueWidths)
     {
         var rng = new Random(seed);
         var config = TestModels.Config(layers: 2, heads: 4, kvHeads: 2, seq: 64);
+        int[] Widths(string list) => list.Contains(',') ? [.. list.Split(',').Select(int.Parse)] : [.. Enumerable.Repeat(int.Parse(list), 4)];
         using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 60_000, BlockSize: 4,
-            MaxSequences: 6, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
+            MaxSequences: 6, Storage: type, KeyWidths: Widths(keyWidths), ValueWidths: Widths(valueWidths)));
         var live = new List<int>();
         for (int step = 0; step < 2000; step++)
         {
-            int op = rng.Next(4);
+            int op = rng.Next(5);
             if (op == 0)
             {
                 if (cache.TryAddSequence() is int s)
@@ -121,6 +125,12 @@ public class PagedCacheTests
                 int n = rng.Next(1, 6);
                 if (cache.Length(s, 0, 0) + n <= config.MaxSeqLen && cache.TryReserve(s, n)) cache.Append(s, n);
             }
+            else if (op == 4 && live.Count > 0)
+            {
+                // Eviction's end: one head of a sequence shortened, its trailing blocks back in the pool.
+                int s = live[rng.Next(live.Count)], l = rng.Next(config.Layers), h = rng.Next(config.KvHeads);
+                cache.Truncate(s, l, h, rng.Next(0, cache.Length(s, l, h) + 1));
+            }
             else if (op >= 2 && live.Count > 0)
             {
                 // Finish or preempt: both free every block of the sequence.
@@ -129,9 +139,9 @@ public class PagedCacheTests
                 live.Remove(s);
             }
             cache.CheckInvariants();
-            foreach (var s in live) // every head holds at least the blocks its length needs (4 tokens a block)
-                Assert.True(cache.BlocksHeld(s) >= Enumerable.Range(0, config.Layers)
-                    .Sum(l => Enumerable.Range(0, config.KvHeads).Sum(h => (cache.Length(s, l, h) + 3) / 4)));
+            foreach (var s in live) // every head holds at least the blocks its length needs at its own tokens per block
+                Assert.True(cache.BlocksHeld(s) >= Enumerable.Range(0, config.Layers).Sum(l => Enumerable.Range(0, config.KvHeads)
+                    .Sum(h => (cache.Length(s, l, h) + cache.Shape(l, h).TokensPerBlock - 1) / cache.Shape(l, h).TokensPerBlock)));
         }
         foreach (var s in live.ToList()) cache.RemoveSequence(s);
         cache.CheckInvariants();
