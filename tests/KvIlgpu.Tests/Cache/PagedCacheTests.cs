@@ -103,7 +103,8 @@ public class PagedCacheTests
     {
         var rng = new Random(seed);
         var config = TestModels.Config(layers: 2, heads: 4, kvHeads: 2, seq: 64);
-        int[] Widths(string list) => list.Contains(',') ? [.. list.Split(',').Select(int.Parse)] : [.. Enumerable.Repeat(int.Parse(list), 4)];
+        int[] Widths(string list) => list.Contains(',') ? [.. list.Split(',').Select(int.Parse)]
+            : [.. Enumerable.Repeat(int.Parse(list), 4)];
         using var cache = new PagedKvCache(Backends.Get("cpu"), config, new PagedCacheOptions(MemoryBytes: 60_000, BlockSize: 4,
             MaxSequences: 6, Storage: type, KeyWidths: Widths(keyWidths), ValueWidths: Widths(valueWidths)));
         var live = new List<int>();
