@@ -20,14 +20,15 @@ namespace KvIlgpu.Compute;
 /// <see cref="SimdMath.WeightedSum"/>), so the two give bitwise the same output (tested). 16-bit rows widen in pair
 /// order (<see cref="KvRowDecoder.ToPairOrder"/>): the queries are put in that order once, and the value sums come back
 /// out of it once. f16 rows widen to 2^-112 times their value with no multiply: the queries and the probabilities carry
-/// the 2^112 instead, exactly (each FMA's product is the same real number). Serves widths of whole 16s on CPUs with
+/// the 2^112 instead, exactly (each FMA's product is the same real number). Serves widths of whole 8s (a projection's
+/// ranks in steps of d/8: 16 features a pass, and a last pass of 8 where the width is an odd number of 8s) on CPUs with
 /// AVX2 and FMA; <see cref="Attend"/> says when it declines a head (f16 infinities or NaNs in the rows, which the in-place
 /// widening would make finite; queries too large to carry 2^112), and the caller then takes the exact path.</summary>
 internal static class GroupedPagedAttention
 {
     /// <summary>Whether heads of these cached widths take this path on this CPU.</summary>
     public static bool Serves(int keyWidth, int valueWidth) =>
-        Avx2.IsSupported && Fma.IsSupported && keyWidth % 16 == 0 && valueWidth % 16 == 0;
+        Avx2.IsSupported && Fma.IsSupported && keyWidth % 8 == 0 && valueWidth % 8 == 0;
 
     /// <summary>One thread's scratch, kept for its next call (the backend's workers are long-lived threads) and grown as
     /// layouts and lengths need.</summary>
@@ -184,7 +185,7 @@ internal static class GroupedPagedAttention
             ref int r3 = ref Unsafe.Add(ref rows, heads < 4 ? Math.Min(t0 + 3, last) * rowWords : 0);
             Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             Vector256<float> a4 = default, a5 = default, a6 = default, a7 = default;
-            for (int c = 0; c < kw; c += 16)
+            for (int c = 0; c + 16 <= kw; c += 16)
             {
                 nuint at = (nuint)c;
                 if (heads == 4)
@@ -223,6 +224,37 @@ internal static class GroupedPagedAttention
                     a7 = Dot16(ref q, at, x, y, a7);
                 }
             }
+            if (kw % 16 != 0)
+            {
+                // The last 8 features, as the row-at-a-time path adds them: one more FMA per (head, row).
+                int c = kw - 8;
+                nuint at = (nuint)c;
+                if (heads == 4)
+                {
+                    var x = T.Widen8(ref r0, c, ref special);
+                    a0 = Dot8(ref q, at, x, a0); a1 = Dot8(ref q1, at, x, a1); a2 = Dot8(ref q2, at, x, a2); a3 = Dot8(ref q3, at, x, a3);
+                    x = T.Widen8(ref r1, c, ref special);
+                    a4 = Dot8(ref q, at, x, a4); a5 = Dot8(ref q1, at, x, a5); a6 = Dot8(ref q2, at, x, a6); a7 = Dot8(ref q3, at, x, a7);
+                }
+                else if (heads == 2)
+                {
+                    var x = T.Widen8(ref r0, c, ref special); a0 = Dot8(ref q, at, x, a0); a1 = Dot8(ref q1, at, x, a1);
+                    x = T.Widen8(ref r1, c, ref special); a2 = Dot8(ref q, at, x, a2); a3 = Dot8(ref q1, at, x, a3);
+                    x = T.Widen8(ref r2, c, ref special); a4 = Dot8(ref q, at, x, a4); a5 = Dot8(ref q1, at, x, a5);
+                    x = T.Widen8(ref r3, c, ref special); a6 = Dot8(ref q, at, x, a6); a7 = Dot8(ref q1, at, x, a7);
+                }
+                else
+                {
+                    a0 = Dot8(ref q, at, T.Widen8(ref r0, c, ref special), a0);
+                    a1 = Dot8(ref q, at, T.Widen8(ref r1, c, ref special), a1);
+                    a2 = Dot8(ref q, at, T.Widen8(ref r2, c, ref special), a2);
+                    a3 = Dot8(ref q, at, T.Widen8(ref r3, c, ref special), a3);
+                    a4 = Dot8(ref q, at, T.Widen8(ref Unsafe.Add(ref rows, Math.Min(t0 + 4, last) * rowWords), c, ref special), a4);
+                    a5 = Dot8(ref q, at, T.Widen8(ref Unsafe.Add(ref rows, Math.Min(t0 + 5, last) * rowWords), c, ref special), a5);
+                    a6 = Dot8(ref q, at, T.Widen8(ref Unsafe.Add(ref rows, Math.Min(t0 + 6, last) * rowWords), c, ref special), a6);
+                    a7 = Dot8(ref q, at, T.Widen8(ref Unsafe.Add(ref rows, Math.Min(t0 + 7, last) * rowWords), c, ref special), a7);
+                }
+            }
             var sums = Sum8(a0, a1, a2, a3, a4, a5, a6, a7);
             ref float sum = ref Unsafe.As<Vector256<float>, float>(ref sums);
             for (int j = 0; j < 8; j++)
@@ -237,8 +269,8 @@ internal static class GroupedPagedAttention
     }
 
     /// <summary>out += sum over the block's count rows of weight * row, for H heads (head h's weights at w + h *
-    /// weightStride, its vw sums at o + h * outStride): 16 features of every head a pass for four heads, 32 for fewer, every
-    /// row added in order.</summary>
+    /// weightStride, its vw sums at o + h * outStride): 16 features of every head a pass for four heads, 32 for fewer, and
+    /// a last pass of 8 where vw is an odd number of 8s; every row added in order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ValueRows<T, H>(ref int rows, int rowWords, int count, ref float w, int weightStride, ref float o,
         int outStride, int vw, ref Vector256<uint> specials) where T : struct, IRowFormat where H : struct, IHeadCount
@@ -254,7 +286,28 @@ internal static class GroupedPagedAttention
         for (int c = 0; c < vw;)
         {
             nuint at = (nuint)c;
-            if (heads == 4)
+            if (vw - c == 8)
+            {
+                // The last 8 features of every head.
+                var s0 = Vector256.LoadUnsafe(ref o, at); var s1 = Vector256.LoadUnsafe(ref o1, at);
+                var s2 = Vector256.LoadUnsafe(ref o2, at); var s3 = Vector256.LoadUnsafe(ref o3, at);
+                for (int t = 0; t < count; t++)
+                {
+                    var x = T.Widen8(ref Unsafe.Add(ref rows, t * rowWords), c, ref special);
+                    s0 = Fma.MultiplyAdd(x, Vector256.Create(Unsafe.Add(ref w, t)), s0);
+                    if (heads > 1) s1 = Fma.MultiplyAdd(x, Vector256.Create(Unsafe.Add(ref w1, t)), s1);
+                    if (heads > 2)
+                    {
+                        s2 = Fma.MultiplyAdd(x, Vector256.Create(Unsafe.Add(ref w2, t)), s2);
+                        s3 = Fma.MultiplyAdd(x, Vector256.Create(Unsafe.Add(ref w3, t)), s3);
+                    }
+                }
+                s0.StoreUnsafe(ref o, at);
+                if (heads > 1) s1.StoreUnsafe(ref o1, at);
+                if (heads > 2) { s2.StoreUnsafe(ref o2, at); s3.StoreUnsafe(ref o3, at); }
+                c += 8;
+            }
+            else if (heads == 4)
             {
                 var (s0x, s0y) = Load16(ref o, at); var (s1x, s1y) = Load16(ref o1, at);
                 var (s2x, s2y) = Load16(ref o2, at); var (s3x, s3y) = Load16(ref o3, at);
@@ -321,6 +374,11 @@ internal static class GroupedPagedAttention
         specials = special;
     }
 
+    /// <summary>acc + q[at..at+8] * x.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Dot8(ref float q, nuint at, Vector256<float> x, Vector256<float> acc) =>
+        Fma.MultiplyAdd(Vector256.LoadUnsafe(ref q, at), x, acc);
+
     /// <summary>acc + q[at..at+8] * x + q[at+8..at+16] * y, the first product added first.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector256<float> Dot16(ref float q, nuint at, Vector256<float> x, Vector256<float> y, Vector256<float> acc) =>
@@ -365,6 +423,8 @@ internal static class GroupedPagedAttention
         /// <summary>Features feature..feature+15 of the row whose first word is row; f16 rows also keep, in special,
         /// the largest magnitude (bits less the sign) of each 16-bit lane seen.</summary>
         static abstract (Vector256<float> X, Vector256<float> Y) Widen(ref int row, int feature, ref Vector256<uint> special);
+        /// <summary>Features feature..feature+7 (a row's last 8, in the same order: paired rows' 4 even then 4 odd).</summary>
+        static abstract Vector256<float> Widen8(ref int row, int feature, ref Vector256<uint> special);
     }
 
     private readonly struct F32Rows : IRowFormat
@@ -378,6 +438,9 @@ internal static class GroupedPagedAttention
             ref float f = ref Unsafe.As<int, float>(ref row);
             return (Vector256.LoadUnsafe(ref f, (nuint)feature), Vector256.LoadUnsafe(ref f, (nuint)feature + 8));
         }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Widen8(ref int row, int feature, ref Vector256<uint> special) =>
+            Vector256.LoadUnsafe(ref Unsafe.As<int, float>(ref row), (nuint)feature);
     }
 
     private readonly struct Bf16Rows : IRowFormat
@@ -390,6 +453,12 @@ internal static class GroupedPagedAttention
         {
             var pairs = Vector256.LoadUnsafe(ref row, (nuint)(feature / 2));
             return (Vector256.ShiftLeft(pairs, 16).AsSingle(), (pairs & Vector256.Create(unchecked((int)0xFFFF0000))).AsSingle());
+        }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Widen8(ref int row, int feature, ref Vector256<uint> special)
+        {
+            var pairs = Vector128.LoadUnsafe(ref row, (nuint)(feature / 2));
+            return Vector256.Create(Vector128.ShiftLeft(pairs, 16), pairs & Vector128.Create(unchecked((int)0xFFFF0000))).AsSingle();
         }
     }
 
@@ -409,6 +478,16 @@ internal static class GroupedPagedAttention
             var even = Vector256.ShiftRightArithmetic(Vector256.ShiftLeft(pairs, 16), 3) & mask;
             return (even.AsSingle(), (Vector256.ShiftRightArithmetic(pairs, 3) & mask).AsSingle());
         }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Widen8(ref int row, int feature, ref Vector256<uint> special)
+        {
+            var pairs = Vector128.LoadUnsafe(ref row, (nuint)(feature / 2));
+            var magnitudes = (pairs & Vector128.Create(0x7FFF7FFF)).AsUInt16();
+            special = Avx2.Max(special.AsUInt16(), Vector256.Create(magnitudes, Vector128<ushort>.Zero)).AsUInt32();
+            var mask = Vector128.Create(unchecked((int)0x8FFFE000));
+            var even = Vector128.ShiftRightArithmetic(Vector128.ShiftLeft(pairs, 16), 3) & mask;
+            return Vector256.Create(even, Vector128.ShiftRightArithmetic(pairs, 3) & mask).AsSingle();
+        }
     }
 
     /// <summary>q8 codes, eight at a time with one sign-extending load and one conversion.</summary>
@@ -425,6 +504,13 @@ internal static class GroupedPagedAttention
             var high = Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(ref Unsafe.Add(ref b, 8))).AsSByte();
             return (Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(low)),
                 Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(high)));
+        }
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public static Vector256<float> Widen8(ref int row, int feature, ref Vector256<uint> special)
+        {
+            ref byte b = ref Unsafe.Add(ref Unsafe.As<int, byte>(ref row), feature);
+            var codes = Vector128.CreateScalarUnsafe(Unsafe.ReadUnaligned<long>(ref b)).AsSByte();
+            return Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(codes));
         }
     }
 

@@ -7,7 +7,7 @@ namespace KvIlgpu.Tests.Compute;
 /// <summary>The managed backend's fused group attention (<see cref="GroupedPagedAttention"/>) against its block-widening
 /// path, which the paged attention tests hold to dense attention in double: bitwise the same scores, probabilities and
 /// outputs for every storage type, group sizes that take every pass shape (one, two, three, four and eight query heads
-/// per KV head), widths that take its 16- and 32-feature value passes, heads of lengths that end mid-block and mid-pass,
+/// per KV head), widths that take its 16- and 32-feature value passes and its 8-feature last passes, heads of lengths that end mid-block and mid-pass,
 /// f16 rows holding an infinity or a NaN (which it hands to the exact path), and queries too large to carry its f16
 /// rescale. In the vector-width collection: it switches the path for the whole process.</summary>
 [Collection("vector-width")]
@@ -23,6 +23,9 @@ public class GroupedPagedAttentionTests
             cases.Add(type, 6, 2, 64, 64, 48);  // two, then one
             cases.Add(type, 2, 2, 32, 32, 16);  // one head a pass, eight rows
             cases.Add(type, 16, 2, 16, 16, 16); // two passes of four heads
+            cases.Add(type, 8, 2, 64, 24, 40);  // a last pass of 8 features, four heads a pass
+            cases.Add(type, 4, 2, 64, 56, 8);   // two heads a pass; a value width of 8 alone
+            cases.Add(type, 6, 2, 64, 40, 56);  // two, then one; 32, 16 and 8 features of values
         }
         return cases;
     }
