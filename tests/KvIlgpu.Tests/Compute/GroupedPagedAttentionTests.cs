@@ -7,9 +7,9 @@ namespace KvIlgpu.Tests.Compute;
 /// <summary>The managed backend's fused group attention (<see cref="GroupedPagedAttention"/>) against its block-widening
 /// path, which the paged attention tests hold to dense attention in double: bitwise the same scores, probabilities and
 /// outputs for every storage type, group sizes that take every pass shape (one, two, three, four and eight query heads
-/// per KV head), widths that take its 16- and 32-feature value passes and its 8-feature last passes, heads of lengths that end mid-block and mid-pass,
-/// f16 rows holding an infinity or a NaN (which it hands to the exact path), and queries too large to carry its f16
-/// rescale. In the vector-width collection: it switches the path for the whole process.</summary>
+/// per KV head), widths that take its 16- and 32-feature value passes and its 8-feature last passes, heads of lengths
+/// that end mid-block and mid-pass, f16 rows holding an infinity or a NaN (which it hands to the exact path), and queries
+/// too large to carry its f16 rescale. In the vector-width collection: it switches the path for the whole process.</summary>
 [Collection("vector-width")]
 public class GroupedPagedAttentionTests
 {
