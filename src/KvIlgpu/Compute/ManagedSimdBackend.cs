@@ -372,7 +372,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     /// <summary>Paged attention one (row, KV head) at a time: through <see cref="GroupedPagedAttention"/> (rows widened in
     /// registers, for up to four query heads at once) where it serves the head, else a block at a time, each block's
     /// cached rows widened from their storage type in one SIMD pass into scratch, once for all the group's query heads
-    /// (heads whose widths are not whole 16s, CPUs without AVX2, and the f16 rows the fused path declines).</summary>
+    /// (heads whose widths are not whole 8s, CPUs without AVX2, and the f16 rows the fused path declines).</summary>
     public void PagedAttention(DeviceBuffer q, PagedKvBuffers cache, DeviceIntBuffer rowInfo, int rows, int layer,
         DeviceBuffer output, DeviceBuffer probabilities, int stride, bool emitProbabilities)
     {
