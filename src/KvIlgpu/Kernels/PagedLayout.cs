@@ -35,8 +35,9 @@ internal readonly struct HeadShape
 /// narrower one (<see cref="HeadShape.TokensPerBlock"/>). In a block the head's keys come first, row after row, then its
 /// values (<see cref="KeyOffset"/>, <see cref="ValueOffset"/>); each feature is packed into the 32-bit words as
 /// <see cref="Storage"/> and <see cref="KvCodec"/> say.</item>
-/// <item>Per-slot position, metric and (q8) scales live in arrays with <see cref="SlotsPerBlock"/> entries per block (the
-/// most tokens any head puts in one); <see cref="Slot"/> is a slot's index there.</item>
+/// <item>Per-slot position, metric and (q8) scales live in arrays with <see cref="SlotsPerBlock"/> entries per block (chosen
+/// so that the heads' tokens take the fewest bytes: a very narrow head may hold fewer tokens than would fit, rather than
+/// every block carry room for them); <see cref="Slot"/> is a slot's index there.</item>
 /// <item>The block-tables buffer starts with each (layer, KV head)'s shape, three ints (key width, value width, tokens
 /// per block; <see cref="ShapeWords"/> in all, read by <c>Shape</c>), then each head's table
 /// (<see cref="BlockEntry"/>), so every kernel that has the tables has the shapes.</item>
@@ -81,18 +82,32 @@ internal readonly struct PagedLayout
             widest = Math.Max(widest, slotWords[i]);
         }
         BlockWords = blockSize * widest;
-        int most = 0;
+        SlotsPerBlock = SlotsPerBlockFor(BlockWords, slotWords, Storage == KvCodec.Q8 ? 16 : 8);
         long tokens = 0, fullBlocks = 0;
         foreach (int words in slotWords)
         {
-            int perBlock = BlockWords / words;
-            most = Math.Max(most, perBlock);
+            int perBlock = Math.Min(BlockWords / words, SlotsPerBlock);
             tokens += perBlock;
             fullBlocks += (maxBlocksPerHead * (long)blockSize + perBlock - 1) / perBlock;
         }
-        SlotsPerBlock = most;
         _tokensPerBlockSum = tokens;
         _fullSequenceBlocks = fullBlocks;
+    }
+
+    /// <summary>How many slots a block has room for in the per-slot arrays (slotBytes each: position, metric, q8 scales):
+    /// a head holds min(blockWords / its slot words, that many) tokens a block. More room lets narrow heads fill their
+    /// blocks but costs every block its slots' bytes, so it is the choice, among the heads' own counts, that holds a token
+    /// of every head in the fewest bytes in all (the fewest slots on ties).</summary>
+    private static int SlotsPerBlockFor(int blockWords, int[] slotWords, int slotBytes)
+    {
+        int best = 0;
+        double bestBytes = double.PositiveInfinity;
+        foreach (int slots in slotWords.Select(w => blockWords / w).Distinct().Order())
+        {
+            double bytes = slotWords.Sum(w => (blockWords * 4.0 + slots * slotBytes) / Math.Min(blockWords / w, slots));
+            if (bytes < bestBytes) (best, bestBytes) = (slots, bytes);
+        }
+        return best;
     }
 
     /// <summary>The layout of a model's cache: room in each head's table for the model's whole context, every head at the
@@ -146,11 +161,12 @@ internal readonly struct PagedLayout
     /// <summary>Ints of the tables buffer for this many sequences: the shapes, then every head's table.</summary>
     public int TableWords(int sequences) => ShapeWords + sequences * HeadsPerSequence * MaxBlocksPerHead;
     /// <summary>The shape of a (layer, KV head) at these widths (0: head_dim): its tokens per block are as many slots of
-    /// its packed widths as <see cref="BlockWords"/> holds.</summary>
+    /// its packed widths as <see cref="BlockWords"/> holds, up to <see cref="SlotsPerBlock"/>.</summary>
     public HeadShape ShapeFor(int keyWidth, int valueWidth)
     {
         int kw = keyWidth == 0 ? HeadDim : keyWidth, vw = valueWidth == 0 ? HeadDim : valueWidth;
-        return new HeadShape(kw, vw, BlockWords / (KvCodec.Words(Storage, kw) + KvCodec.Words(Storage, vw)), Storage);
+        int perBlock = BlockWords / (KvCodec.Words(Storage, kw) + KvCodec.Words(Storage, vw));
+        return new HeadShape(kw, vw, Math.Min(perBlock, SlotsPerBlock), Storage);
     }
     /// <summary>Writes a (layer, KV head)'s shape into the head of the tables (<paramref name="headOfSequence"/>:
     /// layer * KvHeads + KV head).</summary>

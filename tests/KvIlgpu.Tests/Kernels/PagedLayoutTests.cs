@@ -51,23 +51,27 @@ public class PagedLayoutTests
     public void Heads_of_narrower_widths_hold_more_tokens_in_a_block_of_the_same_size()
     {
         // Widths per (layer, KV head): the widest head (8 + 8 f32 features) sets the block at 16 x 16 = 256 words; a head
-        // of 2 + 4 features holds 256 / 6 = 42 tokens, one of 1 + 1 holds 128 (so the per-slot arrays hold 128 a block).
+        // of 2 + 4 features fits 256 / 6 = 42 tokens, 4 + 4 fits 32, 8 + 1 fits 28, 5 + 5 fits 25, and 1 + 1 would fit
+        // 128. Room for S slots a block costs 8 bytes each (position, metric), so a token of every head costs
+        // sum over heads of (1024 + 8 S) / min(fit, S) bytes: S = 128 gives 411.8, 42 gives 295.2, 32 gives 297.0,
+        // 28 gives 306.2, 25 and 16 more; so the per-slot arrays hold 42 a block and the 1 + 1 head holds 42, not 128.
         var layout = new PagedLayout(16, 8, 6, 2, 3, 7, global::KvIlgpu.Cache.KvStorageType.F32, MixedKeyWidths, MixedValueWidths);
-        Assert.Equal((256, 128), (layout.BlockWords, layout.SlotsPerBlock));
+        Assert.Equal((256, 42), (layout.BlockWords, layout.SlotsPerBlock));
         var narrow = layout.ShapeFor(2, 4);
         Assert.Equal((42, 2, 4), (narrow.TokensPerBlock, narrow.KeyWords, narrow.ValueWords));
         Assert.Equal(32, layout.ShapeFor(4, 4).TokensPerBlock);
         Assert.Equal(28, layout.ShapeFor(8, 1).TokensPerBlock);
+        Assert.Equal(42, layout.ShapeFor(1, 1).TokensPerBlock);
         // Slot 50 of such a head is slot 8 of its second block; its keys and values lie in that block's 256 words.
         long slot = layout.Slot(3, 50, narrow);
-        Assert.Equal(3 * 128 + 8, slot);
+        Assert.Equal(3 * 42 + 8, slot);
         Assert.Equal(3 * 256 + 8 * 2, layout.KeyOffset(slot, narrow));
         Assert.Equal(3 * 256 + 42 * 2 + 8 * 4, layout.ValueOffset(slot, narrow));
         Assert.Equal(3, PagedLayout.BlocksFor(100, narrow));
-        // A block's bytes: its words and 128 positions and metrics. One token of one head: the mean over the six heads
+        // A block's bytes: its words and 42 positions and metrics. One token of one head: the mean over the six heads
         // of a block's bytes over its tokens per block.
-        Assert.Equal(256 * 4 + 128 * 8, layout.BytesPerBlock);
-        Assert.Equal((int)Math.Round(2048.0 * 6 / (16 + 42 + 32 + 128 + 28 + 25)), layout.BytesPerSlot);
+        Assert.Equal(256 * 4 + 42 * 8, layout.BytesPerBlock);
+        Assert.Equal((int)Math.Round(1360.0 * 6 / (16 + 42 + 32 + 42 + 28 + 25)), layout.BytesPerSlot);
         // The shapes go at the head of the tables, three ints each.
         var tables = new int[layout.TableWords(1)];
         PagedLayout.WriteShape(tables, 1, narrow);
