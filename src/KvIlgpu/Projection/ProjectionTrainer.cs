@@ -177,7 +177,7 @@ public static class ProjectionTrainer
         SvgPlot.Write(Path.Combine(folder, "loss.svg"), "Projection training loss", "step", "nats",
             new Dictionary<string, IReadOnlyList<(double X, double Y)>>
             {
-                ["loss (0.25 KL + 0.75 CE)"] = rows.Where(f => f[1].Length > 0).Select(f => (N(f[0]), N(f[1]))).ToList(),
+                [string.Create(CultureInfo.InvariantCulture, $"loss ({cfg.KlWeight:0.##} KL + {cfg.CeWeight:0.##} CE)")] = rows.Where(f => f[1].Length > 0).Select(f => (N(f[0]), N(f[1]))).ToList(),
                 ["validation KL at half the dims"] = rows.Where(f => f[3].Length > 0).Select(f => (N(f[0]), N(f[3]))).ToList(),
             });
         KvProjectionFile.Save(projection.Export(full, full), outPath, new Dictionary<string, string>
