@@ -212,5 +212,8 @@ public class TrainCommandTests
         }
         foreach (var folder in new[] { "default-train", "head16-train" })
             KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", folder, "kv-projection.json"));
+        var allKl = KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train",
+            "kv-projection-kl.json"));
+        Assert.Equal((1f, 0f), (allKl.KlWeight, allKl.CeWeight));
     }
 }
