@@ -34,8 +34,9 @@ public sealed class InferenceEngine : IDisposable
     internal LlamaModel Model => _model;
     /// <summary>How the KV cache stores keys and values (Auto resolved).</summary>
     public KvStorageType KvStorage => (KvStorageType)_cache.Layout.Storage;
-    /// <summary>Bytes one cached token of one (layer, KV head) holds: packed K and V at the cache's widths, its position and
-    /// metric, and with q8 its scales.</summary>
+    /// <summary>Bytes one cached token of one (layer, KV head) holds: packed K and V at that head's widths, its position
+    /// and metric, and with q8 its scales; the mean over the (layer, KV head)s where a projection's ranks differ between
+    /// them.</summary>
     public int KvBytesPerToken => _cache.Layout.BytesPerSlot;
     /// <summary>The KV projection every request's keys and values go through (null: none).</summary>
     public Projection.KvProjection? KvProjection => _model.Projection;
