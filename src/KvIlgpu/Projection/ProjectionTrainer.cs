@@ -174,10 +174,11 @@ public static class ProjectionTrainer
         File.WriteAllLines(Path.Combine(folder, "training_log.csv"), log.Prepend("step,loss,kl,validation_kl_half_rank,learning_rate"));
         var rows = log.Select(l => l.Split(',')).ToList();
         static double N(string s) => double.Parse(s, CultureInfo.InvariantCulture);
+        string lossName = string.Create(CultureInfo.InvariantCulture, $"loss ({cfg.KlWeight:0.##} KL + {cfg.CeWeight:0.##} CE)");
         SvgPlot.Write(Path.Combine(folder, "loss.svg"), "Projection training loss", "step", "nats",
             new Dictionary<string, IReadOnlyList<(double X, double Y)>>
             {
-                [string.Create(CultureInfo.InvariantCulture, $"loss ({cfg.KlWeight:0.##} KL + {cfg.CeWeight:0.##} CE)")] = rows.Where(f => f[1].Length > 0).Select(f => (N(f[0]), N(f[1]))).ToList(),
+                [lossName] = rows.Where(f => f[1].Length > 0).Select(f => (N(f[0]), N(f[1]))).ToList(),
                 ["validation KL at half the dims"] = rows.Where(f => f[3].Length > 0).Select(f => (N(f[0]), N(f[3]))).ToList(),
             });
         KvProjectionFile.Save(projection.Export(full, full), outPath, new Dictionary<string, string>
