@@ -164,23 +164,26 @@ public class KvStorageTests
     /// <summary>Heads of 8 (full, and 5/3 of them: the managed backend's per-row fallback) and, on the managed backend,
     /// of 64 (full, and 40/24) and of 32, with 1, 2, 3 and 4 query heads per KV head: every pass shape of its fused group
     /// attention, held here to dense attention in double.</summary>
-    public static TheoryData<string, KvStorageType, int, int, int, int> AttentionCases()
+    public static TheoryData<string, KvStorageType, int, int, int, int, bool> AttentionCases()
     {
-        var cases = new TheoryData<string, KvStorageType, int, int, int, int>();
+        var cases = new TheoryData<string, KvStorageType, int, int, int, int, bool>();
         foreach (var backend in new[] { "cpu", "ilgpu-cpu" })
             foreach (var type in new[] { KvStorageType.F32, KvStorageType.F16, KvStorageType.BF16, KvStorageType.Q8 })
             {
-                cases.Add(backend, type, 8, 8, 8, 4);
-                cases.Add(backend, type, 8, 5, 3, 4);
+                cases.Add(backend, type, 8, 8, 8, 4, false);
+                cases.Add(backend, type, 8, 5, 3, 4, false);
+                cases.Add(backend, type, 8, 5, 3, 4, true);
                 if (backend == "cpu")
                 {
-                    cases.Add(backend, type, 64, 64, 64, 4);
-                    cases.Add(backend, type, 64, 40, 24, 4);
+                    cases.Add(backend, type, 64, 64, 64, 4, false);
+                    cases.Add(backend, type, 64, 40, 24, 4, false);
+                    cases.Add(backend, type, 64, 40, 24, 4, true);
                     // The fused group attention's other pass shapes: four, three (two then one) and one query heads
                     // per KV head.
-                    cases.Add(backend, type, 64, 64, 48, 8);
-                    cases.Add(backend, type, 64, 48, 32, 6);
-                    cases.Add(backend, type, 32, 32, 16, 2);
+                    cases.Add(backend, type, 64, 64, 48, 8, false);
+                    cases.Add(backend, type, 64, 48, 32, 6, false);
+                    cases.Add(backend, type, 32, 32, 16, 2, false);
+                    cases.Add(backend, type, 32, 24, 8, 2, true);
                 }
             }
         return cases;
@@ -189,11 +192,13 @@ public class KvStorageTests
     /// <summary>Rows written through the cache-write kernel into scattered blocks, heads then cut to different lengths; a
     /// decode row's attention over each head reads keyWidth key and valueWidth value features (the first ones, widened
     /// from the storage type): it equals dense attention in double over the reference-rounded keys and values, scored at
-    /// 1/sqrt(head_dim), with the output's other features zero. Freed blocks go back to the pool.</summary>
+    /// 1/sqrt(head_dim), with the output's other features zero. Freed blocks go back to the pool. With mixedWidths each
+    /// (layer, KV head) stores its own widths (the attended layer's heads keyWidth / valueWidth and half keyWidth / the
+    /// full head_dim), so each holds its own number of tokens per block.</summary>
     [Theory]
     [MemberData(nameof(AttentionCases))]
     public void Paged_attention_over_packed_narrow_heads_matches_dense_attention_over_rounded_kvs(string backendName,
-        KvStorageType type, int d, int keyWidth, int valueWidth, int heads)
+        KvStorageType type, int d, int keyWidth, int valueWidth, int heads, bool mixedWidths)
     {
         var b = Backends.Get(backendName);
         var rng = new Random(keyWidth * 31 + (int)type);
@@ -201,10 +206,14 @@ public class KvStorageTests
         var config = TestModels.Config(dim: heads * d, heads: heads, kvHeads: kvHeads, layers: layers, seq: 40);
         int[] promptLengths = [13, 22];
         int[][] cutTo = [[13, 6], [1, 22]];
+        // Widths of the attended layer's KV heads; layer 0 stores head_dim.
+        int[] kws = mixedWidths ? [keyWidth, Math.Max(1, keyWidth / 2)] : [keyWidth, keyWidth];
+        int[] vws = mixedWidths ? [valueWidth, d] : [valueWidth, valueWidth];
         lock (Backends.Lock)
         {
             using var cache = new PagedKvCache(b, config, new PagedCacheOptions(MemoryBytes: 200_000, BlockSize: blockSize,
-                MaxSequences: sequences, Storage: type, KeyWidth: keyWidth, ValueWidth: valueWidth));
+                MaxSequences: sequences, Storage: type, KeyWidths: [d, d, .. kws], ValueWidths: [d, d, .. vws]));
+            int PerBlock(int l, int h) => cache.Shape(l, h).TokensPerBlock;
             // Scatter the pool: every head takes blocks from a shuffled free list.
             var free = Enumerable.Range(0, cache.Pool.Total).OrderBy(_ => rng.Next()).ToList();
             var keys = new Dictionary<(int, int), float[][]>();
@@ -215,7 +224,7 @@ public class KvStorageTests
                 for (int l = 0; l < layers; l++)
                     for (int h = 0; h < kvHeads; h++)
                     {
-                        int n = (promptLengths[s] + blockSize - 1) / blockSize;
+                        int n = (promptLengths[s] + PerBlock(l, h) - 1) / PerBlock(l, h);
                         cache.SetHead(s, l, h, free.Take(n).ToArray(), promptLengths[s]);
                         free.RemoveRange(0, n);
                     }
@@ -230,9 +239,9 @@ public class KvStorageTests
                 b.PagedWrite(dk, dv, cache.Buffers, info, rows, layer);
                 for (int h = 0; h < kvHeads; h++)
                 {
-                    keys[(s, h)] = Enumerable.Range(0, rows).Select(t => Rounded(k.AsSpan((t * kvHeads + h) * d, keyWidth).ToArray(), type))
+                    keys[(s, h)] = Enumerable.Range(0, rows).Select(t => Rounded(k.AsSpan((t * kvHeads + h) * d, kws[h]).ToArray(), type))
                         .ToArray();
-                    values[(s, h)] = Enumerable.Range(0, rows).Select(t => Rounded(v.AsSpan((t * kvHeads + h) * d, valueWidth).ToArray(),
+                    values[(s, h)] = Enumerable.Range(0, rows).Select(t => Rounded(v.AsSpan((t * kvHeads + h) * d, vws[h]).ToArray(),
                         type)).ToArray();
                 }
             }
@@ -241,7 +250,8 @@ public class KvStorageTests
             for (int s = 0; s < sequences; s++)
                 for (int h = 0; h < kvHeads; h++)
                 {
-                    freed += (promptLengths[s] + blockSize - 1) / blockSize - (cutTo[s][h] + blockSize - 1) / blockSize;
+                    int perBlock = PerBlock(layer, h);
+                    freed += (promptLengths[s] + perBlock - 1) / perBlock - (cutTo[s][h] + perBlock - 1) / perBlock;
                     cache.Truncate(s, layer, h, cutTo[s][h]);
                 }
             Assert.Equal(usedBefore - freed, cache.Pool.Used);
@@ -260,12 +270,12 @@ public class KvStorageTests
                 for (int h = 0; h < heads; h++)
                 {
                     int g = h / (heads / kvHeads), len = cutTo[s][g];
-                    var scores = Enumerable.Range(0, len).Select(t => Enumerable.Range(0, keyWidth)
+                    var scores = Enumerable.Range(0, len).Select(t => Enumerable.Range(0, kws[g])
                         .Sum(i => (double)q[(s * heads + h) * d + i] * keys[(s, g)][t][i]) / Math.Sqrt(d)).ToArray();
                     double max = scores.Max(), sum = scores.Sum(x => Math.Exp(x - max));
                     var expected = new float[d];
                     for (int t = 0; t < len; t++)
-                        for (int i = 0; i < valueWidth; i++) expected[i] += (float)(Math.Exp(scores[t] - max) / sum * values[(s, g)][t][i]);
+                        for (int i = 0; i < vws[g]; i++) expected[i] += (float)(Math.Exp(scores[t] - max) / sum * values[(s, g)][t][i]);
                     Compare.Close(got.AsSpan((s * heads + h) * d, d), expected, 1e-5, $"{type} sequence {s} head {h}");
                 }
         }
