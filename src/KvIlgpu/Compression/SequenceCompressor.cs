@@ -29,7 +29,7 @@ internal static class SequenceCompressor
             && policy.Selection.SelectOnDevice(planner, cache, sequence, context) is { } devicePlan)
         {
             // Planned where the metrics are: compact with the lengths alone.
-            if (devicePlan.TotalEvicted > 0) Compactor.Apply(cache, sequence, HeadShapes(cache, sequence), devicePlan);
+            if (devicePlan.TotalEvicted > 0) Compactor.Apply(cache, sequence, HeadLengths(cache, sequence), devicePlan);
             return devicePlan.TotalEvicted;
         }
         var heads = cache.ReadHeads(sequence);
@@ -39,7 +39,7 @@ internal static class SequenceCompressor
         return plan.TotalEvicted;
     }
 
-    private static List<(int Layer, int KvHead, int Length)> HeadShapes(PagedKvCache cache, int sequence) =>
+    private static List<(int Layer, int KvHead, int Length)> HeadLengths(PagedKvCache cache, int sequence) =>
         Enumerable.Range(0, cache.Layout.Layers).SelectMany(l => Enumerable.Range(0, cache.Layout.KvHeads)
             .Select(h => (l, h, cache.Length(sequence, l, h)))).ToList();
 
