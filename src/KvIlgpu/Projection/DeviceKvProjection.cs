@@ -25,11 +25,6 @@ internal sealed class DeviceKvProjection : IDisposable
     private readonly DeviceBuffer _zeros;
     private readonly int _kvHeads, _heads, _headDim;
 
-    /// <summary>The largest key rank over every (layer, KV head): the key width a cache for this projection needs.</summary>
-    public int MaxKeyRank { get; }
-    /// <summary>The largest value rank: the value width a cache for this projection needs.</summary>
-    public int MaxValueRank { get; }
-
     /// <param name="backend">Where the maps live.</param>
     /// <param name="p">The projection at its ranks.</param>
     /// <param name="queryHeads">The model's query heads per layer (a multiple of the projection's KV heads).</param>
@@ -39,8 +34,6 @@ internal sealed class DeviceKvProjection : IDisposable
         _kvHeads = p.KvHeads;
         _heads = queryHeads;
         _headDim = p.HeadDim;
-        MaxKeyRank = p.AllRanks(KvPart.Key).Max();
-        MaxValueRank = p.AllRanks(KvPart.Value).Max();
         int d = _headDim, group = queryHeads / p.KvHeads;
         _zeros = Upload(new float[queryHeads * d]);
         for (int l = 0; l < p.Layers; l++)
