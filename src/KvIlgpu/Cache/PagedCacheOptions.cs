@@ -19,8 +19,8 @@ internal sealed record PagedCacheOptions(long? MemoryBytes = null, double Memory
     public Kernels.PagedLayout LayoutFor(Models.ModelConfig config)
     {
         int heads = config.Layers * config.KvHeads;
-        return Kernels.PagedLayout.For(config, BlockSize, Storage, KeyWidths ?? Enumerable.Repeat(KeyWidth, heads).ToArray(),
-            ValueWidths ?? Enumerable.Repeat(ValueWidth, heads).ToArray());
+        return Kernels.PagedLayout.For(config, BlockSize, Storage, [.. Enumerable.Range(0, heads).Select(KeyWidthOf)],
+            [.. Enumerable.Range(0, heads).Select(ValueWidthOf)]);
     }
 
     /// <summary>The key width options give (layer, KV head) number i (layer-major); 0: head_dim.</summary>

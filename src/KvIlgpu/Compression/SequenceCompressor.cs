@@ -23,7 +23,7 @@ internal static class SequenceCompressor
         // A budget on the sequence's total: when the sequence already fits it, there is nothing to read back or plan.
         if (policy.Selection.BoundsSequenceTotal && options.Budget.MaxCacheTokens is int perHead
             && cache.SequenceLength(sequence) <= (long)perHead * cache.HeadsPerSequence) return 0;
-        var context = new SelectionContext(cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers, policy.Sinks,
+        var context = new SelectionContext(sequenceLength, options.Budget, cache.Layout.Layers, policy.Sinks,
             options.EffectiveAverage ? AverageOf(sequenceLength, promptLength, options) : default);
         if (policy.Scorer.ScoresAreMetrics && cache.Backend.EvictionPlanner is { } planner
             && policy.Selection.SelectOnDevice(planner, cache, sequence, context) is { } devicePlan)
@@ -34,7 +34,7 @@ internal static class SequenceCompressor
         }
         var heads = cache.ReadHeads(sequence);
         var scored = options.EffectiveAverage ? heads.Select(h => Averaged(h, sequenceLength, promptLength, options)).ToList() : heads;
-        var plan = policy.Plan(scored, cache.Layout.BlockSize, sequenceLength, options.Budget, cache.Layout.Layers);
+        var plan = policy.Plan(scored, sequenceLength, options.Budget, cache.Layout.Layers);
         if (plan.TotalEvicted > 0) Compactor.Apply(cache, sequence, heads, plan);
         return plan.TotalEvicted;
     }

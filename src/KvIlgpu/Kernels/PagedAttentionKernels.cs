@@ -20,6 +20,15 @@ internal static class PagedAttentionKernels
     private static long SlotOf(PagedLayout p, ArrayView<int> tables, int head, HeadShape shape, int index) =>
         p.Slot(tables[p.TableIndex(head, index, shape)], index, shape);
 
+    /// <summary>Where a head's logical slot index lies: its physical slot (position, metric, scales) and the first words of
+    /// its keys and its values, from its block and its place in the block (no division by the slot arrays' room).</summary>
+    private static (long Slot, long Keys, long Values) AddressOf(PagedLayout p, ArrayView<int> tables, int head, HeadShape shape,
+        int index)
+    {
+        int block = tables[p.TableIndex(head, index, shape)], i = index % shape.TokensPerBlock;
+        return (p.Slot(block, index, shape), p.KeyOffset(block, i, shape), p.ValueOffset(block, i, shape));
+    }
+
     /// <summary>The q8 scale of a slot's key (part 0) or value (part 1); 1 for the other storage types.</summary>
     private static float ScaleOf(PagedLayout p, ArrayView<float> scales, long slot, int part) =>
         p.HasScales ? scales[2 * slot + part] : 1f;
@@ -37,10 +46,11 @@ internal static class PagedAttentionKernels
             int h = i % p.KvHeads, r = i / p.KvHeads;
             int head = p.HeadIndex(rowInfo[4 * r], layer, h);
             var shape = p.Shape(tables, head);
-            long slot = SlotOf(p, tables, head, shape, PagedLayout.AppendIndex(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
+            var (slot, keys, values) = AddressOf(p, tables, head, shape,
+                PagedLayout.AppendIndex(lengths[head], rowInfo[4 * r + 1], rowInfo[4 * r + 2]));
             long source = (long)r * p.KvHeads * d + h * d;
-            float keyScale = KvCodec.StoreRow(k, source, shape.KeyWidth, pool, p.KeyOffset(slot, shape), p.Storage);
-            float valueScale = KvCodec.StoreRow(v, source, shape.ValueWidth, pool, p.ValueOffset(slot, shape), p.Storage);
+            float keyScale = KvCodec.StoreRow(k, source, shape.KeyWidth, pool, keys, p.Storage);
+            float valueScale = KvCodec.StoreRow(v, source, shape.ValueWidth, pool, values, p.Storage);
             if (p.HasScales) { scales[2 * slot] = keyScale; scales[2 * slot + 1] = valueScale; }
             positions[slot] = rowInfo[4 * r + 3];
             metric[slot] = 0f;
@@ -68,9 +78,8 @@ internal static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = Warp.LaneIdx; t < len; t += Warp.WarpSize)
             {
-                long slot = SlotOf(p, tables, head, shape, t);
-                float s = AttentionMath.ScaledScore(q, qb, pool, p.KeyOffset(slot, shape), shape.KeyWidth, p.Storage,
-                    ScaleOf(p, scales, slot, 0) * scale);
+                var (slot, keys, _) = AddressOf(p, tables, head, shape, t);
+                float s = AttentionMath.ScaledScore(q, qb, pool, keys, shape.KeyWidth, p.Storage, ScaleOf(p, scales, slot, 0) * scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
@@ -80,8 +89,8 @@ internal static class PagedAttentionKernels
                 float acc = 0;
                 for (int t = 0; t < len && i < shape.ValueWidth; t++)
                 {
-                    long slot = SlotOf(p, tables, head, shape, t);
-                    acc += probs[sb + t] * KvCodec.Load(pool, p.ValueOffset(slot, shape), i, p.Storage, ScaleOf(p, scales, slot, 1));
+                    var (slot, _, values) = AddressOf(p, tables, head, shape, t);
+                    acc += probs[sb + t] * KvCodec.Load(pool, values, i, p.Storage, ScaleOf(p, scales, slot, 1));
                 }
                 output[(long)r * qDim + h * d + i] = acc * inv;
             }
@@ -110,9 +119,8 @@ internal static class PagedAttentionKernels
             float max = float.NegativeInfinity;
             for (int t = 0; t < len; t++)
             {
-                long slot = SlotOf(p, tables, head, shape, t);
-                float s = AttentionMath.ScaledScore(q, qb, pool, p.KeyOffset(slot, shape), shape.KeyWidth, p.Storage,
-                    ScaleOf(p, scales, slot, 0) * scale);
+                var (slot, keys, _) = AddressOf(p, tables, head, shape, t);
+                float s = AttentionMath.ScaledScore(q, qb, pool, keys, shape.KeyWidth, p.Storage, ScaleOf(p, scales, slot, 0) * scale);
                 probs[sb + t] = s;
                 max = XMath.Max(max, s);
             }
@@ -122,8 +130,7 @@ internal static class PagedAttentionKernels
             for (int i = 0; i < d; i++) output[(long)r * qDim + h * d + i] = 0f;
             for (int t = 0; t < len; t++)
             {
-                long slot = SlotOf(p, tables, head, shape, t);
-                long vb = p.ValueOffset(slot, shape);
+                var (slot, _, vb) = AddressOf(p, tables, head, shape, t);
                 float vScale = ScaleOf(p, scales, slot, 1);
                 float w = probs[sb + t] * inv;
                 for (int i = 0; i < shape.ValueWidth; i++)

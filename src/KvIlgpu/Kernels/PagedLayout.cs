@@ -33,7 +33,7 @@ internal readonly struct HeadShape
 /// <item>Every block of the pool has one size: <see cref="BlockWords"/> words of packed keys and values. A block holds
 /// tokens of ONE head, as many as fit at that head's widths: <see cref="BlockSize"/> of the widest head, more of a
 /// narrower one (<see cref="HeadShape.TokensPerBlock"/>). In a block the head's keys come first, row after row, then its
-/// values (<see cref="KeyOffset"/>, <see cref="ValueOffset"/>); each feature is packed into the 32-bit words as
+/// values (<c>KeyOffset</c>, <c>ValueOffset</c>); each feature is packed into the 32-bit words as
 /// <see cref="Storage"/> and <see cref="KvCodec"/> say.</item>
 /// <item>Per-slot position, metric and (q8) scales live in arrays with <see cref="SlotsPerBlock"/> entries per block (chosen
 /// so that the heads' tokens take the fewest bytes: a very narrow head may hold fewer tokens than would fit, rather than
@@ -193,11 +193,17 @@ internal readonly struct PagedLayout
     /// <summary>The physical slot (index of the per-slot arrays) of a head's logical slot index, which lives in block (the
     /// table entry of that index).</summary>
     public long Slot(int block, int index, HeadShape shape) => (long)block * SlotsPerBlock + index % shape.TokensPerBlock;
+    /// <summary>The word where the keys of the index-th slot of a block of a head of this shape start.</summary>
+    public long KeyOffset(int block, int index, HeadShape shape) => (long)block * BlockWords + index * shape.KeyWords;
+    /// <summary>The word where the values of the index-th slot of a block of a head of this shape start: after the
+    /// block's keys.</summary>
+    public long ValueOffset(int block, int index, HeadShape shape) =>
+        (long)block * BlockWords + shape.TokensPerBlock * shape.KeyWords + index * shape.ValueWords;
     /// <summary>The word where the keys of a physical slot of a head of this shape start.</summary>
-    public long KeyOffset(long slot, HeadShape shape) => slot / SlotsPerBlock * BlockWords + slot % SlotsPerBlock * shape.KeyWords;
-    /// <summary>The word where the values of a physical slot of a head of this shape start: after the block's keys.</summary>
+    public long KeyOffset(long slot, HeadShape shape) => KeyOffset((int)(slot / SlotsPerBlock), (int)(slot % SlotsPerBlock), shape);
+    /// <summary>The word where the values of a physical slot of a head of this shape start.</summary>
     public long ValueOffset(long slot, HeadShape shape) =>
-        slot / SlotsPerBlock * BlockWords + shape.TokensPerBlock * shape.KeyWords + slot % SlotsPerBlock * shape.ValueWords;
+        ValueOffset((int)(slot / SlotsPerBlock), (int)(slot % SlotsPerBlock), shape);
     /// <summary>The logical slot a step's row writes: the head's length already counts the count tokens its sequence
     /// appends in this step, and the row is the offset-th of them.</summary>
     public static int AppendIndex(int headLength, int count, int offset) => headLength - count + offset;

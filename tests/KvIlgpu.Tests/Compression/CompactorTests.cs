@@ -77,7 +77,7 @@ public class CompactorTests
 
             var before = cache.ReadHeads(seq);
             var budget = new EvictionBudget(MaxCacheTokens: 15, ProtectedWindow: 6, Sinks: 1);
-            var plan = CrossHeadChunkSelection.Plan(before, blockSize, seqLen, budget);
+            var plan = CrossHeadChunkSelection.Plan(before, seqLen, budget);
             Assert.True(plan.TotalEvicted > 0);
             int usedBefore = cache.Pool.Used;
             Compactor.Apply(cache, seq, before, plan);

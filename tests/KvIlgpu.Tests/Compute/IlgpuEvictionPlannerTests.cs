@@ -62,8 +62,8 @@ public class IlgpuEvictionPlannerTests
                 if (average.Enabled != 0)
                     heads = [.. heads.Select(hd =>
                         hd with { Metric = [.. hd.Metric.Select((m, t) => average.Score(m, hd.Positions[t]))] })];
-                var host = CrossHeadChunkSelection.Plan(heads, blockSize, seqLen, budget);
-                var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(blockSize, seqLen,
+                var host = CrossHeadChunkSelection.Plan(heads, seqLen, budget);
+                var device = new CrossHeadChunkSelection().SelectOnDevice(planner, cache, seq, new SelectionContext(seqLen,
                     budget, layers, Average: average))!;
                 for (int i = 0; i < host.Evicted.Count; i++)
                     Assert.True(host.Evicted[i].SequenceEqual(device.Evicted[i]),

@@ -67,6 +67,7 @@ public class PagedLayoutTests
         Assert.Equal(3 * 42 + 8, slot);
         Assert.Equal(3 * 256 + 8 * 2, layout.KeyOffset(slot, narrow));
         Assert.Equal(3 * 256 + 42 * 2 + 8 * 4, layout.ValueOffset(slot, narrow));
+        Assert.Equal((3 * 256 + 8 * 2, 3 * 256 + 42 * 2 + 8 * 4), (layout.KeyOffset(3, 8, narrow), layout.ValueOffset(3, 8, narrow)));
         Assert.Equal(3, PagedLayout.BlocksFor(100, narrow));
         // A block's bytes: its words and 42 positions and metrics. One token of one head: the mean over the six heads
         // of a block's bytes over its tokens per block.

@@ -16,9 +16,9 @@ internal abstract record EvictionPolicy(string Name, KvScorer Scorer, ISelection
     public bool Evicts => Selection.Evicts;
 
     /// <summary>The KVs to evict from every head of one sequence (heads in (layer, KV head) order).</summary>
-    public EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int blockSize, int sequenceLength, EvictionBudget budget, int layers)
+    public EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int sequenceLength, EvictionBudget budget, int layers)
     {
         budget.Validate();
-        return Selection.Select([.. heads.Select(Scorer.Scored)], new SelectionContext(blockSize, sequenceLength, budget, layers, Sinks));
+        return Selection.Select([.. heads.Select(Scorer.Scored)], new SelectionContext(sequenceLength, budget, layers, Sinks));
     }
 }

@@ -18,7 +18,7 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
 
     /// <inheritdoc/>
     public EvictionPlan Select(IReadOnlyList<HeadSlots> heads, SelectionContext context) =>
-        Plan(heads, context.BlockSize, context.SequenceLength, context.Budget);
+        Plan(heads, context.SequenceLength, context.Budget);
 
     /// <inheritdoc/>
     public EvictionPlan? SelectOnDevice(IDeviceEvictionPlanner planner, PagedKvCache cache, int sequence, SelectionContext context) =>
@@ -35,10 +35,9 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
 
     /// <summary>The plan for the heads of one sequence (their metrics, in slot order).</summary>
     /// <param name="heads">Every head of the sequence.</param>
-    /// <param name="defaultBlockSize">Tokens per cache block of the heads that do not give their own.</param>
     /// <param name="budget">How many KVs may stay, and which are protected.</param>
     /// <param name="sequenceLength">Tokens the sequence has seen (positions 0 .. sequenceLength-1).</param>
-    public static EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int defaultBlockSize, int sequenceLength, EvictionBudget budget)
+    public static EvictionPlan Plan(IReadOnlyList<HeadSlots> heads, int sequenceLength, EvictionBudget budget)
     {
         budget.Validate();
         int recentFrom = sequenceLength - budget.ProtectedWindow;
@@ -48,7 +47,7 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
         for (int hi = 0; hi < heads.Count; hi++)
         {
             var head = heads[hi];
-            int n = head.Length, blockSize = head.TokensPerBlock ?? defaultBlockSize;
+            int n = head.Length, blockSize = head.TokensPerBlock;
             total += n;
             var metric = new float[n];
             for (int t = 0; t < n; t++)
@@ -83,7 +82,7 @@ internal sealed class CrossHeadChunkSelection : ISelectionRule
         var result = new int[heads.Count][];
         for (int hi = 0; hi < heads.Count; hi++)
         {
-            int n = heads[hi].Length, blockSize = heads[hi].TokensPerBlock ?? defaultBlockSize;
+            int n = heads[hi].Length, blockSize = heads[hi].TokensPerBlock;
             int h = n % blockSize == 0 ? blockSize : n % blockSize;
             int count = taken[hi] == 0 ? 0 : (taken[hi] - 1) * blockSize + h;
             result[hi] = order[hi][..count];

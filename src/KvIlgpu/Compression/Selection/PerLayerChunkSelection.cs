@@ -13,7 +13,7 @@ internal sealed class PerLayerChunkSelection : ISelectionRule
         foreach (var layer in Enumerable.Range(0, heads.Count).GroupBy(i => heads[i].Layer))
         {
             var members = layer.ToList();
-            var plan = CrossHeadChunkSelection.Plan([.. members.Select(i => heads[i])], context.BlockSize, context.SequenceLength,
+            var plan = CrossHeadChunkSelection.Plan([.. members.Select(i => heads[i])], context.SequenceLength,
                 context.Budget);
             for (int k = 0; k < members.Count; k++) evicted[members[k]] = [.. plan.Evicted[k]];
         }

@@ -33,8 +33,7 @@ public class PolicyReferenceTests
         return evictable.Where(t => Rank(score, evictable, t) < excess).ToArray();
     }
 
-    private static int[][] Reference(string policy, IReadOnlyList<HeadSlots> heads, int blockSize, int seqLen, EvictionBudget budget,
-        int layers)
+    private static int[][] Reference(string policy, IReadOnlyList<HeadSlots> heads, int seqLen, EvictionBudget budget, int layers)
     {
         int sinks = policy == "streamingllm" ? 4 : 0;
         switch (policy)
@@ -42,14 +41,14 @@ public class PolicyReferenceTests
             case "full": // keeps everything
                 return [.. heads.Select(_ => Array.Empty<int>())];
             case "kvcompress":
-                return CrossHeadChunkSelectionTests.Reference(heads, blockSize, seqLen, budget);
+                return CrossHeadChunkSelectionTests.Reference(heads, seqLen, budget);
             case "kvcompress-layer": // SPEC 3 within each layer, each layer held to the per-head budget on its own
                 {
                     var result = new int[heads.Count][];
                     foreach (var layer in heads.Select((h, i) => (h, i)).GroupBy(x => x.h.Layer))
                     {
                         var members = layer.ToList();
-                        var plan = CrossHeadChunkSelectionTests.Reference(members.Select(x => x.h).ToList(), blockSize, seqLen, budget);
+                        var plan = CrossHeadChunkSelectionTests.Reference(members.Select(x => x.h).ToList(), seqLen, budget);
                         for (int k = 0; k < members.Count; k++) result[members[k].i] = plan[k];
                     }
                     return result;
@@ -130,12 +129,13 @@ public class PolicyReferenceTests
         for (int trial = 0; trial < 300; trial++)
         {
             int seqLen = rng.Next(1, 100), layers = rng.Next(1, 5), blockSize = new[] { 1, 4, 8, 16 }[rng.Next(4)];
-            var heads = CrossHeadChunkSelectionTests.RandomHeads(rng, layers * 2, seqLen, ties: trial % 2 == 0);
+            var heads = CrossHeadChunkSelectionTests.RandomHeads(rng, layers * 2, seqLen, ties: trial % 2 == 0, blockSize,
+                mixedBlocks: trial % 3 == 0);
             var budget = rng.Next(2) == 0
                 ? new EvictionBudget(MaxCacheTokens: rng.Next(1, seqLen + 2), ProtectedWindow: rng.Next(0, 12), Sinks: rng.Next(0, 3))
                 : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 12), Sinks: rng.Next(0, 3));
-            var actual = policy.Plan(heads, blockSize, seqLen, budget, layers);
-            var expected = Reference(name, heads, blockSize, seqLen, budget, layers);
+            var actual = policy.Plan(heads, seqLen, budget, layers);
+            var expected = Reference(name, heads, seqLen, budget, layers);
             for (int i = 0; i < heads.Count; i++)
                 Assert.True(expected[i].Order().SequenceEqual(actual.Evicted[i].Order()),
                     $"{name}, trial {trial}, head {i}: expected [{string.Join(",", expected[i].Order())}] got " +
@@ -147,7 +147,7 @@ public class PolicyReferenceTests
     public void The_average_metric_divides_by_the_queries_that_could_see_each_kv()
     {
         // Prompt of 10 tokens, window 4 (queries at 6..9), then 3 decode queries (positions 10, 11, 12): length 13.
-        var head = new HeadSlots(0, 0, [7f, 10f, 4f, 6f], [2, 8, 11, 12]);
+        var head = new HeadSlots(0, 0, [7f, 10f, 4f, 6f], [2, 8, 11, 12], TokensPerBlock: 4);
         var options = new CompressionOptions(new EvictionBudget(MaxCacheTokens: 2), "kvcompress", ObservationWindow: 4, Average: true);
         var averaged = SequenceCompressor.Averaged(head, sequenceLength: 13, promptLength: 10, options);
         // position 2: 4 window + 3 decode; 8: 2 window (8, 9) + 3; 11: decode 11, 12; 12: decode 12.

@@ -38,7 +38,7 @@ public class PolicyTests
             Backends.Get("cpu").WriteInts(cache.Buffers.Positions, positions);
             var heads = cache.ReadHeads(seq);
             var budget = new EvictionBudget(MaxCacheTokens: rng.Next(4, 40), ProtectedWindow: rng.Next(0, 8), Sinks: rng.Next(0, 2));
-            var plan = policy.Plan(heads, b, seqLen, budget, layers);
+            var plan = policy.Plan(heads, seqLen, budget, layers);
             if (!policy.Evicts)
             {
                 Assert.Equal(0, plan.TotalEvicted);
@@ -75,7 +75,7 @@ public class PolicyTests
     }
 
     private static HeadSlots Head(int layer, int kvHead, float[] metric) => new(layer, kvHead, metric, Enumerable.Range(0,
-        metric.Length).ToArray());
+        metric.Length).ToArray(), TokensPerBlock: 4);
 
     [Fact]
     public void A_policy_spec_names_the_policy_and_optionally_its_metric_variant()
@@ -100,7 +100,7 @@ public class PolicyTests
     public void StreamingLlm_keeps_the_four_sinks_and_the_most_recent_tokens()
     {
         var metric = Enumerable.Range(0, 40).Select(i => (float)(i * 7 % 13)).ToArray();
-        var plan = EvictionPolicies.All["streamingllm"].Plan([Head(0, 0, metric)], 4, 40, new EvictionBudget(MaxCacheTokens: 12,
+        var plan = EvictionPolicies.All["streamingllm"].Plan([Head(0, 0, metric)], 40, new EvictionBudget(MaxCacheTokens: 12,
             ProtectedWindow: 2), 1);
         var keptPositions = Enumerable.Range(0, 40).Except(plan.Evicted[0]).OrderBy(p => p).ToArray();
         Assert.Equal([0, 1, 2, 3, 32, 33, 34, 35, 36, 37, 38, 39], keptPositions);
@@ -115,7 +115,7 @@ public class PolicyTests
         var budget = new EvictionBudget(MaxCacheTokens: 10, ProtectedWindow: 0);
         foreach (var name in new[] { "snapkv", "h2o", "kvcompress-uniform" })
         {
-            var plan = EvictionPolicies.All[name].Plan(heads, 4, 30, budget, 2);
+            var plan = EvictionPolicies.All[name].Plan(heads, 30, budget, 2);
             for (int i = 0; i < 4; i++)
             {
                 var expectedKept = heads[i].Metric.Select((m, t) => (m, t)).OrderByDescending(x => x.m).Take(10).Select(x =>
@@ -123,7 +123,7 @@ public class PolicyTests
                 Assert.Equal(expectedKept, Enumerable.Range(0, 30).Except(plan.Evicted[i]).OrderBy(t => t));
             }
         }
-        var pyramid = EvictionPolicies.All["pyramidkv"].Plan(heads, 4, 30, budget, 2);
+        var pyramid = EvictionPolicies.All["pyramidkv"].Plan(heads, 30, budget, 2);
         Assert.Equal([15, 15, 5, 5], pyramid.Evicted.Select(e => 30 - e.Length).ToArray()); // 1.5x and 0.5x of 10
     }
 
@@ -133,7 +133,7 @@ public class PolicyTests
         // Head 0 has all the high scores of layer 0; head 1 only low ones.
         var strong = Enumerable.Range(0, 20).Select(i => 10f + i).ToArray();
         var weak = Enumerable.Range(0, 20).Select(i => i * 0.01f).ToArray();
-        var plan = EvictionPolicies.All["adakv"].Plan([Head(0, 0, strong), Head(0, 1, weak)], 4, 20,
+        var plan = EvictionPolicies.All["adakv"].Plan([Head(0, 0, strong), Head(0, 1, weak)], 20,
             new EvictionBudget(MaxCacheTokens: 10, ProtectedWindow: 0), 1);
         int keptStrong = 20 - plan.Evicted[0].Length, keptWeak = 20 - plan.Evicted[1].Length;
         Assert.Equal(20, keptStrong + keptWeak); // the layer's budget: 10 per head x 2 heads

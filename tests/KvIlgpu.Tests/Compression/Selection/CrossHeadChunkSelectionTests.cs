@@ -7,11 +7,10 @@ public class CrossHeadChunkSelectionTests
 {
     /// <summary>SPEC 3 written another way: each head's chunks in order with their scores, then a k-way merge that
     /// repeatedly takes the cheapest next chunk of any head (ties: lower head). Because a head's chunk scores never
-    /// decrease, this takes the same chunks as one global sort. A head's chunk is its own tokens per block (b where it
-    /// gives none).</summary>
-    internal static int[][] Reference(IReadOnlyList<HeadSlots> heads, int defaultB, int seqLen, EvictionBudget budget)
+    /// decrease, this takes the same chunks as one global sort. A head's chunk is its own tokens per block.</summary>
+    internal static int[][] Reference(IReadOnlyList<HeadSlots> heads, int seqLen, EvictionBudget budget)
     {
-        int B(int head) => heads[head].TokensPerBlock ?? defaultB;
+        int B(int head) => heads[head].TokensPerBlock;
         var sorted = new List<int>[heads.Count];
         var scores = new List<float>[heads.Count];
         int total = 0, evictable = 0;
@@ -52,9 +51,9 @@ public class CrossHeadChunkSelectionTests
         }).ToArray();
     }
 
-    /// <summary>Random heads as eviction finds them; with mixedBlocks each holds its own number of tokens per block, as
-    /// heads of different widths do.</summary>
-    internal static List<HeadSlots> RandomHeads(Random rng, int count, int seqLen, bool ties, bool mixedBlocks = false)
+    /// <summary>Random heads as eviction finds them, blockSize tokens a block; with mixedBlocks each holds its own number of
+    /// tokens per block instead, as heads of different widths do.</summary>
+    internal static List<HeadSlots> RandomHeads(Random rng, int count, int seqLen, bool ties, int blockSize, bool mixedBlocks = false)
     {
         return Enumerable.Range(0, count).Select(i =>
         {
@@ -62,7 +61,7 @@ public class CrossHeadChunkSelectionTests
             // After eviction a head holds a subset of positions in any order.
             var positions = Enumerable.Range(0, seqLen).OrderBy(_ => rng.Next()).Take(n).ToArray();
             var metric = positions.Select(_ => ties ? rng.Next(0, 4) * 0.25f : (float)rng.NextDouble()).ToArray();
-            return new HeadSlots(i / 2, i % 2, metric, positions, mixedBlocks ? rng.Next(1, 40) : null);
+            return new HeadSlots(i / 2, i % 2, metric, positions, mixedBlocks ? rng.Next(1, 40) : blockSize);
         }).ToList();
     }
 
@@ -80,16 +79,16 @@ public class CrossHeadChunkSelectionTests
         for (int trial = 0; trial < 200; trial++)
         {
             int seqLen = rng.Next(1, 120), headCount = rng.Next(1, 9);
-            var heads = RandomHeads(rng, headCount, seqLen, ties, mixedBlocks);
-            int blockSize = heads.Max(h => h.TokensPerBlock ?? defaultBlockSize);
+            var heads = RandomHeads(rng, headCount, seqLen, ties, defaultBlockSize, mixedBlocks);
+            int blockSize = heads.Max(h => h.TokensPerBlock);
             var budget = rng.Next(2) == 0
                 ? new EvictionBudget(MaxCacheTokens: rng.Next(1, seqLen + 1), ProtectedWindow: rng.Next(0, 20), Sinks: rng.Next(0, 4))
                 : new EvictionBudget(KeepRate: rng.NextDouble(), ProtectedWindow: rng.Next(0, 20), Sinks: rng.Next(0, 4));
-            var plan = CrossHeadChunkSelection.Plan(heads, defaultBlockSize, seqLen, budget);
-            var expected = Reference(heads, defaultBlockSize, seqLen, budget);
+            var plan = CrossHeadChunkSelection.Plan(heads, seqLen, budget);
+            var expected = Reference(heads, seqLen, budget);
             for (int i = 0; i < headCount; i++)
             {
-                int b = heads[i].TokensPerBlock ?? defaultBlockSize;
+                int b = heads[i].TokensPerBlock;
                 Assert.Equal(expected[i], plan.Evicted[i]);
                 // The protected window and the sinks are never evicted.
                 foreach (var t in plan.Evicted[i])
