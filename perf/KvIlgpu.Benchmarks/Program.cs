@@ -24,7 +24,7 @@ if (args.Length > 0 && args[0] == "compress-throughput")
 if (args.Length > 0 && args[0] == "kv-decode")
 {
     int Arg(int i, int d) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : d;
-    StorageDecode.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 1024), Arg(3, 64), Arg(4, 3));
+    StorageDecode.Run(args.Length > 1 ? args[1] : "perf-24m.bin", Arg(2, 1024), Arg(3, 64), Arg(4, 3), args.Length > 5 ? args[5] : null);
     return;
 }
 if (args.Length > 0 && args[0] == "serve-throughput")

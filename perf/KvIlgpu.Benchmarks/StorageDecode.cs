@@ -8,10 +8,13 @@ namespace KvIlgpu.Benchmarks;
 /// <summary>Decode speed of one sequence over a long cache in each KV storage type: a prompt that fills the cache to
 /// cached tokens less the decoded ones, then greedy decode steps, through the engine's paged path (managed SIMD CPU
 /// backend); rounds alternate the storage types and each reports its median. A warm-up run per type comes first.
-/// Usage: kv-decode MODEL.bin [cached-tokens] [decode-tokens] [rounds]; decode-tokens 0 times the attention step alone.</summary>
+/// Usage: kv-decode MODEL [cached-tokens] [decode-tokens] [rounds] [PROJECTION.safetensors]; decode-tokens 0 times the
+/// attention step alone. With a projection file it compares, instead of storage types, the full cache (the model's own
+/// storage type) with the file's own ranks (each head as wide as its ranks) and uniform ranks at the file's kept share.
+/// </summary>
 internal static class StorageDecode
 {
-    public static void Run(string path, int cached, int decode, int rounds)
+    public static void Run(string path, int cached, int decode, int rounds, string? projectionPath = null)
     {
         var w = ModelLoader.Load(path);
         var c = w.Config;
@@ -21,7 +24,19 @@ internal static class StorageDecode
         var ids = Enumerable.Range(0, prompt).Select(_ => rng.Next(3, c.VocabSize)).ToArray();
         var types = new[] { KvStorageType.F32, KvStorageType.F16, KvStorageType.BF16, KvStorageType.Q8 };
         Console.WriteLine($"model: {path}; {Environment.ProcessorCount} cores");
-        if (decode > 0) DecodeRounds(w, ids, types, decode, rounds);
+        if (projectionPath != null)
+        {
+            var file = Projection.KvProjectionFile.Load(projectionPath, c);
+            var share = Projection.KvProjection.UniformRank(file.KeptFraction, c.HeadDim) / (double)c.HeadDim;
+            DecodeRounds(w, ids, decode, rounds, "cache", [("full", new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1)),
+                ("the file's ranks", new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1, KvProjection: file)),
+                ($"uniform ranks, {share:0.###} of the dims", new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1,
+                    KvProjection: file.WithUniformRanks(share)))]);
+            return;
+        }
+        if (decode > 0)
+            DecodeRounds(w, ids, decode, rounds, "KV storage", [.. types.Select(t => (t.ToString().ToLowerInvariant(),
+                new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1, KvStorage: t)))]);
 
         // The attention step alone (what the storage type changes): one decode row over every layer's cached tokens.
         var attention = types.ToDictionary(t => t, _ => new List<double>());
@@ -49,28 +64,28 @@ internal static class StorageDecode
         foreach (var (_, cache) in caches.Values) cache.Dispose();
     }
 
-    /// <summary>Greedy decode through the engine in each storage type, the types alternated over rounds: the first table.</summary>
-    private static void DecodeRounds(Models.LlamaWeights w, int[] ids, KvStorageType[] types, int decode, int rounds)
+    /// <summary>Greedy decode through one engine per setting, the settings alternated over rounds, medians against the
+    /// first setting's: the first table.</summary>
+    private static void DecodeRounds(Models.LlamaWeights w, int[] ids, int decode, int rounds, string what,
+        IReadOnlyList<(string Name, EngineOptions Options)> settings)
     {
-        var c = w.Config;
-        var engines = types.ToDictionary(t => t, t => InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu, MaxBatchSize: 1,
-            KvStorage: t)));
+        var engines = settings.Select(s => InferenceEngine.FromWeights(w, s.Options)).ToList();
         Console.WriteLine($"one sequence, {ids.Length}-token prompt then {decode} decode steps (the cache ends at " +
             $"{ids.Length + decode} tokens); {rounds} alternating rounds, medians; {Environment.ProcessorCount} cores");
-        var results = types.ToDictionary(t => t, _ => new List<double>());
+        var results = engines.Select(_ => new List<double>()).ToList();
         double Decode(InferenceEngine e) => e.Submit(ids, new GenerationOptions(decode, SamplingOptions.Greedy, StopAtEos: false))
             .Completion.GetAwaiter().GetResult().DecodeTokensPerSecond;
-        foreach (var t in types) Decode(engines[t]);
+        foreach (var e in engines) Decode(e);
         for (int round = 0; round < rounds; round++)
-            foreach (var t in types) results[t].Add(Decode(engines[t]));
-        double baseline = Median(results[KvStorageType.F32]);
+            for (int i = 0; i < engines.Count; i++) results[i].Add(Decode(engines[i]));
+        double baseline = Median(results[0]);
         Console.WriteLine();
-        Console.WriteLine("| KV storage | bytes per token per head | decode tok/s | vs f32 |");
+        Console.WriteLine($"| {what} | bytes per token per head | decode tok/s | vs {settings[0].Name} |");
         Console.WriteLine("|---|---|---|---|");
-        foreach (var t in types)
-            Console.WriteLine($"| {t.ToString().ToLowerInvariant()} | {engines[t].KvBytesPerToken} | {Median(results[t]):F1} | " +
-                $"{Median(results[t]) / baseline:F2}x |");
-        foreach (var e in engines.Values) e.Dispose();
+        for (int i = 0; i < engines.Count; i++)
+            Console.WriteLine($"| {settings[i].Name} | {engines[i].KvBytesPerToken} | {Median(results[i]):F1} | " +
+                $"{Median(results[i]) / baseline:F2}x |");
+        foreach (var e in engines) e.Dispose();
     }
 
     /// <summary>A one-sequence cache of the model's shape holding tokens random keys and values in every layer, written
