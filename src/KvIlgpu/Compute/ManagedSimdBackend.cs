@@ -57,7 +57,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             };
 
         /// <summary>Rows j and j + 1 against three activation rows, into dst (x0.wj, x0.wj+1, x1.wj, ...; bitwise equal to
-        /// six Dot calls).</summary>
+        /// block Dot calls).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Dot3x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, int row, bool prescaled,
             Span<float> dst)
@@ -68,6 +68,12 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 SimdMath.Dot3x2(x0, x1, x2, Bits16.AsSpan(row * Cols, Cols), Bits16.AsSpan((row + 1) * Cols, Cols),
                     Type == WeightType.BF16, prescaled, dst);
         }
+
+        /// <summary>f32 rows j and j + 1 against four activation rows, into dst (x0.wj, x0.wj+1, x1.wj, ...; bitwise equal
+        /// to eight Dot calls).</summary>
+        public void Dot4x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, int row,
+            Span<float> dst) =>
+            SimdMath.Dot4x2(x0, x1, x2, x3, F32!.AsSpan(row * Cols, Cols), F32.AsSpan((row + 1) * Cols, Cols), dst);
 
         public void RowToFloat(int row, Span<float> dst) => _tensor.RowToFloat(row, dst);
     }
@@ -171,10 +177,11 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // (every product bitwise what Dot gives, so batching changes no number).
         int tile = Math.Max(2, Math.Min(16, 8192 / Math.Max(1, k)) & ~1);
         bool three = SimdMath.ThreeRowBlocks;
+        bool four = SimdMath.FourRowBlocks && wt.Type == WeightType.F32;
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;
-            Span<float> six = stackalloc float[6];
+            Span<float> block = stackalloc float[8]; // a block's products (3 x 2 or 4 x 2)
             if (rows > 1)
             {
                 int pairsEnd = start + ((end - start) & ~1);
@@ -182,16 +189,25 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int j1 = Math.Min(j0 + tile, pairsEnd);
                     int r = 0;
+                    if (four)
+                        for (; r + 3 < rows; r += 4)
+                            for (int jj = j0; jj < j1; jj += 2)
+                            {
+                                wt.Dot4x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k),
+                                    xs.AsSpan((r + 3) * k, k), jj, block);
+                                for (int q = 0; q < 4; q++)
+                                    (o[(r + q) * n + jj], o[(r + q) * n + jj + 1]) = (block[2 * q], block[2 * q + 1]);
+                            }
                     if (three)
                     {
                         for (; r + 2 < rows; r += 3)
                             for (int jj = j0; jj < j1; jj += 2)
                             {
                                 wt.Dot3x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k), jj,
-                                    prescaled, six);
-                                o[r * n + jj] = six[0]; o[r * n + jj + 1] = six[1];
-                                o[(r + 1) * n + jj] = six[2]; o[(r + 1) * n + jj + 1] = six[3];
-                                o[(r + 2) * n + jj] = six[4]; o[(r + 2) * n + jj + 1] = six[5];
+                                    prescaled, block);
+                                o[r * n + jj] = block[0]; o[r * n + jj + 1] = block[1];
+                                o[(r + 1) * n + jj] = block[2]; o[(r + 1) * n + jj + 1] = block[3];
+                                o[(r + 2) * n + jj] = block[4]; o[(r + 2) * n + jj + 1] = block[5];
                             }
                     }
                     for (; r + 1 < rows; r += 2)
@@ -278,12 +294,23 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void SwiGlu(DeviceBuffer gate, DeviceBuffer up, int count)
     {
-        var g = D(gate).AsSpan(0, count); var u = D(up).AsSpan(0, count);
-        // silu(g) = g * sigmoid(g)
-        Span<float> tmp = count <= 16384 ? stackalloc float[count] : new float[count];
-        TensorPrimitives.Sigmoid(g, tmp);
-        TensorPrimitives.Multiply(g, tmp, g);
-        TensorPrimitives.Multiply(g, u, g);
+        var g = D(gate); var u = D(up);
+        // silu(g) * u = g * sigmoid(g) * u, in chunks that keep their sigmoids on the stack (a prefill's gate is megabytes:
+        // a temporary that size is a fresh large-object allocation, and page faults, every call), split over the workers.
+        const int Chunk = 2048;
+        ForRanges((count + Chunk - 1) / Chunk, Chunk * 8, (start, end) =>
+        {
+            Span<float> tmp = stackalloc float[Chunk];
+            for (int c = start; c < end; c++)
+            {
+                int at = c * Chunk, len = Math.Min(Chunk, count - at);
+                var gc = g.AsSpan(at, len);
+                var t = tmp[..len];
+                TensorPrimitives.Sigmoid(gc, t);
+                TensorPrimitives.Multiply(gc, t, gc);
+                TensorPrimitives.Multiply(gc, u.AsSpan(at, len), gc);
+            }
+        });
     }
 
     public void Add(DeviceBuffer x, DeviceBuffer y, int count) =>
@@ -323,15 +350,9 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             {
                 int r = item / s.Heads, h = item % s.Heads, kvh = h / group;
                 int len = s.StartPosition + r + 1;
-                var qv = qs.AsSpan(r * s.QDim + h * d, d);
-                for (int t = 0; t < len; t++)
-                    scores[t] = SimdMath.Dot(qv, ks.AsSpan(s.CacheOffset + t * s.KvDim + kvh * d, d)) * scale;
-                var sc = scores.AsSpan(0, len);
-                SimdMath.SoftMax(sc, sc);
-                var dst = o.AsSpan(r * s.QDim + h * d, d);
-                dst.Clear();
-                for (int t = 0; t < len; t++)
-                    TensorPrimitives.MultiplyAdd(vs.AsSpan(s.CacheOffset + t * s.KvDim + kvh * d, d), sc[t], dst, dst);
+                int first = s.CacheOffset + kvh * d, span = (len - 1) * s.KvDim + d;
+                DenseHeadAttention.Attend(qs.AsSpan(r * s.QDim + h * d, d), ks.AsSpan(first, span), vs.AsSpan(first, span), s.KvDim,
+                    len, scale, scores, o.AsSpan(r * s.QDim + h * d, d));
             }
         });
     }

@@ -521,6 +521,68 @@ internal static class SimdMath
         dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
     }
 
+    /// <summary>Whether the four-by-two f32 block on Vector512 (<see cref="Dot4x2"/>) runs: where Vector512 is accelerated
+    /// and the Vector256 order is in use (the wide order has its own blocks).</summary>
+    public static bool FourRowBlocks => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && !UseVector512;
+
+    /// <summary>Two f32 weight rows against four activation rows on Vector512, in exactly Dot's Vector256 order: each
+    /// product's 512-bit accumulators hold Dot's a0|a1 and a2|a3 side by side (lane for lane the same fused multiply-adds),
+    /// and are summed as ((a0 + a1) + (a2 + a3)) from their halves, so every result is bitwise what Dot gives. Per 16
+    /// values it makes eight FMAs of 16 lanes from six loads, where the Vector256 three-by-two block makes six of 8 lanes
+    /// from five. dst receives x0.w0, x0.w1, x1.w0, x1.w1, x2.w0, x2.w1, x3.w0, x3.w1.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot4x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3,
+        ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, Span<float> dst)
+    {
+        int n = x0.Length, i = 0;
+        if (n < 32 || !FourRowBlocks)
+        {
+            Dot3x2(x0, x1, x2, w0, w1, dst);
+            dst[6] = Dot(x3, w0); dst[7] = Dot(x3, w1);
+            return;
+        }
+        ref float xr0 = ref MemoryMarshal.GetReference(x0);
+        ref float xr1 = ref MemoryMarshal.GetReference(x1);
+        ref float xr2 = ref MemoryMarshal.GetReference(x2);
+        ref float xr3 = ref MemoryMarshal.GetReference(x3);
+        ref float wr0 = ref MemoryMarshal.GetReference(w0);
+        ref float wr1 = ref MemoryMarshal.GetReference(w1);
+        // Letter: the activation row; digit: the weight row; a0 holds Dot's a0|a1 of x0.w0, and ah0 its a2|a3.
+        Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
+        Vector512<float> ah0 = default, ah1 = default, bh0 = default, bh1 = default;
+        Vector512<float> ch0 = default, ch1 = default, dh0 = default, dh1 = default;
+        for (; i <= n - 32; i += 32)
+        {
+            nuint at = (nuint)i;
+            var u = Vector512.LoadUnsafe(ref wr0, at); var v = Vector512.LoadUnsafe(ref wr1, at);
+            var x = Vector512.LoadUnsafe(ref xr0, at); a0 = Fmadd(x, u, a0); a1 = Fmadd(x, v, a1);
+            x = Vector512.LoadUnsafe(ref xr1, at); b0 = Fmadd(x, u, b0); b1 = Fmadd(x, v, b1);
+            x = Vector512.LoadUnsafe(ref xr2, at); c0 = Fmadd(x, u, c0); c1 = Fmadd(x, v, c1);
+            x = Vector512.LoadUnsafe(ref xr3, at); d0 = Fmadd(x, u, d0); d1 = Fmadd(x, v, d1);
+            u = Vector512.LoadUnsafe(ref wr0, at + 16); v = Vector512.LoadUnsafe(ref wr1, at + 16);
+            x = Vector512.LoadUnsafe(ref xr0, at + 16); ah0 = Fmadd(x, u, ah0); ah1 = Fmadd(x, v, ah1);
+            x = Vector512.LoadUnsafe(ref xr1, at + 16); bh0 = Fmadd(x, u, bh0); bh1 = Fmadd(x, v, bh1);
+            x = Vector512.LoadUnsafe(ref xr2, at + 16); ch0 = Fmadd(x, u, ch0); ch1 = Fmadd(x, v, ch1);
+            x = Vector512.LoadUnsafe(ref xr3, at + 16); dh0 = Fmadd(x, u, dh0); dh1 = Fmadd(x, v, dh1);
+        }
+        float s00 = Sum256Order(a0, ah0), s01 = Sum256Order(a1, ah1), s10 = Sum256Order(b0, bh0), s11 = Sum256Order(b1, bh1);
+        float s20 = Sum256Order(c0, ch0), s21 = Sum256Order(c1, ch1), s30 = Sum256Order(d0, dh0), s31 = Sum256Order(d1, dh1);
+        for (; i < n; i++)
+        {
+            s00 += x0[i] * w0[i]; s01 += x0[i] * w1[i];
+            s10 += x1[i] * w0[i]; s11 += x1[i] * w1[i];
+            s20 += x2[i] * w0[i]; s21 += x2[i] * w1[i];
+            s30 += x3[i] * w0[i]; s31 += x3[i] * w1[i];
+        }
+        dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21; dst[6] = s30; dst[7] = s31;
+    }
+
+    /// <summary>Dot's final sum from 512-bit accumulators holding its a0|a1 (low) and a2|a3 (high): ((a0 + a1) + (a2 + a3)),
+    /// then Vector256.Sum, as Dot sums them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float Sum256Order(Vector512<float> low, Vector512<float> high) =>
+        Vector256.Sum((low.GetLower() + low.GetUpper()) + (high.GetLower() + high.GetUpper()));
+
     /// <summary>The three-by-two block for f16 or bf16 weight rows (activation rows in pair order; prescaled as
     /// <see cref="ToPairOrder"/> returned): each 16-value chunk of a weight row is widened once for three activation rows,
     /// every product bitwise what <see cref="Dot(ReadOnlySpan{float}, ReadOnlySpan{ushort}, bool, bool)"/> gives.</summary>

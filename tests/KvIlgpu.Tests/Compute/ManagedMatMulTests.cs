@@ -24,7 +24,7 @@ public class ManagedMatMulTests
         var stored = weight.ToFloat();
         var backend = new ManagedSimdBackend(2);
         using var w = backend.Upload(weight);
-        foreach (int rows in new[] { 1, 2, 3, 4, 5, 7 })
+        foreach (int rows in new[] { 1, 2, 3, 4, 5, 7, 9 })
         {
             var x = Enumerable.Range(0, rows * inputs).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
             var batch = Product(backend, w, x, rows, outputs);
