@@ -75,10 +75,17 @@ public static class ProjectionTrainer
         string folder = CheckpointFolder(outPath);
         var log = new List<string>();
         double seconds = 0;
-        if (File.Exists(Path.Combine(folder, "trainer_state.json"))) seconds = Resume(folder, model, opt, log);
         int d = init.HeadDim, units = init.Layers * init.KvHeads, level = Math.Max(1, d / cfg.RankLevels);
         var full = Enumerable.Repeat(d, units).ToArray();
         var half = Enumerable.Repeat(KvProjection.UniformRank(0.5, d), units).ToArray();
+        int Rank(int lv) => Math.Min(d, level * lv);
+        // With initial_kl weighting, the initial basis's KL at every drawn level (on fixed training windows), measured
+        // before a checkpoint is read back, so a resumed run weighs its levels as the uninterrupted one did.
+        var levelWeights = cfg.LevelWeighting == "initial_kl"
+            ? InitialKlWeights(model, projection, stream, trainEnd, len, cfg.RankLevels, lv => Enumerable.Repeat(Rank(lv), units).ToArray(),
+                progress, cfg.Steps)
+            : null;
+        if (File.Exists(Path.Combine(folder, "trainer_state.json"))) seconds = Resume(folder, model, opt, log);
 
         var clock = Stopwatch.StartNew();
         long tokens = 0;
@@ -93,9 +100,16 @@ public static class ProjectionTrainer
         {
             ct.ThrowIfCancellationRequested();
             var rng = new Random(unchecked((int)(((uint)cfg.Seed * 2654435761u) ^ ((uint)step * 40503u + 0x7F4A7C15u))));
-            int[] Draw() => [.. Enumerable.Range(0, units).Select(_ => Math.Min(d, level * (1 + rng.Next(cfg.RankLevels))))];
-            var keyRanks = Draw();
-            var valueRanks = Draw();
+            int[] Draw() => [.. Enumerable.Range(0, units).Select(_ => Rank(1 + rng.Next(cfg.RankLevels)))];
+            int[] keyRanks, valueRanks;
+            float stepWeight = 1;
+            if (cfg.RankSampling == "uniform")
+            {
+                int lv = 1 + rng.Next(cfg.RankLevels - 1);
+                keyRanks = valueRanks = Enumerable.Repeat(Rank(lv), units).ToArray();
+                if (levelWeights != null) stepWeight = levelWeights[lv - 1];
+            }
+            else (keyRanks, valueRanks) = (Draw(), Draw());
             var batch = Enumerable.Range(0, cfg.BatchSize).Select(_ =>
             {
                 if (task != null && rng.NextDouble() < cfg.TaskFraction) return task(rng);
@@ -113,7 +127,8 @@ public static class ProjectionTrainer
             Parallel.For(0, batch.Count, parallel, i =>
             {
                 grads[i] = model.NewGradients();
-                losses[i] = model.AccumulateKvDistillation(batch[i], teacher[i], cfg.KlWeight, cfg.CeWeight, 1f / batch.Count, grads[i]);
+                losses[i] = model.AccumulateKvDistillation(batch[i], teacher[i], cfg.KlWeight, cfg.CeWeight, stepWeight / batch.Count,
+                    grads[i]);
             });
             foreach (var g in grads) { model.Grads.Add(g); g.Dispose(); } // in order: the sum is deterministic
             float loss = losses.Average(l => cfg.KlWeight * l.Kl + cfg.CeWeight * l.Ce);
@@ -135,6 +150,19 @@ public static class ProjectionTrainer
         var trained = projection.Export(full, full);
         if (!File.Exists(outPath)) KvProjectionFile.Save(trained, outPath);
         return trained;
+    }
+
+    /// <summary>initial_kl's weight of each level 1..levels-1: the geometric mean of the initial basis's KLs over that
+    /// level's KL, measured at uniform ranks on four fixed windows of the training text.</summary>
+    private static float[] InitialKlWeights(TrainableLlama model, TrainableKvProjection projection, int[] stream, int trainEnd,
+        int len, int levels, Func<int, int[]> ranks, IProgress<TrainingProgress>? progress, int steps)
+    {
+        progress?.Report(new TrainingProgress("weighing rank levels", 0, steps, 0, null, 0, 0));
+        var windows = Enumerable.Range(0, 4).Select(i => stream[(i * (trainEnd - len) / 4)..(i * (trainEnd - len) / 4 + len)]).ToList();
+        var kl = Enumerable.Range(1, levels - 1)
+            .Select(lv => Math.Max(1e-6, ValidationKl(model, projection, windows, ranks(lv)))).ToArray();
+        double mean = Math.Exp(kl.Average(Math.Log));
+        return [.. kl.Select(k => (float)(mean / k))];
     }
 
     /// <summary>Mean KL(full model || projected at the given uniform ranks) over the validation windows.</summary>

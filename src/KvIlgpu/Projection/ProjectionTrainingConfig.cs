@@ -32,6 +32,14 @@ public sealed record ProjectionTrainingConfig
     [JsonPropertyName("ce_weight")] public float CeWeight { get; init; } = 0.75f;
     /// <summary>Rank levels: ranks are drawn from {d/levels, 2d/levels, ..., d}.</summary>
     [JsonPropertyName("rank_levels")] public int RankLevels { get; init; } = 8;
+    /// <summary>How a step's ranks are drawn: <c>per_head</c> (the paper's Matryoshka sampling: every (layer, KV head), K and V
+    /// apart, its own level from 1 to rank_levels) or <c>uniform</c> (one level from 1 to rank_levels - 1 for every head, K
+    /// and V alike: the uniform budgets that eval measures; full rank is exact whatever the basis, so it is not drawn).</summary>
+    [JsonPropertyName("rank_sampling")] public string RankSampling { get; init; } = "per_head";
+    /// <summary>With uniform sampling, what a level's loss is weighted by: <c>none</c>, or <c>initial_kl</c> (the inverse of
+    /// the initial basis's KL at that level, relative to their geometric mean, so that every level's relative improvement
+    /// counts alike instead of the low ranks' large KL drowning the high ranks').</summary>
+    [JsonPropertyName("level_weighting")] public string LevelWeighting { get; init; } = "none";
     /// <summary>Steps between validations (KL to the full model at half the dims on fixed windows the steps never draw).</summary>
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 25;
     /// <summary>Share of sequences that are the base trainer's synthetic long-range tasks (passkey, multi-key needle,
@@ -71,6 +79,10 @@ public sealed record ProjectionTrainingConfig
         Require(KlWeight >= 0 && CeWeight >= 0 && KlWeight + CeWeight > 0 && float.IsFinite(KlWeight + CeWeight),
             "kl_weight and ce_weight must be >= 0 and not both 0");
         Require(RankLevels is >= 1 and <= 64, "rank_levels must be in 1..64");
+        Require(RankSampling is "per_head" or "uniform", "rank_sampling must be per_head or uniform");
+        Require(LevelWeighting is "none" or "initial_kl", "level_weighting must be none or initial_kl");
+        Require(LevelWeighting == "none" || RankSampling == "uniform", "level_weighting initial_kl needs rank_sampling uniform");
+        Require(RankSampling == "per_head" || RankLevels >= 2, "rank_sampling uniform needs rank_levels of at least 2");
         Require(EvalEvery > 0 && CheckpointEvery > 0, "eval_every and checkpoint_every must be positive");
         Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
         Require(TaskMinLength >= 16 && TaskMinLength <= SequenceLength, "task_min_length must be in 16..sequence_length");

@@ -65,8 +65,11 @@ public class ProjectionTrainingTests
         }
     }
 
-    [Fact]
-    public void A_short_run_lowers_the_kl_at_half_the_dims_and_keeps_every_basis_orthogonal()
+    /// <summary>The paper's per-head rank sampling, and uniform levels weighted by the initial basis's KL.</summary>
+    [Theory]
+    [InlineData("per_head", "none")]
+    [InlineData("uniform", "initial_kl")]
+    public void A_short_run_lowers_the_kl_at_half_the_dims_and_keeps_every_basis_orthogonal(string sampling, string weighting)
     {
         using var dir = new TempDir();
         var w = TestModels.Random(Shape, seed: 4);
@@ -87,7 +90,7 @@ public class ProjectionTrainingTests
         {
             Corpus = corpus, SequenceLength = 32, BatchSize = 4, Steps = 40, LearningRate = 0.01f, Warmup = 2, EvalEvery = 10,
             KlWeight = 1, CeWeight = 0, // random weights and tokens: the cross-entropy would only add noise
-            CheckpointEvery = 15,
+            CheckpointEvery = 15, RankSampling = sampling, LevelWeighting = weighting,
         };
         string output = dir.File("trained.safetensors");
         var trained = ProjectionTrainer.Run(cfg, dir.Path, init, output);
@@ -99,15 +102,28 @@ public class ProjectionTrainingTests
         // KL(full || projected at half the dims) on fresh tokens, from the plain reference (not the trainer's own loss).
         var probe = Enumerable.Range(0, 40).Select(_ => rng.Next(Shape.VocabSize)).ToArray();
         double before = Kl(loaded, init.WithUniformRanks(0.5), probe), after = Kl(loaded, trained.WithUniformRanks(0.5), probe);
-        Assert.True(after < 0.8 * before, $"KL at half the dims: PCA {before:G4}, trained {after:G4}");
+        if (sampling == "per_head") Assert.True(after < 0.8 * before, $"KL at half the dims: PCA {before:G4}, trained {after:G4}");
+        else
+        {
+            // Its steps spread over seven levels, each weighted by the initial KL: every level gains on PCA.
+            foreach (double f in new[] { 0.25, 0.5, 0.75 })
+            {
+                double pca = Kl(loaded, init.WithUniformRanks(f), probe), ours = Kl(loaded, trained.WithUniformRanks(f), probe);
+                Assert.True(ours < 0.95 * pca, $"KL at {f} of the dims: PCA {pca:G4}, trained {ours:G4}");
+            }
+        }
         // The file holds what was returned, and the checkpoint folder a resumable state.
         var back = KvProjectionFile.Load(output);
         Assert.Equal(trained.Basis(KvPart.Key, 1, 1), back.Basis(KvPart.Key, 1, 1));
         Assert.True(File.Exists(Path.Combine(ProjectionTrainer.CheckpointFolder(output), "trainer_state.json")));
     }
 
-    [Fact]
-    public void A_resumed_run_ends_where_an_uninterrupted_one_does()
+    /// <summary>A run stopped after a checkpoint and resumed ends bitwise where an uninterrupted one does, with either
+    /// sampling (the level weights are measured from the initial basis before a checkpoint is read back).</summary>
+    [Theory]
+    [InlineData("per_head", "none")]
+    [InlineData("uniform", "initial_kl")]
+    public void A_resumed_run_ends_where_an_uninterrupted_one_does(string sampling, string weighting)
     {
         using var dir = new TempDir();
         string corpus = WriteModelAndCorpus(dir, modelSeed: 8, corpusSeed: 3, tokens: 3000);
@@ -115,7 +131,7 @@ public class ProjectionTrainingTests
         var cfg = new ProjectionTrainingConfig
         {
             Corpus = corpus, SequenceLength = 16, BatchSize = 2, Steps = 6, CheckpointEvery = 3,
-            EvalEvery = 3
+            EvalEvery = 3, RankSampling = sampling, LevelWeighting = weighting,
         };
         var whole = ProjectionTrainer.Run(cfg, dir.Path, init, dir.File("whole.safetensors"));
         Assert.Throws<OperationCanceledException>(() => ProjectionTrainer.Run(cfg, dir.Path, init, dir.File("parts.safetensors"),
@@ -123,6 +139,21 @@ public class ProjectionTrainingTests
         var resumed = ProjectionTrainer.Run(cfg, dir.Path, init, dir.File("parts.safetensors"));
         Assert.Equal(whole.Basis(KvPart.Value, 1, 0), resumed.Basis(KvPart.Value, 1, 0));
         Assert.Equal(whole.Mean(KvPart.Key, 0, 1), resumed.Mean(KvPart.Key, 0, 1));
+    }
+
+    [Theory]
+    [InlineData("{\"rank_sampling\": \"shared\"}", "rank_sampling")]
+    [InlineData("{\"level_weighting\": \"pca\"}", "level_weighting")]
+    [InlineData("{\"level_weighting\": \"initial_kl\"}", "level_weighting initial_kl needs rank_sampling uniform")]
+    [InlineData("{\"rank_sampling\": \"uniform\", \"rank_levels\": 1}", "rank_levels")]
+    public void A_config_with_a_bad_sampling_key_is_rejected_naming_it(string json, string named)
+    {
+        using var dir = new TempDir();
+        string path = dir.File("c.json");
+        File.WriteAllText(path, json);
+        var e = Assert.Throws<InvalidDataException>(() => ProjectionTrainingConfig.Load(path));
+        Assert.Contains(named, e.Message, StringComparison.Ordinal);
+        Assert.Contains(path, e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
