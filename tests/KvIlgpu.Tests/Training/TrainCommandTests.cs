@@ -215,5 +215,8 @@ public class TrainCommandTests
         var allKl = KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train",
             "kv-projection-kl.json"));
         Assert.Equal((1f, 0f), (allKl.KlWeight, allKl.CeWeight));
+        var uniform = KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train",
+            "kv-projection-uniform.json"));
+        Assert.Equal(("uniform", "initial_kl"), (uniform.RankSampling, uniform.LevelWeighting));
     }
 }
