@@ -131,14 +131,22 @@ internal static class KvProjectionCommand
                 "prompts, each scored at its answer only; 0 for corpus text alone",
             DefaultValueFactory = _ => 0,
         };
+        var keepAnswers = new Option<bool>("--keep-answers")
+        {
+            Description = "with --task-prompts: take a step that changes the full model's greedy answer at a task's answer " +
+                "positions only when every step does (then the one that keeps most); KL decides among the rest",
+        };
         var device = DeviceOption();
         var output = OutOption();
         var cmd = new Command("ranks", "choose each head's K and V rank under a budget: lower the rank whose step down (d/8) changes the " +
             "next-token distribution least, until the budget is met")
-            { model, projection, budget, corpus, uniform, prompts, promptLength, taskPrompts, device, output };
+            { model, projection, budget, corpus, uniform, prompts, promptLength, taskPrompts, keepAnswers, device, output };
         cmd.SetAction((r, ct) => CliErrors.Run(() =>
         {
             double share = CliValues.Share(r.GetValue(budget)!, "--budget");
+            bool keep = r.GetValue(keepAnswers);
+            if (keep && (r.GetValue(taskPrompts) <= 0 || r.GetValue(uniform)))
+                throw new InvalidOptionException("--keep-answers", "--keep-answers needs --task-prompts (and no --uniform)");
             int promptCount = CliValues.Positive(r.GetValue(prompts), "--prompts");
             int length = CliValues.Positive(r.GetValue(promptLength), "--prompt-length");
             string corpusPath = CliValues.ExistingFile(r.GetValue(corpus)!, "--corpus");
@@ -171,7 +179,9 @@ internal static class KvProjectionCommand
                     calibration.AddRange(RankSearchPrompt.Tasks(corpusPath, tok, [.. ids], bos, tasks, window));
                     how += $" and {tasks} task prompts scored at their answers";
                 }
-                result = ProgressDisplay.Steps("searching ranks", progress => RankSearch.Search(engine, p, share, calibration, progress));
+                if (keep) how += ", keeping their greedy answers";
+                result = ProgressDisplay.Steps("searching ranks",
+                    progress => RankSearch.Search(engine, p, share, calibration, progress, keep));
             }
             string budgetText = share.ToString("0.####", CultureInfo.InvariantCulture);
             KvProjectionFile.Save(result, outPath, new Dictionary<string, string> { ["ranks"] = $"{how}, budget {budgetText}" });

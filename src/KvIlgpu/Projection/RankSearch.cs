@@ -7,7 +7,11 @@ namespace KvIlgpu.Projection;
 /// (layer, KV head, K or V) rank whose step down by d/8 changes the next-token distribution least, measured as the mean
 /// over the calibration prompts of each prompt's mean KL(full rank || candidate) over its scored positions
 /// (teacher-forced), until the mean kept fraction of feature dims is at most the budget. Candidates are tried in a fixed
-/// order and ties go to the first, so the search is deterministic; ranks never go below d/8.</summary>
+/// order and ties go to the first, so the search is deterministic; ranks never go below d/8. With keepAnswers, the
+/// steps are first ranked by how many answer positions of the task prompts (<see cref="RankSearchPrompt.IsAnswer"/>) still
+/// predict the full-rank model's greedy token, and only then by KL: a step that changes an answer is taken only when
+/// every possible step does. A head whose cut costs little KL on average can still decide a retrieval (keys of the
+/// first layer's first KV head on the default model), and the mean KL alone does not see that.</summary>
 public static class RankSearch
 {
     /// <summary>The search over prompts scored at every position (corpus text).</summary>
@@ -18,7 +22,7 @@ public static class RankSearch
     /// <summary>The projection at searched ranks with KeptFraction at most budget (exactly budget when budget is a
     /// multiple of 1/(16 x layers x KV heads), as 1/2 and 1/4 are). progress reports steps taken of those needed.</summary>
     public static KvProjection Search(InferenceEngine engine, KvProjection projection, double budget,
-        IReadOnlyList<RankSearchPrompt> prompts, IProgress<(int Done, int Total)>? progress = null)
+        IReadOnlyList<RankSearchPrompt> prompts, IProgress<(int Done, int Total)>? progress = null, bool keepAnswers = false)
     {
         if (!(budget is > 0 and <= 1)) throw new InvalidOptionException("Budget", $"a rank budget must be in (0, 1], got {budget}");
         if (prompts.Count == 0) throw new ArgumentException("no calibration prompts", nameof(prompts));
@@ -35,16 +39,19 @@ public static class RankSearch
             var reference = prompts.Select(p => LogProbabilities(model, p)).ToList();
             while (Fraction() > budget + 1e-12)
             {
-                (double Kl, int[] Ranks, int Unit) best = (double.PositiveInfinity, keys, -1);
+                (int Kept, double Kl, int[] Ranks, int Unit) best = (-1, double.PositiveInfinity, keys, -1);
                 foreach (var ranks in new[] { keys, values })
                     for (int u = 0; u < units; u++)
                     {
                         if (ranks[u] - step < step) continue;
                         ranks[u] -= step;
                         model.Projection = projection.WithRanks(keys, values);
-                        double kl = prompts.Select((p, i) => MeanKl(reference[i], LogProbabilities(model, p))).Average();
+                        var candidate = prompts.Select(p => LogProbabilities(model, p)).ToList();
+                        double kl = candidate.Select((q, i) => MeanKl(reference[i], q)).Average();
+                        int kept = keepAnswers
+                            ? prompts.Select((p, i) => p.IsAnswer ? SameGreedy(reference[i], candidate[i]) : 0).Sum() : 0;
                         ranks[u] += step;
-                        if (kl < best.Kl) best = (kl, ranks, u);
+                        if (kept > best.Kept || (kept == best.Kept && kl < best.Kl)) best = (kept, kl, ranks, u);
                     }
                 if (best.Unit < 0) break; // every rank at its floor
                 best.Ranks[best.Unit] -= step;
@@ -75,6 +82,16 @@ public static class RankSearch
             for (int i = 0; i < vocab; i++) result[t][i] = row[i] - logZ;
         }
         return result;
+    }
+
+    /// <summary>Positions where q's most likely token is p's.</summary>
+    private static int SameGreedy(float[][] p, float[][] q)
+    {
+        int same = 0;
+        for (int t = 0; t < p.Length; t++)
+            if (System.Numerics.Tensors.TensorPrimitives.IndexOfMax(p[t]) == System.Numerics.Tensors.TensorPrimitives.IndexOfMax(q[t]))
+                same++;
+        return same;
     }
 
     private static double MeanKl(float[][] p, float[][] q)

@@ -14,6 +14,8 @@ public sealed record RankSearchPrompt
     public int ScoredFrom { get; }
     /// <summary>One past the last position scored.</summary>
     public int ScoredTo { get; }
+    /// <summary>Whether the scored positions predict a task's answer (<see cref="Answer"/>), rather than running text.</summary>
+    public bool IsAnswer { get; init; }
 
     /// <summary>A prompt scored at positions [scoredFrom, scoredTo), a non-empty range within it.</summary>
     public RankSearchPrompt(int[] tokens, int scoredFrom, int scoredTo)
@@ -29,7 +31,7 @@ public sealed record RankSearchPrompt
 
     /// <summary>A task whose last answerTokens tokens are its answer: scored at the positions that predict them.</summary>
     public static RankSearchPrompt Answer(int[] tokens, int answerTokens) =>
-        new(tokens, tokens.Length - answerTokens - 1, tokens.Length - 1);
+        new(tokens, tokens.Length - answerTokens - 1, tokens.Length - 1) { IsAnswer = true };
 
     /// <summary>count synthetic tasks as the trainers draw them (passkey, multi-key needle and copy, 2:1:1, over the
     /// corpus's training documents as filler, half the passkey and needle fillers a few sentences repeated as the

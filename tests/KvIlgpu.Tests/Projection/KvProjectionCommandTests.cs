@@ -69,6 +69,8 @@ public class KvProjectionCommandTests
         { ["generate", "--prompt-ids", "1,2", "--think", "2"], "--think: '2' is not a share" },
         { ["kv-projection", "ranks", "--model", "x", "--projection", "x", "--corpus", "x", "--budget", "3/2", "--out", "o"],
             "--budget: '3/2' is not a share" },
+        { ["kv-projection", "ranks", "--model", "x", "--projection", "x", "--corpus", "x", "--budget", "1/2", "--keep-answers",
+            "--out", "o"], "--keep-answers needs --task-prompts" },
     };
 
     [Theory]

@@ -106,6 +106,57 @@ public class RankSearchTests
         Assert.Fail("no seed where the answer positions and the whole prompt disagree");
     }
 
+    /// <summary>With keepAnswers, a step that changes the full model's greedy token at an answer position is taken only
+    /// when every step does: on a model and prompt where the cheapest first step by KL changes one and another step keeps
+    /// them all (found among seeds, every candidate measured from the engine's logits directly), the search takes the
+    /// cheapest of those that keep the most, and without keepAnswers the cheapest.</summary>
+    [Fact]
+    public void Keeping_answers_takes_the_cheapest_step_among_those_that_keep_the_most_greedy_answers()
+    {
+        var c = TestModels.Config(dim: 32, hidden: 48, layers: 2, heads: 4, kvHeads: 2, seq: 32);
+        int d = c.HeadDim, step = d / 8, units = c.Layers * c.KvHeads, answer = 8, v = c.VocabSize;
+        for (int seed = 0; seed < 200; seed++)
+        {
+            var w = TestModels.Random(c, seed: 300 + seed);
+            var p = TestProjections.Random(c.Layers, c.KvHeads, d, seed: 400 + seed);
+            var rng = new Random(seed);
+            var prompt = Enumerable.Range(0, 24).Select(_ => rng.Next(v)).ToArray();
+            int from = prompt.Length - answer - 1;
+            float[] Run(KvProjection projection)
+            {
+                using var model = new KvIlgpu.Models.LlamaModel(w, new ManagedSimdBackend()) { Projection = projection };
+                using var cache = model.CreateCache();
+                return model.Forward(cache, prompt, allLogits: true).AsSpan(from * v, answer * v).ToArray();
+            }
+            var full = Run(p);
+            static int Greedy(float[] logits, int t, int v) =>
+                Array.IndexOf(logits, logits.AsSpan(t * v, v).ToArray().Max(), t * v) - t * v;
+            var candidates = Enumerable.Range(0, 2 * units).Select(k =>
+            {
+                var keys = Enumerable.Repeat(d, units).ToArray();
+                var values = Enumerable.Repeat(d, units).ToArray();
+                (k < units ? keys : values)[k % units] -= step;
+                var low = Run(p.WithRanks(keys, values));
+                double kl = KvIlgpu.Training.ForwardBackward.KlDivergence(full, low, new float[low.Length], v);
+                int kept = Enumerable.Range(0, answer).Count(t => Greedy(full, t, v) == Greedy(low, t, v));
+                return (Kl: kl, Kept: kept);
+            }).ToList();
+            int cheapest = candidates.IndexOf(candidates.MinBy(x => x.Kl));
+            int most = candidates.Max(x => x.Kept);
+            if (candidates[cheapest].Kept == most) continue;
+            int keeping = candidates.IndexOf(candidates.Where(x => x.Kept == most).MinBy(x => x.Kl));
+            using var engine = InferenceEngine.FromWeights(w, new EngineOptions(DeviceKind.Cpu));
+            double oneStep = 1 - 1.0 / (16 * units);
+            int Lowered(KvProjection searched) => Enumerable.Range(0, 2 * units).Single(k =>
+                searched.Rank(k < units ? KvPart.Key : KvPart.Value, k % units / c.KvHeads, k % units % c.KvHeads) == d - step);
+            var task = RankSearchPrompt.Answer(prompt, answer);
+            Assert.Equal(keeping, Lowered(RankSearch.Search(engine, p, oneStep, [task], keepAnswers: true)));
+            Assert.Equal(cheapest, Lowered(RankSearch.Search(engine, p, oneStep, [task])));
+            return;
+        }
+        Assert.Fail("no seed where the cheapest step changes a greedy answer that another step keeps");
+    }
+
     /// <summary>The synthetic calibration tasks are scored at their answers, which every task (passkey, needle, copy)
     /// states earlier in its prompt; a task too long for the length falls back to a corpus window scored whole.</summary>
     [Fact]
