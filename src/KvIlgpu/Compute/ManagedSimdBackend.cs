@@ -57,7 +57,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             };
 
         /// <summary>Rows j and j + 1 against three activation rows, into dst (x0.wj, x0.wj+1, x1.wj, ...; bitwise equal to
-        /// block Dot calls).</summary>
+        /// six Dot calls).</summary>
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Dot3x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, int row, bool prescaled,
             Span<float> dst)
