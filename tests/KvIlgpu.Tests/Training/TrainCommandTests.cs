@@ -218,5 +218,8 @@ public class TrainCommandTests
         var uniform = KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train",
             "kv-projection-uniform.json"));
         Assert.Equal(("uniform", "initial_kl"), (uniform.RankSampling, uniform.LevelWeighting));
+        var second = KvIlgpu.Projection.ProjectionTrainingConfig.Load(Path.Combine(root.FullName, "weights", "default-train",
+            "kv-projection-uniform-2.json"));
+        Assert.Equal(("uniform", "initial_kl"), (second.RankSampling, second.LevelWeighting));
     }
 }
