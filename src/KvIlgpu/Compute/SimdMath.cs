@@ -537,8 +537,8 @@ internal static class SimdMath
         int n = x0.Length, i = 0;
         if (n < 32 || !FourRowBlocks)
         {
-            Dot3x2(x0, x1, x2, w0, w1, dst);
-            dst[6] = Dot(x3, w0); dst[7] = Dot(x3, w1);
+            dst[0] = Dot(x0, w0); dst[1] = Dot(x0, w1); dst[2] = Dot(x1, w0); dst[3] = Dot(x1, w1);
+            dst[4] = Dot(x2, w0); dst[5] = Dot(x2, w1); dst[6] = Dot(x3, w0); dst[7] = Dot(x3, w1);
             return;
         }
         ref float xr0 = ref MemoryMarshal.GetReference(x0);

@@ -46,10 +46,13 @@ public static class RankSearch
                         if (ranks[u] - step < step) continue;
                         ranks[u] -= step;
                         model.Projection = projection.WithRanks(keys, values);
-                        var candidate = prompts.Select(p => LogProbabilities(model, p)).ToList();
-                        double kl = candidate.Select((q, i) => MeanKl(reference[i], q)).Average();
-                        int kept = keepAnswers
-                            ? prompts.Select((p, i) => p.IsAnswer ? SameGreedy(reference[i], candidate[i]) : 0).Sum() : 0;
+                        var scores = prompts.Select((p, i) =>
+                        {
+                            var q = LogProbabilities(model, p);
+                            return (Kl: MeanKl(reference[i], q), Kept: keepAnswers && p.IsAnswer ? SameGreedy(reference[i], q) : 0);
+                        }).ToList();
+                        double kl = scores.Average(x => x.Kl);
+                        int kept = scores.Sum(x => x.Kept);
                         ranks[u] += step;
                         if (kept > best.Kept || (kept == best.Kept && kl < best.Kl)) best = (kept, kl, ranks, u);
                     }

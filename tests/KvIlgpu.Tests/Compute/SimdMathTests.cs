@@ -89,8 +89,8 @@ public class SimdMathTests
     }
 
     /// <summary>The four-by-two Vector512 block (prefill and batched decode of f32 weights where Vector512 is accelerated)
-    /// gives each of its eight products bitwise what Dot gives, and the right value; without Vector512 it falls back to
-    /// the three-by-two block and Dot, so the same holds.</summary>
+    /// gives each of its eight products bitwise what Dot gives, and the right value; without Vector512 it is eight Dot
+    /// calls.</summary>
     [Theory]
     [InlineData(512)]
     [InlineData(1376)]
