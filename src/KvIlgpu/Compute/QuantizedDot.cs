@@ -20,8 +20,7 @@ internal static class QuantizedDot
     public static bool UsesIntegerPath(WeightType type) => Avx2.IsSupported && Fma.IsSupported && type.IsQuantized();
 
     /// <summary>y[i] = row (first + i) of the blocks against the activation, for i below y.Length: one dispatch for
-    /// many rows, each row's loop inlined into the loop over rows.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// many rows.</summary>
     public static void DotRows(WeightType type, ReadOnlySpan<byte> blocks, int rowBytes, int first, ReadOnlySpan<float> x,
         QuantizedActivation? xq, Span<float> y)
     {
@@ -30,33 +29,20 @@ internal static class QuantizedDot
             for (int i = 0; i < y.Length; i++) y[i] = DotByBlocks(type, blocks.Slice((first + i) * rowBytes, rowBytes), x);
             return;
         }
+        ref byte w = ref MemoryMarshal.GetReference(blocks.Slice(first * rowBytes, y.Length * rowBytes));
+        if (xq.Codes.Length / QuantFormats.BlockElements(type) * QuantFormats.BlockBytes(type) != rowBytes)
+            throw new ArgumentException($"a {type} row of {rowBytes} bytes does not hold {xq.Codes.Length} values", nameof(rowBytes));
         switch (type)
         {
-            case WeightType.Q8_0:
-                for (int i = 0; i < y.Length; i++) y[i] = DotQ8_0(blocks.Slice((first + i) * rowBytes, rowBytes), xq);
-                break;
-            case WeightType.Q4_K:
-                for (int i = 0; i < y.Length; i++) y[i] = DotQ45K(blocks.Slice((first + i) * rowBytes, rowBytes), xq, five: false);
-                break;
-            case WeightType.Q5_K:
-                for (int i = 0; i < y.Length; i++) y[i] = DotQ45K(blocks.Slice((first + i) * rowBytes, rowBytes), xq, five: true);
-                break;
-            case WeightType.Q6_K:
-                for (int i = 0; i < y.Length; i++) y[i] = DotQ6K(blocks.Slice((first + i) * rowBytes, rowBytes), xq);
-                break;
-            // Each with its type as a constant, so the inlined loop has no per-block branches on it.
-            case WeightType.Q4_0:
-                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q4_0);
-                break;
-            case WeightType.Q4_1:
-                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q4_1);
-                break;
-            case WeightType.Q5_0:
-                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q5_0);
-                break;
-            default:
-                for (int i = 0; i < y.Length; i++) y[i] = DotBlock32(blocks.Slice((first + i) * rowBytes, rowBytes), xq, WeightType.Q5_1);
-                break;
+            case WeightType.Q8_0: Rows<Q8_0Kernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q4_K: Rows<Q4KKernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q5_K: Rows<Q5KKernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q6_K: Rows<Q6KKernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q4_0: Rows<Q4_0Kernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q4_1: Rows<Q4_1Kernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q5_0: Rows<Q5_0Kernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q5_1: Rows<Q5_1Kernel>(ref w, rowBytes, xq, y); break;
+            default: throw new ArgumentException($"no integer kernel for {type}", nameof(type));
         }
     }
 
@@ -65,44 +51,103 @@ internal static class QuantizedDot
     public static bool HasTwoRowKernel(WeightType type) => UsesIntegerPath(type);
 
     /// <summary>As <see cref="DotRows"/> for two activation rows at once, y0 for xq0 and y1 for xq1, each bitwise what
-    /// DotRows gives it (types with <see cref="HasTwoRowKernel"/>).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// DotRows gives it (types with <see cref="HasTwoRowKernel"/>): each block's codes are unpacked once for both.</summary>
     public static void DotRows2(WeightType type, ReadOnlySpan<byte> blocks, int rowBytes, int first, QuantizedActivation xq0,
         QuantizedActivation xq1, Span<float> y0, Span<float> y1)
     {
-        if (type == WeightType.Q6_K)
-        {
-            for (int i = 0; i < y0.Length; i++) (y0[i], y1[i]) = DotQ6K2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1);
-            return;
-        }
-        if (type == WeightType.Q8_0)
-        {
-            for (int i = 0; i < y0.Length; i++) (y0[i], y1[i]) = DotQ8_02(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1);
-            return;
-        }
-        // Each 32-value format with its type as a constant, as in DotRows.
+        if (y1.Length != y0.Length || xq1.Codes.Length != xq0.Codes.Length || xq1.BlockSize != xq0.BlockSize)
+            throw new ArgumentException("the two activation rows differ in shape");
+        ref byte w = ref MemoryMarshal.GetReference(blocks.Slice(first * rowBytes, y0.Length * rowBytes));
+        if (xq0.Codes.Length / QuantFormats.BlockElements(type) * QuantFormats.BlockBytes(type) != rowBytes)
+            throw new ArgumentException($"a {type} row of {rowBytes} bytes does not hold {xq0.Codes.Length} values", nameof(rowBytes));
         switch (type)
         {
-            case WeightType.Q4_0:
-                for (int i = 0; i < y0.Length; i++)
-                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q4_0);
-                return;
-            case WeightType.Q4_1:
-                for (int i = 0; i < y0.Length; i++)
-                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q4_1);
-                return;
-            case WeightType.Q5_0:
-                for (int i = 0; i < y0.Length; i++)
-                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q5_0);
-                return;
-            case WeightType.Q5_1:
-                for (int i = 0; i < y0.Length; i++)
-                    (y0[i], y1[i]) = DotBlock32x2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, WeightType.Q5_1);
-                return;
+            case WeightType.Q8_0: Rows2<Q8_0Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q4_K: Rows2<Q4KKernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q5_K: Rows2<Q5KKernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q6_K: Rows2<Q6KKernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q4_0: Rows2<Q4_0Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q4_1: Rows2<Q4_1Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q5_0: Rows2<Q5_0Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q5_1: Rows2<Q5_1Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            default: throw new ArgumentException($"no integer kernel for {type}", nameof(type));
         }
-        bool five = type == WeightType.Q5_K;
-        for (int i = 0; i < y0.Length; i++)
-            (y0[i], y1[i]) = DotQ45K2(blocks.Slice((first + i) * rowBytes, rowBytes), xq0, xq1, five);
+    }
+
+    /// <summary>One format's integer dot product of a weight row (its first byte) with one activation row, and with two
+    /// at once (each result bitwise the one-row result). A struct per format, so each row loop below is compiled for its
+    /// format alone, with the format's constants folded and its own registers.</summary>
+    private interface IRowKernel
+    {
+        static abstract float Dot(ref byte row, QuantizedActivation xq);
+        static abstract (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Rows<TKernel>(ref byte w, int rowBytes, QuantizedActivation xq, Span<float> y) where TKernel : IRowKernel
+    {
+        for (int i = 0; i < y.Length; i++) y[i] = TKernel.Dot(ref Unsafe.Add(ref w, (nint)i * rowBytes), xq);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static void Rows2<TKernel>(ref byte w, int rowBytes, QuantizedActivation xq0, QuantizedActivation xq1, Span<float> y0,
+        Span<float> y1) where TKernel : IRowKernel
+    {
+        for (int i = 0; i < y0.Length; i++) (y0[i], y1[i]) = TKernel.Dot2(ref Unsafe.Add(ref w, (nint)i * rowBytes), xq0, xq1);
+    }
+
+    private readonly struct Q8_0Kernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotQ8_0(ref row, xq);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) => DotQ8_02(ref row, xq0, xq1);
+    }
+
+    private readonly struct Q4KKernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotQ45K(ref row, xq, five: false);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
+            DotQ45K2(ref row, xq0, xq1, five: false);
+    }
+
+    private readonly struct Q5KKernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotQ45K(ref row, xq, five: true);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
+            DotQ45K2(ref row, xq0, xq1, five: true);
+    }
+
+    private readonly struct Q6KKernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotQ6K(ref row, xq);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) => DotQ6K2(ref row, xq0, xq1);
+    }
+
+    private readonly struct Q4_0Kernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q4_0);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
+            DotBlock32x2(ref row, xq0, xq1, WeightType.Q4_0);
+    }
+
+    private readonly struct Q4_1Kernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q4_1);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
+            DotBlock32x2(ref row, xq0, xq1, WeightType.Q4_1);
+    }
+
+    private readonly struct Q5_0Kernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q5_0);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
+            DotBlock32x2(ref row, xq0, xq1, WeightType.Q5_0);
+    }
+
+    private readonly struct Q5_1Kernel : IRowKernel
+    {
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q5_1);
+        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
+            DotBlock32x2(ref row, xq0, xq1, WeightType.Q5_1);
     }
 
     /// <summary>Each block decoded to f32 on the stack, then an f32 SIMD dot.</summary>
@@ -152,97 +197,143 @@ internal static class QuantizedDot
         return (bytes & mask, Vector256.ShiftRightLogical(bytes.AsUInt16(), 4).AsByte() & mask);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float DotQ8_0(ReadOnlySpan<byte> row, QuantizedActivation xq)
+    /// <summary>The first element of an array, for loops that index it by Unsafe.Add (their bounds are checked once,
+    /// in DotRows).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ref T Data<T>(T[] array) => ref MemoryMarshal.GetArrayDataReference(array);
+
+    /// <summary>Signed weight codes against activation codes: vpmaddubsw wants one unsigned side, so |w| against x
+    /// carrying w's sign, as llama.cpp does.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> DotSignedCodes(Vector256<sbyte> weights, Vector256<sbyte> activations) =>
+        DotCodes(Avx2.Abs(weights), Avx2.Sign(activations, weights));
+
+    /// <summary>q8_0: per block of 32, an f16 scale and 32 signed codes. Two blocks a pass into two accumulators (even
+    /// and odd blocks), so the loop is not bound by one chain of fused multiply-adds; the weight, activation and scale
+    /// references step forward instead of being recomputed from the block index.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotQ8_0(ref byte row, QuantizedActivation xq)
     {
-        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
-        ref byte w = ref MemoryMarshal.GetReference(row);
-        var acc = Vector256<float>.Zero;
-        for (int b = 0; b < xq.Scales.Length; b++)
+        ref sbyte x = ref Data(xq.Codes);
+        ref float dx = ref Data(xq.Scales), table = ref Data(HalfTable);
+        Vector256<float> even = Vector256<float>.Zero, odd = Vector256<float>.Zero;
+        int blocks = xq.Scales.Length, b = 0;
+        for (; b + 1 < blocks; b += 2)
         {
-            ref byte block = ref Unsafe.Add(ref w, 34 * b);
-            var q = Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 2)).AsSByte();
-            // vpmaddubsw wants one unsigned side: |w| against x carrying w's sign.
-            var products = DotCodes(Avx2.Abs(q), Avx2.Sign(Codes(ref codes, 32 * b), q));
-            float scale = Half(ref table, ref block, 0) * xq.Scales[b];
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(scale), acc);
+            even = Fma.MultiplyAdd(Q8_0Products(ref row, ref x), Vector256.Create(Half(ref table, ref row, 0) * dx), even);
+            odd = Fma.MultiplyAdd(Q8_0Products(ref Unsafe.Add(ref row, 34), ref Unsafe.Add(ref x, 32)),
+                Vector256.Create(Half(ref table, ref row, 34) * Unsafe.Add(ref dx, 1)), odd);
+            row = ref Unsafe.Add(ref row, 68); x = ref Unsafe.Add(ref x, 64); dx = ref Unsafe.Add(ref dx, 2);
         }
-        return Vector256.Sum(acc);
+        if (b < blocks) even = Fma.MultiplyAdd(Q8_0Products(ref row, ref x), Vector256.Create(Half(ref table, ref row, 0) * dx), even);
+        return Vector256.Sum(even + odd);
     }
+
+    /// <summary>A q8_0 block's codes against 32 activation codes, as 8 f32 partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Q8_0Products(ref byte block, ref sbyte x) =>
+        Avx.ConvertToVector256Single(DotSignedCodes(Vector256.LoadUnsafe(ref block, 2).AsSByte(), Codes(ref x, 0)));
 
     /// <summary><see cref="DotQ8_0"/> against two activation rows: each block's codes loaded, and their magnitudes taken,
     /// once for both; each result bitwise DotQ8_0's.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static (float, float) DotQ8_02(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1)
-    {
-        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
-        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
-        ref byte w = ref MemoryMarshal.GetReference(row);
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        for (int b = 0; b < xq0.Scales.Length; b++)
-        {
-            ref byte block = ref Unsafe.Add(ref w, 34 * b);
-            var q = Vector256.LoadUnsafe(ref Unsafe.Add(ref block, 2)).AsSByte();
-            var magnitude = Avx2.Abs(q);
-            float d = Half(ref table, ref block, 0);
-            var products0 = DotCodes(magnitude, Avx2.Sign(Codes(ref codes0, 32 * b), q));
-            var products1 = DotCodes(magnitude, Avx2.Sign(Codes(ref codes1, 32 * b), q));
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products0), Vector256.Create(d * xq0.Scales[b]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products1), Vector256.Create(d * xq1.Scales[b]), acc1);
-        }
-        return (Vector256.Sum(acc0), Vector256.Sum(acc1));
-    }
-
-    /// <summary>q4_0, q4_1, q5_0 and q5_1 (blocks of 32): unsigned codes (nibble, plus the fifth bit from qh), then
-    /// x = d (q - centre) or d q + m, the centre and the minimum taken off through the activation's code sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float DotBlock32(ReadOnlySpan<byte> row, QuantizedActivation xq, WeightType type)
-    {
-        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
-        bool hasMin = type is WeightType.Q4_1 or WeightType.Q5_1, five = type is WeightType.Q5_0 or WeightType.Q5_1;
-        int blockBytes = QuantFormats.BlockBytes(type), qhAt = hasMin ? 4 : 2, qsAt = qhAt + (five ? 4 : 0);
-        int centre = hasMin ? 0 : five ? 16 : 8;
-        ref byte w = ref MemoryMarshal.GetReference(row);
-        var acc = Vector256<float>.Zero;
-        var (mask, spread, bit) = Block32Constants();
-        float centred = 0, minimums = 0;
-        for (int b = 0; b < xq.Scales.Length; b++)
-        {
-            ref byte block = ref Unsafe.Add(ref w, blockBytes * b);
-            var q = Block32Codes(ref block, qsAt, qhAt, five, mask, spread, bit);
-            float d = Half(ref table, ref block, 0), sum = xq.ScaledSums32[b];
-            var products = DotCodes(q, Codes(ref codes, 32 * b));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(products), Vector256.Create(d * xq.Scales[b]), acc);
-            centred += d * sum;
-            if (hasMin) minimums += Half(ref table, ref block, 2) * sum;
-        }
-        return Vector256.Sum(acc) - centre * centred + minimums;
-    }
-
-    /// <summary>The nibble mask and, for the fifth bits, the byte of qh each code's bit is in and the bit itself (read once
-    /// per row, before the loop over blocks).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static (Vector128<byte> Mask, Vector256<byte> Spread, Vector256<byte> Bit) Block32Constants() => (
-        Vector128.Create((byte)0x0F),
-        Vector256.Create((byte)0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3),
-        Vector256.Create((byte)1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32,
-            64, 128));
+    private static (float, float) DotQ8_02(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1)
+    {
+        ref sbyte x0 = ref Data(xq0.Codes), x1 = ref Data(xq1.Codes);
+        ref float dx0 = ref Data(xq0.Scales), dx1 = ref Data(xq1.Scales), table = ref Data(HalfTable);
+        Vector256<float> even0 = Vector256<float>.Zero, odd0 = Vector256<float>.Zero;
+        Vector256<float> even1 = Vector256<float>.Zero, odd1 = Vector256<float>.Zero;
+        int blocks = xq0.Scales.Length, b = 0;
+        for (; b + 1 < blocks; b += 2)
+        {
+            (even0, even1) = Q8_0Step2(ref row, ref x0, ref x1, dx0, dx1, ref table, even0, even1);
+            (odd0, odd1) = Q8_0Step2(ref Unsafe.Add(ref row, 34), ref Unsafe.Add(ref x0, 32), ref Unsafe.Add(ref x1, 32),
+                Unsafe.Add(ref dx0, 1), Unsafe.Add(ref dx1, 1), ref table, odd0, odd1);
+            row = ref Unsafe.Add(ref row, 68); x0 = ref Unsafe.Add(ref x0, 64); x1 = ref Unsafe.Add(ref x1, 64);
+            dx0 = ref Unsafe.Add(ref dx0, 2); dx1 = ref Unsafe.Add(ref dx1, 2);
+        }
+        if (b < blocks) (even0, even1) = Q8_0Step2(ref row, ref x0, ref x1, dx0, dx1, ref table, even0, even1);
+        return (Vector256.Sum(even0 + odd0), Vector256.Sum(even1 + odd1));
+    }
+
+    /// <summary>One q8_0 block against two activation rows, each added to its accumulator as DotQ8_0 adds it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>) Q8_0Step2(ref byte block, ref sbyte x0, ref sbyte x1, float xs0, float xs1,
+        ref float table, Vector256<float> acc0, Vector256<float> acc1)
+    {
+        var q = Vector256.LoadUnsafe(ref block, 2).AsSByte();
+        var magnitude = Avx2.Abs(q);
+        float d = Half(ref table, ref block, 0);
+        return (Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(magnitude, Avx2.Sign(Codes(ref x0, 0), q))),
+                Vector256.Create(d * xs0), acc0),
+            Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(magnitude, Avx2.Sign(Codes(ref x1, 0), q))),
+                Vector256.Create(d * xs1), acc1));
+    }
+
+    /// <summary>The layout of a block-of-32 format: its size, where its nibbles and fifth bits are, and the centre its
+    /// codes are taken from (q4_0: 8, q5_0: 16; the formats with a minimum have none).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (int Bytes, int QhAt, int QsAt, int Centre, bool HasMin, bool Five) Block32Layout(WeightType type)
+    {
+        bool hasMin = type is WeightType.Q4_1 or WeightType.Q5_1, five = type is WeightType.Q5_0 or WeightType.Q5_1;
+        int qhAt = hasMin ? 4 : 2;
+        return ((hasMin ? 4 : 2) + (five ? 4 : 0) + 16, qhAt, qhAt + (five ? 4 : 0), hasMin ? 0 : five ? 16 : 8, hasMin, five);
+    }
+
+    /// <summary>q4_0, q4_1, q5_0 and q5_1 (blocks of 32): unsigned codes (nibble, plus the fifth bit from qh). The centred
+    /// formats (x = d (q - centre)) take the centre off the codes, which then meet the activation as signed bytes; the
+    /// ones with a minimum (x = d q + m) add m times the activation's block sum. Two blocks a pass into two accumulators,
+    /// as in <see cref="DotQ8_0"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotBlock32(ref byte row, QuantizedActivation xq, WeightType type)
+    {
+        ref sbyte x = ref Data(xq.Codes);
+        ref float dx = ref Data(xq.Scales), sums = ref Data(xq.ScaledSums32), table = ref Data(HalfTable);
+        var (bytes, _, _, _, hasMin, _) = Block32Layout(type);
+        Vector256<float> even = Vector256<float>.Zero, odd = Vector256<float>.Zero;
+        float minimums = 0;
+        int blocks = xq.Scales.Length, b = 0;
+        for (; b + 1 < blocks; b += 2)
+        {
+            even = Fma.MultiplyAdd(Block32Products(ref row, ref x, type), Vector256.Create(Half(ref table, ref row, 0) * dx), even);
+            odd = Fma.MultiplyAdd(Block32Products(ref Unsafe.Add(ref row, bytes), ref Unsafe.Add(ref x, 32), type),
+                Vector256.Create(Half(ref table, ref row, bytes) * Unsafe.Add(ref dx, 1)), odd);
+            if (hasMin) minimums += Half(ref table, ref row, 2) * sums + Half(ref table, ref row, bytes + 2) * Unsafe.Add(ref sums, 1);
+            row = ref Unsafe.Add(ref row, 2 * bytes); x = ref Unsafe.Add(ref x, 64);
+            dx = ref Unsafe.Add(ref dx, 2); sums = ref Unsafe.Add(ref sums, 2);
+        }
+        if (b < blocks)
+        {
+            even = Fma.MultiplyAdd(Block32Products(ref row, ref x, type), Vector256.Create(Half(ref table, ref row, 0) * dx), even);
+            if (hasMin) minimums += Half(ref table, ref row, 2) * sums;
+        }
+        return Vector256.Sum(even + odd) + minimums;
+    }
+
+    /// <summary>A block-of-32 block's codes against 32 activation codes, as 8 f32 partial sums (centre taken off).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<float> Block32Products(ref byte block, ref sbyte x, WeightType type)
+    {
+        var (_, _, _, centre, hasMin, _) = Block32Layout(type);
+        var q = Block32Codes(ref block, type);
+        return Avx.ConvertToVector256Single(hasMin ? DotCodes(q, Codes(ref x, 0))
+            : DotSignedCodes(q.AsSByte() - Vector256.Create((sbyte)centre), Codes(ref x, 0)));
+    }
 
     /// <summary>The 32 unsigned codes of a q4_0, q4_1, q5_0 or q5_1 block: values 0-15 are the low nibbles, 16-31 the high
     /// ones (exactly the two halves of the register), and for the q5 formats each code's fifth bit from qh adds 16: each
     /// byte takes the byte of qh that holds its bit (vpshufb picks within each 128-bit half; qh is repeated in every 4
     /// bytes, so indices 0-3 reach it from both), then tests that bit.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<byte> Block32Codes(ref byte block, int qsAt, int qhAt, bool five, Vector128<byte> mask,
-        Vector256<byte> spread, Vector256<byte> bit)
+    private static Vector256<byte> Block32Codes(ref byte block, WeightType type)
     {
-        var packed = Vector128.LoadUnsafe(ref Unsafe.Add(ref block, qsAt));
-        var q = Vector256.Create(packed & mask, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte() & mask);
+        var (_, qhAt, qsAt, _, _, five) = Block32Layout(type);
+        var packed = Vector128.LoadUnsafe(ref block, (nuint)qsAt);
+        var q = Vector256.Create(packed, Vector128.ShiftRightLogical(packed.AsUInt16(), 4).AsByte()) & Vector256.Create((byte)0x0F);
         if (five)
         {
+            var bit = Vector256.Create(0x8040201008040201UL).AsByte();
+            var spread = Vector256.Create(0, 0x0101010101010101UL, 0x0202020202020202UL, 0x0303030303030303UL).AsByte();
             var qh = Vector256.Create(Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref block, qhAt))).AsByte();
             q |= Vector256.Equals(Avx2.Shuffle(qh, spread) & bit, bit) & Vector256.Create((byte)16);
         }
@@ -251,111 +342,181 @@ internal static class QuantizedDot
 
     /// <summary><see cref="DotBlock32"/> against two activation rows: each block's codes assembled once for both; each
     /// result bitwise DotBlock32's.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static (float, float) DotBlock32x2(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1,
-        WeightType type)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (float, float) DotBlock32x2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1, WeightType type)
     {
-        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
-        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
-        bool hasMin = type is WeightType.Q4_1 or WeightType.Q5_1, five = type is WeightType.Q5_0 or WeightType.Q5_1;
-        int blockBytes = QuantFormats.BlockBytes(type), qhAt = hasMin ? 4 : 2, qsAt = qhAt + (five ? 4 : 0);
-        int centre = hasMin ? 0 : five ? 16 : 8;
-        ref byte w = ref MemoryMarshal.GetReference(row);
-        Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        var (mask, spread, bit) = Block32Constants();
-        float centred0 = 0, minimums0 = 0, centred1 = 0, minimums1 = 0;
-        for (int b = 0; b < xq0.Scales.Length; b++)
+        ref sbyte x0 = ref Data(xq0.Codes), x1 = ref Data(xq1.Codes);
+        ref float dx0 = ref Data(xq0.Scales), dx1 = ref Data(xq1.Scales), table = ref Data(HalfTable);
+        ref float sums0 = ref Data(xq0.ScaledSums32), sums1 = ref Data(xq1.ScaledSums32);
+        var (bytes, _, _, _, hasMin, _) = Block32Layout(type);
+        Vector256<float> even0 = Vector256<float>.Zero, odd0 = Vector256<float>.Zero;
+        Vector256<float> even1 = Vector256<float>.Zero, odd1 = Vector256<float>.Zero;
+        float minimums0 = 0, minimums1 = 0;
+        int blocks = xq0.Scales.Length, b = 0;
+        for (; b + 1 < blocks; b += 2)
         {
-            ref byte block = ref Unsafe.Add(ref w, blockBytes * b);
-            var q = Block32Codes(ref block, qsAt, qhAt, five, mask, spread, bit);
-            float d = Half(ref table, ref block, 0), m = hasMin ? Half(ref table, ref block, 2) : 0;
-            float sum0 = xq0.ScaledSums32[b], sum1 = xq1.ScaledSums32[b];
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes0, 32 * b))),
-                Vector256.Create(d * xq0.Scales[b]), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(DotCodes(q, Codes(ref codes1, 32 * b))),
-                Vector256.Create(d * xq1.Scales[b]), acc1);
-            centred0 += d * sum0;
-            centred1 += d * sum1;
-            if (hasMin) { minimums0 += m * sum0; minimums1 += m * sum1; }
+            (even0, even1) = Block32Step2(ref row, ref x0, ref x1, dx0, dx1, ref table, type, even0, even1);
+            (odd0, odd1) = Block32Step2(ref Unsafe.Add(ref row, bytes), ref Unsafe.Add(ref x0, 32), ref Unsafe.Add(ref x1, 32),
+                Unsafe.Add(ref dx0, 1), Unsafe.Add(ref dx1, 1), ref table, type, odd0, odd1);
+            if (hasMin)
+            {
+                float m = Half(ref table, ref row, 2), mNext = Half(ref table, ref row, bytes + 2);
+                minimums0 += m * sums0 + mNext * Unsafe.Add(ref sums0, 1);
+                minimums1 += m * sums1 + mNext * Unsafe.Add(ref sums1, 1);
+            }
+            row = ref Unsafe.Add(ref row, 2 * bytes); x0 = ref Unsafe.Add(ref x0, 64); x1 = ref Unsafe.Add(ref x1, 64);
+            dx0 = ref Unsafe.Add(ref dx0, 2); dx1 = ref Unsafe.Add(ref dx1, 2);
+            sums0 = ref Unsafe.Add(ref sums0, 2); sums1 = ref Unsafe.Add(ref sums1, 2);
         }
-        return (Vector256.Sum(acc0) - centre * centred0 + minimums0, Vector256.Sum(acc1) - centre * centred1 + minimums1);
+        if (b < blocks)
+        {
+            (even0, even1) = Block32Step2(ref row, ref x0, ref x1, dx0, dx1, ref table, type, even0, even1);
+            if (hasMin)
+            {
+                float m = Half(ref table, ref row, 2);
+                minimums0 += m * sums0;
+                minimums1 += m * sums1;
+            }
+        }
+        return (Vector256.Sum(even0 + odd0) + minimums0, Vector256.Sum(even1 + odd1) + minimums1);
+    }
+
+    /// <summary>One block-of-32 block against two activation rows, each added to its accumulator as DotBlock32 adds
+    /// it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float>, Vector256<float>) Block32Step2(ref byte block, ref sbyte x0, ref sbyte x1, float xs0, float xs1,
+        ref float table, WeightType type, Vector256<float> acc0, Vector256<float> acc1)
+    {
+        var (_, _, _, centre, hasMin, _) = Block32Layout(type);
+        var q = Block32Codes(ref block, type);
+        float d = Half(ref table, ref block, 0);
+        Vector256<int> products0, products1;
+        if (hasMin) { products0 = DotCodes(q, Codes(ref x0, 0)); products1 = DotCodes(q, Codes(ref x1, 0)); }
+        else
+        {
+            var signed = q.AsSByte() - Vector256.Create((sbyte)centre);
+            var magnitude = Avx2.Abs(signed);
+            products0 = DotCodes(magnitude, Avx2.Sign(Codes(ref x0, 0), signed));
+            products1 = DotCodes(magnitude, Avx2.Sign(Codes(ref x1, 0), signed));
+        }
+        return (Fma.MultiplyAdd(Avx.ConvertToVector256Single(products0), Vector256.Create(d * xs0), acc0),
+            Fma.MultiplyAdd(Avx.ConvertToVector256Single(products1), Vector256.Create(d * xs1), acc1));
     }
 
     /// <summary>q4_K and q5_K against a q8_K activation: per 64 values, 32 bytes of nibbles (low: values 0-31, high: 32-63)
     /// and, for q5_K, the fifth bits from qh; x = d sc q - dmin m per sub-block of 32. The sub-block scales multiply the
-    /// 16-bit pair sums (vpmaddwd), so a super-block accumulates in int32 and is converted to f32 once.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float DotQ45K(ReadOnlySpan<byte> row, QuantizedActivation xq, bool five)
+    /// 16-bit pair sums (vpmaddwd, each scale spread over a register by one vpshufb), so a super-block accumulates in
+    /// int32 and is converted to f32 once; the minimums meet the activation's sums of 32 in a vector of their own.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotQ45K(ref byte row, QuantizedActivation xq, bool five)
     {
-        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
-        int blockBytes = five ? 176 : 144;
+        ref sbyte codes = ref Data(xq.Codes);
+        ref float dx = ref Data(xq.Scales), table = ref Data(HalfTable);
+        ref short pairs = ref Data(xq.Sums32);
+        int blockBytes = five ? 176 : 144, superBlocks = xq.Scales.Length;
         var acc = Vector256<float>.Zero;
-        float minimums = 0;
-        ref short pairs = ref MemoryMarshal.GetArrayDataReference(xq.Sums32);
-        for (int s = 0; s < xq.Scales.Length; s++)
+        var minimums = Vector128<float>.Zero;
+        for (int s = 0; s < superBlocks; s++)
         {
-            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), blockBytes * s);
-            float dx = xq.Scales[s], d = Half(ref table, ref b0, 0) * dx, dmin = Half(ref table, ref b0, 2) * dx;
+            ref byte b0 = ref Unsafe.Add(ref row, blockBytes * s);
+            ref sbyte x = ref Unsafe.Add(ref codes, 256 * s);
+            float xs = Unsafe.Add(ref dx, s);
             var (scales, mins) = UnpackScales(ref Unsafe.Add(ref b0, 4));
+            var sc = ScaleWords(scales);
             ref byte qs = ref Unsafe.Add(ref b0, five ? 48 : 16);
-            var qh = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref b0, 16)) : default;
-            var sum = Vector256<int>.Zero;
-            for (int c = 0; c < 4; c++)
-            {
-                var (low, high) = KQuantCodes(ref qs, qh, c, five);
-                sum += ScaledSubBlocks(low, high, scales, c, ref codes, 256 * s + 64 * c);
-            }
-            // The minimums against the activation's sums of 32: eight products in one vpmaddwd.
-            var minSums = Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs, 8 * s));
-            int minSum = Vector128.Sum(Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte()),
-                minSums));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(d), acc);
-            minimums += dmin * minSum;
+            var qh = five ? Vector256.LoadUnsafe(ref b0, 16) : default;
+            var sum = SubBlockPair(ref qs, qh, sc, ref x, 0, five) + SubBlockPair(ref qs, qh, sc, ref x, 1, five)
+                + (SubBlockPair(ref qs, qh, sc, ref x, 2, five) + SubBlockPair(ref qs, qh, sc, ref x, 3, five));
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(Half(ref table, ref b0, 0) * xs), acc);
+            minimums = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinimumSums(mins, ref pairs, s)),
+                Vector128.Create(Half(ref table, ref b0, 2) * xs), minimums);
         }
-        return Vector256.Sum(acc) - minimums;
+        return Vector256.Sum(acc) - Vector128.Sum(minimums);
     }
 
     /// <summary><see cref="DotQ45K"/> against two activation rows at once (prefill, batched decode): each super-block's
     /// scales, codes and fifth bits are unpacked once for both. Each row's arithmetic is DotQ45K's, in its order, so each
     /// result is bitwise what DotQ45K gives (batching changes no number).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static (float, float) DotQ45K2(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1, bool five)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (float, float) DotQ45K2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1, bool five)
     {
-        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
-        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
-        int blockBytes = five ? 176 : 144;
+        ref sbyte codes0 = ref Data(xq0.Codes), codes1 = ref Data(xq1.Codes);
+        ref float dx0 = ref Data(xq0.Scales), dx1 = ref Data(xq1.Scales), table = ref Data(HalfTable);
+        ref short pairs0 = ref Data(xq0.Sums32), pairs1 = ref Data(xq1.Sums32);
+        int blockBytes = five ? 176 : 144, superBlocks = xq0.Scales.Length;
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        float minimums0 = 0, minimums1 = 0;
-        ref short pairs0 = ref MemoryMarshal.GetArrayDataReference(xq0.Sums32);
-        ref short pairs1 = ref MemoryMarshal.GetArrayDataReference(xq1.Sums32);
-        for (int s = 0; s < xq0.Scales.Length; s++)
+        Vector128<float> minimums0 = Vector128<float>.Zero, minimums1 = Vector128<float>.Zero;
+        for (int s = 0; s < superBlocks; s++)
         {
-            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), blockBytes * s);
+            ref byte b0 = ref Unsafe.Add(ref row, blockBytes * s);
+            ref sbyte x0 = ref Unsafe.Add(ref codes0, 256 * s), x1 = ref Unsafe.Add(ref codes1, 256 * s);
             float wd = Half(ref table, ref b0, 0), wmin = Half(ref table, ref b0, 2);
-            float dx0 = xq0.Scales[s], dx1 = xq1.Scales[s];
-            float d0 = wd * dx0, dmin0 = wmin * dx0, d1 = wd * dx1, dmin1 = wmin * dx1;
+            float xs0 = Unsafe.Add(ref dx0, s), xs1 = Unsafe.Add(ref dx1, s);
             var (scales, mins) = UnpackScales(ref Unsafe.Add(ref b0, 4));
+            var sc = ScaleWords(scales);
             ref byte qs = ref Unsafe.Add(ref b0, five ? 48 : 16);
-            var qh = five ? Vector256.LoadUnsafe(ref Unsafe.Add(ref b0, 16)) : default;
-            Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
-            for (int c = 0; c < 4; c++)
-            {
-                var (low, high) = KQuantCodes(ref qs, qh, c, five);
-                sum0 += ScaledSubBlocks(low, high, scales, c, ref codes0, 256 * s + 64 * c);
-                sum1 += ScaledSubBlocks(low, high, scales, c, ref codes1, 256 * s + 64 * c);
-            }
-            var mins16 = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte());
-            int minSum0 = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs0, 8 * s))));
-            int minSum1 = Vector128.Sum(Sse2.MultiplyAddAdjacent(mins16, Vector128.LoadUnsafe(ref Unsafe.Add(ref pairs1, 8 * s))));
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(d0), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(d1), acc1);
-            minimums0 += dmin0 * minSum0;
-            minimums1 += dmin1 * minSum1;
+            var qh = five ? Vector256.LoadUnsafe(ref b0, 16) : default;
+            Vector256<int> a0, a1, b0Sum, b1Sum;
+            (a0, a1) = SubBlockPair2(ref qs, qh, sc, ref x0, ref x1, 0, five);
+            (b0Sum, b1Sum) = SubBlockPair2(ref qs, qh, sc, ref x0, ref x1, 1, five);
+            var (c0, c1) = SubBlockPair2(ref qs, qh, sc, ref x0, ref x1, 2, five);
+            var (d0, d1) = SubBlockPair2(ref qs, qh, sc, ref x0, ref x1, 3, five);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(a0 + b0Sum + (c0 + d0)), Vector256.Create(wd * xs0), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(a1 + b1Sum + (c1 + d1)), Vector256.Create(wd * xs1), acc1);
+            minimums0 = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinimumSums(mins, ref pairs0, s)), Vector128.Create(wmin * xs0),
+                minimums0);
+            minimums1 = Fma.MultiplyAdd(Sse2.ConvertToVector128Single(MinimumSums(mins, ref pairs1, s)), Vector128.Create(wmin * xs1),
+                minimums1);
         }
-        return (Vector256.Sum(acc0) - minimums0, Vector256.Sum(acc1) - minimums1);
+        return (Vector256.Sum(acc0) - Vector128.Sum(minimums0), Vector256.Sum(acc1) - Vector128.Sum(minimums1));
+    }
+
+    /// <summary>The eight 6-bit scales of a q4_K or q5_K super-block (one a byte) as 16-bit words, in both 128-bit halves
+    /// of the register, for <see cref="SpreadWord"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<byte> ScaleWords(ulong scales)
+    {
+        var words = Sse41.ConvertToVector128Int16(Vector128.CreateScalar(scales).AsByte()).AsByte();
+        return Vector256.Create(words, words);
+    }
+
+    /// <summary>Word j of each 128-bit half of words, in every 16-bit lane of that half (one vpshufb; lowJ for the low
+    /// half, highJ for the high one).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<short> SpreadWord(Vector256<byte> words, int lowJ, int highJ) =>
+        Avx2.Shuffle(words, Vector256.Create(Vector128.Create((ushort)(0x0100 + 0x0202 * lowJ)),
+            Vector128.Create((ushort)(0x0100 + 0x0202 * highJ))).AsByte()).AsInt16();
+
+    /// <summary>The eight minimums (one a byte) against the activation's eight sums of 32 of super-block s: four int32
+    /// pair sums (one vpmaddwd).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> MinimumSums(ulong mins, ref short pairs, int s) =>
+        Sse2.MultiplyAddAdjacent(Sse41.ConvertToVector128Int16(Vector128.CreateScalar(mins).AsByte()),
+            Vector128.LoadUnsafe(ref pairs, (nuint)(8 * s)));
+
+    /// <summary>Sub-blocks 2c and 2c + 1 of a q4_K or q5_K super-block against the activation codes x (the super-block's
+    /// 256): code products summed in pairs (vpmaddubsw), then times each sub-block's integer scale (vpmaddwd), as 8
+    /// int32 partial sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> SubBlockPair(ref byte qs, Vector256<byte> qh, Vector256<byte> sc, ref sbyte x, int c, bool five)
+    {
+        var (low, high) = KQuantCodes(ref qs, qh, c, five);
+        return Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref x, 64 * c)), SpreadWord(sc, 2 * c, 2 * c))
+            + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref x, 64 * c + 32)), SpreadWord(sc, 2 * c + 1, 2 * c + 1));
+    }
+
+    /// <summary><see cref="SubBlockPair"/> against two activation rows, the codes and scales unpacked once.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<int>, Vector256<int>) SubBlockPair2(ref byte qs, Vector256<byte> qh, Vector256<byte> sc, ref sbyte x0,
+        ref sbyte x1, int c, bool five)
+    {
+        var (low, high) = KQuantCodes(ref qs, qh, c, five);
+        var lowScale = SpreadWord(sc, 2 * c, 2 * c);
+        var highScale = SpreadWord(sc, 2 * c + 1, 2 * c + 1);
+        return (Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref x0, 64 * c)), lowScale)
+                + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref x0, 64 * c + 32)), highScale),
+            Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref x1, 64 * c)), lowScale)
+                + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref x1, 64 * c + 32)), highScale));
     }
 
     /// <summary>The codes of the c-th 64 values of a q4_K or q5_K super-block: the low nibbles of 32 bytes are sub-block
@@ -374,15 +535,6 @@ internal static class QuantizedDot
         return (low, high);
     }
 
-    /// <summary>Sub-blocks 2c and 2c + 1 against the activation codes at at: code products summed in pairs (vpmaddubsw),
-    /// then times each sub-block's integer scale (vpmaddwd), as 8 int32 partial sums.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> ScaledSubBlocks(Vector256<byte> low, Vector256<byte> high, ulong scales, int c, ref sbyte codes,
-        int at) =>
-        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(low, Codes(ref codes, at)), Vector256.Create((short)(byte)(scales >> (16 * c))))
-        + Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(high, Codes(ref codes, at + 32)),
-            Vector256.Create((short)(byte)(scales >> (16 * c + 8))));
-
     /// <summary>q4_K's and q5_K's 12 scale bytes q as eight 6-bit scales and eight 6-bit minimums, one a byte, in two
     /// 64-bit words (byte j: sub-block j), by <see cref="QuantFormats.ScaleMin"/>'s rule done four bytes at a time:
     /// scales 0-3 are q[0..3] &amp; 63 and 4-7 are (q[8..11] &amp; 15) | (q[0..3] &gt;&gt; 6) &lt;&lt; 4; minimums 0-3 are
@@ -399,107 +551,109 @@ internal static class QuantizedDot
 
     /// <summary>q6_K against a q8_K activation: per half of 128 values, ql (64 bytes) and qh (32 bytes); value 32 i + l is a
     /// nibble of ql[l + 32 (i mod 2)] (low for i &lt; 2) with bits 2i, 2i+1 of qh[l] on top; x = d sc (q - 32), one int8
-    /// scale per 16 values, applied to the 16-bit pair sums so the super-block sums in int32.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static float DotQ6K(ReadOnlySpan<byte> row, QuantizedActivation xq)
+    /// scale per 16 values, applied to the 16-bit pair sums, and the offset of 32 taken off in int32 through the
+    /// activation's sums of 16, so a super-block is one int32 sum and one fused multiply-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float DotQ6K(ref byte row, QuantizedActivation xq)
     {
-        ref sbyte codes = ref MemoryMarshal.GetArrayDataReference(xq.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        ref sbyte codes = ref Data(xq.Codes);
+        ref float dx = ref Data(xq.Scales), table = ref Data(HalfTable);
+        ref short sums = ref Data(xq.Sums16);
         var acc = Vector256<float>.Zero;
-        float offsets = 0;
-        var three = Vector256.Create((byte)3);
-        ref int sums = ref MemoryMarshal.GetArrayDataReference(xq.Sums16);
         for (int s = 0; s < xq.Scales.Length; s++)
         {
-            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), 210 * s);
-            float d = Half(ref table, ref b0, 208) * xq.Scales[s];
+            ref byte b0 = ref Unsafe.Add(ref row, 210 * s);
+            ref sbyte x = ref Unsafe.Add(ref codes, 256 * s);
             ref sbyte sc = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref b0, 192));
-            var sum = Vector256<int>.Zero;
-            for (int n = 0; n < 2; n++)
-            {
-                var (low0, high0) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n)));
-                var (low1, high1) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n + 32)));
-                var qh = Vector256.LoadUnsafe(ref b0, (nuint)(128 + 32 * n)).AsUInt16();
-                // The four quarters written out: their nibble and qh shift are constants.
-                int at = 256 * s + 128 * n, g = 8 * n;
-                sum += Quarter(low0 | ShiftLeftBytes(qh.AsByte() & three, 4), ref Unsafe.Add(ref codes, at), ref sc, g);
-                sum += Quarter(low1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2).AsByte() & three, 4),
-                    ref Unsafe.Add(ref codes, at + 32), ref sc, g + 2);
-                sum += Quarter(high0 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 4).AsByte() & three, 4),
-                    ref Unsafe.Add(ref codes, at + 64), ref sc, g + 4);
-                sum += Quarter(high1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 6).AsByte() & three, 4),
-                    ref Unsafe.Add(ref codes, at + 96), ref sc, g + 6);
-            }
-            // The offset of 32 against the activation's sums of 16: sixteen products in two vpmulld.
-            var scales16 = Vector128.LoadUnsafe(ref sc);
-            int offset = Vector256.Sum(Avx2.ConvertToVector256Int32(scales16) * Vector256.LoadUnsafe(ref sums, (nuint)(16 * s))
-                + Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(scales16, 8)) * Vector256.LoadUnsafe(ref sums,
-                    (nuint)(16 * s + 8)));
-            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(d), acc);
-            offsets += d * offset;
+            var (q0, q1, q2, q3) = Q6KCodes(ref b0, 0);
+            var (q4, q5, q6, q7) = Q6KCodes(ref b0, 1);
+            var (first, second) = Q6KScaleWords(ref sc);
+            var sum = Quarter(q0, ref x, 0, first, 0) + Quarter(q1, ref x, 32, first, 1)
+                + (Quarter(q2, ref x, 64, first, 2) + Quarter(q3, ref x, 96, first, 3))
+                + (Quarter(q4, ref x, 128, second, 0) + Quarter(q5, ref x, 160, second, 1)
+                + (Quarter(q6, ref x, 192, second, 2) + Quarter(q7, ref x, 224, second, 3)));
+            sum -= Q6KOffsets(ref sc, ref sums, s);
+            acc = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum), Vector256.Create(Half(ref table, ref b0, 208) * Unsafe.Add(ref dx, s)),
+                acc);
         }
-        return Vector256.Sum(acc) - 32 * offsets;
+        return Vector256.Sum(acc);
     }
 
-    /// <summary><see cref="DotQ6K"/> against two activation rows: each half super-block's codes assembled once for both;
-    /// each result bitwise DotQ6K's.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
-    private static (float, float) DotQ6K2(ReadOnlySpan<byte> row, QuantizedActivation xq0, QuantizedActivation xq1)
+    /// <summary><see cref="DotQ6K"/> against two activation rows: each super-block's codes assembled once for both; each
+    /// result bitwise DotQ6K's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (float, float) DotQ6K2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1)
     {
-        ref sbyte codes0 = ref MemoryMarshal.GetArrayDataReference(xq0.Codes);
-        ref sbyte codes1 = ref MemoryMarshal.GetArrayDataReference(xq1.Codes);
-        ref float table = ref MemoryMarshal.GetArrayDataReference(HalfTable);
+        ref sbyte codes0 = ref Data(xq0.Codes), codes1 = ref Data(xq1.Codes);
+        ref float dx0 = ref Data(xq0.Scales), dx1 = ref Data(xq1.Scales), table = ref Data(HalfTable);
+        ref short sums0 = ref Data(xq0.Sums16), sums1 = ref Data(xq1.Sums16);
         Vector256<float> acc0 = Vector256<float>.Zero, acc1 = Vector256<float>.Zero;
-        float offsets0 = 0, offsets1 = 0;
-        var three = Vector256.Create((byte)3);
-        ref int sums0 = ref MemoryMarshal.GetArrayDataReference(xq0.Sums16);
-        ref int sums1 = ref MemoryMarshal.GetArrayDataReference(xq1.Sums16);
         for (int s = 0; s < xq0.Scales.Length; s++)
         {
-            ref byte b0 = ref Unsafe.Add(ref MemoryMarshal.GetReference(row), 210 * s);
-            float wd = Half(ref table, ref b0, 208), d0 = wd * xq0.Scales[s], d1 = wd * xq1.Scales[s];
+            ref byte b0 = ref Unsafe.Add(ref row, 210 * s);
+            ref sbyte x0 = ref Unsafe.Add(ref codes0, 256 * s), x1 = ref Unsafe.Add(ref codes1, 256 * s);
             ref sbyte sc = ref Unsafe.As<byte, sbyte>(ref Unsafe.Add(ref b0, 192));
-            Vector256<int> sum0 = Vector256<int>.Zero, sum1 = Vector256<int>.Zero;
-            for (int n = 0; n < 2; n++)
+            var (first, second) = Q6KScaleWords(ref sc);
+            Vector256<int> sum0, sum1;
             {
-                var (low0, high0) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n)));
-                var (low1, high1) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n + 32)));
-                var qh = Vector256.LoadUnsafe(ref b0, (nuint)(128 + 32 * n)).AsUInt16();
-                int at = 256 * s + 128 * n, g = 8 * n;
-                var q0 = low0 | ShiftLeftBytes(qh.AsByte() & three, 4);
-                var q1 = low1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2).AsByte() & three, 4);
-                var q2 = high0 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 4).AsByte() & three, 4);
-                var q3 = high1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 6).AsByte() & three, 4);
-                sum0 += Quarter(q0, ref Unsafe.Add(ref codes0, at), ref sc, g);
-                sum0 += Quarter(q1, ref Unsafe.Add(ref codes0, at + 32), ref sc, g + 2);
-                sum0 += Quarter(q2, ref Unsafe.Add(ref codes0, at + 64), ref sc, g + 4);
-                sum0 += Quarter(q3, ref Unsafe.Add(ref codes0, at + 96), ref sc, g + 6);
-                sum1 += Quarter(q0, ref Unsafe.Add(ref codes1, at), ref sc, g);
-                sum1 += Quarter(q1, ref Unsafe.Add(ref codes1, at + 32), ref sc, g + 2);
-                sum1 += Quarter(q2, ref Unsafe.Add(ref codes1, at + 64), ref sc, g + 4);
-                sum1 += Quarter(q3, ref Unsafe.Add(ref codes1, at + 96), ref sc, g + 6);
+                var (q0, q1, q2, q3) = Q6KCodes(ref b0, 0);
+                sum0 = Quarter(q0, ref x0, 0, first, 0) + Quarter(q1, ref x0, 32, first, 1)
+                    + (Quarter(q2, ref x0, 64, first, 2) + Quarter(q3, ref x0, 96, first, 3));
+                sum1 = Quarter(q0, ref x1, 0, first, 0) + Quarter(q1, ref x1, 32, first, 1)
+                    + (Quarter(q2, ref x1, 64, first, 2) + Quarter(q3, ref x1, 96, first, 3));
             }
-            var scales16 = Vector128.LoadUnsafe(ref sc);
-            var scalesLow = Avx2.ConvertToVector256Int32(scales16);
-            var scalesHigh = Avx2.ConvertToVector256Int32(Sse2.ShiftRightLogical128BitLane(scales16, 8));
-            int offset0 = Vector256.Sum(scalesLow * Vector256.LoadUnsafe(ref sums0, (nuint)(16 * s))
-                + scalesHigh * Vector256.LoadUnsafe(ref sums0, (nuint)(16 * s + 8)));
-            int offset1 = Vector256.Sum(scalesLow * Vector256.LoadUnsafe(ref sums1, (nuint)(16 * s))
-                + scalesHigh * Vector256.LoadUnsafe(ref sums1, (nuint)(16 * s + 8)));
-            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(d0), acc0);
-            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(d1), acc1);
-            offsets0 += d0 * offset0;
-            offsets1 += d1 * offset1;
+            {
+                var (q4, q5, q6, q7) = Q6KCodes(ref b0, 1);
+                sum0 += Quarter(q4, ref x0, 128, second, 0) + Quarter(q5, ref x0, 160, second, 1)
+                    + (Quarter(q6, ref x0, 192, second, 2) + Quarter(q7, ref x0, 224, second, 3));
+                sum1 += Quarter(q4, ref x1, 128, second, 0) + Quarter(q5, ref x1, 160, second, 1)
+                    + (Quarter(q6, ref x1, 192, second, 2) + Quarter(q7, ref x1, 224, second, 3));
+            }
+            sum0 -= Q6KOffsets(ref sc, ref sums0, s);
+            sum1 -= Q6KOffsets(ref sc, ref sums1, s);
+            float d = Half(ref table, ref b0, 208);
+            acc0 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum0), Vector256.Create(d * Unsafe.Add(ref dx0, s)), acc0);
+            acc1 = Fma.MultiplyAdd(Avx.ConvertToVector256Single(sum1), Vector256.Create(d * Unsafe.Add(ref dx1, s)), acc1);
         }
-        return (Vector256.Sum(acc0) - 32 * offsets0, Vector256.Sum(acc1) - 32 * offsets1);
+        return (Vector256.Sum(acc0), Vector256.Sum(acc1));
     }
 
-    /// <summary>32 q6_K codes (0-63) against 32 activation codes, the pair sums of the first 16 scaled by sc[g] and of the
-    /// last 16 by sc[g + 1], as 8 int32 partial sums.</summary>
+    /// <summary>The four quarters (32 codes each, 0-63) of half n of a q6_K super-block, in value order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<int> Quarter(Vector256<byte> q, ref sbyte x, ref sbyte sc, int g) =>
-        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Vector256.LoadUnsafe(ref x)),
-            Vector256.Create(Vector128.Create((short)Unsafe.Add(ref sc, g)), Vector128.Create((short)Unsafe.Add(ref sc, g + 1))));
+    private static (Vector256<byte>, Vector256<byte>, Vector256<byte>, Vector256<byte>) Q6KCodes(ref byte b0, int n)
+    {
+        var three = Vector256.Create((byte)3);
+        var (low0, high0) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n)));
+        var (low1, high1) = Nibbles(Vector256.LoadUnsafe(ref b0, (nuint)(64 * n + 32)));
+        var qh = Vector256.LoadUnsafe(ref b0, (nuint)(128 + 32 * n)).AsUInt16();
+        return (low0 | ShiftLeftBytes(qh.AsByte() & three, 4),
+            low1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 2).AsByte() & three, 4),
+            high0 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 4).AsByte() & three, 4),
+            high1 | ShiftLeftBytes(Vector256.ShiftRightLogical(qh, 6).AsByte() & three, 4));
+    }
+
+    /// <summary>The sixteen int8 scales of a q6_K super-block as 16-bit words: scales 0-7 in both 128-bit halves of the
+    /// first register, 8-15 in both halves of the second.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<byte>, Vector256<byte>) Q6KScaleWords(ref sbyte sc)
+    {
+        var words = Avx2.ConvertToVector256Int16(Vector128.LoadUnsafe(ref sc)).AsByte();
+        return (Avx2.Permute2x128(words, words, 0x00), Avx2.Permute2x128(words, words, 0x11));
+    }
+
+    /// <summary>Sixteen times each scale against its 16 values' activation code sums (two vpmaddwd's worth in one), times
+    /// 32: the offset to take off super-block s's int32 sum.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Q6KOffsets(ref sbyte sc, ref short sums, int s) =>
+        Avx2.ShiftLeftLogical(Avx2.MultiplyAddAdjacent(Avx2.ConvertToVector256Int16(Vector128.LoadUnsafe(ref sc)),
+            Vector256.LoadUnsafe(ref sums, (nuint)(16 * s))), 5);
+
+    /// <summary>Quarter k of a half of a q6_K super-block (32 codes, 0-63) against the 32 activation codes at x + at: the
+    /// pair sums of the first 16 scaled by the half's scale 2k and of the last 16 by its scale 2k + 1, as 8 int32 partial
+    /// sums.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<int> Quarter(Vector256<byte> q, ref sbyte x, int at, Vector256<byte> scaleWords, int k) =>
+        Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(q, Codes(ref x, at)), SpreadWord(scaleWords, 2 * k, 2 * k + 1));
 
     /// <summary>Vector256.ShiftLeft on bytes (shifts 16-bit lanes: the codes shifted here are below 4, so nothing crosses
     /// into the next byte).</summary>

@@ -69,7 +69,9 @@ public class QuantizedWeightTests
     [MemberData(nameof(Types))]
     public void Managed_matrix_product_matches_the_reference(GgufType t)
     {
-        int n = 6, k = 1024, rows = 3;
+        // The formats in blocks of 32 get an odd number of them, so the kernels' last, unpaired block is covered (they
+        // take two blocks a pass).
+        int n = 6, k = QuantFormats.BlockElements(Library(t)) == 32 ? 1056 : 1024, rows = 3;
         var w = Quantized(t, n, k, seed: 2, out _, out var reference);
         var rng = new Random(3);
         var x = Enumerable.Range(0, rows * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
