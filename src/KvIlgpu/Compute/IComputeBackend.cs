@@ -27,6 +27,13 @@ internal interface IComputeBackend : IDisposable
     void RmsNorm(DeviceBuffer x, DeviceWeight weight, DeviceBuffer output, int rows, float eps);
     /// <summary>output[r, n] = sum_k x[r, k] * w[n, k]  (x: [rows, w.Cols], output: [rows, w.Rows]).</summary>
     void MatMul(DeviceBuffer x, DeviceWeight w, DeviceBuffer output, int rows);
+    /// <summary>MatMul of one x against each of several weights of the same width (a layer's q, k and v projections; its
+    /// gate and up), output i from weight i. A backend may run them as one product over all their rows; the results are
+    /// MatMul's.</summary>
+    void MatMuls(DeviceBuffer x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceBuffer> outputs, int rows)
+    {
+        for (int i = 0; i < weights.Length; i++) MatMul(x, weights[i], outputs[i], rows);
+    }
     /// <summary>x[r, :] += bias.</summary>
     void AddBias(DeviceBuffer x, DeviceWeight bias, int rows);
     /// <summary>Rotates every head of x[r, :] (heads * headDim wide) by position positions[r].</summary>

@@ -169,6 +169,91 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         finally { if (paired != null) ArrayPool<float>.Shared.Return(paired); }
     }
 
+    /// <summary>One activation row against several weights of one width (decode's q, k and v; its gate and up) as one
+    /// split over all their rows: the workers are handed the work once instead of once a matrix, and the activation
+    /// is put in each form the weights read (pair order for 16-bit weights, 8-bit codes per block size for quantised
+    /// ones) once for all of them. Each output row is the call MatMul makes for it, so the results are bitwise MatMul's.
+    /// Several activation rows (prefill, batches) take MatMul per weight, whose tiling is per matrix.</summary>
+    public void MatMuls(DeviceBuffer x, ReadOnlySpan<DeviceWeight> weights, ReadOnlySpan<DeviceBuffer> outputs, int rows)
+    {
+        int count = weights.Length, k = weights.Length > 0 ? weights[0].Cols : 0;
+        bool fused = rows == 1 && count > 1;
+        for (int i = 0; i < count && fused; i++) fused = weights[i].Cols == k;
+        if (!fused)
+        {
+            for (int i = 0; i < count; i++) MatMul(x, weights[i], outputs[i], rows);
+            return;
+        }
+        var xs = D(x);
+        var wts = new HostWeight[count];
+        var outs = new float[count][];
+        var inputs = new float[count][];
+        var prescaled = new bool[count];
+        var codes = new QuantizedActivation?[count];
+        var first = new int[count + 1];
+        float[]? pairedF16 = null, pairedBf16 = null;
+        bool f16Prescaled = false, bf16Prescaled = false;
+        QuantizedActivation? codes32 = null, codes256 = null;
+        try
+        {
+            for (int i = 0; i < count; i++)
+            {
+                var wt = wts[i] = W(weights[i]);
+                outs[i] = D(outputs[i]);
+                first[i + 1] = first[i] + wt.Rows;
+                inputs[i] = xs;
+                if (wt.Bits16 != null && wt.Type == WeightType.BF16)
+                {
+                    if (pairedBf16 == null)
+                    {
+                        pairedBf16 = ArrayPool<float>.Shared.Rent(k);
+                        bf16Prescaled = SimdMath.ToPairOrder(xs.AsSpan(0, k), pairedBf16.AsSpan(0, k), false);
+                    }
+                    inputs[i] = pairedBf16;
+                    prescaled[i] = bf16Prescaled;
+                }
+                else if (wt.Bits16 != null)
+                {
+                    // As MatMul does: prescaled by 2^112 where every value allows it.
+                    if (pairedF16 == null)
+                    {
+                        pairedF16 = ArrayPool<float>.Shared.Rent(k);
+                        f16Prescaled = SimdMath.ToPairOrder(xs.AsSpan(0, k), pairedF16.AsSpan(0, k),
+                            TensorPrimitives.MaxMagnitude(xs.AsSpan(0, k)) < 32768f);
+                    }
+                    inputs[i] = pairedF16;
+                    prescaled[i] = f16Prescaled;
+                }
+                else if (wt.Blocks != null && QuantizedDot.UsesIntegerPath(wt.Type))
+                {
+                    int block = QuantizedDot.ActivationBlock(wt.Type);
+                    ref var shared = ref block == 32 ? ref codes32 : ref codes256;
+                    if (shared == null) (shared = new QuantizedActivation(k, block)).Quantize(xs.AsSpan(0, k));
+                    codes[i] = shared;
+                }
+            }
+            ForRanges(first[count], k, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    int from = Math.Max(start, first[i]) - first[i], to = Math.Min(end, first[i + 1]) - first[i];
+                    if (from >= to) continue;
+                    var wt = wts[i];
+                    if (wt.Blocks != null)
+                        QuantizedDot.DotRows(wt.Type, wt.Blocks, wt.RowBytes, from, inputs[i].AsSpan(0, k), codes[i],
+                            outs[i].AsSpan(from, to - from));
+                    else
+                        for (int j = from; j < to; j++) outs[i][j] = wt.Dot(inputs[i].AsSpan(0, k), j, prescaled[i]);
+                }
+            });
+        }
+        finally
+        {
+            if (pairedF16 != null) ArrayPool<float>.Shared.Return(pairedF16);
+            if (pairedBf16 != null) ArrayPool<float>.Shared.Return(pairedBf16);
+        }
+    }
+
     private void MatMulRows(float[] xs, HostWeight wt, float[] o, int rows, bool prescaled)
     {
         int n = wt.Rows, k = wt.Cols;

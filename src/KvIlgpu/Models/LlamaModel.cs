@@ -267,9 +267,7 @@ internal sealed class LlamaModel : IDisposable
         {
             var layerWeights = _layers[l];
             b.RmsNorm(_x, layerWeights.AttentionNorm, _xb, rows, c.RmsNormEps);
-            b.MatMul(_xb, layerWeights.Wq, _q, rows);
-            b.MatMul(_xb, layerWeights.Wk, _k, rows);
-            b.MatMul(_xb, layerWeights.Wv, _v, rows);
+            b.MatMuls(_xb, [layerWeights.Wq, layerWeights.Wk, layerWeights.Wv], [_q, _k, _v], rows);
             if (layerWeights.Bq != null) b.AddBias(_q, layerWeights.Bq, rows);
             if (layerWeights.Bk != null) b.AddBias(_k, layerWeights.Bk, rows);
             if (layerWeights.Bv != null) b.AddBias(_v, layerWeights.Bv, rows);
@@ -301,8 +299,7 @@ internal sealed class LlamaModel : IDisposable
             b.Add(_x, _attOut, rows * c.Dim);
 
             b.RmsNorm(_x, layerWeights.FfnNorm, _xb, rows, c.RmsNormEps);
-            b.MatMul(_xb, layerWeights.WGate, _gate, rows);
-            b.MatMul(_xb, layerWeights.WUp, _up, rows);
+            b.MatMuls(_xb, [layerWeights.WGate, layerWeights.WUp], [_gate, _up], rows);
             b.SwiGlu(_gate, _up, rows * c.HiddenDim);
             b.MatMul(_gate, layerWeights.WDown, _down, rows);
             b.Add(_x, _down, rows * c.Dim);

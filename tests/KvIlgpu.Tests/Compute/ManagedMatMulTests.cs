@@ -1,5 +1,6 @@
 using KvIlgpu.Compute;
 using KvIlgpu.Models;
+using KvIlgpu.Tests.Support;
 
 namespace KvIlgpu.Tests.Compute;
 
@@ -40,6 +41,52 @@ public class ManagedMatMulTests
                 }
             }
         }
+    }
+
+    /// <summary>MatMuls (one input, several weights: a layer's q, k and v, its gate and up) splits all the weights' rows
+    /// between the workers at once, here across matrix boundaries and mixed types, 16-bit inputs prescaled and not:
+    /// every output is bitwise what MatMul gives for its weight alone (which the tests above and the quantised-weight
+    /// tests hold to references), for one activation row and for several (where it falls back to MatMul).</summary>
+    [Theory]
+    [InlineData(1f)]
+    [InlineData(50000f)]
+    public void Several_weights_on_one_input_give_each_weights_own_product(float inputScale)
+    {
+        const int Inputs = 512;
+        var rng = new Random(7);
+        float[] Values(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1) * 0.1f).ToArray();
+        WeightTensor Quantized(GgufType t, int outputs) => WeightTensor.FromBlocks("w", outputs, Inputs,
+            Enum.Parse<WeightType>(t.ToString()), GgmlQuantizer.Quantize(t, Values(outputs * Inputs)));
+        var weights = new[]
+        {
+            WeightTensor.FromF32("w", 37, Inputs, Values(37 * Inputs)),
+            WeightTensor.FromF32("w", 5, Inputs, Values(5 * Inputs)).ConvertTo(WeightType.F16),
+            WeightTensor.FromF32("w", 40, Inputs, Values(40 * Inputs)).ConvertTo(WeightType.BF16),
+            Quantized(GgufType.Q4_K, 9), Quantized(GgufType.Q6_K, 16), Quantized(GgufType.Q8_0, 7), Quantized(GgufType.Q5_0, 3),
+        };
+        var backend = new ManagedSimdBackend(2);
+        var uploaded = weights.Select(backend.Upload).ToArray();
+        foreach (int rows in new[] { 1, 3 })
+        {
+            var x = Enumerable.Range(0, rows * Inputs).Select(_ => (float)(rng.NextDouble() * 2 - 1) * inputScale).ToArray();
+            using var dx = backend.Allocate(x.Length);
+            backend.Write(dx, x);
+            // Every split of the list: a layer's three, its two, and all seven at once.
+            foreach (var (from, count) in new[] { (0, 3), (3, 2), (0, 7) })
+            {
+                var outputs = Enumerable.Range(from, count).Select(i => backend.Allocate(rows * weights[i].Rows)).ToArray();
+                backend.MatMuls(dx, uploaded.AsSpan(from, count), outputs, rows);
+                for (int i = 0; i < count; i++)
+                {
+                    var together = new float[rows * weights[from + i].Rows];
+                    backend.Read(outputs[i], together);
+                    var alone = Product(backend, uploaded[from + i], x, rows, weights[from + i].Rows);
+                    Assert.Equal(alone.Select(BitConverter.SingleToInt32Bits), together.Select(BitConverter.SingleToInt32Bits));
+                    outputs[i].Dispose();
+                }
+            }
+        }
+        foreach (var w in uploaded) w.Dispose();
     }
 
     private static float[] Product(ManagedSimdBackend backend, DeviceWeight w, float[] x, int rows, int outputs)
