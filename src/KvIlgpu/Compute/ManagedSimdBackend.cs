@@ -263,11 +263,10 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         int tile = Math.Max(2, Math.Min(16, 8192 / Math.Max(1, k)) & ~1);
         bool three = SimdMath.ThreeRowBlocks;
         bool four = SimdMath.FourRowBlocks && wt.Type == WeightType.F32;
-        bool chunkPass = SimdMath.ChunkPassBlocks && wt.Type == WeightType.F32;
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;
-            Span<float> block = stackalloc float[8]; // a block's products (3 x 2, 4 x 2 or 2 x 4)
+            Span<float> block = stackalloc float[8]; // a block's products (3 x 2 or 4 x 2)
             if (rows > 1)
             {
                 int pairsEnd = start + ((end - start) & ~1);
@@ -296,21 +295,6 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                                 o[(r + 2) * n + jj] = block[4]; o[(r + 2) * n + jj + 1] = block[5];
                             }
                     }
-                    if (chunkPass)
-                        for (; r + 1 < rows; r += 2)
-                        {
-                            // Four weight rows a block (the tile's last two, if any, by the two-by-two block below).
-                            var f32 = wt.F32.AsSpan();
-                            for (int jj = j0; jj + 3 < j1; jj += 4)
-                            {
-                                SimdMath.Dot2x4(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), f32.Slice(jj * k, k),
-                                    f32.Slice((jj + 1) * k, k), f32.Slice((jj + 2) * k, k), f32.Slice((jj + 3) * k, k), block);
-                                for (int q = 0; q < 4; q++) (o[r * n + jj + q], o[(r + 1) * n + jj + q]) = (block[q], block[4 + q]);
-                            }
-                            for (int jj = j0 + ((j1 - j0) & ~3); jj < j1; jj += 2)
-                                (o[r * n + jj], o[r * n + jj + 1], o[(r + 1) * n + jj], o[(r + 1) * n + jj + 1]) =
-                                    wt.Dot2x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), jj, prescaled);
-                        }
                     for (; r + 1 < rows; r += 2)
                         for (int jj = j0; jj < j1; jj += 2)
                             (o[r * n + jj], o[r * n + jj + 1], o[(r + 1) * n + jj], o[(r + 1) * n + jj + 1]) =

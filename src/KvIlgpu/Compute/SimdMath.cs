@@ -521,61 +521,6 @@ internal static class SimdMath
         dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
     }
 
-    /// <summary>Whether the chunk-pass block (<see cref="Dot2x4"/>) serves the several-row f32 products: on CPUs with
-    /// AVX2 but neither of the AVX-512 blocks, whose 16 vector registers cannot hold the two-by-two block's 16
-    /// accumulators and its loads.</summary>
-    public static bool ChunkPassBlocks => Fma.IsSupported && Vector256.IsHardwareAccelerated && !ThreeRowBlocks && !FourRowBlocks
-        && !UseVector512;
-
-    /// <summary>Four f32 weight rows against two activation rows: eight dot products, each bitwise what Dot gives. Dot
-    /// keeps four accumulators per product, accumulator m taking values 32s + 8m .. 32s + 8m + 7 of every 32-value step
-    /// s; each accumulator's sequence of fused multiply-adds depends on nothing else, so this runs them one m at a time
-    /// (four passes over the rows, 8 accumulators live instead of 32) and sums them as Dot does. Per pass and step: six
-    /// loads for eight FMAs, in 14 of AVX2's 16 registers. dst receives x0.w0, x0.w1, x0.w2, x0.w3, x1.w0, ...,
-    /// x1.w3.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Dot2x4(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> w0, ReadOnlySpan<float> w1,
-        ReadOnlySpan<float> w2, ReadOnlySpan<float> w3, Span<float> dst)
-    {
-        int n = x0.Length;
-        if (n < 32 || !Vector256.IsHardwareAccelerated || Wide(n) || x1.Length != n || w0.Length != n || w1.Length != n
-            || w2.Length != n || w3.Length != n || dst.Length < 8)
-        {
-            dst[0] = Dot(x0, w0); dst[1] = Dot(x0, w1); dst[2] = Dot(x0, w2); dst[3] = Dot(x0, w3);
-            dst[4] = Dot(x1, w0); dst[5] = Dot(x1, w1); dst[6] = Dot(x1, w2); dst[7] = Dot(x1, w3);
-            return;
-        }
-        ref float xr0 = ref MemoryMarshal.GetReference(x0), xr1 = ref MemoryMarshal.GetReference(x1);
-        ref float wr0 = ref MemoryMarshal.GetReference(w0), wr1 = ref MemoryMarshal.GetReference(w1);
-        ref float wr2 = ref MemoryMarshal.GetReference(w2), wr3 = ref MemoryMarshal.GetReference(w3);
-        int steps = n & ~31;
-        // partial[8 m + p]: accumulator m of product p.
-        Span<Vector256<float>> partial = stackalloc Vector256<float>[32];
-        for (int m = 0; m < 4; m++)
-        {
-            Vector256<float> p00 = default, p01 = default, p02 = default, p03 = default;
-            Vector256<float> p10 = default, p11 = default, p12 = default, p13 = default;
-            for (nuint at = (nuint)(8 * m); at < (nuint)steps; at += 32)
-            {
-                var a = Vector256.LoadUnsafe(ref xr0, at); var b = Vector256.LoadUnsafe(ref xr1, at);
-                var v = Vector256.LoadUnsafe(ref wr0, at); p00 = Fmadd(a, v, p00); p10 = Fmadd(b, v, p10);
-                v = Vector256.LoadUnsafe(ref wr1, at); p01 = Fmadd(a, v, p01); p11 = Fmadd(b, v, p11);
-                v = Vector256.LoadUnsafe(ref wr2, at); p02 = Fmadd(a, v, p02); p12 = Fmadd(b, v, p12);
-                v = Vector256.LoadUnsafe(ref wr3, at); p03 = Fmadd(a, v, p03); p13 = Fmadd(b, v, p13);
-            }
-            partial[8 * m] = p00; partial[8 * m + 1] = p01; partial[8 * m + 2] = p02; partial[8 * m + 3] = p03;
-            partial[8 * m + 4] = p10; partial[8 * m + 5] = p11; partial[8 * m + 6] = p12; partial[8 * m + 7] = p13;
-        }
-        for (int p = 0; p < 8; p++)
-        {
-            var x = p < 4 ? x0 : x1;
-            var w = (p & 3) switch { 0 => w0, 1 => w1, 2 => w2, _ => w3 };
-            float sum = Vector256.Sum((partial[p] + partial[8 + p]) + (partial[16 + p] + partial[24 + p]));
-            for (int i = steps; i < n; i++) sum += x[i] * w[i];
-            dst[p] = sum;
-        }
-    }
-
     /// <summary>Whether the four-by-two f32 block on Vector512 (<see cref="Dot4x2"/>) runs: where Vector512 is accelerated
     /// and the Vector256 order is in use (the wide order has its own blocks).</summary>
     public static bool FourRowBlocks => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && !UseVector512;

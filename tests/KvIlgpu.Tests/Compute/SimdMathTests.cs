@@ -111,28 +111,6 @@ public class SimdMathTests
             Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x[r][i] * w1[i]), eight[2 * r + 1], 1e-4);
     }
 
-    /// <summary>The chunk-pass two-by-four block (prefill and batched decode of f32 weights on AVX2 without AVX-512) gives
-    /// each of its eight products bitwise what Dot gives, and the right value, over whole 32-value steps, a tail, and rows
-    /// shorter than one step.</summary>
-    [Theory]
-    [InlineData(512)]
-    [InlineData(1376)]
-    [InlineData(77)]
-    [InlineData(32)]
-    [InlineData(31)]
-    public void Two_by_four_dot_is_bitwise_equal_to_eight_single_dots(int n)
-    {
-        var rng = new Random(n + 4);
-        float[] R() => Enumerable.Range(0, n).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
-        float[][] x = [R(), R()], w = [R(), R(), R(), R()];
-        var eight = new float[8];
-        SimdMath.Dot2x4(x[0], x[1], w[0], w[1], w[2], w[3], eight);
-        var expected = x.SelectMany(row => w.Select(column => SimdMath.Dot(row, column)));
-        Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), eight.Select(BitConverter.SingleToInt32Bits));
-        for (int c = 0; c < 4; c++)
-            Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x[1][i] * w[c][i]), eight[4 + c], 1e-4);
-    }
-
     private static float[] Paired(float[] x, WeightType type)
     {
         if (type == WeightType.F32) return x;
