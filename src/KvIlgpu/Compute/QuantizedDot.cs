@@ -298,9 +298,12 @@ internal static class QuantizedDot
             even = Fma.MultiplyAdd(Block32Products(ref row, ref x, type), Vector256.Create(Half(ref table, ref row, 0) * dx), even);
             odd = Fma.MultiplyAdd(Block32Products(ref Unsafe.Add(ref row, bytes), ref Unsafe.Add(ref x, 32), type),
                 Vector256.Create(Half(ref table, ref row, bytes) * Unsafe.Add(ref dx, 1)), odd);
-            if (hasMin) minimums += Half(ref table, ref row, 2) * sums + Half(ref table, ref row, bytes + 2) * Unsafe.Add(ref sums, 1);
-            row = ref Unsafe.Add(ref row, 2 * bytes); x = ref Unsafe.Add(ref x, 64);
-            dx = ref Unsafe.Add(ref dx, 2); sums = ref Unsafe.Add(ref sums, 2);
+            if (hasMin)
+            {
+                minimums += Half(ref table, ref row, 2) * sums + Half(ref table, ref row, bytes + 2) * Unsafe.Add(ref sums, 1);
+                sums = ref Unsafe.Add(ref sums, 2);
+            }
+            row = ref Unsafe.Add(ref row, 2 * bytes); x = ref Unsafe.Add(ref x, 64); dx = ref Unsafe.Add(ref dx, 2);
         }
         if (b < blocks)
         {
@@ -363,10 +366,10 @@ internal static class QuantizedDot
                 float m = Half(ref table, ref row, 2), mNext = Half(ref table, ref row, bytes + 2);
                 minimums0 += m * sums0 + mNext * Unsafe.Add(ref sums0, 1);
                 minimums1 += m * sums1 + mNext * Unsafe.Add(ref sums1, 1);
+                sums0 = ref Unsafe.Add(ref sums0, 2); sums1 = ref Unsafe.Add(ref sums1, 2);
             }
             row = ref Unsafe.Add(ref row, 2 * bytes); x0 = ref Unsafe.Add(ref x0, 64); x1 = ref Unsafe.Add(ref x1, 64);
             dx0 = ref Unsafe.Add(ref dx0, 2); dx1 = ref Unsafe.Add(ref dx1, 2);
-            sums0 = ref Unsafe.Add(ref sums0, 2); sums1 = ref Unsafe.Add(ref sums1, 2);
         }
         if (b < blocks)
         {
