@@ -8,12 +8,15 @@ using KvIlgpu.Models.Quantization;
 namespace KvIlgpu.Compute;
 
 /// <summary>Dot products of one ggml-quantised weight row with an activation row, without dequantising the row to
-/// memory. With AVX2, every format's rows meet the 8-bit activation in integer arithmetic, as
-/// llama.cpp's kernels do: 32 weight codes (made unsigned) times 32 activation codes with one vpmaddubsw, pairs summed
-/// with vpmaddwd, and the scales applied in f32 once per block of 32 (for the k-quants, whose sub-block scales are
-/// integers applied by vpmaddwd, once per super-block of 256). Offsets and minimums come off through
-/// the activation's precomputed code sums. CPUs without AVX2 decode each block to f32 on the stack and take an f32 dot
-/// with the unquantised activation.</summary>
+/// memory. With AVX2, every format's rows meet the 8-bit activation in integer arithmetic, as llama.cpp's kernels do: 32
+/// weight codes times 32 activation codes with one vpmaddubsw (it wants one side unsigned: unsigned codes go as they
+/// are, signed ones as their magnitudes against the activation carrying their signs), pairs summed with vpmaddwd, and
+/// the scales applied in f32 once per block of 32 (for the k-quants, whose sub-block scales are integers applied by
+/// vpmaddwd, once per super-block of 256). q4_0's and q5_0's centre comes off the codes; q6_K's offset and the
+/// minimums of q4_1, q5_1, q4_K and q5_K come off through the activation's precomputed code sums. Each format has its
+/// own row loop (<see cref="Rows{TKernel}"/>), compiled for that format alone so the JIT keeps its references in
+/// registers. CPUs without AVX2 decode each block to f32 on the stack and take an f32 dot with the unquantised
+/// activation.</summary>
 internal static class QuantizedDot
 {
     /// <summary>Whether the integer path serves this type on this CPU (the activation must then be quantised).</summary>
