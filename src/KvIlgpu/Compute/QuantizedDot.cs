@@ -41,10 +41,10 @@ internal static class QuantizedDot
             case WeightType.Q4_K: Rows<Q4KKernel>(ref w, rowBytes, xq, y); break;
             case WeightType.Q5_K: Rows<Q5KKernel>(ref w, rowBytes, xq, y); break;
             case WeightType.Q6_K: Rows<Q6KKernel>(ref w, rowBytes, xq, y); break;
-            case WeightType.Q4_0: Rows<Q4_0Kernel>(ref w, rowBytes, xq, y); break;
-            case WeightType.Q4_1: Rows<Q4_1Kernel>(ref w, rowBytes, xq, y); break;
-            case WeightType.Q5_0: Rows<Q5_0Kernel>(ref w, rowBytes, xq, y); break;
-            case WeightType.Q5_1: Rows<Q5_1Kernel>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q4_0: Rows<Block32Kernel<Q4_0Format>>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q4_1: Rows<Block32Kernel<Q4_1Format>>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q5_0: Rows<Block32Kernel<Q5_0Format>>(ref w, rowBytes, xq, y); break;
+            case WeightType.Q5_1: Rows<Block32Kernel<Q5_1Format>>(ref w, rowBytes, xq, y); break;
             default: throw new ArgumentException($"no integer kernel for {type}", nameof(type));
         }
     }
@@ -69,10 +69,10 @@ internal static class QuantizedDot
             case WeightType.Q4_K: Rows2<Q4KKernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
             case WeightType.Q5_K: Rows2<Q5KKernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
             case WeightType.Q6_K: Rows2<Q6KKernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
-            case WeightType.Q4_0: Rows2<Q4_0Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
-            case WeightType.Q4_1: Rows2<Q4_1Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
-            case WeightType.Q5_0: Rows2<Q5_0Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
-            case WeightType.Q5_1: Rows2<Q5_1Kernel>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q4_0: Rows2<Block32Kernel<Q4_0Format>>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q4_1: Rows2<Block32Kernel<Q4_1Format>>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q5_0: Rows2<Block32Kernel<Q5_0Format>>(ref w, rowBytes, xq0, xq1, y0, y1); break;
+            case WeightType.Q5_1: Rows2<Block32Kernel<Q5_1Format>>(ref w, rowBytes, xq0, xq1, y0, y1); break;
             default: throw new ArgumentException($"no integer kernel for {type}", nameof(type));
         }
     }
@@ -125,32 +125,23 @@ internal static class QuantizedDot
         public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) => DotQ6K2(ref row, xq0, xq1);
     }
 
-    private readonly struct Q4_0Kernel : IRowKernel
+    /// <summary>One block-of-32 format (q4_0, q4_1, q5_0, q5_1) as a type, so <see cref="Block32Kernel{TFormat}"/>'s row
+    /// loop is compiled with the format a constant.</summary>
+    private interface IBlock32Format
     {
-        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q4_0);
-        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
-            DotBlock32x2(ref row, xq0, xq1, WeightType.Q4_0);
+        static abstract WeightType Type { get; }
     }
 
-    private readonly struct Q4_1Kernel : IRowKernel
-    {
-        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q4_1);
-        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
-            DotBlock32x2(ref row, xq0, xq1, WeightType.Q4_1);
-    }
+    private readonly struct Q4_0Format : IBlock32Format { public static WeightType Type => WeightType.Q4_0; }
+    private readonly struct Q4_1Format : IBlock32Format { public static WeightType Type => WeightType.Q4_1; }
+    private readonly struct Q5_0Format : IBlock32Format { public static WeightType Type => WeightType.Q5_0; }
+    private readonly struct Q5_1Format : IBlock32Format { public static WeightType Type => WeightType.Q5_1; }
 
-    private readonly struct Q5_0Kernel : IRowKernel
+    private readonly struct Block32Kernel<TFormat> : IRowKernel where TFormat : struct, IBlock32Format
     {
-        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q5_0);
+        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, TFormat.Type);
         public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
-            DotBlock32x2(ref row, xq0, xq1, WeightType.Q5_0);
-    }
-
-    private readonly struct Q5_1Kernel : IRowKernel
-    {
-        public static float Dot(ref byte row, QuantizedActivation xq) => DotBlock32(ref row, xq, WeightType.Q5_1);
-        public static (float, float) Dot2(ref byte row, QuantizedActivation xq0, QuantizedActivation xq1) =>
-            DotBlock32x2(ref row, xq0, xq1, WeightType.Q5_1);
+            DotBlock32x2(ref row, xq0, xq1, TFormat.Type);
     }
 
     /// <summary>Each block decoded to f32 on the stack, then an f32 SIMD dot.</summary>
