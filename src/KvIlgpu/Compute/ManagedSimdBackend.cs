@@ -69,12 +69,6 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     Type == WeightType.BF16, prescaled, dst);
         }
 
-        /// <summary>f32 rows j and j + 1 against four activation rows, into dst (x0.wj, x0.wj+1, x1.wj, ...; bitwise equal
-        /// to eight Dot calls).</summary>
-        public void Dot4x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3, int row,
-            Span<float> dst) =>
-            SimdMath.Dot4x2(x0, x1, x2, x3, F32!.AsSpan(row * Cols, Cols), F32.AsSpan((row + 1) * Cols, Cols), dst);
-
         public void RowToFloat(int row, Span<float> dst) => _tensor.RowToFloat(row, dst);
     }
 
@@ -257,16 +251,22 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     private void MatMulRows(float[] xs, HostWeight wt, float[] o, int rows, bool prescaled)
     {
         int n = wt.Rows, k = wt.Cols;
+        if (wt.F32 != null && rows >= 4 && F32Products.Wide4x3 && SimdMath.F32ThreeRowBlocks)
+        {
+            F32MatMulRowsWide(xs, wt.F32, o, rows, n, k);
+            return;
+        }
         // A tile of weight rows stays in L1 while every activation row passes over it, two weight rows at a time against two
         // activation rows, so each pair of activation rows is read from L2 once per tile, not once per weight-row pair
         // (every product bitwise what Dot gives, so batching changes no number).
         int tile = Math.Max(2, Math.Min(16, 8192 / Math.Max(1, k)) & ~1);
-        bool three = SimdMath.ThreeRowBlocks;
-        bool four = SimdMath.FourRowBlocks && wt.Type == WeightType.F32;
+        // Three activation rows by two weight rows where the registers hold the block: f32 in the Vector256 order (12
+        // accumulators) everywhere, 16-bit weights (24) with AVX-512's 32 registers.
+        bool three = wt.Type == WeightType.F32 ? SimdMath.F32ThreeRowBlocks : SimdMath.ThreeRowBlocks;
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;
-            Span<float> block = stackalloc float[8]; // a block's products (3 x 2 or 4 x 2)
+            Span<float> block = stackalloc float[6]; // a three-by-two block's products
             if (rows > 1)
             {
                 int pairsEnd = start + ((end - start) & ~1);
@@ -274,15 +274,6 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 {
                     int j1 = Math.Min(j0 + tile, pairsEnd);
                     int r = 0;
-                    if (four)
-                        for (; r + 3 < rows; r += 4)
-                            for (int jj = j0; jj < j1; jj += 2)
-                            {
-                                wt.Dot4x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k),
-                                    xs.AsSpan((r + 3) * k, k), jj, block);
-                                for (int q = 0; q < 4; q++)
-                                    (o[(r + q) * n + jj], o[(r + q) * n + jj + 1]) = (block[2 * q], block[2 * q + 1]);
-                            }
                     if (three)
                     {
                         for (; r + 2 < rows; r += 3)
@@ -312,6 +303,38 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                         (o[r * n + j], o[(r + 1) * n + j]) = wt.Dot2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), j);
                 for (; r < rows; r++) o[r * n + j] = wt.Dot(xs.AsSpan(r * k, k), j, prescaled);
             }
+        });
+    }
+
+    /// <summary>y = x w^T for f32 weights with AVX-512 (in the Vector256 order, so bitwise what the other paths give):
+    /// blocks of four activation rows by three weight rows (<see cref="F32Products.Dot4x3Wide"/>), a tile of up to 15
+    /// weight rows (at most 32 KB) kept in L1 while every block of activation rows passes over it; the one to three
+    /// activation rows left over meet the tile's rows one at a time.</summary>
+    private void F32MatMulRowsWide(float[] xs, float[] w, float[] o, int rows, int n, int k)
+    {
+        int tile = 3 * Math.Clamp(8192 / Math.Max(1, 3 * k), 1, 5);
+        ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+        {
+            Span<float> block = stackalloc float[12];
+            int blocksEnd = start + (end - start) / 3 * 3;
+            for (int j0 = start; j0 < blocksEnd; j0 += tile)
+            {
+                int j1 = Math.Min(j0 + tile, blocksEnd), r = 0;
+                for (; r + 3 < rows; r += 4)
+                    for (int j = j0; j < j1; j += 3)
+                    {
+                        F32Products.Dot4x3Wide(xs.AsSpan(r * k, 4 * k), w.AsSpan(j * k, 3 * k), k, block);
+                        for (int q = 0; q < 4; q++)
+                        {
+                            int at = (r + q) * n + j;
+                            o[at] = block[3 * q]; o[at + 1] = block[3 * q + 1]; o[at + 2] = block[3 * q + 2];
+                        }
+                    }
+                for (; r < rows; r++)
+                    for (int j = j0; j < j1; j++) o[r * n + j] = F32Products.Dot(xs.AsSpan(r * k, k), w.AsSpan(j * k, k));
+            }
+            for (int r = 0; r < rows; r++)
+                for (int j = blocksEnd; j < end; j++) o[r * n + j] = F32Products.Dot(xs.AsSpan(r * k, k), w.AsSpan(j * k, k));
         });
     }
 

@@ -265,26 +265,9 @@ internal static class SimdMath
         TensorPrimitives.SoftMax(dst, dst);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w)
-    {
-        if (Wide(x.Length)) return Dot512(x, w);
-        if (!Vector256.IsHardwareAccelerated || x.Length < 32) return TensorPrimitives.Dot(x, w);
-        ref float xr = ref MemoryMarshal.GetReference(x);
-        ref float wr = ref MemoryMarshal.GetReference(w);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
-        int n = x.Length, i = 0;
-        for (; i <= n - 32; i += 32)
-        {
-            a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), Vector256.LoadUnsafe(ref wr, (nuint)i), a0);
-            a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), Vector256.LoadUnsafe(ref wr, (nuint)i + 8), a1);
-            a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), Vector256.LoadUnsafe(ref wr, (nuint)i + 16), a2);
-            a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), Vector256.LoadUnsafe(ref wr, (nuint)i + 24), a3);
-        }
-        float sum = Vector256.Sum((a0 + a1) + (a2 + a3));
-        for (; i < n; i++) sum += x[i] * w[i];
-        return sum;
-    }
+    /// <summary>x . w for an f32 weight row: the wide order where it is in use, else <see cref="F32Products"/>' order.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static float Dot(ReadOnlySpan<float> x, ReadOnlySpan<float> w) => Wide(x.Length) ? Dot512(x, w) : F32Products.Dot(x, w);
 
     /// <summary>Two dot products sharing one weight row (16-bit weights: activation rows in pair order): each weight chunk
     /// is loaded (and widened) once for both activation rows. Each row's accumulation order is exactly that of Dot, so
@@ -295,29 +278,18 @@ internal static class SimdMath
     {
         int n = x0.Length, i = 0;
         if (Wide(n)) return Dot2_512(x0, x1, wf, w16, kind);
-        if (!Vector256.IsHardwareAccelerated || (kind == WeightKind.F32 && n < 32))
-            return kind == WeightKind.F32 ? (Dot(x0, wf), Dot(x1, wf)) : (Dot(x0, w16, kind == WeightKind.BF16), Dot(x1, w16,
-                kind == WeightKind.BF16));
+        if (kind == WeightKind.F32) return F32Products.Dot2(x0, x1, wf);
+        if (!Vector256.IsHardwareAccelerated) return (Dot(x0, w16, kind == WeightKind.BF16), Dot(x1, w16, kind == WeightKind.BF16));
         ref float xr0 = ref MemoryMarshal.GetReference(x0);
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         for (; i <= n - 32; i += 32)
         {
-            Vector256<float> f0, f1, f2, f3;
-            if (kind == WeightKind.F32)
-            {
-                ref float wr = ref MemoryMarshal.GetReference(wf);
-                f0 = Vector256.LoadUnsafe(ref wr, (nuint)i); f1 = Vector256.LoadUnsafe(ref wr, (nuint)i + 8);
-                f2 = Vector256.LoadUnsafe(ref wr, (nuint)i + 16); f3 = Vector256.LoadUnsafe(ref wr, (nuint)i + 24);
-            }
-            else
-            {
-                ref ushort wr = ref MemoryMarshal.GetReference(w16);
-                var w0 = Vector256.LoadUnsafe(ref wr, (nuint)i);
-                var w1 = Vector256.LoadUnsafe(ref wr, (nuint)i + 16);
-                (f0, f1) = kind == WeightKind.BF16 ? WidenBf16(w0) : WidenF16(w0);
-                (f2, f3) = kind == WeightKind.BF16 ? WidenBf16(w1) : WidenF16(w1);
-            }
+            ref ushort wr = ref MemoryMarshal.GetReference(w16);
+            var w0 = Vector256.LoadUnsafe(ref wr, (nuint)i);
+            var w1 = Vector256.LoadUnsafe(ref wr, (nuint)i + 16);
+            var (f0, f1) = kind == WeightKind.BF16 ? WidenBf16(w0) : WidenF16(w0);
+            var (f2, f3) = kind == WeightKind.BF16 ? WidenBf16(w1) : WidenF16(w1);
             a0 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i), f0, a0);
             a1 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 8), f1, a1);
             a2 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 16), f2, a2);
@@ -330,13 +302,7 @@ internal static class SimdMath
         float s0 = Vector256.Sum((a0 + a1) + (a2 + a3)), s1 = Vector256.Sum((b0 + b1) + (b2 + b3));
         for (; i < n; i++)
         {
-            float w = kind switch
-            {
-                WeightKind.F32 => wf[i],
-                WeightKind.BF16 => Models.FloatBits.FromBFloat16(w16[i]),
-                _ =>
-                Models.FloatBits.FromHalf(w16[i])
-            };
+            float w = kind == WeightKind.BF16 ? Models.FloatBits.FromBFloat16(w16[i]) : Models.FloatBits.FromHalf(w16[i]);
             s0 += x0[i] * w;
             s1 += x1[i] * w;
         }
@@ -419,169 +385,24 @@ internal static class SimdMath
         }
     }
 
-    /// <summary>Two f32 weight rows against two activation rows: four dot products, each weight and activation chunk
-    /// loaded once for two products (one FMA per load, where <see cref="Dot2"/> has two for three). Each product keeps
-    /// exactly Dot's accumulation order (four accumulators over 32-value steps, summed ((a0 + a1) + (a2 + a3)), then the
-    /// tail in order), so the results are bitwise those of four Dot calls: the prefill GEMM gives a row what decode would.
-    /// This is the Vector256 order's block; with AVX-512 the wide order's Vector512 block runs instead.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    /// <summary>Two f32 weight rows against two activation rows: four dot products, each bitwise what Dot gives (the wide
+    /// order's Vector512 block, or <see cref="F32Products.Dot2x2"/>).</summary>
     public static (float X0W0, float X0W1, float X1W0, float X1W1) Dot2x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
-        ReadOnlySpan<float> w0, ReadOnlySpan<float> w1)
-    {
-        int n = x0.Length, i = 0;
-        if (Wide(n)) return Dot2x2_512(x0, x1, w0, default, w1, default, WeightKind.F32);
-        if (!Vector256.IsHardwareAccelerated || n < 32) return (Dot(x0, w0), Dot(x0, w1), Dot(x1, w0), Dot(x1, w1));
-        ref float xr0 = ref MemoryMarshal.GetReference(x0);
-        ref float xr1 = ref MemoryMarshal.GetReference(x1);
-        ref float wr0 = ref MemoryMarshal.GetReference(w0);
-        ref float wr1 = ref MemoryMarshal.GetReference(w1);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
-        for (; i <= n - 32; i += 32)
-        {
-            var x = Vector256.LoadUnsafe(ref xr0, (nuint)i); var y = Vector256.LoadUnsafe(ref xr1, (nuint)i);
-            var u = Vector256.LoadUnsafe(ref wr0, (nuint)i); var v = Vector256.LoadUnsafe(ref wr1, (nuint)i);
-            a0 = Fmadd(x, u, a0); b0 = Fmadd(x, v, b0); c0 = Fmadd(y, u, c0); d0 = Fmadd(y, v, d0);
-            x = Vector256.LoadUnsafe(ref xr0, (nuint)i + 8); y = Vector256.LoadUnsafe(ref xr1, (nuint)i + 8);
-            u = Vector256.LoadUnsafe(ref wr0, (nuint)i + 8); v = Vector256.LoadUnsafe(ref wr1, (nuint)i + 8);
-            a1 = Fmadd(x, u, a1); b1 = Fmadd(x, v, b1); c1 = Fmadd(y, u, c1); d1 = Fmadd(y, v, d1);
-            x = Vector256.LoadUnsafe(ref xr0, (nuint)i + 16); y = Vector256.LoadUnsafe(ref xr1, (nuint)i + 16);
-            u = Vector256.LoadUnsafe(ref wr0, (nuint)i + 16); v = Vector256.LoadUnsafe(ref wr1, (nuint)i + 16);
-            a2 = Fmadd(x, u, a2); b2 = Fmadd(x, v, b2); c2 = Fmadd(y, u, c2); d2 = Fmadd(y, v, d2);
-            x = Vector256.LoadUnsafe(ref xr0, (nuint)i + 24); y = Vector256.LoadUnsafe(ref xr1, (nuint)i + 24);
-            u = Vector256.LoadUnsafe(ref wr0, (nuint)i + 24); v = Vector256.LoadUnsafe(ref wr1, (nuint)i + 24);
-            a3 = Fmadd(x, u, a3); b3 = Fmadd(x, v, b3); c3 = Fmadd(y, u, c3); d3 = Fmadd(y, v, d3);
-        }
-        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
-        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
-        for (; i < n; i++)
-        {
-            s00 += x0[i] * w0[i]; s01 += x0[i] * w1[i];
-            s10 += x1[i] * w0[i]; s11 += x1[i] * w1[i];
-        }
-        return (s00, s01, s10, s11);
-    }
+        ReadOnlySpan<float> w0, ReadOnlySpan<float> w1) =>
+        Wide(x0.Length) ? Dot2x2_512(x0, x1, w0, default, w1, default, WeightKind.F32) : F32Products.Dot2x2(x0, x1, w0, w1);
 
-    /// <summary>Whether the three-by-two block runs: it holds 24 accumulators, which need AVX-512's 32 vector registers
-    /// (with AVX2's 16 they would spill).</summary>
+    /// <summary>Whether the 16-bit weights' three-by-two block runs: it holds 24 accumulators, which need AVX-512's 32
+    /// vector registers (with AVX2's 16 they would spill).</summary>
     public static bool ThreeRowBlocks => Avx512F.VL.IsSupported && !UseVector512;
 
-    /// <summary>Two f32 weight rows against three activation rows: six dot products, each in exactly Dot's accumulation
-    /// order (so bitwise what Dot gives), with five loads for six FMAs where the two-by-two block has four for four.
+    /// <summary>Whether the f32 three-by-two block runs: everywhere but in the wide order, which has its own blocks (its 12
+    /// accumulators fit AVX2's registers; see <see cref="F32Products"/>).</summary>
+    public static bool F32ThreeRowBlocks => !UseVector512;
+
+    /// <summary>Two f32 weight rows against three activation rows, in the Vector256 order (<see cref="F32Products.Dot3x2"/>):
     /// dst receives x0.w0, x0.w1, x1.w0, x1.w1, x2.w0, x2.w1.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dot3x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> w0,
-        ReadOnlySpan<float> w1, Span<float> dst)
-    {
-        int n = x0.Length, i = 0;
-        if (n < 32)
-        {
-            dst[0] = Dot(x0, w0); dst[1] = Dot(x0, w1); dst[2] = Dot(x1, w0);
-            dst[3] = Dot(x1, w1); dst[4] = Dot(x2, w0); dst[5] = Dot(x2, w1);
-            return;
-        }
-        ref float xr0 = ref MemoryMarshal.GetReference(x0);
-        ref float xr1 = ref MemoryMarshal.GetReference(x1);
-        ref float xr2 = ref MemoryMarshal.GetReference(x2);
-        ref float wr0 = ref MemoryMarshal.GetReference(w0);
-        ref float wr1 = ref MemoryMarshal.GetReference(w1);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
-        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
-        for (; i <= n - 32; i += 32)
-        {
-            nuint at = (nuint)i;
-            var u = Vector256.LoadUnsafe(ref wr0, at); var v = Vector256.LoadUnsafe(ref wr1, at);
-            var x = Vector256.LoadUnsafe(ref xr0, at);
-            a0 = Fmadd(x, u, a0); b0 = Fmadd(x, v, b0);
-            x = Vector256.LoadUnsafe(ref xr1, at); c0 = Fmadd(x, u, c0); d0 = Fmadd(x, v, d0);
-            x = Vector256.LoadUnsafe(ref xr2, at); e0 = Fmadd(x, u, e0); f0 = Fmadd(x, v, f0);
-            u = Vector256.LoadUnsafe(ref wr0, at + 8); v = Vector256.LoadUnsafe(ref wr1, at + 8);
-            x = Vector256.LoadUnsafe(ref xr0, at + 8); a1 = Fmadd(x, u, a1); b1 = Fmadd(x, v, b1);
-            x = Vector256.LoadUnsafe(ref xr1, at + 8); c1 = Fmadd(x, u, c1); d1 = Fmadd(x, v, d1);
-            x = Vector256.LoadUnsafe(ref xr2, at + 8); e1 = Fmadd(x, u, e1); f1 = Fmadd(x, v, f1);
-            u = Vector256.LoadUnsafe(ref wr0, at + 16); v = Vector256.LoadUnsafe(ref wr1, at + 16);
-            x = Vector256.LoadUnsafe(ref xr0, at + 16); a2 = Fmadd(x, u, a2); b2 = Fmadd(x, v, b2);
-            x = Vector256.LoadUnsafe(ref xr1, at + 16); c2 = Fmadd(x, u, c2); d2 = Fmadd(x, v, d2);
-            x = Vector256.LoadUnsafe(ref xr2, at + 16); e2 = Fmadd(x, u, e2); f2 = Fmadd(x, v, f2);
-            u = Vector256.LoadUnsafe(ref wr0, at + 24); v = Vector256.LoadUnsafe(ref wr1, at + 24);
-            x = Vector256.LoadUnsafe(ref xr0, at + 24); a3 = Fmadd(x, u, a3); b3 = Fmadd(x, v, b3);
-            x = Vector256.LoadUnsafe(ref xr1, at + 24); c3 = Fmadd(x, u, c3); d3 = Fmadd(x, v, d3);
-            x = Vector256.LoadUnsafe(ref xr2, at + 24); e3 = Fmadd(x, u, e3); f3 = Fmadd(x, v, f3);
-        }
-        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
-        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
-        float s20 = Vector256.Sum((e0 + e1) + (e2 + e3)), s21 = Vector256.Sum((f0 + f1) + (f2 + f3));
-        for (; i < n; i++)
-        {
-            s00 += x0[i] * w0[i]; s01 += x0[i] * w1[i];
-            s10 += x1[i] * w0[i]; s11 += x1[i] * w1[i];
-            s20 += x2[i] * w0[i]; s21 += x2[i] * w1[i];
-        }
-        dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
-    }
-
-    /// <summary>Whether the four-by-two f32 block on Vector512 (<see cref="Dot4x2"/>) runs: where Vector512 is accelerated
-    /// and the Vector256 order is in use (the wide order has its own blocks).</summary>
-    public static bool FourRowBlocks => Vector512.IsHardwareAccelerated && Avx512F.IsSupported && !UseVector512;
-
-    /// <summary>Two f32 weight rows against four activation rows on Vector512, in exactly Dot's Vector256 order: each
-    /// product's 512-bit accumulators hold Dot's a0|a1 and a2|a3 side by side (lane for lane the same fused multiply-adds),
-    /// and are summed as ((a0 + a1) + (a2 + a3)) from their halves, so every result is bitwise what Dot gives. Per 16
-    /// values it makes eight FMAs of 16 lanes from six loads, where the Vector256 three-by-two block makes six of 8 lanes
-    /// from five. dst receives x0.w0, x0.w1, x1.w0, x1.w1, x2.w0, x2.w1, x3.w0, x3.w1.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    public static void Dot4x2(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2, ReadOnlySpan<float> x3,
-        ReadOnlySpan<float> w0, ReadOnlySpan<float> w1, Span<float> dst)
-    {
-        int n = x0.Length, i = 0;
-        if (n < 32 || !FourRowBlocks)
-        {
-            dst[0] = Dot(x0, w0); dst[1] = Dot(x0, w1); dst[2] = Dot(x1, w0); dst[3] = Dot(x1, w1);
-            dst[4] = Dot(x2, w0); dst[5] = Dot(x2, w1); dst[6] = Dot(x3, w0); dst[7] = Dot(x3, w1);
-            return;
-        }
-        ref float xr0 = ref MemoryMarshal.GetReference(x0);
-        ref float xr1 = ref MemoryMarshal.GetReference(x1);
-        ref float xr2 = ref MemoryMarshal.GetReference(x2);
-        ref float xr3 = ref MemoryMarshal.GetReference(x3);
-        ref float wr0 = ref MemoryMarshal.GetReference(w0);
-        ref float wr1 = ref MemoryMarshal.GetReference(w1);
-        // Letter: the activation row; digit: the weight row; a0 holds Dot's a0|a1 of x0.w0, and ah0 its a2|a3.
-        Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default, d0 = default, d1 = default;
-        Vector512<float> ah0 = default, ah1 = default, bh0 = default, bh1 = default;
-        Vector512<float> ch0 = default, ch1 = default, dh0 = default, dh1 = default;
-        for (; i <= n - 32; i += 32)
-        {
-            nuint at = (nuint)i;
-            var u = Vector512.LoadUnsafe(ref wr0, at); var v = Vector512.LoadUnsafe(ref wr1, at);
-            var x = Vector512.LoadUnsafe(ref xr0, at); a0 = Fmadd(x, u, a0); a1 = Fmadd(x, v, a1);
-            x = Vector512.LoadUnsafe(ref xr1, at); b0 = Fmadd(x, u, b0); b1 = Fmadd(x, v, b1);
-            x = Vector512.LoadUnsafe(ref xr2, at); c0 = Fmadd(x, u, c0); c1 = Fmadd(x, v, c1);
-            x = Vector512.LoadUnsafe(ref xr3, at); d0 = Fmadd(x, u, d0); d1 = Fmadd(x, v, d1);
-            u = Vector512.LoadUnsafe(ref wr0, at + 16); v = Vector512.LoadUnsafe(ref wr1, at + 16);
-            x = Vector512.LoadUnsafe(ref xr0, at + 16); ah0 = Fmadd(x, u, ah0); ah1 = Fmadd(x, v, ah1);
-            x = Vector512.LoadUnsafe(ref xr1, at + 16); bh0 = Fmadd(x, u, bh0); bh1 = Fmadd(x, v, bh1);
-            x = Vector512.LoadUnsafe(ref xr2, at + 16); ch0 = Fmadd(x, u, ch0); ch1 = Fmadd(x, v, ch1);
-            x = Vector512.LoadUnsafe(ref xr3, at + 16); dh0 = Fmadd(x, u, dh0); dh1 = Fmadd(x, v, dh1);
-        }
-        float s00 = Sum256Order(a0, ah0), s01 = Sum256Order(a1, ah1), s10 = Sum256Order(b0, bh0), s11 = Sum256Order(b1, bh1);
-        float s20 = Sum256Order(c0, ch0), s21 = Sum256Order(c1, ch1), s30 = Sum256Order(d0, dh0), s31 = Sum256Order(d1, dh1);
-        for (; i < n; i++)
-        {
-            s00 += x0[i] * w0[i]; s01 += x0[i] * w1[i];
-            s10 += x1[i] * w0[i]; s11 += x1[i] * w1[i];
-            s20 += x2[i] * w0[i]; s21 += x2[i] * w1[i];
-            s30 += x3[i] * w0[i]; s31 += x3[i] * w1[i];
-        }
-        dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21; dst[6] = s30; dst[7] = s31;
-    }
-
-    /// <summary>Dot's final sum from 512-bit accumulators holding its a0|a1 (low) and a2|a3 (high): ((a0 + a1) + (a2 + a3)),
-    /// then Vector256.Sum, as Dot sums them.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static float Sum256Order(Vector512<float> low, Vector512<float> high) =>
-        Vector256.Sum((low.GetLower() + low.GetUpper()) + (high.GetLower() + high.GetUpper()));
+        ReadOnlySpan<float> w1, Span<float> dst) => F32Products.Dot3x2(x0, x1, x2, w0, w1, dst);
 
     /// <summary>The three-by-two block for f16 or bf16 weight rows (activation rows in pair order; prescaled as
     /// <see cref="ToPairOrder"/> returned): each 16-value chunk of a weight row is widened once for three activation rows,

@@ -5,7 +5,7 @@ namespace KvIlgpu.Training;
 
 /// <summary>The managed trainer's matrix products, on the inference backend's register blocks
 /// (<see cref="SimdMath.Dot3x2(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float},
-/// ReadOnlySpan{float}, Span{float})"/> where AVX-512 gives the registers, else <see cref="SimdMath.Dot2x2(ReadOnlySpan{float},
+/// ReadOnlySpan{float}, Span{float})"/> outside the wide order, else <see cref="SimdMath.Dot2x2(ReadOnlySpan{float},
 /// ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{float})"/>): every product is c (+)= a b^T over contiguous
 /// rows, taken a tile of b's rows at a time so the tile stays in cache while every row of a passes it. The forward
 /// y = x w^T is one; the backward's dx += dy w is dy (w^T)^T and dw += dy^T x is (dy^T) (x^T)^T, the transposes made once
@@ -47,7 +47,7 @@ internal static class TrainingMatMul
     {
         // A tile of b's rows of about 64 KB (an even count), for every row of a.
         int tile = Math.Max(2, 16384 / Math.Max(1, length) & ~1);
-        bool three = SimdMath.ThreeRowBlocks;
+        bool three = SimdMath.F32ThreeRowBlocks;
         Span<float> six = stackalloc float[6];
         for (int j0 = 0; j0 < cols; j0 += tile)
         {

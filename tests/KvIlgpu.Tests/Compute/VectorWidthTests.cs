@@ -122,8 +122,9 @@ public class VectorWidthTests
     }
 
     /// <summary>Without AVX-512 (the runtime's switch, as on the team's AVX2-only machines) the matrix products take the
-    /// two-by-two blocks where this CPU takes four-by-two (f32, Vector512) and three-by-two ones: a prompt long enough
-    /// for all of them, in f32 and in f16 (a GGUF the CLI converts), gives the same greedy tokens either way.</summary>
+    /// AVX2 blocks (f32 three-by-two, 16-bit two-by-two) where this CPU may take AVX-512's (f32 four-by-three on Vector512,
+    /// 16-bit three-by-two): a prompt long enough for all of them, in f32 and in f16 (a GGUF the CLI converts), gives the
+    /// same greedy tokens either way.</summary>
     [Fact]
     public void Without_avx512_the_two_row_blocks_give_the_same_tokens()
     {
