@@ -282,7 +282,7 @@ internal static class SimdMath
         if (!Vector256.IsHardwareAccelerated) return (Dot(x0, w16, kind == WeightKind.BF16), Dot(x1, w16, kind == WeightKind.BF16));
         ref float xr0 = ref MemoryMarshal.GetReference(x0);
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
-        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
         for (; i <= n - 32; i += 32)
         {
             ref ushort wr = ref MemoryMarshal.GetReference(w16);
@@ -292,14 +292,14 @@ internal static class SimdMath
             var (f2, f3) = kind == WeightKind.BF16 ? WidenBf16(w1) : WidenF16(w1);
             a0 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i), f0, a0);
             a1 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 8), f1, a1);
-            a0 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 16), f2, a0);
-            a1 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 24), f3, a1);
+            a2 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 16), f2, a2);
+            a3 = Fmadd(Vector256.LoadUnsafe(ref xr0, (nuint)i + 24), f3, a3);
             b0 = Fmadd(Vector256.LoadUnsafe(ref xr1, (nuint)i), f0, b0);
             b1 = Fmadd(Vector256.LoadUnsafe(ref xr1, (nuint)i + 8), f1, b1);
-            b0 = Fmadd(Vector256.LoadUnsafe(ref xr1, (nuint)i + 16), f2, b0);
-            b1 = Fmadd(Vector256.LoadUnsafe(ref xr1, (nuint)i + 24), f3, b1);
+            b2 = Fmadd(Vector256.LoadUnsafe(ref xr1, (nuint)i + 16), f2, b2);
+            b3 = Fmadd(Vector256.LoadUnsafe(ref xr1, (nuint)i + 24), f3, b3);
         }
-        float s0 = Vector256.Sum(a0 + a1), s1 = Vector256.Sum(b0 + b1);
+        float s0 = Vector256.Sum((a0 + a1) + (a2 + a3)), s1 = Vector256.Sum((b0 + b1) + (b2 + b3));
         for (; i < n; i++)
         {
             float w = kind == WeightKind.BF16 ? Models.FloatBits.FromBFloat16(w16[i]) : Models.FloatBits.FromHalf(w16[i]);
@@ -391,8 +391,8 @@ internal static class SimdMath
         ReadOnlySpan<float> w0, ReadOnlySpan<float> w1) =>
         Wide(x0.Length) ? Dot2x2_512(x0, x1, w0, default, w1, default, WeightKind.F32) : F32Products.Dot2x2(x0, x1, w0, w1);
 
-    /// <summary>Whether the 16-bit weights' three-by-two block runs: its 12 accumulators, four widened weight vectors and
-    /// the widening's constants need AVX-512's 32 vector registers (with AVX2's 16 they would spill).</summary>
+    /// <summary>Whether the 16-bit weights' three-by-two block runs: it holds 24 accumulators, which need AVX-512's 32
+    /// vector registers (with AVX2's 16 they would spill).</summary>
     public static bool ThreeRowBlocks => Avx512F.VL.IsSupported && !UseVector512;
 
     /// <summary>Whether the f32 three-by-two block runs: everywhere but in the wide order, which has its own blocks (its 12
@@ -426,9 +426,9 @@ internal static class SimdMath
         ref float xr2 = ref MemoryMarshal.GetReference(x2);
         ref ushort wr0 = ref MemoryMarshal.GetReference(w0);
         ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
-        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
-        Vector256<float> c0 = default, c1 = default, d0 = default, d1 = default;
-        Vector256<float> e0 = default, e1 = default, f0 = default, f1 = default;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
+        Vector256<float> e0 = default, e1 = default, e2 = default, e3 = default, f0 = default, f1 = default, f2 = default, f3 = default;
         var mask = T.Mask;
         var scale = T.Scale;
         for (; i <= n - 32; i += 32)
@@ -444,16 +444,16 @@ internal static class SimdMath
             x = Vector256.LoadUnsafe(ref xr2, at + 8); e1 = Fmadd(x, u1, e1); f1 = Fmadd(x, v1, f1);
             (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at + 16), mask, scale);
             (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at + 16), mask, scale);
-            x = Vector256.LoadUnsafe(ref xr0, at + 16); a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0);
-            x = Vector256.LoadUnsafe(ref xr1, at + 16); c0 = Fmadd(x, u0, c0); d0 = Fmadd(x, v0, d0);
-            x = Vector256.LoadUnsafe(ref xr2, at + 16); e0 = Fmadd(x, u0, e0); f0 = Fmadd(x, v0, f0);
-            x = Vector256.LoadUnsafe(ref xr0, at + 24); a1 = Fmadd(x, u1, a1); b1 = Fmadd(x, v1, b1);
-            x = Vector256.LoadUnsafe(ref xr1, at + 24); c1 = Fmadd(x, u1, c1); d1 = Fmadd(x, v1, d1);
-            x = Vector256.LoadUnsafe(ref xr2, at + 24); e1 = Fmadd(x, u1, e1); f1 = Fmadd(x, v1, f1);
+            x = Vector256.LoadUnsafe(ref xr0, at + 16); a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2);
+            x = Vector256.LoadUnsafe(ref xr1, at + 16); c2 = Fmadd(x, u0, c2); d2 = Fmadd(x, v0, d2);
+            x = Vector256.LoadUnsafe(ref xr2, at + 16); e2 = Fmadd(x, u0, e2); f2 = Fmadd(x, v0, f2);
+            x = Vector256.LoadUnsafe(ref xr0, at + 24); a3 = Fmadd(x, u1, a3); b3 = Fmadd(x, v1, b3);
+            x = Vector256.LoadUnsafe(ref xr1, at + 24); c3 = Fmadd(x, u1, c3); d3 = Fmadd(x, v1, d3);
+            x = Vector256.LoadUnsafe(ref xr2, at + 24); e3 = Fmadd(x, u1, e3); f3 = Fmadd(x, v1, f3);
         }
-        float s00 = Vector256.Sum(a0 + a1), s01 = Vector256.Sum(b0 + b1);
-        float s10 = Vector256.Sum(c0 + c1), s11 = Vector256.Sum(d0 + d1);
-        float s20 = Vector256.Sum(e0 + e1), s21 = Vector256.Sum(f0 + f1);
+        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
+        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
+        float s20 = Vector256.Sum((e0 + e1) + (e2 + e3)), s21 = Vector256.Sum((f0 + f1) + (f2 + f3));
         for (; i < n; i++)
         {
             float p = T.ToSingle(w0[i]), q = T.ToSingle(w1[i]);
@@ -487,8 +487,8 @@ internal static class SimdMath
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
         ref ushort wr0 = ref MemoryMarshal.GetReference(w0);
         ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
-        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
-        Vector256<float> c0 = default, c1 = default, d0 = default, d1 = default;
+        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
         var mask = T.Mask;
         var scale = T.Scale;
         for (; i <= n - 32; i += 32)
@@ -503,12 +503,12 @@ internal static class SimdMath
             (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at + 16), mask, scale);
             (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at + 16), mask, scale);
             x = Vector256.LoadUnsafe(ref xr0, at + 16); y = Vector256.LoadUnsafe(ref xr1, at + 16);
-            a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0); c0 = Fmadd(y, u0, c0); d0 = Fmadd(y, v0, d0);
+            a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2); c2 = Fmadd(y, u0, c2); d2 = Fmadd(y, v0, d2);
             x = Vector256.LoadUnsafe(ref xr0, at + 24); y = Vector256.LoadUnsafe(ref xr1, at + 24);
-            a1 = Fmadd(x, u1, a1); b1 = Fmadd(x, v1, b1); c1 = Fmadd(y, u1, c1); d1 = Fmadd(y, v1, d1);
+            a3 = Fmadd(x, u1, a3); b3 = Fmadd(x, v1, b3); c3 = Fmadd(y, u1, c3); d3 = Fmadd(y, v1, d3);
         }
-        float s00 = Vector256.Sum(a0 + a1), s01 = Vector256.Sum(b0 + b1);
-        float s10 = Vector256.Sum(c0 + c1), s11 = Vector256.Sum(d0 + d1);
+        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
+        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
         for (; i < n; i++)
         {
             float p = T.ToSingle(w0[i]), q = T.ToSingle(w1[i]);
@@ -617,7 +617,7 @@ internal static class SimdMath
         {
             ref float xr = ref MemoryMarshal.GetReference(x);
             ref ushort wr = ref MemoryMarshal.GetReference(w);
-            Vector256<float> a0 = default, a1 = default;
+            Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
             var mask = T.Mask;
             var scale = T.Scale;
             for (; i <= n - 32; i += 32)
@@ -626,10 +626,10 @@ internal static class SimdMath
                 var (f2, f3) = T.Widen(Vector256.LoadUnsafe(ref wr, (nuint)i + 16), mask, scale);
                 a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i), f0, a0);
                 a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 8), f1, a1);
-                a0 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), f2, a0);
-                a1 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), f3, a1);
+                a2 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 16), f2, a2);
+                a3 = Fmadd(Vector256.LoadUnsafe(ref xr, (nuint)i + 24), f3, a3);
             }
-            sum = Vector256.Sum(a0 + a1);
+            sum = Vector256.Sum((a0 + a1) + (a2 + a3));
         }
         for (; i < n; i++) sum += x[i] * T.ToSingle(w[i]);
         return sum;
