@@ -105,7 +105,7 @@ public static class ProjectionTrainer
             float stepWeight = 1;
             if (cfg.RankSampling == "uniform")
             {
-                int lv = 1 + rng.Next(cfg.RankLevels - 1);
+                int lv = cfg.DrawnLevels is { } drawn ? drawn[rng.Next(drawn.Length)] : 1 + rng.Next(cfg.RankLevels - 1);
                 keyRanks = valueRanks = Enumerable.Repeat(Rank(lv), units).ToArray();
                 if (levelWeights != null) stepWeight = levelWeights[lv - 1];
             }

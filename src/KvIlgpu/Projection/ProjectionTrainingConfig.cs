@@ -40,6 +40,10 @@ public sealed record ProjectionTrainingConfig
     /// the initial basis's KL at that level, relative to their geometric mean, so that every level's relative improvement
     /// counts alike instead of the low ranks' large KL drowning the high ranks').</summary>
     [JsonPropertyName("level_weighting")] public string LevelWeighting { get; init; } = "none";
+    /// <summary>With uniform sampling, the levels a step draws from (each of 1..rank_levels - 1 at most once); absent: all of
+    /// them. A fine-tuning stage can spend its steps on the dim budgets that lag (for example [2, 3, 4, 5, 6] of 8 leaves
+    /// out d/8 and 7d/8, which eval does not measure).</summary>
+    [JsonPropertyName("drawn_levels")] public int[]? DrawnLevels { get; init; }
     /// <summary>Steps between validations (KL to the full model at half the dims on fixed windows the steps never draw).</summary>
     [JsonPropertyName("eval_every")] public int EvalEvery { get; init; } = 25;
     /// <summary>Share of sequences that are the base trainer's synthetic long-range tasks (passkey, multi-key needle,
@@ -83,6 +87,9 @@ public sealed record ProjectionTrainingConfig
         Require(LevelWeighting is "none" or "initial_kl", "level_weighting must be none or initial_kl");
         Require(LevelWeighting == "none" || RankSampling == "uniform", "level_weighting initial_kl needs rank_sampling uniform");
         Require(RankSampling == "per_head" || RankLevels >= 2, "rank_sampling uniform needs rank_levels of at least 2");
+        Require(DrawnLevels == null || RankSampling == "uniform", "drawn_levels needs rank_sampling uniform");
+        Require(DrawnLevels == null || (DrawnLevels.Length > 0 && DrawnLevels.Distinct().Count() == DrawnLevels.Length
+            && DrawnLevels.All(l => l >= 1 && l < RankLevels)), "drawn_levels must be distinct levels in 1..rank_levels - 1");
         Require(EvalEvery > 0 && CheckpointEvery > 0, "eval_every and checkpoint_every must be positive");
         Require(TaskFraction is >= 0 and <= 1, "task_fraction must be in [0, 1]");
         Require(TaskMinLength >= 16 && TaskMinLength <= SequenceLength, "task_min_length must be in 16..sequence_length");

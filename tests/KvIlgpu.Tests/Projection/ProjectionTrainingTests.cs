@@ -146,6 +146,11 @@ public class ProjectionTrainingTests
     [InlineData("{\"level_weighting\": \"pca\"}", "level_weighting")]
     [InlineData("{\"level_weighting\": \"initial_kl\"}", "level_weighting initial_kl needs rank_sampling uniform")]
     [InlineData("{\"rank_sampling\": \"uniform\", \"rank_levels\": 1}", "rank_levels")]
+    [InlineData("{\"drawn_levels\": [2]}", "drawn_levels needs rank_sampling uniform")]
+    [InlineData("{\"rank_sampling\": \"uniform\", \"drawn_levels\": [0, 2]}", "drawn_levels must be distinct levels")]
+    [InlineData("{\"rank_sampling\": \"uniform\", \"drawn_levels\": [8]}", "drawn_levels must be distinct levels")]
+    [InlineData("{\"rank_sampling\": \"uniform\", \"drawn_levels\": [3, 3]}", "drawn_levels must be distinct levels")]
+    [InlineData("{\"rank_sampling\": \"uniform\", \"drawn_levels\": []}", "drawn_levels must be distinct levels")]
     public void A_config_with_a_bad_sampling_key_is_rejected_naming_it(string json, string named)
     {
         using var dir = new TempDir();
