@@ -142,9 +142,9 @@ internal static class F32Products
         ref float xr2 = ref MemoryMarshal.GetReference(x2);
         ref float wr0 = ref MemoryMarshal.GetReference(w0);
         ref float wr1 = ref MemoryMarshal.GetReference(w1);
-        // Letter: the activation row; digit: the weight row; capitals: the second accumulator.
+        // Letter: the activation row; digit: the weight row; Odd: the second accumulator (the odd chunks).
         Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default;
-        Vector256<float> A0 = default, A1 = default, B0 = default, B1 = default, C0 = default, C1 = default;
+        Vector256<float> a0Odd = default, a1Odd = default, b0Odd = default, b1Odd = default, c0Odd = default, c1Odd = default;
         for (; i <= n - 16; i += 16)
         {
             var u = Load(ref wr0, i); var v = Load(ref wr1, i);
@@ -152,9 +152,9 @@ internal static class F32Products
             x = Load(ref xr1, i); b0 = Fmadd(x, u, b0); b1 = Fmadd(x, v, b1);
             x = Load(ref xr2, i); c0 = Fmadd(x, u, c0); c1 = Fmadd(x, v, c1);
             u = Load(ref wr0, i + 8); v = Load(ref wr1, i + 8);
-            x = Load(ref xr0, i + 8); A0 = Fmadd(x, u, A0); A1 = Fmadd(x, v, A1);
-            x = Load(ref xr1, i + 8); B0 = Fmadd(x, u, B0); B1 = Fmadd(x, v, B1);
-            x = Load(ref xr2, i + 8); C0 = Fmadd(x, u, C0); C1 = Fmadd(x, v, C1);
+            x = Load(ref xr0, i + 8); a0Odd = Fmadd(x, u, a0Odd); a1Odd = Fmadd(x, v, a1Odd);
+            x = Load(ref xr1, i + 8); b0Odd = Fmadd(x, u, b0Odd); b1Odd = Fmadd(x, v, b1Odd);
+            x = Load(ref xr2, i + 8); c0Odd = Fmadd(x, u, c0Odd); c1Odd = Fmadd(x, v, c1Odd);
         }
         if (i <= n - 8)
         {
@@ -164,8 +164,8 @@ internal static class F32Products
             x = Load(ref xr2, i); c0 = Fmadd(x, u, c0); c1 = Fmadd(x, v, c1);
             i += 8;
         }
-        float s00 = Vector256.Sum(a0 + A0), s01 = Vector256.Sum(a1 + A1), s10 = Vector256.Sum(b0 + B0);
-        float s11 = Vector256.Sum(b1 + B1), s20 = Vector256.Sum(c0 + C0), s21 = Vector256.Sum(c1 + C1);
+        float s00 = Vector256.Sum(a0 + a0Odd), s01 = Vector256.Sum(a1 + a1Odd), s10 = Vector256.Sum(b0 + b0Odd);
+        float s11 = Vector256.Sum(b1 + b1Odd), s20 = Vector256.Sum(c0 + c0Odd), s21 = Vector256.Sum(c1 + c1Odd);
         for (; i < n; i++)
         {
             s00 += x0[i] * w0[i]; s01 += x0[i] * w1[i];
