@@ -175,8 +175,12 @@ internal static class F32Products
         dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
     }
 
-    /// <summary>Whether <see cref="Dot4x3Wide"/> runs on AVX-512 hardware (else it is emulated: right, but slow).</summary>
-    public static bool Wide4x3 => Vector512.IsHardwareAccelerated && Avx512F.IsSupported;
+    /// <summary>Whether the f32 GEMM takes <see cref="Dot4x3Wide"/>: on AVX-512 hardware, or where a test asks for it.</summary>
+    public static bool Wide4x3 => ForceWide4x3 || (Vector512.IsHardwareAccelerated && Avx512F.IsSupported);
+
+    /// <summary>Tests set this to run the AVX-512 GEMM's loops on a machine without AVX-512 (the runtime's software
+    /// Vector512 then stands in: the same bits, slowly).</summary>
+    internal static bool ForceWide4x3 { get; set; }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Vector512<float> Fmadd(Vector512<float> a, Vector512<float> b, Vector512<float> acc) =>

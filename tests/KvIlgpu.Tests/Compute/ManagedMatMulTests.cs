@@ -43,6 +43,19 @@ public class ManagedMatMulTests
         }
     }
 
+    /// <summary>The AVX-512 machines' f32 GEMM (four-by-three blocks, leftover activation rows and weight rows one by one)
+    /// holds to the same two checks; without AVX-512 it runs on the runtime's software Vector512, so its loops are
+    /// tested on every machine.</summary>
+    [Theory]
+    [InlineData(37, 96)]
+    [InlineData(40, 77)]
+    public void The_avx512_f32_gemm_gives_every_row_what_it_gives_alone(int outputs, int inputs)
+    {
+        F32Products.ForceWide4x3 = true;
+        try { Every_batch_row_is_bitwise_the_row_alone_and_matches_a_double_product(WeightType.F32, outputs, inputs); }
+        finally { F32Products.ForceWide4x3 = false; }
+    }
+
     /// <summary>MatMuls (one input, several weights: a layer's q, k and v, its gate and up) splits all the weights' rows
     /// between the workers at once, here across matrix boundaries and mixed types, 16-bit inputs prescaled and not:
     /// every output is bitwise what MatMul gives for its weight alone (which the tests above and the quantised-weight
