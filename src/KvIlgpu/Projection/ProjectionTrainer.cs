@@ -105,7 +105,7 @@ public static class ProjectionTrainer
             float stepWeight = 1;
             if (cfg.RankSampling == "uniform")
             {
-                int lv = cfg.DrawnLevels is { } drawn ? drawn[rng.Next(drawn.Length)] : 1 + rng.Next(cfg.RankLevels - 1);
+                int lv = UniformLevel(cfg, rng);
                 keyRanks = valueRanks = Enumerable.Repeat(Rank(lv), units).ToArray();
                 if (levelWeights != null) stepWeight = levelWeights[lv - 1];
             }
@@ -151,6 +151,11 @@ public static class ProjectionTrainer
         if (!File.Exists(outPath)) KvProjectionFile.Save(trained, outPath);
         return trained;
     }
+
+    /// <summary>The level a uniform-sampling step trains every head at: one of drawn_levels where the config lists them,
+    /// else one of 1..rank_levels - 1 (full rank is exact whatever the basis, so it is never drawn).</summary>
+    internal static int UniformLevel(ProjectionTrainingConfig cfg, Random rng) =>
+        cfg.DrawnLevels is { } drawn ? drawn[rng.Next(drawn.Length)] : 1 + rng.Next(cfg.RankLevels - 1);
 
     /// <summary>initial_kl's weight of each level 1..levels-1: the geometric mean of the initial basis's KLs over that
     /// level's KL, measured at uniform ranks on four fixed windows of the training text.</summary>

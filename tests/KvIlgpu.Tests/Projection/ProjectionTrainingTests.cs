@@ -141,6 +141,20 @@ public class ProjectionTrainingTests
         Assert.Equal(whole.Mean(KvPart.Key, 0, 1), resumed.Mean(KvPart.Key, 0, 1));
     }
 
+    /// <summary>A uniform-sampling step draws only the levels drawn_levels lists, each of them; without the key, every
+    /// level from 1 to rank_levels - 1 and never full rank.</summary>
+    [Fact]
+    public void Uniform_steps_draw_only_the_listed_levels()
+    {
+        var rng = new Random(5);
+        var listed = new ProjectionTrainingConfig { RankSampling = "uniform", RankLevels = 8, DrawnLevels = [2, 3, 6] };
+        var drawn = Enumerable.Range(0, 600).Select(_ => ProjectionTrainer.UniformLevel(listed, rng)).ToHashSet();
+        Assert.Equal([2, 3, 6], drawn.Order());
+        var all = new ProjectionTrainingConfig { RankSampling = "uniform", RankLevels = 8 };
+        drawn = Enumerable.Range(0, 600).Select(_ => ProjectionTrainer.UniformLevel(all, rng)).ToHashSet();
+        Assert.Equal(Enumerable.Range(1, 7), drawn.Order());
+    }
+
     [Theory]
     [InlineData("{\"rank_sampling\": \"shared\"}", "rank_sampling")]
     [InlineData("{\"level_weighting\": \"pca\"}", "level_weighting")]
