@@ -307,9 +307,9 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     }
 
     /// <summary>y = x w^T for f32 weights with AVX-512 (in the Vector256 order, so bitwise what the other paths give):
-    /// blocks of four activation rows by three weight rows (<see cref="F32Products.Dot4x3Wide"/>), a tile of up to 15
-    /// weight rows (at most 32 KB) kept in L1 while every block of activation rows passes over it; the one to three
-    /// activation rows left over meet the tile's rows one at a time.</summary>
+    /// blocks of four activation rows by three weight rows (<see cref="F32Products.Dot4x3Wide"/>), a tile of 3 to 15
+    /// weight rows (about 32 KB where the rows are short enough) kept in L1 while every block of activation rows passes
+    /// over it; the one to three activation rows left over meet the tile's rows one at a time.</summary>
     private void F32MatMulRowsWide(float[] xs, float[] w, float[] o, int rows, int n, int k)
     {
         int tile = 3 * Math.Clamp(8192 / Math.Max(1, 3 * k), 1, 5);
