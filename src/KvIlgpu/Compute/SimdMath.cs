@@ -478,44 +478,60 @@ internal static class SimdMath
             : prescaled ? Dot2x2<F16PrescaledPairs>(x0, x1, w0, w1) : Dot2x2<F16Pairs>(x0, x1, w0, w1);
     }
 
+    /// <summary>The Vector256 two-by-two block in the single-row Dot's order. Dot keeps four accumulators per product:
+    /// two over the first half of each 32-value block (its 16 values widen to one even and one odd vector) and two over
+    /// the second half, summed as (a0 + a1) + (a2 + a3). All sixteen of a two-by-two block's would fill AVX2's 16
+    /// registers before a weight or an activation is loaded, so the block goes over the rows twice, once per half:
+    /// eight accumulators and one widened chunk at a time. Each accumulator still sees its values in Dot's order.</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static (float, float, float, float) Dot2x2<T>(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
         ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1) where T : struct, IPairWidening
     {
-        int n = x0.Length, i = 0;
+        int n = x0.Length, blocks = n & ~31;
         ref float xr0 = ref MemoryMarshal.GetReference(x0);
         ref float xr1 = ref MemoryMarshal.GetReference(x1);
         ref ushort wr0 = ref MemoryMarshal.GetReference(w0);
         ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
-        Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default, b0 = default, b1 = default, b2 = default, b3 = default;
-        Vector256<float> c0 = default, c1 = default, c2 = default, c3 = default, d0 = default, d1 = default, d2 = default, d3 = default;
-        var mask = T.Mask;
-        var scale = T.Scale;
-        for (; i <= n - 32; i += 32)
-        {
-            nuint at = (nuint)i;
-            var (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at), mask, scale);
-            var (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at), mask, scale);
-            var x = Vector256.LoadUnsafe(ref xr0, at); var y = Vector256.LoadUnsafe(ref xr1, at);
-            a0 = Fmadd(x, u0, a0); b0 = Fmadd(x, v0, b0); c0 = Fmadd(y, u0, c0); d0 = Fmadd(y, v0, d0);
-            x = Vector256.LoadUnsafe(ref xr0, at + 8); y = Vector256.LoadUnsafe(ref xr1, at + 8);
-            a1 = Fmadd(x, u1, a1); b1 = Fmadd(x, v1, b1); c1 = Fmadd(y, u1, c1); d1 = Fmadd(y, v1, d1);
-            (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at + 16), mask, scale);
-            (v0, v1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at + 16), mask, scale);
-            x = Vector256.LoadUnsafe(ref xr0, at + 16); y = Vector256.LoadUnsafe(ref xr1, at + 16);
-            a2 = Fmadd(x, u0, a2); b2 = Fmadd(x, v0, b2); c2 = Fmadd(y, u0, c2); d2 = Fmadd(y, v0, d2);
-            x = Vector256.LoadUnsafe(ref xr0, at + 24); y = Vector256.LoadUnsafe(ref xr1, at + 24);
-            a3 = Fmadd(x, u1, a3); b3 = Fmadd(x, v1, b3); c3 = Fmadd(y, u1, c3); d3 = Fmadd(y, v1, d3);
-        }
-        float s00 = Vector256.Sum((a0 + a1) + (a2 + a3)), s01 = Vector256.Sum((b0 + b1) + (b2 + b3));
-        float s10 = Vector256.Sum((c0 + c1) + (c2 + c3)), s11 = Vector256.Sum((d0 + d1) + (d2 + d3));
-        for (; i < n; i++)
+        var first = HalfBlocks2x2<T>(ref xr0, ref xr1, ref wr0, ref wr1, 0, blocks);
+        var second = HalfBlocks2x2<T>(ref xr0, ref xr1, ref wr0, ref wr1, 16, blocks);
+        float s00 = Vector256.Sum(first.X0W0 + second.X0W0), s01 = Vector256.Sum(first.X0W1 + second.X0W1);
+        float s10 = Vector256.Sum(first.X1W0 + second.X1W0), s11 = Vector256.Sum(first.X1W1 + second.X1W1);
+        for (int i = blocks; i < n; i++)
         {
             float p = T.ToSingle(w0[i]), q = T.ToSingle(w1[i]);
             s00 += x0[i] * p; s01 += x0[i] * q;
             s10 += x1[i] * p; s11 += x1[i] * q;
         }
         return (s00, s01, s10, s11);
+    }
+
+    /// <summary>One half (values half to half + 16 of every 32-value block below blocks) of the two-by-two block: per
+    /// product, the sum of its two accumulators over that half. One weight row's chunk is widened at a time, and the
+    /// activations are read where they are used, so eight accumulators, two widened vectors and the widening's constants
+    /// are what the registers hold.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> X0W0, Vector256<float> X0W1, Vector256<float> X1W0, Vector256<float> X1W1)
+        HalfBlocks2x2<T>(ref float xr0, ref float xr1, ref ushort wr0, ref ushort wr1, int half, int blocks)
+        where T : struct, IPairWidening
+    {
+        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        Vector256<float> c0 = default, c1 = default, d0 = default, d1 = default;
+        var mask = T.Mask;
+        var scale = T.Scale;
+        for (nuint at = (nuint)half; at < (nuint)blocks; at += 32)
+        {
+            var (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr0, at), mask, scale);
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr0, at), u0, a0);
+            c0 = Fmadd(Vector256.LoadUnsafe(ref xr1, at), u0, c0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr0, at + 8), u1, a1);
+            c1 = Fmadd(Vector256.LoadUnsafe(ref xr1, at + 8), u1, c1);
+            (u0, u1) = T.Widen(Vector256.LoadUnsafe(ref wr1, at), mask, scale);
+            b0 = Fmadd(Vector256.LoadUnsafe(ref xr0, at), u0, b0);
+            d0 = Fmadd(Vector256.LoadUnsafe(ref xr1, at), u0, d0);
+            b1 = Fmadd(Vector256.LoadUnsafe(ref xr0, at + 8), u1, b1);
+            d1 = Fmadd(Vector256.LoadUnsafe(ref xr1, at + 8), u1, d1);
+        }
+        return (a0 + a1, b0 + b1, c0 + c1, d0 + d1);
     }
 
     /// <summary>How a 16-bit format's weights widen, pair by pair, into even- and odd-indexed f32 lanes: one type per
