@@ -15,13 +15,22 @@ internal static class BackendFactory
                 return IlgpuBackend.TryCreate(DeviceKind.Cuda)
                     ?? throw new InvalidOperationException("no CUDA device was found for Device cuda (is the NVIDIA driver installed?)");
             default:
-                try
-                {
-                    var cuda = IlgpuBackend.TryCreate(DeviceKind.Cuda);
-                    if (cuda != null) return cuda;
-                }
-                catch (Exception) { /* no usable CUDA driver: fall back to the CPU */ }
-                return new ManagedSimdBackend(cpuThreads);
+                return ResolvesToCpu(kind) ? new ManagedSimdBackend(cpuThreads) : AutoDevice(cpuThreads);
         }
+    }
+
+    /// <summary>Whether a device choice runs on the managed CPU backend without probing for CUDA: Cpu, or Auto where the
+    /// NVIDIA driver's library is not there to load.</summary>
+    public static bool ResolvesToCpu(DeviceKind kind) => kind == DeviceKind.Cpu || (kind == DeviceKind.Auto && !CudaDriver.IsPresent);
+
+    private static IComputeBackend AutoDevice(int? cpuThreads)
+    {
+        try
+        {
+            var cuda = IlgpuBackend.TryCreate(DeviceKind.Cuda);
+            if (cuda != null) return cuda;
+        }
+        catch (Exception) { /* no usable CUDA driver: fall back to the CPU */ }
+        return new ManagedSimdBackend(cpuThreads);
     }
 }

@@ -16,6 +16,9 @@ namespace KvIlgpu.Engine;
 /// only, as wide as the projection's largest key and value ranks.</param>
 /// <param name="KvStorage">How cached keys and values are stored: f32, f16, bf16 or q8 (int8 with a scale per token and
 /// head); Auto: the model's weight type, f16 for quantised weights.</param>
+/// <param name="WarmUp">Whether <see cref="InferenceEngine.Load"/> compiles the CPU decoder's code on a background thread
+/// while the weights are read: a small model of zeros in the file's weight types goes through prefill and decode once per
+/// process, on the managed CPU backend only, so the first prompt runs compiled code at full speed.</param>
 public sealed record EngineOptions(
     Compute.DeviceKind Device = Compute.DeviceKind.Auto,
     int? CpuThreads = null,
@@ -25,7 +28,8 @@ public sealed record EngineOptions(
     int MaxBatchSize = 32,
     int MaxTokensPerStep = 256,
     Projection.KvProjection? KvProjection = null,
-    Cache.KvStorageType KvStorage = Cache.KvStorageType.Auto)
+    Cache.KvStorageType KvStorage = Cache.KvStorageType.Auto,
+    bool WarmUp = true)
 {
     /// <summary>The storage type Auto means for these weights: their own type (f32, f16, bf16) as vLLM does, and f16 when
     /// the file held them quantised, as llama.cpp does.</summary>

@@ -62,13 +62,19 @@ public sealed class InferenceEngine : IDisposable
     public static InferenceEngine Load(string modelPath, EngineOptions? options = null, IProgress<LoadProgress>? progress = null,
         string? tokenizerPath = null)
     {
+        options ??= new EngineOptions();
+        var warmUp = StartupWarmup.Start(modelPath, options);
         var weights = ModelLoader.Load(modelPath, progress);
         var c = weights.Config;
         int? eos = c.EosTokenIds.Count > 0 ? c.EosTokenIds[0] : null;
         var tokenizer = tokenizerPath != null
             ? TokenizerLoader.Open(tokenizerPath, c.VocabSize, c.BosTokenId, eos)
             : TokenizerLoader.ForModel(modelPath, c.VocabSize, c.BosTokenId, eos);
-        return FromWeights(weights, options, tokenizer, progress);
+        var engine = FromWeights(weights, options, tokenizer, progress);
+        // The warm-up had the second core while the file was read and the engine built; waiting for it keeps it off the
+        // cores the first request runs on.
+        warmUp?.Wait();
+        return engine;
     }
 
     /// <summary>Puts loaded weights onto the chosen device, with an optional tokenizer.</summary>

@@ -11,7 +11,7 @@ internal static class TrainingBackends
     /// <exception cref="InvalidOptionException">Cuda was asked for and no CUDA device is present.</exception>
     public static IlgpuTrainingOps? Create(DeviceKind kind)
     {
-        if (kind is DeviceKind.Cpu) return null;
+        if (BackendFactory.ResolvesToCpu(kind)) return null;
         var backend = IlgpuBackend.TryCreate(kind is DeviceKind.Auto ? DeviceKind.Cuda : kind);
         if (backend is null && kind is DeviceKind.Auto) return null; // no GPU: the managed CPU code
         if (backend is null) throw new InvalidOptionException("Device",

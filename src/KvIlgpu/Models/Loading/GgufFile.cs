@@ -136,22 +136,8 @@ internal sealed class GgufFile
             throw new InvalidModelException(Path, $"tensor {name}: {rows} x {cols} elements are more than one array holds");
         using var r = new TensorFileReader(Path, progress, buffered: false) { ProgressBase = progressBase, ProgressTotal = progressTotal };
         r.Position = DataStart + (long)info.Offset;
-        var type = (GgmlType)info.Type switch
-        {
-            GgmlType.F32 => WeightType.F32,
-            GgmlType.F16 => WeightType.F16,
-            GgmlType.BF16 => WeightType.BF16,
-            GgmlType.Q8_0 => WeightType.Q8_0,
-            GgmlType.Q4_0 => WeightType.Q4_0,
-            GgmlType.Q4_1 => WeightType.Q4_1,
-            GgmlType.Q5_0 => WeightType.Q5_0,
-            GgmlType.Q5_1 => WeightType.Q5_1,
-            GgmlType.Q4_K => WeightType.Q4_K,
-            GgmlType.Q5_K => WeightType.Q5_K,
-            GgmlType.Q6_K => WeightType.Q6_K,
-            _ => throw new InvalidModelException(Path, $"tensor {name} has ggml type {info.Type} ({(GgmlType)info.Type}); supported: " +
-                "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K"),
-        };
+        var type = WeightTypeOf(info.Type) ?? throw new InvalidModelException(Path, $"tensor {name} has ggml type {info.Type} " +
+            $"({(GgmlType)info.Type}); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K");
         switch (type)
         {
             case WeightType.F32:
@@ -166,6 +152,23 @@ internal sealed class GgufFile
                 return WeightTensor.FromBlocks(name, (int)rows, (int)cols, type, r.ReadArray<byte>(bytes, name));
         }
     }
+
+    /// <summary>The weight type a ggml type id is held as; null for a type this loader does not read.</summary>
+    public static WeightType? WeightTypeOf(uint ggmlType) => (GgmlType)ggmlType switch
+    {
+        GgmlType.F32 => WeightType.F32,
+        GgmlType.F16 => WeightType.F16,
+        GgmlType.BF16 => WeightType.BF16,
+        GgmlType.Q8_0 => WeightType.Q8_0,
+        GgmlType.Q4_0 => WeightType.Q4_0,
+        GgmlType.Q4_1 => WeightType.Q4_1,
+        GgmlType.Q5_0 => WeightType.Q5_0,
+        GgmlType.Q5_1 => WeightType.Q5_1,
+        GgmlType.Q4_K => WeightType.Q4_K,
+        GgmlType.Q5_K => WeightType.Q5_K,
+        GgmlType.Q6_K => WeightType.Q6_K,
+        _ => null,
+    };
 
     /// <summary>Bytes a tensor takes in the data section, from its type's block layout (ggml's type traits: elements and
     /// bytes per block); 0 when its row length does not fit the blocks or the size overflows, -1 for an unknown type.</summary>
