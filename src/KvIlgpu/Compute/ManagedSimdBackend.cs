@@ -350,15 +350,21 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             for (int r = 0; r < rows; r++)
                 (xq[r] = new QuantizedActivation(k, QuantizedDot.ActivationBlock(wt.Type))).Quantize(xs.AsSpan(r * k, k));
         }
-        // Tiles of 16 weight rows (a few KB) stay in L1 while every activation row passes over them, two activation rows
-        // a time where the type has a kernel that unpacks each block once for both.
+        // Tiles of 16 weight rows (a few KB) stay in L1 while every activation row passes over them, four or two activation
+        // rows a time where the type has a kernel that unpacks each block once for them all.
         const int Tile = 16;
         bool twoRows = xq != null && QuantizedDot.HasTwoRowKernel(wt.Type);
+        bool fourRows = xq != null && QuantizedDot.HasFourRowKernel(wt.Type);
         ForRanges(n, (long)k * rows / 4, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             for (int j0 = start; j0 < end; j0 += Tile)
             {
                 int count = Math.Min(Tile, end - j0), r = 0;
+                if (fourRows)
+                    for (; r + 3 < rows; r += 4)
+                        QuantizedDot.DotRows4(wt.Type, wt.Blocks, wt.RowBytes, j0, xq![r], xq[r + 1], xq[r + 2], xq[r + 3],
+                            o.AsSpan(r * n + j0, count), o.AsSpan((r + 1) * n + j0, count), o.AsSpan((r + 2) * n + j0, count),
+                            o.AsSpan((r + 3) * n + j0, count));
                 if (twoRows)
                     for (; r + 1 < rows; r += 2)
                         QuantizedDot.DotRows2(wt.Type, wt.Blocks, wt.RowBytes, j0, xq![r], xq[r + 1], o.AsSpan(r * n + j0, count),

@@ -71,7 +71,8 @@ public class QuantizedWeightTests
     {
         // The formats in blocks of 32 get an odd number of them, so the kernels' last, unpaired block is covered (they
         // take two blocks a pass).
-        int n = 6, k = QuantFormats.BlockElements(Library(t)) == 32 ? 1056 : 1024, rows = 3;
+        // Seven activation rows: a four-row block, a two-row block and one row alone where the type has those kernels.
+        int n = 6, k = QuantFormats.BlockElements(Library(t)) == 32 ? 1056 : 1024, rows = 7;
         var w = Quantized(t, n, k, seed: 2, out _, out var reference);
         var rng = new Random(3);
         var x = Enumerable.Range(0, rows * k).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
@@ -83,7 +84,7 @@ public class QuantizedWeightTests
         backend.MatMul(dx, dw, dy, rows);
         var y = new float[rows * n];
         backend.Read(dy, y);
-        // Each row of the batch is bitwise what the row gives alone (the k-quants' two-row kernel included).
+        // Each row of the batch is bitwise what the row gives alone (the four- and two-row kernels included).
         for (int r = 0; r < rows; r++)
         {
             using var one = backend.Allocate(k);
