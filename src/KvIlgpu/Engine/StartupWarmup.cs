@@ -9,10 +9,10 @@ namespace KvIlgpu.Engine;
 /// method it calls at its first call (the CLI runs without tiered compilation, so each is compiled fully optimised),
 /// and the first prompt paid for all of it: a 64-token prompt ran at a fifth of the warm speed. So
 /// <see cref="InferenceEngine.Load"/> starts this on a background thread before it reads the file: a model of the same
-/// weight types (read from a GGUF file's header; f32 for the other formats), one layer per type, a few hundred
-/// parameters wide, all zeros, goes through the engine's own prefill and decode on one thread, and the real model's
-/// first tokens then run compiled code. It runs once per process, only where the managed CPU backend will run the model,
-/// and never fails a load: its errors are dropped (the real load and run report their own).</summary>
+/// weight types (read from a GGUF file's or a safetensors file's header; f32 for a llama2.c checkpoint), one layer per
+/// type, a few hundred parameters wide, all zeros, goes through the engine's own prefill and decode on one thread, and
+/// the real model's first tokens then run compiled code. It runs once per process, only where the managed CPU backend
+/// will run the model, and never fails a load: its errors are dropped (the real load and run report their own).</summary>
 internal static class StartupWarmup
 {
     private static int _started;
@@ -49,11 +49,12 @@ internal static class StartupWarmup
         }
     }
 
-    /// <summary>The token embedding's, the matrices' (distinct, in file order) and the classifier's types: from the
-    /// header of a GGUF file, f32 for a llama2.c checkpoint or a Hugging Face folder (their 16-bit kernels, if any,
-    /// are compiled at first use).</summary>
+    /// <summary>The token embedding's, the matrices' (distinct, in file order) and the classifier's types (null: tied
+    /// to the embedding): from the header of a GGUF file or of a Hugging Face folder's (first) model safetensors file,
+    /// f32 for a llama2.c checkpoint.</summary>
     internal static (WeightType Embedding, IReadOnlyList<WeightType> Matrices, WeightType? Output) WeightTypes(string path)
     {
+        if (Directory.Exists(path)) return SafetensorsTypes(path);
         if (!File.Exists(path) || !ModelLoader.IsGguf(path)) return (WeightType.F32, [WeightType.F32], null);
         var file = GgufFile.Open(path);
         WeightType? Of(string name) => file.Tensors.TryGetValue(name, out var t) ? GgufFile.WeightTypeOf(t.Type) : null;
@@ -61,6 +62,25 @@ internal static class StartupWarmup
             .Select(t => GgufFile.WeightTypeOf(t.Type)).OfType<WeightType>().Distinct().ToList();
         if (matrices.Count == 0) matrices.Add(WeightType.F32);
         return (Of("token_embd.weight") ?? WeightType.F32, matrices, Of("output.weight"));
+    }
+
+    private static (WeightType, IReadOnlyList<WeightType>, WeightType?) SafetensorsTypes(string dir)
+    {
+        string? path = File.Exists(System.IO.Path.Combine(dir, "model.safetensors")) ? System.IO.Path.Combine(dir, "model.safetensors")
+            : Directory.EnumerateFiles(dir, "model*.safetensors").Order(StringComparer.Ordinal).FirstOrDefault();
+        if (path == null) return (WeightType.F32, [WeightType.F32], null);
+        var file = SafetensorsFile.Open(path);
+        static WeightType? Of(SafetensorsEntry e) => e.DType switch
+        {
+            "F32" => WeightType.F32, "F16" => WeightType.F16, "BF16" => WeightType.BF16, _ => null,
+        };
+        var matrices = file.Entries.Values.Where(e => e.Name.Contains(".layers.", StringComparison.Ordinal) && e.Shape.Length == 2)
+            .Select(Of).OfType<WeightType>().Distinct().ToList();
+        if (matrices.Count == 0) matrices.Add(WeightType.F32);
+        WeightType? Named(string suffix) => file.Entries.Values.Where(e => e.Name.EndsWith(suffix, StringComparison.Ordinal))
+            .Select(Of).FirstOrDefault(t => t != null);
+        // A sharded model's classifier may sit in another shard: then it is taken as tied (the embedding's type).
+        return (Named("embed_tokens.weight") ?? matrices[0], matrices, Named("lm_head.weight"));
     }
 
     /// <summary>A model of zeros (norms of ones) with grouped-query attention, 64-wide heads and every width a whole

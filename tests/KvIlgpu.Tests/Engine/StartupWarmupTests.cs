@@ -57,6 +57,26 @@ public class StartupWarmupTests
         Assert.False(StartupWarmup.Run(dir.File("bad.gguf"), new EngineOptions(DeviceKind.Cpu)));
     }
 
+    /// <summary>A Hugging Face folder's dtypes from its safetensors header, against the loader's, in f16 and bf16 (the
+    /// projection files beside a model, also safetensors, are not taken for it).</summary>
+    [Theory]
+    [InlineData(WeightType.BF16)]
+    [InlineData(WeightType.F16)]
+    public void A_hugging_face_folder_warms_up_in_its_own_dtype(WeightType type)
+    {
+        var w = TestModels.Random(TestModels.Config(dim: 64, hidden: 96), seed: 64);
+        using var dir = new TempDir();
+        TestModels.WriteHuggingFace(dir.Path, w, type);
+        File.WriteAllBytes(System.IO.Path.Combine(dir.Path, "kv-projection.safetensors"), [0, 0]);
+        var loaded = ModelLoader.Load(dir.Path);
+        var (embedding, matrices, output) = StartupWarmup.WeightTypes(dir.Path);
+        Assert.Equal([loaded.Layers[0].Wq.Type], matrices);
+        Assert.Equal(type, matrices[0]);
+        Assert.Equal(loaded.TokenEmbedding.Type, embedding);
+        Assert.Equal(loaded.Config.TiedEmbeddings ? null : loaded.Output.Type, output);
+        Assert.True(StartupWarmup.Run(dir.Path, new EngineOptions(DeviceKind.Cpu)));
+    }
+
     /// <summary>A real engine's greedy tokens while warm-ups run beside it on other threads are the tokens it gives
     /// alone, and the tokens of an engine loaded with the warm-up on equal those of one loaded with it off.</summary>
     [Fact]
