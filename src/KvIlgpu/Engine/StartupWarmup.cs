@@ -72,7 +72,10 @@ internal static class StartupWarmup
         var file = SafetensorsFile.Open(path);
         static WeightType? Of(SafetensorsEntry e) => e.DType switch
         {
-            "F32" => WeightType.F32, "F16" => WeightType.F16, "BF16" => WeightType.BF16, _ => null,
+            "F32" => WeightType.F32,
+            "F16" => WeightType.F16,
+            "BF16" => WeightType.BF16,
+            _ => null,
         };
         var matrices = file.Entries.Values.Where(e => e.Name.Contains(".layers.", StringComparison.Ordinal) && e.Shape.Length == 2)
             .Select(Of).OfType<WeightType>().Distinct().ToList();
