@@ -534,6 +534,93 @@ internal static class SimdMath
         return (a0 + a1, b0 + b1, c0 + c1, d0 + d1);
     }
 
+    /// <summary>Whether a GEMM over 16-bit weight rows may widen a tile of rows once (<see cref="WidenPairs"/>) and
+    /// meet every pair of activation rows with <see cref="Dot2x2Widened"/>: the Vector256 order with AVX2 and FMA.</summary>
+    public static bool WidensTiles(int n) => Vector256.IsHardwareAccelerated && Fma.IsSupported && !Wide(n);
+
+    /// <summary>An f16 or bf16 row widened as the two-by-two block widens it, each 16-value chunk of the 32-value steps
+    /// to its even-lane vector then its odd-lane vector (f16 scaled for a prescaled activation or not, as asked); the
+    /// values after the last whole step are left out (the products take them from the row itself). For the prefill GEMM,
+    /// which widened every chunk once per pair of activation rows: now once per tile.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void WidenPairs(ReadOnlySpan<ushort> w, Span<float> dst, bool bf16, bool prescaled)
+    {
+        if (bf16) WidenPairs<Bf16Pairs>(w, dst);
+        else if (prescaled) WidenPairs<F16PrescaledPairs>(w, dst);
+        else WidenPairs<F16Pairs>(w, dst);
+    }
+
+    private static void WidenPairs<T>(ReadOnlySpan<ushort> w, Span<float> dst) where T : struct, IPairWidening
+    {
+        int blocks = w.Length & ~31;
+        if (dst.Length < blocks) throw new ArgumentException("the destination is shorter than the row's whole steps", nameof(dst));
+        ref ushort wr = ref MemoryMarshal.GetReference(w);
+        ref float d = ref MemoryMarshal.GetReference(dst);
+        var mask = T.Mask;
+        var scale = T.Scale;
+        for (nuint at = 0; at < (nuint)blocks; at += 16)
+        {
+            var (even, odd) = T.Widen(Vector256.LoadUnsafe(ref wr, at), mask, scale);
+            even.StoreUnsafe(ref d, at);
+            odd.StoreUnsafe(ref d, at + 8);
+        }
+    }
+
+    /// <summary>The two-by-two block over two weight rows widened by <see cref="WidenPairs"/> (wf0, wf1; w0 and w1 the
+    /// rows themselves, for the values after the whole steps): the same multiply-adds as the 16-bit
+    /// <see cref="Dot2x2(ReadOnlySpan{float}, ReadOnlySpan{float}, ReadOnlySpan{ushort}, ReadOnlySpan{ushort}, bool, bool)"/>
+    /// on the same values in the same order, so every product is bitwise what Dot gives, with loads where the widening
+    /// was.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static (float X0W0, float X0W1, float X1W0, float X1W1) Dot2x2Widened(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1,
+        ReadOnlySpan<float> wf0, ReadOnlySpan<float> wf1, ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, bool bf16)
+    {
+        int n = x0.Length, blocks = n & ~31;
+        if (x1.Length != n || w0.Length != n || w1.Length != n || wf0.Length < blocks || wf1.Length < blocks)
+            throw new ArgumentException("the rows' lengths differ");
+        ref float xr0 = ref MemoryMarshal.GetReference(x0);
+        ref float xr1 = ref MemoryMarshal.GetReference(x1);
+        ref float wr0 = ref MemoryMarshal.GetReference(wf0);
+        ref float wr1 = ref MemoryMarshal.GetReference(wf1);
+        var first = WidenedHalfBlocks2x2(ref xr0, ref xr1, ref wr0, ref wr1, 0, blocks);
+        var second = WidenedHalfBlocks2x2(ref xr0, ref xr1, ref wr0, ref wr1, 16, blocks);
+        float s00 = Vector256.Sum(first.X0W0 + second.X0W0), s01 = Vector256.Sum(first.X0W1 + second.X0W1);
+        float s10 = Vector256.Sum(first.X1W0 + second.X1W0), s11 = Vector256.Sum(first.X1W1 + second.X1W1);
+        for (int i = blocks; i < n; i++)
+        {
+            float p = bf16 ? Models.FloatBits.FromBFloat16(w0[i]) : Models.FloatBits.FromHalf(w0[i]);
+            float q = bf16 ? Models.FloatBits.FromBFloat16(w1[i]) : Models.FloatBits.FromHalf(w1[i]);
+            s00 += x0[i] * p; s01 += x0[i] * q;
+            s10 += x1[i] * p; s11 += x1[i] * q;
+        }
+        return (s00, s01, s10, s11);
+    }
+
+    /// <summary><see cref="HalfBlocks2x2"/> over widened rows: each widened vector loaded where the widening was.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> X0W0, Vector256<float> X0W1, Vector256<float> X1W0, Vector256<float> X1W1)
+        WidenedHalfBlocks2x2(ref float xr0, ref float xr1, ref float wr0, ref float wr1, int half, int blocks)
+    {
+        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        Vector256<float> c0 = default, c1 = default, d0 = default, d1 = default;
+        for (nuint at = (nuint)half; at < (nuint)blocks; at += 32)
+        {
+            var u0 = Vector256.LoadUnsafe(ref wr0, at);
+            var u1 = Vector256.LoadUnsafe(ref wr0, at + 8);
+            a0 = Fmadd(Vector256.LoadUnsafe(ref xr0, at), u0, a0);
+            c0 = Fmadd(Vector256.LoadUnsafe(ref xr1, at), u0, c0);
+            a1 = Fmadd(Vector256.LoadUnsafe(ref xr0, at + 8), u1, a1);
+            c1 = Fmadd(Vector256.LoadUnsafe(ref xr1, at + 8), u1, c1);
+            u0 = Vector256.LoadUnsafe(ref wr1, at);
+            u1 = Vector256.LoadUnsafe(ref wr1, at + 8);
+            b0 = Fmadd(Vector256.LoadUnsafe(ref xr0, at), u0, b0);
+            d0 = Fmadd(Vector256.LoadUnsafe(ref xr1, at), u0, d0);
+            b1 = Fmadd(Vector256.LoadUnsafe(ref xr0, at + 8), u1, b1);
+            d1 = Fmadd(Vector256.LoadUnsafe(ref xr1, at + 8), u1, d1);
+        }
+        return (a0 + a1, b0 + b1, c0 + c1, d0 + d1);
+    }
+
     /// <summary>How a 16-bit format's weights widen, pair by pair, into even- and odd-indexed f32 lanes: one type per
     /// format, so each product's loop is compiled for its format (a type argument, not a flag tested in the loop). The
     /// loops read Mask and Scale once, before they start (the JIT does not hoist the vector constants itself).</summary>
