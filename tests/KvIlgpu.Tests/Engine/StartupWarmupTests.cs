@@ -23,8 +23,7 @@ public class StartupWarmupTests
         string path = dir.File("m.gguf");
         Func<string, GgufType> typeOf = kind switch
         {
-            "k-mix" => name => name.Contains("attn_v") || name.Contains("ffn_down") || name == "output.weight" ? GgufType.Q6_K
-                : name.Contains("ffn_up") ? GgufType.Q5_K : GgufType.Q4_K,
+            "k-mix" => TestModels.Q4KMType,
             "q8_0" => _ => GgufType.Q8_0,
             _ => _ => GgufType.F16,
         };

@@ -128,6 +128,11 @@ internal static class TestModels
     }
 
 
+    /// <summary>What llama-quantize's Q4_K_M writes for a small model, by GGUF tensor name: q6_K for attn_v, ffn_down and
+    /// the output head, q5_K for ffn_up (standing in for its q5_K/q4_K alternation), q4_K for the rest.</summary>
+    public static GgufType Q4KMType(string name) => name.Contains("attn_v") || name.Contains("ffn_down") || name == "output.weight"
+        ? GgufType.Q6_K : name.Contains("ffn_up") ? GgufType.Q5_K : GgufType.Q4_K;
+
     /// <summary>GGUF v3 with llama metadata; matrices in the requested ggml type, norms f32; dims as ggml ne[] (cols first).</summary>
     public static void WriteGguf(string path, LlamaWeights w, GgufType matrixType, (string[] Tokens, float[] Scores)? tokenizer = null,
         IReadOnlyList<(string Key, uint Type, object Value)>? metadata = null, bool vocabularyOnly = false) =>

@@ -202,8 +202,7 @@ public class QuantizedWeightTests
         var w = TestModels.Random(TestModels.Config(dim: 256, hidden: 512, heads: 4, kvHeads: 2, vocab: 64), seed: 31);
         using var dir = new TempDir();
         string path = dir.File("q4_k_m.gguf");
-        TestModels.WriteGguf(path, w, name => name.Contains("attn_v") || name.Contains("ffn_down") || name == "output.weight"
-            ? GgufType.Q6_K : name.Contains("ffn_up") ? GgufType.Q5_K : GgufType.Q4_K);
+        TestModels.WriteGguf(path, w, TestModels.Q4KMType);
         var loaded = ModelLoader.Load(path);
         Assert.Equal(WeightType.Q4_K, loaded.Layers[0].Wq.Type);
         Assert.Equal(WeightType.Q6_K, loaded.Layers[1].Wv.Type);
