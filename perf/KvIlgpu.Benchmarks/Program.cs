@@ -51,6 +51,12 @@ if (args.Length > 0 && args[0] == "weight-gemv")
         args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 1);
     return;
 }
+if (args.Length > 0 && args[0] == "startup")
+{
+    int Arg(int i, int d) => args.Length > i ? int.Parse(args[i], CultureInfo.InvariantCulture) : d;
+    StartupBenchmark.Run(args[1], args[2], Arg(3, 3), Arg(4, 64), Arg(5, 16));
+    return;
+}
 if (args.Length > 0 && args[0] == "hand-off")
 {
     HandOffBenchmark.Run(args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 20000,

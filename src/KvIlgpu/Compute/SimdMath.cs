@@ -494,9 +494,21 @@ internal static class SimdMath
         ref ushort wr1 = ref MemoryMarshal.GetReference(w1);
         var first = HalfBlocks2x2<T>(ref xr0, ref xr1, ref wr0, ref wr1, 0, blocks);
         var second = HalfBlocks2x2<T>(ref xr0, ref xr1, ref wr0, ref wr1, 16, blocks);
+        return Finish2x2<T>(first, second, x0, x1, w0, w1, blocks);
+    }
+
+    /// <summary>The end of a two-by-two block in Dot's order: each product's two halves' accumulators summed, then the
+    /// values after the last whole step added one by one.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (float, float, float, float) Finish2x2<T>(
+        (Vector256<float> X0W0, Vector256<float> X0W1, Vector256<float> X1W0, Vector256<float> X1W1) first,
+        (Vector256<float> X0W0, Vector256<float> X0W1, Vector256<float> X1W0, Vector256<float> X1W1) second,
+        ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, int blocks)
+        where T : struct, IPairWidening
+    {
         float s00 = Vector256.Sum(first.X0W0 + second.X0W0), s01 = Vector256.Sum(first.X0W1 + second.X0W1);
         float s10 = Vector256.Sum(first.X1W0 + second.X1W0), s11 = Vector256.Sum(first.X1W1 + second.X1W1);
-        for (int i = blocks; i < n; i++)
+        for (int i = blocks; i < x0.Length; i++)
         {
             float p = T.ToSingle(w0[i]), q = T.ToSingle(w1[i]);
             s00 += x0[i] * p; s01 += x0[i] * q;
@@ -584,16 +596,10 @@ internal static class SimdMath
         ref float wr1 = ref MemoryMarshal.GetReference(wf1);
         var first = WidenedHalfBlocks2x2(ref xr0, ref xr1, ref wr0, ref wr1, 0, blocks);
         var second = WidenedHalfBlocks2x2(ref xr0, ref xr1, ref wr0, ref wr1, 16, blocks);
-        float s00 = Vector256.Sum(first.X0W0 + second.X0W0), s01 = Vector256.Sum(first.X0W1 + second.X0W1);
-        float s10 = Vector256.Sum(first.X1W0 + second.X1W0), s11 = Vector256.Sum(first.X1W1 + second.X1W1);
-        for (int i = blocks; i < n; i++)
-        {
-            float p = bf16 ? Models.FloatBits.FromBFloat16(w0[i]) : Models.FloatBits.FromHalf(w0[i]);
-            float q = bf16 ? Models.FloatBits.FromBFloat16(w1[i]) : Models.FloatBits.FromHalf(w1[i]);
-            s00 += x0[i] * p; s01 += x0[i] * q;
-            s10 += x1[i] * p; s11 += x1[i] * q;
-        }
-        return (s00, s01, s10, s11);
+        // The tail converts the 16-bit values themselves (the prescaled and plain f16 tails are the same: the activation
+        // after the whole steps is never scaled).
+        return bf16 ? Finish2x2<Bf16Pairs>(first, second, x0, x1, w0, w1, blocks)
+            : Finish2x2<F16Pairs>(first, second, x0, x1, w0, w1, blocks);
     }
 
     /// <summary><see cref="HalfBlocks2x2"/> over widened rows: each widened vector loaded where the widening was.</summary>

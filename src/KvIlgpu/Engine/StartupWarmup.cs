@@ -17,11 +17,16 @@ internal static class StartupWarmup
 {
     private static int _started;
 
+    /// <summary>The environment variable that turns the warm-up off for a whole process when set to 0 (for an operator,
+    /// and for perf's start-up benchmark, which compares fresh CLI processes with and without it).</summary>
+    public const string SwitchVariable = "KVILGPU_WARMUP";
+
     /// <summary>Starts the warm-up for a model file when it is worth doing: the first load of this process, options that
-    /// want it, and a device that resolves to the managed CPU backend; null otherwise.</summary>
+    /// want it (and no KVILGPU_WARMUP=0), and a device that resolves to the managed CPU backend; null otherwise.</summary>
     public static Task? Start(string modelPath, EngineOptions options)
     {
-        if (!options.WarmUp || !BackendFactory.ResolvesToCpu(options.Device)) return null;
+        if (!options.WarmUp || Environment.GetEnvironmentVariable(SwitchVariable) == "0") return null;
+        if (!BackendFactory.ResolvesToCpu(options.Device)) return null;
         if (Interlocked.Exchange(ref _started, 1) != 0) return null;
         return Task.Factory.StartNew(() => Run(modelPath, options), CancellationToken.None, TaskCreationOptions.LongRunning,
             TaskScheduler.Default);

@@ -40,7 +40,7 @@ public class StartupWarmupTests
     }
 
     [Fact]
-    public void A_llama2c_checkpoint_warms_up_in_f32_and_a_missing_file_fails_quietly()
+    public void A_llama2c_checkpoint_warms_up_in_f32_and_a_damaged_header_fails_quietly()
     {
         var w = TestModels.Random(TestModels.Config(), seed: 62);
         using var dir = new TempDir();
@@ -76,8 +76,9 @@ public class StartupWarmupTests
         Assert.True(StartupWarmup.Run(dir.Path, new EngineOptions(DeviceKind.Cpu)));
     }
 
-    /// <summary>A real engine's greedy tokens while warm-ups run beside it on other threads are the tokens it gives
-    /// alone, and the tokens of an engine loaded with the warm-up on equal those of one loaded with it off.</summary>
+    /// <summary>A real engine's greedy tokens while two warm-ups run beside it on other threads are the tokens an engine
+    /// loaded with the warm-up off gives alone (the warm-ups share the process's static tables and compiled code with
+    /// it; they must share nothing else).</summary>
     [Fact]
     public async Task Warm_ups_beside_a_run_change_none_of_its_tokens()
     {
