@@ -263,11 +263,14 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // Three activation rows by two weight rows where the registers hold the block: f32 in the Vector256 order (12
         // accumulators) everywhere, 16-bit weights (24) with AVX-512's 32 registers.
         bool three = wt.Type == WeightType.F32 ? SimdMath.F32ThreeRowBlocks : SimdMath.ThreeRowBlocks;
-        // f16 weights in the Vector256 order: the tile is widened to f32 once, not once per pair of activation rows (the
-        // widening took more instructions than the multiply-adds; 64-row products about 1.3x faster). bf16's widening is
-        // two instructions, and reading the widened tile back cost more than it saved, so bf16 widens as it goes. The
-        // products are the same, bit for bit.
-        bool widen = wt.Type == WeightType.F16 && !three && rows >= 4 && SimdMath.WidensTiles(k);
+        // 16-bit weights in the Vector256 order: the tile is widened to f32 once, not once per block of activation rows,
+        // and met three activation rows at a time (SimdMath.Dot3x2Widened, 12 accumulators per pass, as f32's block),
+        // then two. f16's widening took more instructions than the multiply-adds (widened two-by-two: 64-row products
+        // 1.3x faster; three-by-two on top: 1.4x more). bf16 widened as it went while its block was two-by-two (reading
+        // the widened tile back cost more than two instructions saved); with three-by-two its widened tile measured
+        // about 1.1x faster. The products are the same, bit for bit.
+        bool bf16 = wt.Type == WeightType.BF16;
+        bool widen = (wt.Type == WeightType.F16 || bf16) && !three && rows >= 4 && SimdMath.WidensTiles(k);
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;
@@ -283,13 +286,23 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                     if (widened != null)
                     {
                         for (int jj = j0; jj < j1; jj++)
-                            SimdMath.WidenPairs(wt.Bits16.AsSpan(jj * k, k), widened.AsSpan((jj - j0) * k, k), false, prescaled);
+                            SimdMath.WidenPairs(wt.Bits16.AsSpan(jj * k, k), widened.AsSpan((jj - j0) * k, k), bf16, prescaled);
+                        for (; r + 2 < rows; r += 3)
+                            for (int jj = j0; jj < j1; jj += 2)
+                            {
+                                SimdMath.Dot3x2Widened(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k),
+                                    widened.AsSpan((jj - j0) * k, k), widened.AsSpan((jj + 1 - j0) * k, k),
+                                    wt.Bits16.AsSpan(jj * k, k), wt.Bits16.AsSpan((jj + 1) * k, k), bf16, block);
+                                o[r * n + jj] = block[0]; o[r * n + jj + 1] = block[1];
+                                o[(r + 1) * n + jj] = block[2]; o[(r + 1) * n + jj + 1] = block[3];
+                                o[(r + 2) * n + jj] = block[4]; o[(r + 2) * n + jj + 1] = block[5];
+                            }
                         for (; r + 1 < rows; r += 2)
                             for (int jj = j0; jj < j1; jj += 2)
                                 (o[r * n + jj], o[r * n + jj + 1], o[(r + 1) * n + jj], o[(r + 1) * n + jj + 1]) =
                                     SimdMath.Dot2x2Widened(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k),
                                         widened.AsSpan((jj - j0) * k, k), widened.AsSpan((jj + 1 - j0) * k, k),
-                                        wt.Bits16.AsSpan(jj * k, k), wt.Bits16.AsSpan((jj + 1) * k, k), false);
+                                        wt.Bits16.AsSpan(jj * k, k), wt.Bits16.AsSpan((jj + 1) * k, k), bf16);
                     }
                     if (three)
                     {
@@ -474,6 +487,38 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         var qs = D(q); var ks = D(keyCache); var vs = D(valueCache); var o = D(output);
         int d = s.HeadDim, group = s.Heads / s.KvHeads;
         float scale = 1f / MathF.Sqrt(d);
+        if (DenseHeadAttention.Blocked(d))
+        {
+            // Per KV head, its queries in row order (each row's group of query heads together), four at a time; the blocks
+            // are dealt out front and back alternately, so each thread's contiguous range holds short and long rows alike.
+            int perHead = s.Rows * group, blocks = (perHead + 3) / 4, items = s.KvHeads * blocks;
+            ForRanges(items, (long)(s.StartPosition + s.Rows) * d * 8,
+                [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
+            {
+                var scores = new float[4 * (s.StartPosition + s.Rows)];
+                Span<int> queryAt = stackalloc int[4], lens = stackalloc int[4];
+                for (int item = start; item < end; item++)
+                {
+                    int j = item % 2 == 0 ? item / 2 : items - 1 - item / 2;
+                    int kvh = j / blocks, first = (j % blocks) * 4, count = Math.Min(4, perHead - first);
+                    for (int i = 0; i < count; i++)
+                    {
+                        int r = (first + i) / group, h = kvh * group + (first + i) % group;
+                        queryAt[i] = r * s.QDim + h * d;
+                        lens[i] = s.StartPosition + r + 1;
+                    }
+                    int longest = s.StartPosition + (first + count - 1) / group + 1;
+                    int at = s.CacheOffset + kvh * d, span = (longest - 1) * s.KvDim + d;
+                    if (count == 1)
+                        DenseHeadAttention.Attend(qs.AsSpan(queryAt[0], d), ks.AsSpan(at, span), vs.AsSpan(at, span), s.KvDim,
+                            longest, scale, scores, o.AsSpan(queryAt[0], d));
+                    else
+                        DenseHeadAttention.AttendFour(qs, queryAt, lens, count, ks.AsSpan(at, span), vs.AsSpan(at, span), s.KvDim, d,
+                        scale, scores, o, queryAt);
+                }
+            });
+            return;
+        }
         ForRanges(s.Rows * s.Heads, (long)(s.StartPosition + s.Rows) * d * 2,
             [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {

@@ -547,7 +547,8 @@ internal static class SimdMath
     }
 
     /// <summary>Whether a GEMM over 16-bit weight rows may widen a tile of rows once (<see cref="WidenPairs"/>) and
-    /// meet every pair of activation rows with <see cref="Dot2x2Widened"/>: the Vector256 order with AVX2 and FMA.</summary>
+    /// meet its activation rows three at a time with <see cref="Dot3x2Widened"/>, then two with <see cref="Dot2x2Widened"/>:
+    /// the Vector256 order with AVX2 and FMA.</summary>
     public static bool WidensTiles(int n) => Vector256.IsHardwareAccelerated && Fma.IsSupported && !Wide(n);
 
     /// <summary>An f16 or bf16 row widened as the two-by-two block widens it, each 16-value chunk of the 32-value steps
@@ -600,6 +601,67 @@ internal static class SimdMath
         // after the whole steps is never scaled).
         return bf16 ? Finish2x2<Bf16Pairs>(first, second, x0, x1, w0, w1, blocks)
             : Finish2x2<F16Pairs>(first, second, x0, x1, w0, w1, blocks);
+    }
+
+    /// <summary>Three activation rows against two weight rows widened by <see cref="WidenPairs"/> (wf0, wf1; w0 and w1 the
+    /// rows themselves, for the values after the whole steps), into dst: x0.w0, x0.w1, x1.w0, x1.w1, x2.w0, x2.w1. Over
+    /// the rows twice, once per half of each 32-value step as the two-by-two block goes, so a pass holds twelve
+    /// accumulators, two weight vectors and one activation vector in AVX2's 16 registers: 5 loads for 6 multiply-adds
+    /// against the two-by-two block's 4 for 4. Every product is bitwise what Dot gives.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot3x2Widened(ReadOnlySpan<float> x0, ReadOnlySpan<float> x1, ReadOnlySpan<float> x2,
+        ReadOnlySpan<float> wf0, ReadOnlySpan<float> wf1, ReadOnlySpan<ushort> w0, ReadOnlySpan<ushort> w1, bool bf16,
+        Span<float> dst)
+    {
+        int n = x0.Length, blocks = n & ~31;
+        if (x1.Length != n || x2.Length != n || w0.Length != n || w1.Length != n || wf0.Length < blocks
+            || wf1.Length < blocks || dst.Length < 6)
+            throw new ArgumentException("the rows' lengths differ, or fewer than six outputs");
+        ref float xr0 = ref MemoryMarshal.GetReference(x0);
+        ref float xr1 = ref MemoryMarshal.GetReference(x1);
+        ref float xr2 = ref MemoryMarshal.GetReference(x2);
+        ref float wr0 = ref MemoryMarshal.GetReference(wf0);
+        ref float wr1 = ref MemoryMarshal.GetReference(wf1);
+        var first = WidenedHalfBlocks3x2(ref xr0, ref xr1, ref xr2, ref wr0, ref wr1, 0, blocks);
+        var second = WidenedHalfBlocks3x2(ref xr0, ref xr1, ref xr2, ref wr0, ref wr1, 16, blocks);
+        dst[0] = Vector256.Sum(first.X0W0 + second.X0W0); dst[1] = Vector256.Sum(first.X0W1 + second.X0W1);
+        dst[2] = Vector256.Sum(first.X1W0 + second.X1W0); dst[3] = Vector256.Sum(first.X1W1 + second.X1W1);
+        dst[4] = Vector256.Sum(first.X2W0 + second.X2W0); dst[5] = Vector256.Sum(first.X2W1 + second.X2W1);
+        for (int i = blocks; i < n; i++)
+        {
+            // The activation after the whole steps is never scaled, so the prescaled and plain f16 tails are the same.
+            float p = bf16 ? Bf16Pairs.ToSingle(w0[i]) : F16Pairs.ToSingle(w0[i]);
+            float q = bf16 ? Bf16Pairs.ToSingle(w1[i]) : F16Pairs.ToSingle(w1[i]);
+            dst[0] += x0[i] * p; dst[1] += x0[i] * q;
+            dst[2] += x1[i] * p; dst[3] += x1[i] * q;
+            dst[4] += x2[i] * p; dst[5] += x2[i] * q;
+        }
+    }
+
+    /// <summary>One half of <see cref="Dot3x2Widened"/>'s steps (as <see cref="HalfBlocks2x2"/>): per product, the sum of
+    /// its two accumulators over that half. Letter: the product (a x0.w0, b x0.w1, c x1.w0, d x1.w1, e x2.w0, f x2.w1);
+    /// digit: the accumulator.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static (Vector256<float> X0W0, Vector256<float> X0W1, Vector256<float> X1W0, Vector256<float> X1W1,
+        Vector256<float> X2W0, Vector256<float> X2W1)
+        WidenedHalfBlocks3x2(ref float xr0, ref float xr1, ref float xr2, ref float wr0, ref float wr1, int half, int blocks)
+    {
+        Vector256<float> a0 = default, a1 = default, b0 = default, b1 = default, c0 = default, c1 = default;
+        Vector256<float> d0 = default, d1 = default, e0 = default, e1 = default, f0 = default, f1 = default;
+        for (nuint at = (nuint)half; at < (nuint)blocks; at += 32)
+        {
+            var u = Vector256.LoadUnsafe(ref wr0, at);
+            var v = Vector256.LoadUnsafe(ref wr1, at);
+            var x = Vector256.LoadUnsafe(ref xr0, at); a0 = Fmadd(x, u, a0); b0 = Fmadd(x, v, b0);
+            x = Vector256.LoadUnsafe(ref xr1, at); c0 = Fmadd(x, u, c0); d0 = Fmadd(x, v, d0);
+            x = Vector256.LoadUnsafe(ref xr2, at); e0 = Fmadd(x, u, e0); f0 = Fmadd(x, v, f0);
+            u = Vector256.LoadUnsafe(ref wr0, at + 8);
+            v = Vector256.LoadUnsafe(ref wr1, at + 8);
+            x = Vector256.LoadUnsafe(ref xr0, at + 8); a1 = Fmadd(x, u, a1); b1 = Fmadd(x, v, b1);
+            x = Vector256.LoadUnsafe(ref xr1, at + 8); c1 = Fmadd(x, u, c1); d1 = Fmadd(x, v, d1);
+            x = Vector256.LoadUnsafe(ref xr2, at + 8); e1 = Fmadd(x, u, e1); f1 = Fmadd(x, v, f1);
+        }
+        return (a0 + a1, b0 + b1, c0 + c1, d0 + d1, e0 + e1, f0 + f1);
     }
 
     /// <summary><see cref="HalfBlocks2x2"/> over widened rows: each widened vector loaded where the widening was.</summary>

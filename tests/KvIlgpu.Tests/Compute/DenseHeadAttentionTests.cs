@@ -37,4 +37,42 @@ public class DenseHeadAttentionTests
             Assert.Equal(expected, dst[i], 1e-5);
         }
     }
+
+    /// <summary>Four queries at a time (a GQA group's heads, or neighbouring rows of different lengths; fewer than four
+    /// in a last block) give each query bitwise what it gets alone, and its double-precision value.</summary>
+    [Theory]
+    [InlineData(64, 4, new[] { 40, 40, 40, 40 })]
+    [InlineData(64, 3, new[] { 13, 14, 15 })]
+    [InlineData(16, 2, new[] { 9, 1 })]
+    [InlineData(72, 1, new[] { 7 })]
+    [InlineData(128, 4, new[] { 30, 31, 32, 33 })]
+    [InlineData(24, 4, new[] { 1, 2, 3, 4 })]
+    public void Four_queries_at_a_time_equal_each_alone(int d, int count, int[] lens)
+    {
+        var rng = new Random(d * 10 + count);
+        int longest = lens.Max(), stride = 2 * d + 8, offset = d + 3;
+        float[] R(int n) => Enumerable.Range(0, n).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var qs = R(6 * d);
+        var keys = R(offset + longest * stride);
+        var values = R(offset + longest * stride);
+        float scale = 1f / MathF.Sqrt(d);
+        int[] at = Enumerable.Range(0, count).Select(i => (5 - i) * d).ToArray(); // queries out of order in the buffer
+        var dst = new float[6 * d];
+        DenseHeadAttention.AttendFour(qs, at, lens, count, keys.AsSpan(offset), values.AsSpan(offset), stride, d, scale,
+            new float[4 * longest], dst, at);
+        for (int i = 0; i < count; i++)
+        {
+            var alone = new float[d];
+            DenseHeadAttention.Attend(qs.AsSpan(at[i], d), keys.AsSpan(offset), values.AsSpan(offset), stride, lens[i], scale,
+                new float[lens[i]], alone);
+            Assert.Equal(alone.Select(BitConverter.SingleToInt32Bits), dst.Skip(at[i]).Take(d).Select(BitConverter.SingleToInt32Bits));
+            var s = new double[lens[i]];
+            for (int t = 0; t < lens[i]; t++)
+                for (int j = 0; j < d; j++) s[t] += (double)qs[at[i] + j] * keys[offset + t * stride + j] * scale;
+            double max = s.Max(), sum = s.Sum(x => Math.Exp(x - max));
+            double expected = 0;
+            for (int t = 0; t < lens[i]; t++) expected += Math.Exp(s[t] - max) / sum * values[offset + t * stride + d - 1];
+            Assert.Equal(expected, dst[at[i] + d - 1], 1e-5);
+        }
+    }
 }

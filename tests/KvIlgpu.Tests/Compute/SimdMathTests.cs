@@ -65,8 +65,8 @@ public class SimdMathTests
             Assert.Equal(wanted.Select(BitConverter.SingleToInt32Bits), new[] { p, q, r, s }.Select(BitConverter.SingleToInt32Bits));
             var wf = WeightTensor.From16("u", 1, n, type, u).ToFloat();
             Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x1[i] * wf[i]), r, 1e-4);
-            // The f16 GEMM's widened tile: rows widened once, then met two by two, with and without the prescaled
-            // activation (bf16 too, though its GEMM widens as it goes).
+            // The 16-bit GEMM's widened tile: rows widened once, then met two by two, with and without the prescaled
+            // activation (f16's).
             if (!SimdMath.WidensTiles(n)) continue;
             foreach (bool prescale in bf16 ? new[] { false } : [false, true])
             {
@@ -102,6 +102,30 @@ public class SimdMathTests
             SimdMath.Dot(x2, w0), SimdMath.Dot(x2, w1)];
         Assert.Equal(expected.Select(BitConverter.SingleToInt32Bits), six.Select(BitConverter.SingleToInt32Bits));
         Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x2[i] * w1[i]), six[5], 1e-4);
+        // The 16-bit GEMM's block on AVX2: f16 and bf16 rows widened once (WidenPairs), met three activation rows at a
+        // time, with and without the prescaled activation.
+        if (!SimdMath.WidensTiles(n)) return;
+        foreach (var type in new[] { WeightType.F16, WeightType.BF16 })
+        {
+            bool bf16 = type == WeightType.BF16;
+            var u = WeightTensor.FromF32("u", 1, n, w0).ConvertTo(type).Bits16!;
+            var v = WeightTensor.FromF32("v", 1, n, w1).ConvertTo(type).Bits16!;
+            var vf64 = WeightTensor.From16("v", 1, n, type, v).ToFloat();
+            foreach (bool prescale in bf16 ? new[] { false } : [false, true])
+            {
+                float[] q0 = new float[n], q1 = new float[n], q2 = new float[n], uf = new float[n], vf = new float[n];
+                bool scaled = SimdMath.ToPairOrder(x0, q0, prescale) & SimdMath.ToPairOrder(x1, q1, prescale)
+                    & SimdMath.ToPairOrder(x2, q2, prescale);
+                SimdMath.WidenPairs(u, uf, bf16, scaled);
+                SimdMath.WidenPairs(v, vf, bf16, scaled);
+                SimdMath.Dot3x2Widened(q0, q1, q2, uf, vf, u, v, bf16, six);
+                float[] alone = [SimdMath.Dot(q0, u, bf16, scaled), SimdMath.Dot(q0, v, bf16, scaled),
+                    SimdMath.Dot(q1, u, bf16, scaled), SimdMath.Dot(q1, v, bf16, scaled),
+                    SimdMath.Dot(q2, u, bf16, scaled), SimdMath.Dot(q2, v, bf16, scaled)];
+                Assert.Equal(alone.Select(BitConverter.SingleToInt32Bits), six.Select(BitConverter.SingleToInt32Bits));
+                Assert.Equal(Enumerable.Range(0, n).Sum(i => (double)x2[i] * vf64[i]), six[5], 1e-4);
+            }
+        }
     }
 
     /// <summary>The AVX-512 four-by-three f32 block gives each of its twelve products bitwise what Dot gives, and the right

@@ -168,16 +168,22 @@ public class KernelReferenceTests
     }
 
     [Theory]
-    [InlineData("ilgpu-cpu", 6, 2, 1, 0)]    // decode, GQA, first position
-    [InlineData("ilgpu-cpu", 6, 2, 1, 40)]   // decode, GQA
-    [InlineData("ilgpu-cpu-wide", 4, 4, 5, 17)] // chunked prefill, MHA
-    [InlineData("cpu", 6, 2, 1, 40)]
-    [InlineData("cpu", 4, 4, 5, 17)]
-    public void Causal_attention_matches_reference(string backendName, int heads, int kvHeads, int rows, int start)
+    [InlineData("ilgpu-cpu", 6, 2, 1, 0, 10)]    // decode, GQA, first position
+    [InlineData("ilgpu-cpu", 6, 2, 1, 40, 10)]   // decode, GQA
+    [InlineData("ilgpu-cpu-wide", 4, 4, 5, 17, 10)] // chunked prefill, MHA
+    [InlineData("cpu", 6, 2, 1, 40, 10)]
+    [InlineData("cpu", 4, 4, 5, 17, 10)]
+    // The managed backend's blocks of four queries (head widths of whole 8s): GQA groups of three (blocks spanning rows),
+    // four and eight, MHA (four rows a block), and a chunk that starts at the first position.
+    [InlineData("cpu", 6, 2, 5, 17, 16)]
+    [InlineData("cpu", 8, 2, 7, 0, 64)]
+    [InlineData("cpu", 8, 1, 3, 9, 24)]
+    [InlineData("cpu", 4, 4, 6, 30, 64)]
+    public void Causal_attention_matches_reference(string backendName, int heads, int kvHeads, int rows, int start, int d)
     {
-        var rng = new Random(heads * 100 + rows + start);
+        var rng = new Random(heads * 100 + rows + start + d);
         var b = Backends.Get(backendName);
-        int d = 10, kvDim = kvHeads * d, capacity = start + rows + 3, layerOffset = capacity * kvDim; // second "layer"
+        int kvDim = kvHeads * d, capacity = start + rows + 3, layerOffset = capacity * kvDim; // second "layer"
         var q = Random(rng, rows * heads * d, 2f);
         var keys = Random(rng, 2 * capacity * kvDim, 2f);
         var values = Random(rng, 2 * capacity * kvDim);
