@@ -16,10 +16,12 @@ namespace KvIlgpu.Compute;
 /// memory and wants independent chains: with one accumulator it measured about a fifth slower than with two or four
 /// (perf weight-types, f32 decode). The GEMM wants small blocks' accumulators to fit AVX2's 16 vector registers: with
 /// four a product (the earlier order) the two-by-two block needed 16 and spilled four to the stack on every step, while
-/// with two the three-by-two block holds its 12 beside two weight chunks and one activation chunk, 5 loads for 6 FMAs.
-/// With AVX-512 a 512-bit register holds a product's two accumulators side by side (lanes 0-7 the even chunks', 8-15 the
-/// odd ones'), so one register a product over 16-value steps is the same order, and the four-by-three block
-/// (<see cref="Dot4x3Wide"/>) keeps 12 of them in AVX-512's 32 registers.</para></summary>
+/// with two the three-by-two block holds its 12 beside two weight chunks and one activation chunk, 5 loads for 6 FMAs,
+/// and the four-by-three block (<see cref="Dot4x3"/>, the GEMM's from four activation rows) goes over its rows twice,
+/// once per accumulator, 12 at a time, 7 loads for 12 FMAs. With AVX-512 a 512-bit register holds a product's two
+/// accumulators side by side (lanes 0-7 the even chunks', 8-15 the odd ones'), so one register a product over 16-value
+/// steps is the same order, and the four-by-three block (<see cref="Dot4x3Wide"/>) keeps 12 of them in AVX-512's 32
+/// registers in one pass.</para></summary>
 internal static class F32Products
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -174,6 +176,64 @@ internal static class F32Products
         }
         dst[0] = s00; dst[1] = s01; dst[2] = s10; dst[3] = s11; dst[4] = s20; dst[5] = s21;
     }
+
+    /// <summary>Four consecutive activation rows of k values against three consecutive weight rows on Vector256, into
+    /// dst as <see cref="Dot4x3Wide"/> writes it, every product bitwise <see cref="Dot"/>'s: the rows are gone over twice,
+    /// once for the even 8-value chunks (each product's first accumulator) and once for the odd ones (its second), so a
+    /// pass holds 12 accumulators, three weight chunks and one activation chunk in AVX2's 16 registers: 7 loads for 12
+    /// FMAs, against the three-by-two block's 5 for 6. The prefill GEMM's block on AVX2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    public static void Dot4x3(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int k, Span<float> dst)
+    {
+        if (!Vectors)
+        {
+            for (int r = 0; r < 4; r++)
+                for (int j = 0; j < 3; j++) dst[3 * r + j] = Dot(x.Slice(r * k, k), w.Slice(j * k, k));
+            return;
+        }
+        if (x.Length < 4 * k || w.Length < 3 * k || dst.Length < 12) throw new ArgumentException("a block or the output is too short");
+        ref float xr = ref MemoryMarshal.GetReference(x);
+        ref float wr = ref MemoryMarshal.GetReference(w);
+        var even = Chunks4x3(ref xr, ref wr, k, 0);
+        var odd = Chunks4x3(ref xr, ref wr, k, 8);
+        dst[0] = Vector256.Sum(even.A0 + odd.A0); dst[1] = Vector256.Sum(even.A1 + odd.A1); dst[2] = Vector256.Sum(even.A2 + odd.A2);
+        dst[3] = Vector256.Sum(even.B0 + odd.B0); dst[4] = Vector256.Sum(even.B1 + odd.B1); dst[5] = Vector256.Sum(even.B2 + odd.B2);
+        dst[6] = Vector256.Sum(even.C0 + odd.C0); dst[7] = Vector256.Sum(even.C1 + odd.C1); dst[8] = Vector256.Sum(even.C2 + odd.C2);
+        dst[9] = Vector256.Sum(even.D0 + odd.D0); dst[10] = Vector256.Sum(even.D1 + odd.D1); dst[11] = Vector256.Sum(even.D2 + odd.D2);
+        for (int i = k & ~7; i < k; i++)
+            for (int r = 0; r < 4; r++)
+            {
+                float xv = x[r * k + i];
+                dst[3 * r] += xv * w[i]; dst[3 * r + 1] += xv * w[k + i]; dst[3 * r + 2] += xv * w[2 * k + i];
+            }
+    }
+
+    /// <summary>One pass of <see cref="Dot4x3"/>: the 8-value chunks at half, half + 16, ... of every row, into one
+    /// accumulator per product. The accumulators come back in a struct: kept in a stackalloc'd span, the block ran at
+    /// two thirds of this speed (the span's zeroing and reloads cost more than a pass).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Block4x3 Chunks4x3(ref float xr, ref float wr, int k, int half)
+    {
+        nuint s = (nuint)k;
+        // Letter: the activation row; digit: the weight row.
+        Vector256<float> a0 = default, a1 = default, a2 = default, b0 = default, b1 = default, b2 = default;
+        Vector256<float> c0 = default, c1 = default, c2 = default, d0 = default, d1 = default, d2 = default;
+        for (nuint at = (nuint)half; at + 8 <= s; at += 16)
+        {
+            var u = Vector256.LoadUnsafe(ref wr, at); var v = Vector256.LoadUnsafe(ref wr, at + s);
+            var t = Vector256.LoadUnsafe(ref wr, at + 2 * s);
+            var p = Vector256.LoadUnsafe(ref xr, at); a0 = Fmadd(p, u, a0); a1 = Fmadd(p, v, a1); a2 = Fmadd(p, t, a2);
+            p = Vector256.LoadUnsafe(ref xr, at + s); b0 = Fmadd(p, u, b0); b1 = Fmadd(p, v, b1); b2 = Fmadd(p, t, b2);
+            p = Vector256.LoadUnsafe(ref xr, at + 2 * s); c0 = Fmadd(p, u, c0); c1 = Fmadd(p, v, c1); c2 = Fmadd(p, t, c2);
+            p = Vector256.LoadUnsafe(ref xr, at + 3 * s); d0 = Fmadd(p, u, d0); d1 = Fmadd(p, v, d1); d2 = Fmadd(p, t, d2);
+        }
+        return new Block4x3(a0, a1, a2, b0, b1, b2, c0, c1, c2, d0, d1, d2);
+    }
+
+    /// <summary>A four-by-three block's accumulators, one per product (letter: the activation row; digit: the weight row).</summary>
+    private readonly record struct Block4x3(Vector256<float> A0, Vector256<float> A1, Vector256<float> A2,
+        Vector256<float> B0, Vector256<float> B1, Vector256<float> B2, Vector256<float> C0, Vector256<float> C1,
+        Vector256<float> C2, Vector256<float> D0, Vector256<float> D1, Vector256<float> D2);
 
     /// <summary>Whether the f32 GEMM takes <see cref="Dot4x3Wide"/>: on AVX-512 hardware, or where a test asks for it.</summary>
     public static bool Wide4x3 => ForceWide4x3 || (Vector512.IsHardwareAccelerated && Avx512F.IsSupported);

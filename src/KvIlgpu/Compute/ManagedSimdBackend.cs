@@ -251,9 +251,9 @@ internal sealed class ManagedSimdBackend : IComputeBackend
     private void MatMulRows(float[] xs, HostWeight wt, float[] o, int rows, bool prescaled)
     {
         int n = wt.Rows, k = wt.Cols;
-        if (wt.F32 != null && rows >= 4 && F32Products.Wide4x3 && SimdMath.F32ThreeRowBlocks)
+        if (wt.F32 != null && rows >= 4 && SimdMath.F32ThreeRowBlocks)
         {
-            F32MatMulRowsWide(xs, wt.F32, o, rows, n, k);
+            F32MatMulRows4x3(xs, wt.F32, o, rows, n, k);
             return;
         }
         // A tile of weight rows stays in L1 while every activation row passes over it, two weight rows at a time against two
@@ -261,7 +261,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // (every product bitwise what Dot gives, so batching changes no number).
         int tile = Math.Max(2, Math.Min(16, 8192 / Math.Max(1, k)) & ~1);
         // Three activation rows by two weight rows where the registers hold the block: f32 in the Vector256 order (12
-        // accumulators) everywhere, 16-bit weights (24) with AVX-512's 32 registers.
+        // accumulators; with four or more activation rows F32MatMulRows4x3 took them above) everywhere, 16-bit weights
+        // (24) with AVX-512's 32 registers.
         bool three = wt.Type == WeightType.F32 ? SimdMath.F32ThreeRowBlocks : SimdMath.ThreeRowBlocks;
         // 16-bit weights in the Vector256 order: the tile is widened to f32 once, not once per block of activation rows,
         // and met three activation rows at a time (SimdMath.Dot3x2Widened, 12 accumulators per pass, as f32's block),
@@ -337,11 +338,13 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         });
     }
 
-    /// <summary>y = x w^T for f32 weights with AVX-512 (in the Vector256 order, so bitwise what the other paths give):
-    /// blocks of four activation rows by three weight rows (<see cref="F32Products.Dot4x3Wide"/>), a tile of 3 to 15
-    /// weight rows (about 32 KB where the rows are short enough) kept in L1 while every block of activation rows passes
-    /// over it; the one to three activation rows left over meet the tile's rows one at a time.</summary>
-    private void F32MatMulRowsWide(float[] xs, float[] w, float[] o, int rows, int n, int k)
+    /// <summary>y = x w^T for f32 weights and at least four activation rows (in the Vector256 order, so bitwise what the
+    /// other paths give): blocks of four activation rows by three weight rows (<see cref="F32Products.Dot4x3Wide"/> with
+    /// AVX-512, <see cref="F32Products.Dot4x3"/> in two passes elsewhere: 64-row products about 1.2x faster than the
+    /// three-by-two block on AVX2), a tile of 3 to 15 weight rows (about 32 KB where the rows are short enough) kept in L1
+    /// while every block of activation rows passes over it; the one to three activation rows left over meet the tile's
+    /// rows one at a time.</summary>
+    private void F32MatMulRows4x3(float[] xs, float[] w, float[] o, int rows, int n, int k)
     {
         int tile = 3 * Math.Clamp(8192 / Math.Max(1, 3 * k), 1, 5);
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
@@ -354,7 +357,8 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                 for (; r + 3 < rows; r += 4)
                     for (int j = j0; j < j1; j += 3)
                     {
-                        F32Products.Dot4x3Wide(xs.AsSpan(r * k, 4 * k), w.AsSpan(j * k, 3 * k), k, block);
+                        if (F32Products.Wide4x3) F32Products.Dot4x3Wide(xs.AsSpan(r * k, 4 * k), w.AsSpan(j * k, 3 * k), k, block);
+                        else F32Products.Dot4x3(xs.AsSpan(r * k, 4 * k), w.AsSpan(j * k, 3 * k), k, block);
                         for (int q = 0; q < 4; q++)
                         {
                             int at = (r + q) * n + j;
