@@ -269,9 +269,11 @@ internal sealed class ManagedSimdBackend : IComputeBackend
         // then two. f16's widening took more instructions than the multiply-adds (widened two-by-two: 64-row products
         // 1.3x faster; three-by-two on top: 1.4x more). bf16 widened as it went while its block was two-by-two (reading
         // the widened tile back cost more than two instructions saved); with three-by-two its widened tile measured
-        // about 1.1x faster. The products are the same, bit for bit.
+        // about 1.1x faster from 32 activation rows, but slower for the few rows of a batched decode step (4 rows:
+        // 4.5-6.8 against 2.6-4.4 ms a step's matrices; 16 rows: 14.5-17.9 against 13.4-14.3), so bf16 widens its tiles
+        // for prefill chunks only. The products are the same, bit for bit.
         bool bf16 = wt.Type == WeightType.BF16;
-        bool widen = (wt.Type == WeightType.F16 || bf16) && !three && rows >= 4 && SimdMath.WidensTiles(k);
+        bool widen = (wt.Type == WeightType.F16 || bf16) && !three && rows >= (bf16 ? 32 : 4) && SimdMath.WidensTiles(k);
         ForRanges(n, (long)k * rows, [MethodImpl(MethodImplOptions.AggressiveOptimization)] (start, end) =>
         {
             int j = start;

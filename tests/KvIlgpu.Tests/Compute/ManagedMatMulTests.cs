@@ -5,7 +5,8 @@ using KvIlgpu.Tests.Support;
 namespace KvIlgpu.Tests.Compute;
 
 /// <summary>The managed backend's matrix product over every number of activation rows it blocks differently (one, two,
-/// three, the remainders after its three- and two-row blocks, a tile boundary, odd weight rows): each row of a batch is
+/// three, the remainders after its three- and two-row blocks, a tile boundary, odd weight rows, and enough rows for bf16
+/// to widen its tiles): each row of a batch is
 /// bitwise what that row gives alone (batching changes no number), and equals a double-precision product of the stored
 /// weights as the format defines them.</summary>
 public class ManagedMatMulTests
@@ -25,7 +26,7 @@ public class ManagedMatMulTests
         var stored = weight.ToFloat();
         var backend = new ManagedSimdBackend(2);
         using var w = backend.Upload(weight);
-        foreach (int rows in new[] { 1, 2, 3, 4, 5, 7, 9 })
+        foreach (int rows in new[] { 1, 2, 3, 4, 5, 7, 9, 34 })
         {
             var x = Enumerable.Range(0, rows * inputs).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
             var batch = Product(backend, w, x, rows, outputs);
