@@ -185,13 +185,7 @@ internal static class F32Products
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dot4x3(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int k, Span<float> dst)
     {
-        if (!Vectors)
-        {
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < 3; j++) dst[3 * r + j] = Dot(x.Slice(r * k, k), w.Slice(j * k, k));
-            return;
-        }
-        if (x.Length < 4 * k || w.Length < 3 * k || dst.Length < 12) throw new ArgumentException("a block or the output is too short");
+        if (BySingles4x3(x, w, k, dst)) return;
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float wr = ref MemoryMarshal.GetReference(w);
         var even = Chunks4x3(ref xr, ref wr, k, 0);
@@ -200,7 +194,25 @@ internal static class F32Products
         dst[3] = Vector256.Sum(even.B0 + odd.B0); dst[4] = Vector256.Sum(even.B1 + odd.B1); dst[5] = Vector256.Sum(even.B2 + odd.B2);
         dst[6] = Vector256.Sum(even.C0 + odd.C0); dst[7] = Vector256.Sum(even.C1 + odd.C1); dst[8] = Vector256.Sum(even.C2 + odd.C2);
         dst[9] = Vector256.Sum(even.D0 + odd.D0); dst[10] = Vector256.Sum(even.D1 + odd.D1); dst[11] = Vector256.Sum(even.D2 + odd.D2);
-        for (int i = k & ~7; i < k; i++)
+        AddTail4x3(x, w, k, k & ~7, dst);
+    }
+
+    /// <summary>A four-by-three block's checks, and its products one Dot at a time where there is no vector hardware:
+    /// returns whether that was done (so the block has nothing left to do).</summary>
+    private static bool BySingles4x3(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int k, Span<float> dst)
+    {
+        if (x.Length < 4 * k || w.Length < 3 * k || dst.Length < 12) throw new ArgumentException("a block or the output is too short");
+        if (Vectors) return false;
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 3; j++) dst[3 * r + j] = Dot(x.Slice(r * k, k), w.Slice(j * k, k));
+        return true;
+    }
+
+    /// <summary>A four-by-three block's values from `from` on (those after its last whole chunk), added one by one to its
+    /// twelve sums, as Dot adds them.</summary>
+    private static void AddTail4x3(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int k, int from, Span<float> dst)
+    {
+        for (int i = from; i < k; i++)
             for (int r = 0; r < 4; r++)
             {
                 float xv = x[r * k + i];
@@ -267,13 +279,7 @@ internal static class F32Products
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Dot4x3Wide(ReadOnlySpan<float> x, ReadOnlySpan<float> w, int k, Span<float> dst)
     {
-        if (!Vectors)
-        {
-            for (int r = 0; r < 4; r++)
-                for (int j = 0; j < 3; j++) dst[3 * r + j] = Dot(x.Slice(r * k, k), w.Slice(j * k, k));
-            return;
-        }
-        if (x.Length < 4 * k || w.Length < 3 * k || dst.Length < 12) throw new ArgumentException("a block or the output is too short");
+        if (BySingles4x3(x, w, k, dst)) return;
         ref float xr = ref MemoryMarshal.GetReference(x);
         ref float wr = ref MemoryMarshal.GetReference(w);
         nuint s = (nuint)k;
@@ -309,11 +315,6 @@ internal static class F32Products
         dst[3] = Total(b0); dst[4] = Total(b1); dst[5] = Total(b2);
         dst[6] = Total(c0); dst[7] = Total(c1); dst[8] = Total(c2);
         dst[9] = Total(d0); dst[10] = Total(d1); dst[11] = Total(d2);
-        for (; i < k; i++)
-            for (int r = 0; r < 4; r++)
-            {
-                float xv = x[r * k + i];
-                dst[3 * r] += xv * w[i]; dst[3 * r + 1] += xv * w[k + i]; dst[3 * r + 2] += xv * w[2 * k + i];
-            }
+        AddTail4x3(x, w, k, i, dst);
     }
 }
