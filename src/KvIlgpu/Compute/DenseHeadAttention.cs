@@ -43,9 +43,11 @@ internal static class DenseHeadAttention
     /// same head of neighbouring rows): query i is at qs[queryAt[i]], attends to the first lens[i] rows, and writes
     /// dst[dstAt[i]..+d]. The scores of the four are taken together, two keys a pass, so each key chunk is loaded once for
     /// four queries instead of once for each (6 loads for 8 multiply-adds, against 5 for 4). Every query's numbers are
-    /// bitwise what <see cref="Attend"/> gives it alone: its scores keep one accumulator over the head's width, its
-    /// softmax and value sum are Attend's. keys and values start at the KV head's first row and hold the longest query's
-    /// rows; scores is scratch of at least 4 x the longest length. Blocked widths only (<see cref="Blocked"/>).</summary>
+    /// what <see cref="Attend"/> gives it alone, bit for bit: its scores keep one accumulator over the head's width, its
+    /// softmax is Attend's, and its value sum adds the same products in the same order (then, past its own length, rows
+    /// weighed by zero, which add nothing but a zero's sign). keys and values start at the KV head's first row and hold
+    /// the longest query's rows; scores is scratch of at least 4 x the longest length. Blocked widths only
+    /// (<see cref="Blocked"/>).</summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AttendFour(ReadOnlySpan<float> qs, ReadOnlySpan<int> queryAt, ReadOnlySpan<int> lens, int count,
         ReadOnlySpan<float> keys, ReadOnlySpan<float> values, int stride, int d, float scale, Span<float> scores,
@@ -54,7 +56,12 @@ internal static class DenseHeadAttention
         if (count is < 1 or > 4) throw new ArgumentOutOfRangeException(nameof(count), "one to four queries a block");
         if (!Blocked(d)) throw new ArgumentException($"head width {d} is not blocked", nameof(d));
         int longest = 0;
-        for (int i = 0; i < count; i++) longest = Math.Max(longest, lens[i]);
+        for (int i = 0; i < count; i++)
+        {
+            if (lens[i] < 1) throw new ArgumentOutOfRangeException(nameof(lens), "a query attends to at least one row");
+            if (dstAt[i] < 0 || dstAt[i] + d > dst.Length) throw new ArgumentOutOfRangeException(nameof(dstAt));
+            longest = Math.Max(longest, lens[i]);
+        }
         if (scores.Length < 4 * longest) throw new ArgumentException("scores is shorter than four times the longest length");
         // Missing queries repeat the first (their scores are computed and not used).
         int at0 = queryAt[0], at1 = queryAt[count > 1 ? 1 : 0], at2 = queryAt[count > 2 ? 2 : 0], at3 = queryAt[count > 3 ? 3 : 0];

@@ -520,7 +520,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                             longest, scale, scores, o.AsSpan(queryAt[0], d));
                     else
                         DenseHeadAttention.AttendFour(qs, queryAt, lens, count, ks.AsSpan(at, span), vs.AsSpan(at, span), s.KvDim, d,
-                        scale, scores, o, queryAt);
+                            scale, scores, o, queryAt);
                 }
             });
             return;
