@@ -70,6 +70,21 @@ internal static class WeightTypesBenchmark
                 $"{vsFirst:F2}x | {Median(s.Select(x => x.Prefill)):F0} | {Of(cppPrefill)} | " +
                 $"{Ratio(s.Select(x => (x.Prefill, x.CppPrefill)))} |");
         }
+        if (llamaBench == "-") return;
+        // The ratios as a picture beside the table: a bar per engine step and weight type, parity with llama.cpp dashed.
+        double MedianRatio(List<(double Decode, double Prefill, double? CppDecode, double? CppPrefill)> s, bool decode) =>
+            s.All(x => (decode ? x.CppDecode : x.CppPrefill) is > 0)
+                ? Median(s.Select(x => decode ? x.Decode / x.CppDecode!.Value : x.Prefill / x.CppPrefill!.Value)) : double.NaN;
+        var svg = Path.Combine("docs", "perf", "weight-types-vs-llama-cpp.svg");
+        Evaluation.SvgBarChart.Write(svg, $"KvIlgpu against llama.cpp, {threads} threads, median of {rounds} round(s)",
+            "ratio of tokens/s (1 = llama.cpp's speed)",
+            [.. info.Select(i => Path.GetFileNameWithoutExtension(i.File).Replace("perf-", "", StringComparison.Ordinal))],
+            new Dictionary<string, IReadOnlyList<double>>
+            {
+                ["decode"] = [.. samples.Select(s => MedianRatio(s, decode: true))],
+                [$"prefill {prefillTokens}"] = [.. samples.Select(s => MedianRatio(s, decode: false))],
+            }, referenceY: 1);
+        Console.WriteLine($"plot: {svg}");
     }
 
     /// <summary>The relative RMS difference of all matrices from the first file's, as this engine decodes them: a check
