@@ -128,27 +128,21 @@ public class SimdMathTests
         }
     }
 
-    /// <summary>The AVX-512 four-by-three f32 block gives each of its twelve products bitwise what Dot gives, and the right
-    /// value, at widths with and without an odd last chunk and a tail. Without AVX-512 its Vector512 operations are the
-    /// runtime's software ones (fused multiply-adds included), so the order is checked on every machine.</summary>
-    [Theory]
-    [InlineData(512)]
-    [InlineData(1376)]
-    [InlineData(77)]
-    [InlineData(24)]
-    [InlineData(5)]
-    public void Wide_four_by_three_block_is_bitwise_equal_to_single_dots(int n) => Four_by_three_block(n, wide: true);
+    public static TheoryData<int, bool> FourByThreeCases()
+    {
+        var cases = new TheoryData<int, bool>();
+        foreach (bool wide in new[] { true, false })
+            foreach (int n in new[] { 512, 1376, 77, 24, 5 }) cases.Add(n, wide);
+        return cases;
+    }
 
-    /// <summary>The AVX2 four-by-three f32 block (two passes, one per accumulator of each product) holds to the same.</summary>
+    /// <summary>The four-by-three f32 blocks give each of their twelve products bitwise what Dot gives, and the right
+    /// value, at widths with and without an odd last chunk and a tail: the AVX-512 one (wide; without AVX-512 its Vector512
+    /// operations are the runtime's software ones, fused multiply-adds included, so its order is checked on every machine)
+    /// and the AVX2 one (two passes, one per accumulator of each product).</summary>
     [Theory]
-    [InlineData(512)]
-    [InlineData(1376)]
-    [InlineData(77)]
-    [InlineData(24)]
-    [InlineData(5)]
-    public void Two_pass_four_by_three_block_is_bitwise_equal_to_single_dots(int n) => Four_by_three_block(n, wide: false);
-
-    private static void Four_by_three_block(int n, bool wide)
+    [MemberData(nameof(FourByThreeCases))]
+    public void Four_by_three_blocks_are_bitwise_equal_to_single_dots(int n, bool wide)
     {
         var rng = new Random(n + 3);
         float[] R(int count) => Enumerable.Range(0, count).Select(_ => (float)rng.NextDouble() * 2 - 1).ToArray();
