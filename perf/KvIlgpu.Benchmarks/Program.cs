@@ -39,6 +39,13 @@ if (args.Length > 0 && args[0] == "train-throughput")
         CultureInfo.InvariantCulture) : 3, args.Length > 3 ? args[3] : "default");
     return;
 }
+if (args.Length > 0 && args[0] == "dense-attention")
+{
+    int[] a = args.Skip(1).Select(v => int.Parse(v, CultureInfo.InvariantCulture)).ToArray();
+    DenseAttentionBenchmark.Run(a.Length > 0 ? a[0] : 448, a.Length > 1 ? a[1] : 64, a.Length > 2 ? a[2] : 8, a.Length > 3 ? a[3] : 2,
+        a.Length > 4 ? a[4] : 64);
+    return;
+}
 if (args.Length > 0 && args[0] == "weight-types")
 {
     WeightTypesBenchmark.Run(args.Length > 1 ? args[1] : "-", args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 2,

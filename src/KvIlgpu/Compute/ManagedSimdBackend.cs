@@ -296,9 +296,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                                 SimdMath.Dot3x2Widened(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k),
                                     widened.AsSpan((jj - j0) * k, k), widened.AsSpan((jj + 1 - j0) * k, k),
                                     wt.Bits16.AsSpan(jj * k, k), wt.Bits16.AsSpan((jj + 1) * k, k), bf16, block);
-                                o[r * n + jj] = block[0]; o[r * n + jj + 1] = block[1];
-                                o[(r + 1) * n + jj] = block[2]; o[(r + 1) * n + jj + 1] = block[3];
-                                o[(r + 2) * n + jj] = block[4]; o[(r + 2) * n + jj + 1] = block[5];
+                                Store3x2(block, o, n, r, jj);
                             }
                         for (; r + 1 < rows; r += 2)
                             for (int jj = j0; jj < j1; jj += 2)
@@ -314,9 +312,7 @@ internal sealed class ManagedSimdBackend : IComputeBackend
                             {
                                 wt.Dot3x2(xs.AsSpan(r * k, k), xs.AsSpan((r + 1) * k, k), xs.AsSpan((r + 2) * k, k), jj,
                                     prescaled, block);
-                                o[r * n + jj] = block[0]; o[r * n + jj + 1] = block[1];
-                                o[(r + 1) * n + jj] = block[2]; o[(r + 1) * n + jj + 1] = block[3];
-                                o[(r + 2) * n + jj] = block[4]; o[(r + 2) * n + jj + 1] = block[5];
+                                Store3x2(block, o, n, r, jj);
                             }
                     }
                     for (; r + 1 < rows; r += 2)
@@ -338,6 +334,17 @@ internal sealed class ManagedSimdBackend : IComputeBackend
             }
             if (widened != null) ArrayPool<float>.Shared.Return(widened);
         });
+    }
+
+    /// <summary>A three-by-two block's products (x_r.w_j, x_r.w_j+1, x_r+1.w_j, ...) into the output rows r to r + 2,
+    /// columns j and j + 1 (n columns a row).</summary>
+    private static void Store3x2(ReadOnlySpan<float> block, float[] o, int n, int r, int j)
+    {
+        for (int q = 0; q < 3; q++)
+        {
+            o[(r + q) * n + j] = block[2 * q];
+            o[(r + q) * n + j + 1] = block[2 * q + 1];
+        }
     }
 
     /// <summary>y = x w^T for f32 weights and at least four activation rows (in the Vector256 order, so bitwise what the

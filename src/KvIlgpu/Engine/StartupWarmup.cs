@@ -75,13 +75,7 @@ internal static class StartupWarmup
             : Directory.EnumerateFiles(dir, "model*.safetensors").Order(StringComparer.Ordinal).FirstOrDefault();
         if (path == null) return (WeightType.F32, [WeightType.F32], null);
         var file = SafetensorsFile.Open(path);
-        static WeightType? Of(SafetensorsEntry e) => e.DType switch
-        {
-            "F32" => WeightType.F32,
-            "F16" => WeightType.F16,
-            "BF16" => WeightType.BF16,
-            _ => null,
-        };
+        static WeightType? Of(SafetensorsEntry e) => SafetensorsFile.WeightTypeOf(e.DType);
         var matrices = file.Entries.Values.Where(e => e.Name.Contains(".layers.", StringComparison.Ordinal) && e.Shape.Length == 2)
             .Select(Of).OfType<WeightType>().Distinct().ToList();
         if (matrices.Count == 0) matrices.Add(WeightType.F32);

@@ -18,7 +18,7 @@ public class StartupWarmupTests
     [InlineData("f16")]
     public void Warm_up_takes_the_files_weight_types_and_runs_through_the_engine(string kind)
     {
-        var w = TestModels.Random(TestModels.Config(dim: 256, hidden: 512, heads: 4, kvHeads: 2, vocab: 64), seed: 61);
+        var w = TestModels.SuperBlockModel(seed: 61);
         using var dir = new TempDir();
         string path = dir.File("m.gguf");
         Func<string, GgufType> typeOf = kind switch

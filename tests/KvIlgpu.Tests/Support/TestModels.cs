@@ -128,6 +128,11 @@ internal static class TestModels
     }
 
 
+    /// <summary>A small model whose widths are whole 256-value super-blocks, so every k-quant holds it (the quantised-file
+    /// tests' model).</summary>
+    public static LlamaWeights SuperBlockModel(int seed) =>
+        Random(Config(dim: 256, hidden: 512, heads: 4, kvHeads: 2, vocab: 64), seed);
+
     /// <summary>What llama-quantize's Q4_K_M writes for a small model, by GGUF tensor name: q6_K for attn_v, ffn_down and
     /// the output head, q5_K for ffn_up (standing in for its q5_K/q4_K alternation), q4_K for the rest.</summary>
     public static GgufType Q4KMType(string name) => name.Contains("attn_v") || name.Contains("ffn_down") || name == "output.weight"

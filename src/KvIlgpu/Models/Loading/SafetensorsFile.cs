@@ -129,8 +129,8 @@ internal sealed class SafetensorsFile
         var e = Entries[name];
         long count = e.Shape.Aggregate(1L, (a, b) => a * b);
         // Open checked that the byte range is exactly the size dtype and shape need; here only the dtypes weights may use.
-        if (e.DType is not ("F32" or "F16" or "BF16"))
-            throw new InvalidModelException(Path, $"tensor {name} has dtype {e.DType}; supported dtypes are F32, F16 and BF16");
+        var type = WeightTypeOf(e.DType)
+            ?? throw new InvalidModelException(Path, $"tensor {name} has dtype {e.DType}; supported dtypes are F32, F16 and BF16");
         if (e.Shape.Length is not (1 or 2))
             throw new InvalidModelException(Path, $"tensor {name} has {e.Shape.Length} dimensions; expected 1 or 2");
         if (e.Shape.Any(d => d > int.MaxValue) || count > int.MaxValue)
@@ -139,8 +139,17 @@ internal sealed class SafetensorsFile
         int cols = (int)e.Shape[^1];
         using var r = new TensorFileReader(Path, progress, buffered: false) { ProgressBase = progressBase, ProgressTotal = progressTotal };
         r.Position = DataStart + e.Begin;
-        return e.DType == "F32"
+        return type == WeightType.F32
             ? WeightTensor.FromF32(name, rows, cols, r.ReadArray<float>(count, name))
-            : WeightTensor.From16(name, rows, cols, e.DType == "F16" ? WeightType.F16 : WeightType.BF16, r.ReadArray<ushort>(count, name));
+            : WeightTensor.From16(name, rows, cols, type, r.ReadArray<ushort>(count, name));
     }
+
+    /// <summary>The weight type a safetensors dtype is held as; null for a dtype weights may not use.</summary>
+    public static WeightType? WeightTypeOf(string dtype) => dtype switch
+    {
+        "F32" => WeightType.F32,
+        "F16" => WeightType.F16,
+        "BF16" => WeightType.BF16,
+        _ => null,
+    };
 }

@@ -199,7 +199,7 @@ public class QuantizedWeightTests
     [InlineData("ilgpu-cpu")]
     public void Mixed_k_quant_gguf_runs_quantised_and_matches_the_dequantised_reference(string backend)
     {
-        var w = TestModels.Random(TestModels.Config(dim: 256, hidden: 512, heads: 4, kvHeads: 2, vocab: 64), seed: 31);
+        var w = TestModels.SuperBlockModel(seed: 31);
         using var dir = new TempDir();
         string path = dir.File("q4_k_m.gguf");
         TestModels.WriteGguf(path, w, TestModels.Q4KMType);
